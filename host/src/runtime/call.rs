@@ -1,0 +1,315 @@
+//! One operation on one plugin: a fresh store and instance, the connection's
+//! limits, the deadline, and the answer classified for the host's policy.
+
+use super::Runtime;
+use super::bindings::{
+    Bill, Capabilities, ConnectorError, Context, Descriptor, Entry, Payment, PluginPre, Setting,
+};
+use super::capture::LogLine;
+use super::plugin::Plugin;
+use super::sandbox::{Sandbox, StoreState};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::{Store, UpdateDeadline};
+
+/// An operation of the contract.
+#[derive(Debug, Clone)]
+pub enum Operation {
+    /// `lookup-bill`.
+    LookupBill { bill: Bill, known_id: Option<String> },
+    /// `create-bill`.
+    CreateBill { bill: Bill },
+    /// `update-bill`.
+    UpdateBill { entry: Entry, bill: Bill },
+    /// `lookup-payment`.
+    LookupPayment { payment: Payment, known_id: Option<String> },
+    /// `create-payment`.
+    CreatePayment { payment: Payment },
+    /// `update-payment`.
+    UpdatePayment { entry: Entry, payment: Payment },
+    /// `check-numbers-in-use`.
+    CheckNumbersInUse { bank_account: String, first: u64, count: u32 },
+}
+
+impl Operation {
+    /// The contract's name of the operation.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::LookupBill { .. } => "lookup-bill",
+            Operation::CreateBill { .. } => "create-bill",
+            Operation::UpdateBill { .. } => "update-bill",
+            Operation::LookupPayment { .. } => "lookup-payment",
+            Operation::CreatePayment { .. } => "create-payment",
+            Operation::UpdatePayment { .. } => "update-payment",
+            Operation::CheckNumbersInUse { .. } => "check-numbers-in-use",
+        }
+    }
+
+    fn needs(&self) -> Capabilities {
+        match self {
+            Operation::LookupBill { .. } | Operation::CreateBill { .. } | Operation::UpdateBill { .. } => {
+                Capabilities::empty()
+            }
+            Operation::LookupPayment { .. } | Operation::CreatePayment { .. } => Capabilities::PAYMENTS,
+            Operation::UpdatePayment { .. } => Capabilities::PAYMENTS | Capabilities::UPDATE_PAYMENTS,
+            Operation::CheckNumbersInUse { .. } => Capabilities::CHECK_NUMBERS_IN_USE,
+        }
+    }
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// From a lookup: the entry, or `None` when the ERP has none.
+    Found(Option<Entry>),
+    /// From a create or update: the entry as it now is.
+    Entry(Entry),
+    /// From `check-numbers-in-use`.
+    CheckNumbers(Vec<u64>),
+}
+
+/// The plugin failed in a way no ERP caused. Each fails this one operation
+/// only; the next call gets a fresh instance.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginFault {
+    /// The call ran past its deadline and was interrupted.
+    #[error("the plugin ran past its {0:?} deadline and was stopped")]
+    Deadline(Duration),
+    /// The plugin tried to grow its memory past the limit.
+    #[error("the plugin exceeded its memory limit of {0} bytes")]
+    MemoryLimit(usize),
+    /// The plugin trapped (a panic, an `unreachable`, an out-of-bounds access).
+    #[error("the plugin crashed: {0}")]
+    Trap(String),
+    /// The plugin could not be instantiated.
+    #[error("the plugin could not be instantiated: {0}")]
+    Instantiate(String),
+}
+
+/// Why an operation produced no reply.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// The connector's classified answer (booked, validation, ...).
+    #[error("{}", describe_connector_error(.0))]
+    Connector(ConnectorError),
+    /// The plugin misbehaved.
+    #[error(transparent)]
+    Fault(#[from] PluginFault),
+    /// The plugin does not declare the capability the operation needs.
+    #[error("the {plugin} connector does not support {operation}")]
+    Unsupported {
+        /// The plugin's name.
+        plugin: String,
+        /// The operation.
+        operation: &'static str,
+    },
+}
+
+/// The connector's answer in plain words, for logs and messages.
+pub fn describe_connector_error(e: &ConnectorError) -> String {
+    match e {
+        ConnectorError::Booked(m) => format!("booked in the ERP: {m}"),
+        ConnectorError::NotFound(m) => format!("not found in the ERP: {m}"),
+        ConnectorError::Conflict(m) => format!("changed in the ERP meanwhile: {m}"),
+        ConnectorError::DuplicateCheckNumber(d) => {
+            format!("check number {} is already used in the ERP: {}", d.check_number, d.message)
+        }
+        ConnectorError::Validation(v) => format!("the ERP rejected {}: {}", v.field, v.message),
+        ConnectorError::RateLimited(r) => format!("rate limited by the ERP: {}", r.message),
+        ConnectorError::Unavailable(m) => format!("the ERP is unavailable: {m}"),
+        ConnectorError::Unauthorized(m) => format!("the ERP refused the credentials: {m}"),
+    }
+}
+
+/// The result of one operation with what the plugin logged meanwhile.
+#[derive(Debug, Clone)]
+pub struct CallOutcome {
+    /// The answer.
+    pub result: Result<Reply, CallError>,
+    /// What the plugin logged and printed, and host notes about it.
+    pub logs: Vec<LogLine>,
+    /// Wall time of the whole call, instantiation included.
+    pub elapsed: Duration,
+}
+
+/// The marker error the epoch callback raises at the deadline.
+#[derive(Debug)]
+struct DeadlineExceeded;
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("deadline exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// A store for one call under `sandbox`, with its limiter and deadline.
+fn new_store(rt: &Runtime, sandbox: &Sandbox) -> Result<Store<StoreState>, PluginFault> {
+    let state = StoreState::new(
+        sandbox,
+        Arc::from(sandbox.allowed_hosts.clone()),
+        Arc::from(sandbox.credentials.clone()),
+    )
+    .map_err(|e| PluginFault::Instantiate(format!("{e:#}")))?;
+    let mut store = Store::new(&rt.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    let deadline = Instant::now() + sandbox.limits.deadline;
+    store.set_epoch_deadline(1);
+    // Yield at every tick so a busy plugin never starves other tasks on the
+    // same thread, and stop it once its wall time is up.
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Err(wasmtime::Error::new(DeadlineExceeded))
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    Ok(store)
+}
+
+/// Instantiation failed (as opposed to the call trapping).
+#[derive(Debug)]
+struct InstantiateFailed(String);
+
+impl std::fmt::Display for InstantiateFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InstantiateFailed {}
+
+/// Names what stopped a call: the deadline, the memory limit (the limiter
+/// saw the refused growth; the trap itself is the guest's abort), an
+/// instantiation failure, or any other trap.
+fn classify(err: wasmtime::Error, store: &Store<StoreState>, sandbox: &Sandbox) -> PluginFault {
+    if err.downcast_ref::<DeadlineExceeded>().is_some() {
+        PluginFault::Deadline(sandbox.limits.deadline)
+    } else if store.data().limiter.hit {
+        PluginFault::MemoryLimit(sandbox.limits.memory_bytes)
+    } else if let Some(InstantiateFailed(m)) = err.downcast_ref::<InstantiateFailed>() {
+        PluginFault::Instantiate(m.clone())
+    } else {
+        PluginFault::Trap(format!("{err:#}"))
+    }
+}
+
+/// Calls `describe` on a fresh instance of `pre`.
+pub(crate) async fn describe(rt: &Runtime, pre: &PluginPre<StoreState>, sandbox: &Sandbox) -> Result<Descriptor, CallError> {
+    let _permit = rt.permits.acquire().await.expect("the pool's semaphore is never closed");
+    let mut store = new_store(rt, sandbox)?;
+    let instance = pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(|e| PluginFault::Instantiate(format!("{e:#}")))?;
+    let run = instance.ledgerbridge_connector_connector().call_describe(&mut store);
+    match tokio::time::timeout(sandbox.limits.deadline + GRACE, run).await {
+        Ok(Ok(d)) => Ok(d),
+        Ok(Err(e)) => Err(classify(e, &store, sandbox).into()),
+        Err(_) => Err(PluginFault::Deadline(sandbox.limits.deadline).into()),
+    }
+}
+
+/// Beyond the deadline, how long the outer timer waits before giving up on a
+/// call stuck in a host call (where the epoch cannot interrupt it).
+const GRACE: Duration = Duration::from_secs(1);
+
+impl Runtime {
+    /// Runs `op` on `plugin` under `sandbox`, with `idempotency_key` in the
+    /// plugin's context. Never panics on plugin behaviour: every fault is a
+    /// [`CallError::Fault`] of this call alone.
+    pub async fn call(&self, plugin: &Plugin, sandbox: &Sandbox, idempotency_key: &str, op: Operation) -> CallOutcome {
+        let started = Instant::now();
+        let needs = op.needs();
+        if !plugin.descriptor.capabilities.contains(needs) {
+            return CallOutcome {
+                result: Err(CallError::Unsupported {
+                    plugin: plugin.descriptor.name.clone(),
+                    operation: op.name(),
+                }),
+                logs: Vec::new(),
+                elapsed: started.elapsed(),
+            };
+        }
+        let _permit = self.permits.acquire().await.expect("the pool's semaphore is never closed");
+        let mut store = match new_store(self, sandbox) {
+            Ok(s) => s,
+            Err(f) => {
+                return CallOutcome { result: Err(f.into()), logs: Vec::new(), elapsed: started.elapsed() };
+            }
+        };
+        let ctx = Context {
+            tenant_id: sandbox.tenant_id.clone(),
+            connection_id: sandbox.connection_id.clone(),
+            settings: sandbox
+                .settings
+                .iter()
+                .map(|(name, value)| Setting { name: name.clone(), value: value.clone() })
+                .collect(),
+            idempotency_key: idempotency_key.to_string(),
+        };
+        let run = run(&plugin.pre, &mut store, &ctx, op);
+        let result = match tokio::time::timeout(sandbox.limits.deadline + GRACE, run).await {
+            Ok(Ok(Ok(reply))) => Ok(reply),
+            Ok(Ok(Err(connector))) => Err(CallError::Connector(connector)),
+            Ok(Err(e)) => Err(CallError::Fault(classify(e, &store, sandbox))),
+            Err(_) => Err(CallError::Fault(PluginFault::Deadline(sandbox.limits.deadline))),
+        };
+        let capture = store.data().capture.clone();
+        if let Err(CallError::Fault(f)) = &result {
+            capture.host_line(f.to_string());
+        }
+        let logs = capture.lines();
+        for line in &logs {
+            tracing::debug!(
+                tenant = %sandbox.tenant_id,
+                connection = %sandbox.connection_id,
+                plugin = %plugin.descriptor.name,
+                source = ?line.source,
+                level = ?line.level,
+                "{}",
+                line.message
+            );
+        }
+        CallOutcome { result, logs, elapsed: started.elapsed() }
+    }
+}
+
+type Answer = wasmtime::Result<Result<Reply, ConnectorError>>;
+
+async fn run(pre: &PluginPre<StoreState>, store: &mut Store<StoreState>, ctx: &Context, op: Operation) -> Answer {
+    let instance = match pre.instantiate_async(&mut *store).await {
+        Ok(i) => i,
+        Err(e) => return Err(wasmtime::Error::new(InstantiateFailed(format!("{e:#}")))),
+    };
+    let c = instance.ledgerbridge_connector_connector();
+    let answer = match op {
+        Operation::LookupBill { bill, known_id } => c
+            .call_lookup_bill(&mut *store, ctx, &bill, known_id.as_deref())
+            .await
+            .map(|r| r.map(Reply::Found)),
+        Operation::CreateBill { bill } => {
+            c.call_create_bill(&mut *store, ctx, &bill).await.map(|r| r.map(Reply::Entry))
+        }
+        Operation::UpdateBill { entry, bill } => {
+            c.call_update_bill(&mut *store, ctx, &entry, &bill).await.map(|r| r.map(Reply::Entry))
+        }
+        Operation::LookupPayment { payment, known_id } => c
+            .call_lookup_payment(&mut *store, ctx, &payment, known_id.as_deref())
+            .await
+            .map(|r| r.map(Reply::Found)),
+        Operation::CreatePayment { payment } => {
+            c.call_create_payment(&mut *store, ctx, &payment).await.map(|r| r.map(Reply::Entry))
+        }
+        Operation::UpdatePayment { entry, payment } => c
+            .call_update_payment(&mut *store, ctx, &entry, &payment)
+            .await
+            .map(|r| r.map(Reply::Entry)),
+        Operation::CheckNumbersInUse { bank_account, first, count } => c
+            .call_check_numbers_in_use(&mut *store, ctx, &bank_account, first, count)
+            .await
+            .map(|r| r.map(Reply::CheckNumbers)),
+    };
+    answer
+}

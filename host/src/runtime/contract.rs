@@ -1,0 +1,61 @@
+//! Which contract version a plugin was built for, read from the component's
+//! exports before anything is instantiated.
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// The package every plugin exports its connector from.
+pub const PACKAGE: &str = "ledgerbridge:connector";
+
+/// The contract versions this host runs. Each later version will keep the
+/// older ones here, frozen in `wit/since_vX.Y.Z/` with bindings of their own.
+pub const ACCEPTED: &[&str] = &["0.1.0"];
+
+/// Why a component is not a plugin this host can run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContractError {
+    /// The component exports no `ledgerbridge:connector/connector` interface.
+    #[error(
+        "not a ledgerbridge connector plugin: the component exports no `{PACKAGE}/connector` interface (it exports: {exports})"
+    )]
+    NotAConnector {
+        /// What it exports instead, comma separated.
+        exports: String,
+    },
+    /// Built for a contract version this host does not run.
+    #[error(
+        "the plugin was built for contract {PACKAGE}@{found}; this host accepts {PACKAGE}@{accepted}"
+    )]
+    Incompatible {
+        /// The plugin's version.
+        found: String,
+        /// The host's accepted versions, comma separated.
+        accepted: String,
+    },
+}
+
+/// The contract version `component` exports its connector for, if this host
+/// accepts it.
+pub fn check(engine: &Engine, component: &Component) -> Result<String, ContractError> {
+    let ty = component.component_type();
+    let names: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+    let prefix = format!("{PACKAGE}/connector@");
+    let found = names
+        .iter()
+        .find_map(|n| n.strip_prefix(&prefix))
+        .ok_or_else(|| ContractError::NotAConnector {
+            exports: if names.is_empty() {
+                "nothing".into()
+            } else {
+                names.join(", ")
+            },
+        })?;
+    if ACCEPTED.contains(&found) {
+        Ok(found.to_string())
+    } else {
+        Err(ContractError::Incompatible {
+            found: found.to_string(),
+            accepted: ACCEPTED.join(", "),
+        })
+    }
+}

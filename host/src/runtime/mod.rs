@@ -1,0 +1,132 @@
+//! The plugin runtime: a wasmtime engine with the pooling allocator and epoch
+//! interruption, plugins compiled once and pre-linked once per version, and a
+//! fresh store and instance for every operation, so that nothing leaks
+//! between tenants or calls.
+
+pub mod bindings;
+mod call;
+mod capture;
+pub mod contract;
+mod outbound;
+mod plugin;
+mod sandbox;
+
+pub use call::{CallError, CallOutcome, Operation, PluginFault, Reply, describe_connector_error};
+pub use capture::{LogLevel, LogLine, LogSource};
+pub use contract::ContractError;
+pub use outbound::{AllowedHost, Credential};
+pub use plugin::{LoadError, Plugin};
+pub use sandbox::{GUEST_DATA_DIR, Limits, Sandbox};
+
+use sandbox::StoreState;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How the runtime is sized.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Plugin instances alive at once (the pool's size); further calls wait.
+    pub max_instances: u32,
+    /// The largest memory any connection's limit may allow.
+    pub max_memory_bytes: usize,
+    /// Where compiled plugins are cached between runs (`None`: no cache).
+    pub cache_dir: Option<PathBuf>,
+    /// How often the epoch advances: the precision of call deadlines, and how
+    /// often a busy plugin yields to other tasks.
+    pub epoch_tick: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_instances: 64,
+            max_memory_bytes: 512 << 20,
+            cache_dir: None,
+            epoch_tick: Duration::from_millis(5),
+        }
+    }
+}
+
+/// The engine, the linker every plugin is linked with, and the pool's permits.
+pub struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<StoreState>,
+    pub(crate) permits: Semaphore,
+    pub(crate) config: RuntimeConfig,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Builds the engine and linker and starts the epoch ticker.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
+        let n = config.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        // A Rust component instantiates a handful of core modules; the
+        // totals leave room for that per component instance.
+        pool.total_component_instances(n)
+            .total_core_instances(n * 8)
+            .total_memories(n * 2)
+            .total_tables(n * 8)
+            .total_stacks(n)
+            .max_memories_per_component(4)
+            .max_memory_size(config.max_memory_bytes);
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&wasm).map_err(|e| wasm_error(e, "building the wasm engine"))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| wasm_error(e, "linking WASI"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| wasm_error(e, "linking wasi:http"))?;
+        bindings::ledgerbridge::connector::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| wasm_error(e, "linking the log interface"))?;
+        bindings::ledgerbridge::connector::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| wasm_error(e, "linking the types interface"))?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (weak, stop, tick) = (engine.weak(), ticker_stop.clone(), config.epoch_tick);
+        std::thread::Builder::new()
+            .name("ledgerbridge-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("starting the epoch ticker: {e}"))?;
+
+        Ok(Runtime {
+            engine,
+            linker,
+            permits: Semaphore::new(n as usize),
+            config,
+            ticker_stop,
+        })
+    }
+
+    /// The engine, for callers that precompile.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+/// A wasmtime error as an anyhow one, with what was being done.
+fn wasm_error(e: wasmtime::Error, doing: &str) -> anyhow::Error {
+    anyhow::Error::from(e).context(doing.to_string())
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}

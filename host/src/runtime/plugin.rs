@@ -1,0 +1,192 @@
+//! Loading a plugin: compile (or take the precompiled copy from the cache),
+//! check the contract version before anything runs, pre-link once, and ask
+//! the plugin to describe itself.
+
+use super::Runtime;
+use super::bindings::{Descriptor, PluginPre};
+use super::call::{self, CallError};
+use super::contract::{self, ContractError};
+use super::sandbox::{Limits, Sandbox};
+use sha2::{Digest, Sha256};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::Component;
+
+/// Why a plugin file cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {message}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS's reason.
+        message: String,
+    },
+    /// Not a WebAssembly component (a core module, another format, corrupt).
+    #[error("{source_name} is not a WebAssembly component: {message}")]
+    NotAComponent {
+        /// Where the bytes came from.
+        source_name: String,
+        /// wasmtime's reason.
+        message: String,
+    },
+    /// The component is not a plugin for an accepted contract version.
+    #[error("{source_name}: {error}")]
+    Contract {
+        /// Where the bytes came from.
+        source_name: String,
+        /// What is wrong.
+        error: ContractError,
+    },
+    /// It imports something the host does not provide.
+    #[error("{source_name} imports something the host does not provide: {message}")]
+    Link {
+        /// Where the bytes came from.
+        source_name: String,
+        /// wasmtime's reason, naming the import.
+        message: String,
+    },
+    /// `describe` failed.
+    #[error("{source_name}: describe failed: {error}")]
+    Describe {
+        /// Where the bytes came from.
+        source_name: String,
+        /// The failure.
+        error: CallError,
+    },
+}
+
+/// A loaded plugin version: compiled, checked, pre-linked and described.
+/// Cheap to share; every operation instantiates it afresh.
+pub struct Plugin {
+    /// What the plugin says it is.
+    pub descriptor: Descriptor,
+    /// The contract version it was built for.
+    pub contract_version: String,
+    /// SHA-256 of the component's bytes, hex: identifies the version.
+    pub digest: String,
+    /// Where it was loaded from, for messages.
+    pub source: String,
+    /// How long compiling (or loading the cached compiled copy) took.
+    pub compile_time: Duration,
+    /// Whether the compiled copy came from the cache.
+    pub from_cache: bool,
+    pub(crate) pre: PluginPre<super::sandbox::StoreState>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.descriptor.name)
+            .field("version", &self.descriptor.version)
+            .field("contract_version", &self.contract_version)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// Loads the plugin at `path`.
+    pub async fn load_file(&self, path: &Path) -> Result<Arc<Plugin>, LoadError> {
+        let bytes = tokio::fs::read(path).await.map_err(|e| LoadError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        self.load(bytes, &path.display().to_string()).await
+    }
+
+    /// Loads a plugin from its bytes; `source` names it in messages.
+    pub async fn load(&self, bytes: Vec<u8>, source: &str) -> Result<Arc<Plugin>, LoadError> {
+        let source = source.to_string();
+        let digest = hex(&Sha256::digest(&bytes));
+        let engine = self.engine.clone();
+        let cache = self.config.cache_dir.clone();
+        let started = Instant::now();
+        let (component, from_cache) = {
+            let digest = digest.clone();
+            let source = source.clone();
+            tokio::task::spawn_blocking(move || compile(&engine, &bytes, &digest, cache.as_deref()))
+                .await
+                .map_err(|e| LoadError::NotAComponent { source_name: source.clone(), message: e.to_string() })?
+                .map_err(|message| LoadError::NotAComponent { source_name: source, message })?
+        };
+        let compile_time = started.elapsed();
+
+        // The version is read from the export's name before any instance exists.
+        let contract_version = contract::check(&self.engine, &component).map_err(|error| LoadError::Contract {
+            source_name: source.clone(),
+            error,
+        })?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PluginPre::new)
+            .map_err(|e| LoadError::Link {
+                source_name: source.clone(),
+                message: format!("{e:#}"),
+            })?;
+        let sandbox = Sandbox {
+            limits: Limits {
+                deadline: Duration::from_secs(5),
+                ..Limits::default()
+            },
+            ..Sandbox::default()
+        };
+        let descriptor = call::describe(self, &pre, &sandbox).await.map_err(|error| LoadError::Describe {
+            source_name: source.clone(),
+            error,
+        })?;
+        Ok(Arc::new(Plugin {
+            descriptor,
+            contract_version,
+            digest,
+            source,
+            compile_time,
+            from_cache,
+            pre,
+        }))
+    }
+}
+
+/// Compiles `bytes`, through the cache when there is one. The cache key joins
+/// the component's digest with the engine's compatibility hash, so a cached
+/// copy is only ever loaded by an engine that can run it.
+fn compile(
+    engine: &wasmtime::Engine,
+    bytes: &[u8],
+    digest: &str,
+    cache: Option<&Path>,
+) -> Result<(Component, bool), String> {
+    let Some(dir) = cache else {
+        return Component::new(engine, bytes).map(|c| (c, false)).map_err(|e| format!("{e:#}"));
+    };
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    let path: PathBuf = dir.join(format!("{digest}-{:016x}.cwasm", h.finish()));
+    if path.exists() {
+        // SAFETY: the file was written by `compile` below, from a component
+        // this host compiled, into a directory the host owns; the key checks
+        // the engine's compatibility.
+        if let Ok(c) = unsafe { Component::deserialize_file(engine, &path) } {
+            return Ok((c, true));
+        }
+    }
+    let component = Component::new(engine, bytes).map_err(|e| format!("{e:#}"))?;
+    // A cache that cannot be written only costs time; the plugin still runs.
+    if let Ok(serialized) = component.serialize()
+        && std::fs::create_dir_all(dir).is_ok()
+    {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, serialized).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+    Ok((component, false))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,184 @@
+//! The CSV connector: bill entries and payment entries as CSV files in the
+//! directory the connection grants (mounted at `/data`). See README.md for
+//! the layout. One file per entry, named after the document's (or payment's)
+//! reference, so lookup, create and update cost the same however many entries
+//! the directory holds.
+
+mod csv;
+mod files;
+
+use files::{BillFile, PaymentFile};
+use ledgerbridge_sdk::*;
+
+struct CsvConnector;
+
+impl Connector for CsvConnector {
+    fn describe() -> Descriptor {
+        Descriptor {
+            name: "csv".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            capabilities: Capabilities::PAYMENTS
+                | Capabilities::UPDATE_PAYMENTS
+                | Capabilities::CHECK_NUMBERS_IN_USE,
+            settings: vec![],
+        }
+    }
+
+    fn lookup_bill(
+        _ctx: &Context,
+        bill: &Bill,
+        known_id: Option<&str>,
+    ) -> Result<Option<Entry>, ConnectorError> {
+        let reference = known_id.unwrap_or(&bill.document_id);
+        Ok(BillFile::read(reference)?.map(|f| f.entry()))
+    }
+
+    fn create_bill(ctx: &Context, bill: &Bill) -> Result<Entry, ConnectorError> {
+        if let Some(existing) = BillFile::read(&bill.document_id)? {
+            // A repeat of the same operation answers as the first did, the way
+            // ERPs honour an idempotency key.
+            if existing.idempotency_key == ctx.idempotency_key {
+                return Ok(existing.entry());
+            }
+            return Err(ConnectorError::validation(
+                "document-id",
+                format!(
+                    "a bill entry with reference {} already exists",
+                    bill.document_id
+                ),
+            ));
+        }
+        let file = BillFile::from_bill(bill, 1, &ctx.idempotency_key)?;
+        file.write()?;
+        log::info(format!("created {}", files::bill_path(&bill.document_id)));
+        Ok(file.entry())
+    }
+
+    fn update_bill(ctx: &Context, entry: &Entry, bill: &Bill) -> Result<Entry, ConnectorError> {
+        let current = BillFile::read(&entry.id)?.ok_or_else(|| {
+            ConnectorError::NotFound(format!("no bill entry {} in the CSV directory", entry.id))
+        })?;
+        if current.booked {
+            return Err(ConnectorError::Booked(format!(
+                "bill entry {} is marked booked in {}",
+                entry.id,
+                files::bill_path(&entry.id)
+            )));
+        }
+        check_version(entry, current.version)?;
+        let file = BillFile::from_bill(bill, current.version + 1, &ctx.idempotency_key)?;
+        file.write()?;
+        log::info(format!("updated {}", files::bill_path(&entry.id)));
+        Ok(file.entry())
+    }
+
+    fn lookup_payment(
+        _ctx: &Context,
+        payment: &Payment,
+        known_id: Option<&str>,
+    ) -> Result<Option<Entry>, ConnectorError> {
+        let reference = known_id.unwrap_or(&payment.payment_id);
+        Ok(PaymentFile::read(reference)?.map(|f| f.entry()))
+    }
+
+    fn create_payment(ctx: &Context, payment: &Payment) -> Result<Entry, ConnectorError> {
+        if let Some(existing) = PaymentFile::read(&payment.payment_id)? {
+            if existing.idempotency_key == ctx.idempotency_key {
+                return Ok(existing.entry());
+            }
+            return Err(ConnectorError::validation(
+                "payment-id",
+                format!(
+                    "a payment entry with reference {} already exists",
+                    payment.payment_id
+                ),
+            ));
+        }
+        if BillFile::read(&payment.bill_entry_id)?.is_none() {
+            return Err(ConnectorError::validation(
+                "bill-entry-id",
+                format!("no bill entry {} to pay", payment.bill_entry_id),
+            ));
+        }
+        refuse_used_check_number(payment)?;
+        let file = PaymentFile::from_payment(payment, 1, &ctx.idempotency_key);
+        file.write()?;
+        log::info(format!("created {}", files::payment_path(&payment.payment_id)));
+        Ok(file.entry())
+    }
+
+    fn update_payment(
+        ctx: &Context,
+        entry: &Entry,
+        payment: &Payment,
+    ) -> Result<Entry, ConnectorError> {
+        let current = PaymentFile::read(&entry.id)?.ok_or_else(|| {
+            ConnectorError::NotFound(format!("no payment entry {} in the CSV directory", entry.id))
+        })?;
+        if current.booked {
+            return Err(ConnectorError::Booked(format!(
+                "payment entry {} is marked booked in {}",
+                entry.id,
+                files::payment_path(&entry.id)
+            )));
+        }
+        check_version(entry, current.version)?;
+        refuse_used_check_number(payment)?;
+        let file = PaymentFile::from_payment(payment, current.version + 1, &ctx.idempotency_key);
+        file.write()?;
+        if let Some(old) = current.check_number
+            && (payment.check_number != Some(old) || payment.bank_account != current.bank_account)
+        {
+            files::release_check(&current.bank_account, old)?;
+        }
+        log::info(format!("updated {}", files::payment_path(&entry.id)));
+        Ok(file.entry())
+    }
+
+    fn check_numbers_in_use(
+        _ctx: &Context,
+        bank_account: &str,
+        first: u64,
+        count: u32,
+    ) -> Result<Vec<u64>, ConnectorError> {
+        let mut used = Vec::new();
+        for n in first..first.saturating_add(u64::from(count)) {
+            if files::check_holder(bank_account, n)?.is_some() {
+                used.push(n);
+            }
+        }
+        Ok(used)
+    }
+}
+
+/// The version token guards against overwriting an accountant's edit the
+/// host has not seen (the way QuickBooks' SyncToken does).
+fn check_version(entry: &Entry, current: u64) -> Result<(), ConnectorError> {
+    match entry.version.as_deref() {
+        Some(v) if v != current.to_string() => Err(ConnectorError::Conflict(format!(
+            "entry {} is at version {current}, the host sent version {v}",
+            entry.id
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn refuse_used_check_number(payment: &Payment) -> Result<(), ConnectorError> {
+    let Some(number) = payment.check_number else {
+        return Ok(());
+    };
+    match files::check_holder(&payment.bank_account, number)? {
+        Some(holder) if holder != payment.payment_id => {
+            Err(ConnectorError::duplicate_check_number(
+                number,
+                format!(
+                    "check number {number} on bank account {} is already used by {holder}",
+                    payment.bank_account
+                ),
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+export_connector!(CsvConnector);

@@ -1,0 +1,62 @@
+//! # ledgerbridge-sdk
+//!
+//! Everything a connector plugin needs, in one dependency: the bindings of the
+//! `ledgerbridge:connector` contract (`wit/connector.wit`), the [`Connector`]
+//! trait to implement, the [`export_connector!`] macro, a small HTTP client
+//! over `wasi:http` ([`http`]), logging into the host ([`log`]), and money and
+//! date helpers ([`money`], [`dates`]).
+//!
+//! ```ignore
+//! use ledgerbridge_sdk::*;
+//!
+//! struct MyErp;
+//!
+//! impl Connector for MyErp {
+//!     fn describe() -> Descriptor { /* name, version, capabilities, settings */ }
+//!     fn lookup_bill(ctx: &Context, bill: &Bill, known_id: Option<&str>) -> Result<Option<Entry>, ConnectorError> { .. }
+//!     fn create_bill(ctx: &Context, bill: &Bill) -> Result<Entry, ConnectorError> { .. }
+//!     fn update_bill(ctx: &Context, entry: &Entry, bill: &Bill) -> Result<Entry, ConnectorError> { .. }
+//! }
+//!
+//! export_connector!(MyErp);
+//! ```
+//!
+//! Build the crate as a `cdylib` with `cargo build --target wasm32-wasip2`;
+//! the result is a component the host loads.
+
+// Lets the generated bindings and the export macro name this crate by its
+// public name, so plugin crates need no direct wit-bindgen dependency.
+extern crate self as ledgerbridge_sdk;
+
+pub mod bindings;
+mod connector;
+mod context;
+pub mod dates;
+mod error;
+pub mod http;
+pub mod log;
+pub mod money;
+
+pub use connector::Connector;
+pub use bindings::ledgerbridge::connector::types::{
+    Amount, Bill, BillLine, BillStatus, Capabilities, ConnectorError, Context, Date, Descriptor,
+    DuplicateCheck, Entry, EntryState, Payment, PaymentMethod, RateLimit, Setting, SettingSpec,
+    Tracking, ValidationError, Vendor,
+};
+
+/// The contract version this SDK builds plugins for (`wit/connector.wit`).
+pub const CONTRACT_VERSION: &str = "0.1.0";
+
+#[doc(hidden)]
+pub mod __private {
+    pub use wit_bindgen;
+}
+
+/// Exports a type implementing [`Connector`] as the plugin's
+/// `ledgerbridge:connector/connector` interface. Call it once per plugin crate.
+#[macro_export]
+macro_rules! export_connector {
+    ($ty:ident) => {
+        $crate::bindings::__export_plugin!($ty with_types_in $crate::bindings);
+    };
+}
