@@ -101,6 +101,9 @@ impl Runtime {
     /// Loads a plugin from its bytes; `source` names it in messages.
     pub async fn load(&self, bytes: Vec<u8>, source: &str) -> Result<Arc<Plugin>, LoadError> {
         let source = source.to_string();
+        if let Err(message) = sniff(&bytes) {
+            return Err(LoadError::NotAComponent { source_name: source, message });
+        }
         let digest = hex(&Sha256::digest(&bytes));
         let engine = self.engine.clone();
         let cache = self.config.cache_dir.clone();
@@ -185,6 +188,22 @@ fn compile(
         }
     }
     Ok((component, false))
+}
+
+/// Names the common wrong files before the compiler sees them: not wasm at
+/// all, or a core module built for the wrong target.
+fn sniff(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() < 8 || &bytes[0..4] != b"\0asm" {
+        return Err("the file does not start with the WebAssembly header `\\0asm`".into());
+    }
+    // Bytes 4..8: version 1 with layer 0 is a core module; components use layer 1.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(
+            "it is a core WebAssembly module, not a component: build the plugin with `cargo build --target wasm32-wasip2`"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 fn hex(bytes: &[u8]) -> String {
