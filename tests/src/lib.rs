@@ -1,1 +1,156 @@
+//! Helpers for ledgerbridge's end-to-end tests: the test plugins' paths, one
+//! shared runtime, sample documents, and a loopback HTTP server that records
+//! what it receives.
 
+use ledgerbridge::runtime::bindings::{Bill, BillLine, BillStatus, Payment, PaymentMethod, Tracking, Vendor};
+use ledgerbridge::runtime::{Plugin, Runtime, RuntimeConfig};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The hostile test plugin (`tests/plugins/hostile`).
+pub const HOSTILE: &str = env!("TEST_PLUGIN_HOSTILE");
+/// The scripted test plugin (`tests/plugins/scripted`).
+pub const SCRIPTED: &str = env!("TEST_PLUGIN_SCRIPTED");
+/// A plugin built for contract 0.9.0 (`tests/plugins/future-contract`).
+pub const FUTURE_CONTRACT: &str = env!("TEST_PLUGIN_FUTURE_CONTRACT");
+
+/// Where the tests cache compiled plugins, so each is compiled once.
+pub fn cache_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/plugin-cache")
+}
+
+/// One runtime for the whole test binary, as a host process has.
+pub fn runtime() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(cache_dir()),
+            ..RuntimeConfig::default()
+        })
+        .expect("the runtime starts")
+    })
+}
+
+/// Loads a plugin file into the shared runtime.
+pub async fn load(path: &str) -> Arc<Plugin> {
+    runtime()
+        .load_file(std::path::Path::new(path))
+        .await
+        .unwrap_or_else(|e| panic!("loading {path}: {e}"))
+}
+
+/// Loads the built-in CSV plugin into the shared runtime.
+pub async fn load_csv() -> Arc<Plugin> {
+    runtime()
+        .load(ledgerbridge::builtin::CSV.wasm.to_vec(), "built-in csv")
+        .await
+        .expect("the built-in CSV plugin loads")
+}
+
+/// A two-line approved bill totalling 150.00 USD.
+pub fn sample_bill(document_id: &str) -> Bill {
+    Bill {
+        document_id: document_id.into(),
+        number: format!("INV-{document_id}"),
+        vendor: Vendor { id: "v-1".into(), name: "Acme, \"Paper\" Co".into() },
+        issue_date: "2026-11-01".into(),
+        due_date: "2026-12-01".into(),
+        currency: "USD".into(),
+        lines: vec![
+            BillLine {
+                description: "Paper".into(),
+                amount: 10_000,
+                account_code: "6100".into(),
+                tracking: vec![Tracking { category: "Department".into(), option: "Ops".into() }],
+                tax_code: Some("NONE".into()),
+            },
+            BillLine {
+                description: "Delivery, express".into(),
+                amount: 5_000,
+                account_code: "6300".into(),
+                tracking: vec![],
+                tax_code: None,
+            },
+        ],
+        total: 15_000,
+        status: BillStatus::Approved,
+    }
+}
+
+/// A check payment of the whole of `bill`.
+pub fn sample_payment(payment_id: &str, bill: &Bill, check_number: Option<u64>) -> Payment {
+    Payment {
+        payment_id: payment_id.into(),
+        document_id: bill.document_id.clone(),
+        bill_entry_id: bill.document_id.clone(),
+        bill_number: bill.number.clone(),
+        vendor: bill.vendor.clone(),
+        amount: bill.total,
+        currency: bill.currency.clone(),
+        date: "2026-11-20".into(),
+        method: if check_number.is_some() { PaymentMethod::Check } else { PaymentMethod::Ach },
+        bank_account: "1010".into(),
+        check_number,
+    }
+}
+
+/// One request as the server received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// Request line, for example `GET /x HTTP/1.1`.
+    pub request_line: String,
+    /// Header lines, names lower-cased.
+    pub headers: Vec<(String, String)>,
+}
+
+/// A loopback HTTP/1.1 server answering `200 ok` to everything and
+/// recording what it received.
+pub struct Recorder {
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Recorder {
+    /// Starts the server on an ephemeral loopback port.
+    pub async fn start() -> Recorder {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let sink = received.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let sink = sink.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let mut lines = text.split("\r\n");
+                    let request_line = lines.next().unwrap_or_default().to_string();
+                    let headers = lines
+                        .take_while(|l| !l.is_empty())
+                        .filter_map(|l| l.split_once(':'))
+                        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                        .collect();
+                    sink.lock().unwrap().push(Received { request_line, headers });
+                    let _ = sock
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                        .await;
+                });
+            }
+        });
+        Recorder { addr, received }
+    }
+
+    /// Everything received so far.
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}

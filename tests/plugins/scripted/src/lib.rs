@@ -1,0 +1,92 @@
+//! A connector that answers what its connection's settings script, with no
+//! I/O: for tests of the host's policy and for the runtime benchmark.
+//!
+//! Setting `<operation>` (for example `create-bill`) scripts that operation:
+//! `ok` (the default), or one of the contract's error cases: `booked`,
+//! `not-found`, `conflict`, `duplicate-check-number`, `validation`,
+//! `rate-limited`, `unavailable`, `unauthorized`. `lookup-bill` and
+//! `lookup-payment` also take `none` (the default) and `found`.
+//! `used-checks` lists check numbers in use (`1001,1003`).
+
+use ledgerbridge_sdk::*;
+
+struct Scripted;
+
+fn script(ctx: &Context, op: &str, default: &str) -> Result<String, ConnectorError> {
+    let answer = ctx.setting(op).unwrap_or(default).to_string();
+    let msg = format!("scripted {answer} for {op}");
+    match answer.as_str() {
+        "booked" => Err(ConnectorError::Booked(msg)),
+        "not-found" => Err(ConnectorError::NotFound(msg)),
+        "conflict" => Err(ConnectorError::Conflict(msg)),
+        "duplicate-check-number" => Err(ConnectorError::duplicate_check_number(1001, msg)),
+        "validation" => Err(ConnectorError::validation("lines[0].account-code", msg)),
+        "rate-limited" => Err(ConnectorError::rate_limited(Some(1500), msg)),
+        "unavailable" => Err(ConnectorError::Unavailable(msg)),
+        "unauthorized" => Err(ConnectorError::Unauthorized(msg)),
+        _ => Ok(answer),
+    }
+}
+
+fn entry(id: String, total: i64) -> Entry {
+    Entry { id, version: Some("1".into()), state: EntryState::Open, total: Some(total) }
+}
+
+impl Connector for Scripted {
+    fn describe() -> Descriptor {
+        Descriptor {
+            name: "scripted".into(),
+            version: "0.1.0".into(),
+            capabilities: Capabilities::PAYMENTS | Capabilities::UPDATE_PAYMENTS | Capabilities::CHECK_NUMBERS_IN_USE,
+            settings: vec![],
+        }
+    }
+
+    fn lookup_bill(ctx: &Context, bill: &Bill, known: Option<&str>) -> Result<Option<Entry>, ConnectorError> {
+        Ok(match script(ctx, "lookup-bill", "none")?.as_str() {
+            "found" => Some(entry(known.map_or_else(|| format!("S-{}", bill.document_id), str::to_string), bill.total)),
+            _ => None,
+        })
+    }
+
+    fn create_bill(ctx: &Context, bill: &Bill) -> Result<Entry, ConnectorError> {
+        script(ctx, "create-bill", "ok")?;
+        Ok(entry(format!("S-{}", bill.document_id), bill.total))
+    }
+
+    fn update_bill(ctx: &Context, e: &Entry, bill: &Bill) -> Result<Entry, ConnectorError> {
+        script(ctx, "update-bill", "ok")?;
+        Ok(entry(e.id.clone(), bill.total))
+    }
+
+    fn lookup_payment(ctx: &Context, p: &Payment, known: Option<&str>) -> Result<Option<Entry>, ConnectorError> {
+        Ok(match script(ctx, "lookup-payment", "none")?.as_str() {
+            "found" => Some(entry(known.map_or_else(|| format!("SP-{}", p.payment_id), str::to_string), p.amount)),
+            _ => None,
+        })
+    }
+
+    fn create_payment(ctx: &Context, p: &Payment) -> Result<Entry, ConnectorError> {
+        script(ctx, "create-payment", "ok")?;
+        Ok(entry(format!("SP-{}", p.payment_id), p.amount))
+    }
+
+    fn update_payment(ctx: &Context, e: &Entry, p: &Payment) -> Result<Entry, ConnectorError> {
+        script(ctx, "update-payment", "ok")?;
+        Ok(entry(e.id.clone(), p.amount))
+    }
+
+    fn check_numbers_in_use(ctx: &Context, _bank: &str, first: u64, count: u32) -> Result<Vec<u64>, ConnectorError> {
+        script(ctx, "check-numbers-in-use", "ok")?;
+        let last = first.saturating_add(u64::from(count));
+        Ok(ctx
+            .setting("used-checks")
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|n| n.trim().parse::<u64>().ok())
+            .filter(|n| (first..last).contains(n))
+            .collect())
+    }
+}
+
+export_connector!(Scripted);
