@@ -4,11 +4,17 @@
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let built = ledgerbridge_plugin_build::build(
         &root.join("plugins"),
         &["ledgerbridge-csv"],
         &[&root.join("sdk"), &root.join("wit")],
     );
-    println!("cargo:rustc-env=LEDGERBRIDGE_PLUGIN_CSV={}", built[0].display());
+    println!(
+        "cargo:rustc-env=LEDGERBRIDGE_PLUGIN_CSV={}",
+        built[0].display()
+    );
 }

@@ -13,7 +13,10 @@ fn main() {
         &[&root.join("sdk"), &root.join("wit")],
     );
     for (name, path) in names.iter().zip(built) {
-        let var = name.trim_start_matches("test-").replace('-', "_").to_uppercase();
+        let var = name
+            .trim_start_matches("test-")
+            .replace('-', "_")
+            .to_uppercase();
         println!("cargo:rustc-env=TEST_PLUGIN_{var}={}", path.display());
     }
 }

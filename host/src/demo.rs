@@ -51,14 +51,31 @@ fn entry_of(outcome: &CallOutcome) -> anyhow::Result<Option<Entry>> {
 }
 
 /// Looks the bill up, then creates or updates it: the shape of every sync.
-async fn sync_bill(rt: &Runtime, plugin: &Plugin, sandbox: &Sandbox, b: &Bill, attempt: &str) -> anyhow::Result<()> {
+async fn sync_bill(
+    rt: &Runtime,
+    plugin: &Plugin,
+    sandbox: &Sandbox,
+    b: &Bill,
+    attempt: &str,
+) -> anyhow::Result<()> {
     let key = |op: &str| format!("demo:{}:{op}:{attempt}", b.document_id);
     let found = rt
-        .call(plugin, sandbox, &key("lookup"), Operation::LookupBill { bill: b.clone(), known_id: None })
+        .call(
+            plugin,
+            sandbox,
+            &key("lookup"),
+            Operation::LookupBill {
+                bill: b.clone(),
+                known_id: None,
+            },
+        )
         .await;
     let op = match entry_of(&found)? {
         None => Operation::CreateBill { bill: b.clone() },
-        Some(entry) => Operation::UpdateBill { entry, bill: b.clone() },
+        Some(entry) => Operation::UpdateBill {
+            entry,
+            bill: b.clone(),
+        },
     };
     let name = op.name();
     let outcome = rt.call(plugin, sandbox, &key(name), op).await;
@@ -95,7 +112,8 @@ fn ledgerbridge_money(minor: i64) -> String {
 /// Marks every row of a bill file booked, as an accountant closing the
 /// period would (the `Booked` column is the last one).
 fn mark_booked(path: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = String::new();
     for (i, line) in text.split_inclusive("\r\n").enumerate() {
         let body = line.trim_end_matches("\r\n");
@@ -130,13 +148,39 @@ pub async fn run(rt: &Runtime, dir: &Path) -> anyhow::Result<()> {
         directory: Some(dir.clone()),
         ..Sandbox::default()
     };
-    println!("The connection is granted {} (the plugin sees it as /data).\n", dir.display());
+    println!(
+        "The connection is granted {} (the plugin sees it as /data).\n",
+        dir.display()
+    );
 
     let mut bills = vec![
-        bill("doc-1001", "INV-7731", "Acme Paper", &[("Copier paper, 40 boxes", 48_000, "6100")]),
-        bill("doc-1002", "A-2209", "Northwind Freight", &[("Freight October", 125_050, "6300"), ("Fuel surcharge", 9_900, "6300")]),
-        bill("doc-1003", "55120", "Contoso Cleaning", &[("Office cleaning, November", 38_500, "6400")]),
-        bill("doc-1004", "Q4-118", "Fabrikam Software", &[("Licences, Q4", 240_000, "6500")]),
+        bill(
+            "doc-1001",
+            "INV-7731",
+            "Acme Paper",
+            &[("Copier paper, 40 boxes", 48_000, "6100")],
+        ),
+        bill(
+            "doc-1002",
+            "A-2209",
+            "Northwind Freight",
+            &[
+                ("Freight October", 125_050, "6300"),
+                ("Fuel surcharge", 9_900, "6300"),
+            ],
+        ),
+        bill(
+            "doc-1003",
+            "55120",
+            "Contoso Cleaning",
+            &[("Office cleaning, November", 38_500, "6400")],
+        ),
+        bill(
+            "doc-1004",
+            "Q4-118",
+            "Fabrikam Software",
+            &[("Licences, Q4", 240_000, "6500")],
+        ),
     ];
     println!("1. Approved bills become bill entries:");
     for b in &bills {
@@ -163,14 +207,27 @@ pub async fn run(rt: &Runtime, dir: &Path) -> anyhow::Result<()> {
             check_number: check,
         };
         let found = rt
-            .call(&plugin, &sandbox, &format!("demo:{id}:lookup"), Operation::LookupPayment { payment: p.clone(), known_id: None })
+            .call(
+                &plugin,
+                &sandbox,
+                &format!("demo:{id}:lookup"),
+                Operation::LookupPayment {
+                    payment: p.clone(),
+                    known_id: None,
+                },
+            )
             .await;
         let op = match entry_of(&found)? {
             None => Operation::CreatePayment { payment: p.clone() },
-            Some(entry) => Operation::UpdatePayment { entry, payment: p.clone() },
+            Some(entry) => Operation::UpdatePayment {
+                entry,
+                payment: p.clone(),
+            },
         };
         let name = op.name();
-        let outcome = rt.call(&plugin, &sandbox, &format!("demo:{id}:{name}"), op).await;
+        let outcome = rt
+            .call(&plugin, &sandbox, &format!("demo:{id}:{name}"), op)
+            .await;
         let e = entry_of(&outcome)?.context("no entry returned")?;
         println!(
             "  {id:<12} for {:<9} {:>12} {}{}  -> {name}, entry {}",
@@ -201,12 +258,17 @@ pub async fn run(rt: &Runtime, dir: &Path) -> anyhow::Result<()> {
             println!("  {}", p.display());
         }
     }
-    println!("\nOpen {}/bills/doc-1001.csv to see the layout (plugins/csv/README.md explains it).", dir.display());
+    println!(
+        "\nOpen {}/bills/doc-1001.csv to see the layout (plugins/csv/README.md explains it).",
+        dir.display()
+    );
     Ok(())
 }
 
 fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {

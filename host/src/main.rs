@@ -130,7 +130,11 @@ async fn plugin_check(runtime: &Runtime, file: &std::path::Path) -> anyhow::Resu
     println!(
         "compiled in:      {:.1?}{}",
         plugin.compile_time,
-        if plugin.from_cache { " (from cache)" } else { "" }
+        if plugin.from_cache {
+            " (from cache)"
+        } else {
+            ""
+        }
     );
     Ok(())
 }

@@ -61,7 +61,11 @@ pub fn build(workspace_dir: &Path, packages: &[&str], also_watch: &[&Path]) -> V
                 .join(TARGET)
                 .join("release")
                 .join(format!("{}.wasm", p.replace('-', "_")));
-            assert!(path.exists(), "the build did not produce {}", path.display());
+            assert!(
+                path.exists(),
+                "the build did not produce {}",
+                path.display()
+            );
             path
         })
         .collect()

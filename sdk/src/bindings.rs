@@ -11,4 +11,3 @@ wit_bindgen::generate!({
     default_bindings_module: "ledgerbridge_sdk::bindings",
     runtime_path: "ledgerbridge_sdk::__private::wit_bindgen::rt",
 });
-

@@ -87,7 +87,11 @@ impl<T: Connector> Guest for T {
     fn create_payment(ctx: Context, payment: Payment) -> Result<Entry, ConnectorError> {
         T::create_payment(&ctx, &payment)
     }
-    fn update_payment(ctx: Context, entry: Entry, payment: Payment) -> Result<Entry, ConnectorError> {
+    fn update_payment(
+        ctx: Context,
+        entry: Entry,
+        payment: Payment,
+    ) -> Result<Entry, ConnectorError> {
         T::update_payment(&ctx, &entry, &payment)
     }
     fn check_numbers_in_use(

@@ -96,8 +96,14 @@ mod tests {
 
     #[test]
     fn dates_round_trip() {
-        assert_eq!(from_ms_json_date("/Date(1539993600000+0000)/").unwrap(), "2018-10-20");
-        assert_eq!(to_ms_json_date("2018-10-20").unwrap(), "/Date(1539993600000+0000)/");
+        assert_eq!(
+            from_ms_json_date("/Date(1539993600000+0000)/").unwrap(),
+            "2018-10-20"
+        );
+        assert_eq!(
+            to_ms_json_date("2018-10-20").unwrap(),
+            "/Date(1539993600000+0000)/"
+        );
         assert!(Ymd::parse("2026-02-29").is_err());
         assert!(Ymd::parse("2024-02-29").is_ok());
         assert!(Ymd::parse("2026-1-05").is_err());

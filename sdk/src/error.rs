@@ -39,7 +39,11 @@ impl ConnectorError {
     /// cases, for answers the connector has no more specific reading of:
     /// 401/403 unauthorized, 404 not-found, 409 conflict, 429 rate-limited,
     /// 5xx and 408 unavailable, any other 4xx validation.
-    pub fn from_status(status: u16, retry_after_ms: Option<u64>, message: impl Into<String>) -> Self {
+    pub fn from_status(
+        status: u16,
+        retry_after_ms: Option<u64>,
+        message: impl Into<String>,
+    ) -> Self {
         let message = message.into();
         match status {
             401 | 403 => ConnectorError::Unauthorized(message),

@@ -274,7 +274,10 @@ impl Response {
 
     /// The body as text, cut to `max` characters, for messages.
     pub fn text_lossy(&self, max: usize) -> String {
-        String::from_utf8_lossy(&self.body).chars().take(max).collect()
+        String::from_utf8_lossy(&self.body)
+            .chars()
+            .take(max)
+            .collect()
     }
 
     /// `Retry-After` in milliseconds, when given in seconds.

@@ -28,25 +28,34 @@
 // public name, so plugin crates need no direct wit-bindgen dependency.
 extern crate self as ledgerbridge_sdk;
 
+#[cfg(feature = "guest")]
 pub mod bindings;
+#[cfg(feature = "guest")]
 mod connector;
+#[cfg(feature = "guest")]
 mod context;
 pub mod dates;
+#[cfg(feature = "guest")]
 mod error;
+#[cfg(feature = "guest")]
 pub mod http;
+#[cfg(feature = "guest")]
 pub mod log;
 pub mod money;
 
-pub use connector::Connector;
+#[cfg(feature = "guest")]
 pub use bindings::ledgerbridge::connector::types::{
     Amount, Bill, BillLine, BillStatus, Capabilities, ConnectorError, Context, Date, Descriptor,
     DuplicateCheck, Entry, EntryState, Payment, PaymentMethod, RateLimit, Setting, SettingSpec,
     Tracking, ValidationError, Vendor,
 };
+#[cfg(feature = "guest")]
+pub use connector::Connector;
 
 /// The contract version this SDK builds plugins for (`wit/connector.wit`).
 pub const CONTRACT_VERSION: &str = "0.1.0";
 
+#[cfg(feature = "guest")]
 #[doc(hidden)]
 pub mod __private {
     pub use wit_bindgen;
@@ -54,6 +63,7 @@ pub mod __private {
 
 /// Exports a type implementing [`Connector`] as the plugin's
 /// `ledgerbridge:connector/connector` interface. Call it once per plugin crate.
+#[cfg(feature = "guest")]
 #[macro_export]
 macro_rules! export_connector {
     ($ty:ident) => {

@@ -60,7 +60,9 @@ pub fn from_decimal(text: &str, currency: &str) -> Result<i64, String> {
         .and_then(|w| w.checked_mul(10i64.pow(digits as u32)))
         .ok_or_else(|| format!("`{text}` is too large"))?;
     if !frac.is_empty() {
-        let f: i64 = frac.parse().map_err(|_| format!("`{text}` is not a decimal amount"))?;
+        let f: i64 = frac
+            .parse()
+            .map_err(|_| format!("`{text}` is not a decimal amount"))?;
         minor = minor
             .checked_add(f * 10i64.pow((digits - frac.len()) as u32))
             .ok_or_else(|| format!("`{text}` is too large"))?;

@@ -2,7 +2,9 @@
 //! shared runtime, sample documents, and a loopback HTTP server that records
 //! what it receives.
 
-use ledgerbridge::runtime::bindings::{Bill, BillLine, BillStatus, Payment, PaymentMethod, Tracking, Vendor};
+use ledgerbridge::runtime::bindings::{
+    Bill, BillLine, BillStatus, Payment, PaymentMethod, Tracking, Vendor,
+};
 use ledgerbridge::runtime::{Plugin, Runtime, RuntimeConfig};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -52,7 +54,10 @@ pub fn sample_bill(document_id: &str) -> Bill {
     Bill {
         document_id: document_id.into(),
         number: format!("INV-{document_id}"),
-        vendor: Vendor { id: "v-1".into(), name: "Acme, \"Paper\" Co".into() },
+        vendor: Vendor {
+            id: "v-1".into(),
+            name: "Acme, \"Paper\" Co".into(),
+        },
         issue_date: "2026-11-01".into(),
         due_date: "2026-12-01".into(),
         currency: "USD".into(),
@@ -61,7 +66,10 @@ pub fn sample_bill(document_id: &str) -> Bill {
                 description: "Paper".into(),
                 amount: 10_000,
                 account_code: "6100".into(),
-                tracking: vec![Tracking { category: "Department".into(), option: "Ops".into() }],
+                tracking: vec![Tracking {
+                    category: "Department".into(),
+                    option: "Ops".into(),
+                }],
                 tax_code: Some("NONE".into()),
             },
             BillLine {
@@ -88,7 +96,11 @@ pub fn sample_payment(payment_id: &str, bill: &Bill, check_number: Option<u64>) 
         amount: bill.total,
         currency: bill.currency.clone(),
         date: "2026-11-20".into(),
-        method: if check_number.is_some() { PaymentMethod::Check } else { PaymentMethod::Ach },
+        method: if check_number.is_some() {
+            PaymentMethod::Check
+        } else {
+            PaymentMethod::Ach
+        },
         bank_account: "1010".into(),
         check_number,
     }
@@ -139,9 +151,14 @@ impl Recorder {
                         .filter_map(|l| l.split_once(':'))
                         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
                         .collect();
-                    sink.lock().unwrap().push(Received { request_line, headers });
+                    sink.lock().unwrap().push(Received {
+                        request_line,
+                        headers,
+                    });
                     let _ = sock
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
                         .await;
                 });
             }

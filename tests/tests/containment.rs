@@ -18,12 +18,17 @@ fn hostile_sandbox(mode: &str) -> Sandbox {
 }
 
 fn lookup() -> Operation {
-    Operation::LookupBill { bill: sample_bill("doc-1"), known_id: None }
+    Operation::LookupBill {
+        bill: sample_bill("doc-1"),
+        known_id: None,
+    }
 }
 
 fn validation_message(result: &Result<Reply, CallError>) -> String {
     match result {
-        Err(CallError::Connector(ledgerbridge::runtime::bindings::ConnectorError::Validation(v))) => v.message.clone(),
+        Err(CallError::Connector(ledgerbridge::runtime::bindings::ConnectorError::Validation(
+            v,
+        ))) => v.message.clone(),
         other => panic!("expected a validation answer, got {other:?}"),
     }
 }
@@ -33,7 +38,10 @@ async fn p1_endless_loop_hits_the_deadline_and_the_host_stays_responsive() {
     let rt = runtime();
     let plugin = load(HOSTILE).await;
     let mut looping = hostile_sandbox("loop");
-    looping.limits = Limits { deadline: Duration::from_millis(700), ..Limits::default() };
+    looping.limits = Limits {
+        deadline: Duration::from_millis(700),
+        ..Limits::default()
+    };
     let ok = hostile_sandbox("ok");
 
     // On one thread, the well-behaved call can only finish while the loop is
@@ -44,11 +52,29 @@ async fn p1_endless_loop_hits_the_deadline_and_the_host_stays_responsive() {
         let out = rt.call(&plugin, &ok, "k2", lookup()).await;
         (out, started.elapsed())
     });
-    assert_eq!(stuck.result, Err(CallError::Fault(PluginFault::Deadline(Duration::from_millis(700)))));
-    assert!(stuck.elapsed >= Duration::from_millis(700), "stopped early: {:?}", stuck.elapsed);
-    assert!(stuck.logs.iter().any(|l| l.source == LogSource::Host && l.message.contains("deadline")));
+    assert_eq!(
+        stuck.result,
+        Err(CallError::Fault(PluginFault::Deadline(
+            Duration::from_millis(700)
+        )))
+    );
+    assert!(
+        stuck.elapsed >= Duration::from_millis(700),
+        "stopped early: {:?}",
+        stuck.elapsed
+    );
+    assert!(
+        stuck
+            .logs
+            .iter()
+            .any(|l| l.source == LogSource::Host && l.message.contains("deadline"))
+    );
     let (fine, finished_at) = fine;
-    assert!(matches!(fine.result, Ok(Reply::Found(Some(_)))), "{:?}", fine.result);
+    assert!(
+        matches!(fine.result, Ok(Reply::Found(Some(_)))),
+        "{:?}",
+        fine.result
+    );
     assert!(
         finished_at < stuck.elapsed,
         "the other call waited for the loop: {finished_at:?} vs {:?}",
@@ -65,17 +91,29 @@ async fn p1_memory_growth_is_stopped_at_the_limit() {
     let rt = runtime();
     let plugin = load(HOSTILE).await;
     let mut grow = hostile_sandbox("grow");
-    grow.limits = Limits { memory_bytes: 32 << 20, ..Limits::default() };
+    grow.limits = Limits {
+        memory_bytes: 32 << 20,
+        ..Limits::default()
+    };
     let out = rt.call(&plugin, &grow, "k", lookup()).await;
-    assert_eq!(out.result, Err(CallError::Fault(PluginFault::MemoryLimit(32 << 20))));
+    assert_eq!(
+        out.result,
+        Err(CallError::Fault(PluginFault::MemoryLimit(32 << 20)))
+    );
 
     // Control: the same code hoarding 8 MiB under the same limit completes,
     // so it is the limit that stopped the first call, not a bug.
     grow.settings.push(("mib".into(), "8".into()));
     let small = rt.call(&plugin, &grow, "k", lookup()).await;
-    assert!(matches!(&small.result, Ok(Reply::Found(Some(e))) if e.id == "hoarded 8 MiB"), "{:?}", small.result);
+    assert!(
+        matches!(&small.result, Ok(Reply::Found(Some(e))) if e.id == "hoarded 8 MiB"),
+        "{:?}",
+        small.result
+    );
 
-    let after = rt.call(&plugin, &hostile_sandbox("ok"), "k", lookup()).await;
+    let after = rt
+        .call(&plugin, &hostile_sandbox("ok"), "k", lookup())
+        .await;
     assert!(matches!(after.result, Ok(Reply::Found(Some(_)))));
 }
 
@@ -83,14 +121,24 @@ async fn p1_memory_growth_is_stopped_at_the_limit() {
 async fn p1_a_panic_fails_one_call_and_its_message_is_captured() {
     let rt = runtime();
     let plugin = load(HOSTILE).await;
-    let out = rt.call(&plugin, &hostile_sandbox("panic"), "k", lookup()).await;
-    assert!(matches!(out.result, Err(CallError::Fault(PluginFault::Trap(_)))), "{:?}", out.result);
+    let out = rt
+        .call(&plugin, &hostile_sandbox("panic"), "k", lookup())
+        .await;
     assert!(
-        out.logs.iter().any(|l| l.source == LogSource::Stderr && l.message.contains("panics on purpose")),
+        matches!(out.result, Err(CallError::Fault(PluginFault::Trap(_)))),
+        "{:?}",
+        out.result
+    );
+    assert!(
+        out.logs
+            .iter()
+            .any(|l| l.source == LogSource::Stderr && l.message.contains("panics on purpose")),
         "{:?}",
         out.logs
     );
-    let after = rt.call(&plugin, &hostile_sandbox("ok"), "k", lookup()).await;
+    let after = rt
+        .call(&plugin, &hostile_sandbox("ok"), "k", lookup())
+        .await;
     assert!(matches!(after.result, Ok(Reply::Found(Some(_)))));
 }
 
@@ -105,13 +153,19 @@ async fn p1_no_file_outside_the_grant_can_be_read_or_written() {
     let out = rt.call(&plugin, &sandbox, "k", lookup()).await;
     // The control read succeeded (the message quotes it), every escape failed.
     let msg = validation_message(&out.result);
-    assert!(msg.contains("granted content") && msg.contains("every outside path denied"), "{msg}");
+    assert!(
+        msg.contains("granted content") && msg.contains("every outside path denied"),
+        "{msg}"
+    );
 
     sandbox.settings = vec![("mode".into(), "write-outside".into())];
     let _ = std::fs::remove_file("/tmp/ledgerbridge-hostile-was-here");
     let out = rt.call(&plugin, &sandbox, "k", lookup()).await;
     validation_message(&out.result);
-    assert!(dir.path().join("written-inside.txt").exists(), "control write inside the grant failed");
+    assert!(
+        dir.path().join("written-inside.txt").exists(),
+        "control write inside the grant failed"
+    );
     assert!(!std::path::Path::new("/tmp/ledgerbridge-hostile-was-here").exists());
 
     // Without a grant, not even /data exists.
@@ -131,9 +185,15 @@ async fn p1_requests_go_only_to_allowed_hosts() {
     let mut sandbox = hostile_sandbox("http");
     sandbox.allowed_hosts = vec![AllowedHost::parse(&allowed.addr).unwrap()];
     // Control: the allowed host is reached.
-    sandbox.settings.push(("target-url".into(), format!("http://{}/ok", allowed.addr)));
+    sandbox
+        .settings
+        .push(("target-url".into(), format!("http://{}/ok", allowed.addr)));
     let out = rt.call(&plugin, &sandbox, "k", lookup()).await;
-    assert!(matches!(&out.result, Ok(Reply::Found(Some(e))) if e.id == "status 200"), "{:?}", out.result);
+    assert!(
+        matches!(&out.result, Ok(Reply::Found(Some(e))) if e.id == "status 200"),
+        "{:?}",
+        out.result
+    );
     assert_eq!(allowed.received().len(), 1);
 
     // The forbidden host is live, and gets nothing.
@@ -141,9 +201,17 @@ async fn p1_requests_go_only_to_allowed_hosts() {
     let out = rt.call(&plugin, &sandbox, "k", lookup()).await;
     let msg = validation_message(&out.result);
     assert!(msg.contains("denied"), "{msg}");
-    assert!(out.logs.iter().any(|l| l.source == LogSource::Host && l.message.contains(&forbidden.addr)));
+    assert!(
+        out.logs
+            .iter()
+            .any(|l| l.source == LogSource::Host && l.message.contains(&forbidden.addr))
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(forbidden.received().is_empty(), "the forbidden host got {:?}", forbidden.received());
+    assert!(
+        forbidden.received().is_empty(),
+        "the forbidden host got {:?}",
+        forbidden.received()
+    );
 }
 
 #[tokio::test]
@@ -153,7 +221,9 @@ async fn p1_raw_sockets_are_refused() {
     let live = Recorder::start().await;
     let mut sandbox = hostile_sandbox("socket");
     sandbox.allowed_hosts = vec![AllowedHost::parse(&live.addr).unwrap()];
-    sandbox.settings.push(("target-addr".into(), live.addr.clone()));
+    sandbox
+        .settings
+        .push(("target-addr".into(), live.addr.clone()));
     let out = rt.call(&plugin, &sandbox, "k", lookup()).await;
     validation_message(&out.result);
     // Control: the address is live for anyone allowed to connect.
@@ -168,23 +238,46 @@ async fn p2_the_plugin_never_sees_the_credential_the_host_adds() {
     let mut sandbox = hostile_sandbox("credentials");
     sandbox.allowed_hosts = vec![AllowedHost::parse(&erp.addr).unwrap()];
     sandbox.credentials = vec![Credential::new("authorization", "Bearer s3cret-token").unwrap()];
-    sandbox.settings.push(("target-url".into(), format!("http://{}/api", erp.addr)));
+    sandbox
+        .settings
+        .push(("target-url".into(), format!("http://{}/api", erp.addr)));
     let out = rt.call(&plugin, &sandbox, "k", lookup()).await;
 
     // No environment, no arguments.
-    assert!(matches!(&out.result, Ok(Reply::Found(Some(e))) if e.id == "env=0 args=0"), "{:?}", out.result);
+    assert!(
+        matches!(&out.result, Ok(Reply::Found(Some(e))) if e.id == "env=0 args=0"),
+        "{:?}",
+        out.result
+    );
     // The ERP received the credential, exactly once and the host's value.
     let got = erp.received();
     assert_eq!(got.len(), 1, "{got:?}");
-    let auth: Vec<_> = got[0].headers.iter().filter(|(k, _)| k == "authorization").collect();
+    let auth: Vec<_> = got[0]
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "authorization")
+        .collect();
     assert_eq!(auth.len(), 1);
     assert_eq!(auth[0].1, "Bearer s3cret-token");
-    assert!(got[0].headers.iter().any(|(k, v)| k == "x-plugin" && v == "hostile"));
+    assert!(
+        got[0]
+            .headers
+            .iter()
+            .any(|(k, v)| k == "x-plugin" && v == "hostile")
+    );
     // The plugin could not set it itself, and nothing it saw contains it.
-    let logs: String = out.logs.iter().map(|l| l.message.as_str()).collect::<Vec<_>>().join("\n");
+    let logs: String = out
+        .logs
+        .iter()
+        .map(|l| l.message.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(logs.contains("setting authorization refused"), "{logs}");
     assert!(logs.contains("my request"), "{logs}");
-    assert!(!logs.contains("s3cret"), "the plugin saw the credential:\n{logs}");
+    assert!(
+        !logs.contains("s3cret"),
+        "the plugin saw the credential:\n{logs}"
+    );
 }
 
 #[tokio::test]
@@ -192,11 +285,26 @@ async fn p1_output_and_logs_are_bounded() {
     let rt = runtime();
     let plugin = load(HOSTILE).await;
     let mut sandbox = hostile_sandbox("flood");
-    sandbox.limits = Limits { log_bytes: 16 << 10, ..Limits::default() };
+    sandbox.limits = Limits {
+        log_bytes: 16 << 10,
+        ..Limits::default()
+    };
     let out = rt.call(&plugin, &sandbox, "k", lookup()).await;
-    assert!(matches!(&out.result, Ok(Reply::Found(Some(e))) if e.id == "flooded"), "{:?}", out.result);
-    let kept: usize = out.logs.iter().filter(|l| l.source != LogSource::Host).map(|l| l.message.len()).sum();
+    assert!(
+        matches!(&out.result, Ok(Reply::Found(Some(e))) if e.id == "flooded"),
+        "{:?}",
+        out.result
+    );
+    let kept: usize = out
+        .logs
+        .iter()
+        .filter(|l| l.source != LogSource::Host)
+        .map(|l| l.message.len())
+        .sum();
     assert!(kept <= 16 << 10, "kept {kept} bytes");
-    assert!(out.logs.iter().any(|l| l.source == LogSource::Plugin), "the first lines are kept");
+    assert!(
+        out.logs.iter().any(|l| l.source == LogSource::Plugin),
+        "the first lines are kept"
+    );
     assert!(out.logs.last().unwrap().message.contains("dropped"));
 }

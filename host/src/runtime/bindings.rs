@@ -14,5 +14,5 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq],
 });
 
-pub use ledgerbridge::connector::log::Level;
-pub use ledgerbridge::connector::types::*;
+pub use self::ledgerbridge::connector::log::Level;
+pub use self::ledgerbridge::connector::types::*;

@@ -16,19 +16,29 @@ use wasmtime::{Store, UpdateDeadline};
 #[derive(Debug, Clone)]
 pub enum Operation {
     /// `lookup-bill`.
-    LookupBill { bill: Bill, known_id: Option<String> },
+    LookupBill {
+        bill: Bill,
+        known_id: Option<String>,
+    },
     /// `create-bill`.
     CreateBill { bill: Bill },
     /// `update-bill`.
     UpdateBill { entry: Entry, bill: Bill },
     /// `lookup-payment`.
-    LookupPayment { payment: Payment, known_id: Option<String> },
+    LookupPayment {
+        payment: Payment,
+        known_id: Option<String>,
+    },
     /// `create-payment`.
     CreatePayment { payment: Payment },
     /// `update-payment`.
     UpdatePayment { entry: Entry, payment: Payment },
     /// `check-numbers-in-use`.
-    CheckNumbersInUse { bank_account: String, first: u64, count: u32 },
+    CheckNumbersInUse {
+        bank_account: String,
+        first: u64,
+        count: u32,
+    },
 }
 
 impl Operation {
@@ -47,11 +57,15 @@ impl Operation {
 
     fn needs(&self) -> Capabilities {
         match self {
-            Operation::LookupBill { .. } | Operation::CreateBill { .. } | Operation::UpdateBill { .. } => {
-                Capabilities::empty()
+            Operation::LookupBill { .. }
+            | Operation::CreateBill { .. }
+            | Operation::UpdateBill { .. } => Capabilities::empty(),
+            Operation::LookupPayment { .. } | Operation::CreatePayment { .. } => {
+                Capabilities::PAYMENTS
             }
-            Operation::LookupPayment { .. } | Operation::CreatePayment { .. } => Capabilities::PAYMENTS,
-            Operation::UpdatePayment { .. } => Capabilities::PAYMENTS | Capabilities::UPDATE_PAYMENTS,
+            Operation::UpdatePayment { .. } => {
+                Capabilities::PAYMENTS | Capabilities::UPDATE_PAYMENTS
+            }
             Operation::CheckNumbersInUse { .. } => Capabilities::CHECK_NUMBERS_IN_USE,
         }
     }
@@ -112,7 +126,10 @@ pub fn describe_connector_error(e: &ConnectorError) -> String {
         ConnectorError::NotFound(m) => format!("not found in the ERP: {m}"),
         ConnectorError::Conflict(m) => format!("changed in the ERP meanwhile: {m}"),
         ConnectorError::DuplicateCheckNumber(d) => {
-            format!("check number {} is already used in the ERP: {}", d.check_number, d.message)
+            format!(
+                "check number {} is already used in the ERP: {}",
+                d.check_number, d.message
+            )
         }
         ConnectorError::Validation(v) => format!("the ERP rejected {}: {}", v.field, v.message),
         ConnectorError::RateLimited(r) => format!("rate limited by the ERP: {}", r.message),
@@ -196,14 +213,24 @@ fn classify(err: wasmtime::Error, store: &Store<StoreState>, sandbox: &Sandbox) 
 }
 
 /// Calls `describe` on a fresh instance of `pre`.
-pub(crate) async fn describe(rt: &Runtime, pre: &PluginPre<StoreState>, sandbox: &Sandbox) -> Result<Descriptor, CallError> {
-    let _permit = rt.permits.acquire().await.expect("the pool's semaphore is never closed");
+pub(crate) async fn describe(
+    rt: &Runtime,
+    pre: &PluginPre<StoreState>,
+    sandbox: &Sandbox,
+) -> Result<Descriptor, CallError> {
+    let _permit = rt
+        .permits
+        .acquire()
+        .await
+        .expect("the pool's semaphore is never closed");
     let mut store = new_store(rt, sandbox)?;
     let instance = pre
         .instantiate_async(&mut store)
         .await
         .map_err(|e| PluginFault::Instantiate(format!("{e:#}")))?;
-    let run = instance.ledgerbridge_connector_connector().call_describe(&mut store);
+    let run = instance
+        .ledgerbridge_connector_connector()
+        .call_describe(&mut store);
     match tokio::time::timeout(sandbox.limits.deadline + GRACE, run).await {
         Ok(Ok(d)) => Ok(d),
         Ok(Err(e)) => Err(classify(e, &store, sandbox).into()),
@@ -219,7 +246,13 @@ impl Runtime {
     /// Runs `op` on `plugin` under `sandbox`, with `idempotency_key` in the
     /// plugin's context. Never panics on plugin behaviour: every fault is a
     /// [`CallError::Fault`] of this call alone.
-    pub async fn call(&self, plugin: &Plugin, sandbox: &Sandbox, idempotency_key: &str, op: Operation) -> CallOutcome {
+    pub async fn call(
+        &self,
+        plugin: &Plugin,
+        sandbox: &Sandbox,
+        idempotency_key: &str,
+        op: Operation,
+    ) -> CallOutcome {
         let started = Instant::now();
         let needs = op.needs();
         if !plugin.descriptor.capabilities.contains(needs) {
@@ -232,11 +265,19 @@ impl Runtime {
                 elapsed: started.elapsed(),
             };
         }
-        let _permit = self.permits.acquire().await.expect("the pool's semaphore is never closed");
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the pool's semaphore is never closed");
         let mut store = match new_store(self, sandbox) {
             Ok(s) => s,
             Err(f) => {
-                return CallOutcome { result: Err(f.into()), logs: Vec::new(), elapsed: started.elapsed() };
+                return CallOutcome {
+                    result: Err(f.into()),
+                    logs: Vec::new(),
+                    elapsed: started.elapsed(),
+                };
             }
         };
         let ctx = Context {
@@ -245,7 +286,10 @@ impl Runtime {
             settings: sandbox
                 .settings
                 .iter()
-                .map(|(name, value)| Setting { name: name.clone(), value: value.clone() })
+                .map(|(name, value)| Setting {
+                    name: name.clone(),
+                    value: value.clone(),
+                })
                 .collect(),
             idempotency_key: idempotency_key.to_string(),
         };
@@ -254,7 +298,9 @@ impl Runtime {
             Ok(Ok(Ok(reply))) => Ok(reply),
             Ok(Ok(Err(connector))) => Err(CallError::Connector(connector)),
             Ok(Err(e)) => Err(CallError::Fault(classify(e, &store, sandbox))),
-            Err(_) => Err(CallError::Fault(PluginFault::Deadline(sandbox.limits.deadline))),
+            Err(_) => Err(CallError::Fault(PluginFault::Deadline(
+                sandbox.limits.deadline,
+            ))),
         };
         let capture = store.data().capture.clone();
         if let Err(CallError::Fault(f)) = &result {
@@ -272,44 +318,107 @@ impl Runtime {
                 line.message
             );
         }
-        CallOutcome { result, logs, elapsed: started.elapsed() }
+        CallOutcome {
+            result,
+            logs,
+            elapsed: started.elapsed(),
+        }
     }
 }
 
 type Answer = wasmtime::Result<Result<Reply, ConnectorError>>;
 
-async fn run(pre: &PluginPre<StoreState>, store: &mut Store<StoreState>, ctx: &Context, op: Operation) -> Answer {
+async fn run(
+    pre: &PluginPre<StoreState>,
+    store: &mut Store<StoreState>,
+    ctx: &Context,
+    op: Operation,
+) -> Answer {
     let instance = match pre.instantiate_async(&mut *store).await {
         Ok(i) => i,
         Err(e) => return Err(wasmtime::Error::new(InstantiateFailed(format!("{e:#}")))),
     };
     let c = instance.ledgerbridge_connector_connector();
-    let answer = match op {
+    match op {
         Operation::LookupBill { bill, known_id } => c
             .call_lookup_bill(&mut *store, ctx, &bill, known_id.as_deref())
             .await
             .map(|r| r.map(Reply::Found)),
-        Operation::CreateBill { bill } => {
-            c.call_create_bill(&mut *store, ctx, &bill).await.map(|r| r.map(Reply::Entry))
-        }
-        Operation::UpdateBill { entry, bill } => {
-            c.call_update_bill(&mut *store, ctx, &entry, &bill).await.map(|r| r.map(Reply::Entry))
-        }
+        Operation::CreateBill { bill } => c
+            .call_create_bill(&mut *store, ctx, &bill)
+            .await
+            .map(|r| r.map(Reply::Entry)),
+        Operation::UpdateBill { entry, bill } => c
+            .call_update_bill(&mut *store, ctx, &entry, &bill)
+            .await
+            .map(|r| r.map(Reply::Entry)),
         Operation::LookupPayment { payment, known_id } => c
             .call_lookup_payment(&mut *store, ctx, &payment, known_id.as_deref())
             .await
             .map(|r| r.map(Reply::Found)),
-        Operation::CreatePayment { payment } => {
-            c.call_create_payment(&mut *store, ctx, &payment).await.map(|r| r.map(Reply::Entry))
-        }
+        Operation::CreatePayment { payment } => c
+            .call_create_payment(&mut *store, ctx, &payment)
+            .await
+            .map(|r| r.map(Reply::Entry)),
         Operation::UpdatePayment { entry, payment } => c
             .call_update_payment(&mut *store, ctx, &entry, &payment)
             .await
             .map(|r| r.map(Reply::Entry)),
-        Operation::CheckNumbersInUse { bank_account, first, count } => c
+        Operation::CheckNumbersInUse {
+            bank_account,
+            first,
+            count,
+        } => c
             .call_check_numbers_in_use(&mut *store, ctx, &bank_account, first, count)
             .await
             .map(|r| r.map(Reply::CheckNumbers)),
-    };
-    answer
+    }
+}
+
+/// Per-phase times of one `lookup-bill`, for the benchmark's breakdown.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Phases {
+    pub store: Duration,
+    pub instantiate: Duration,
+    pub call: Duration,
+    pub drop: Duration,
+}
+
+impl Runtime {
+    /// Times the phases of one `lookup-bill` (the benchmark's breakdown).
+    #[doc(hidden)]
+    pub async fn time_phases(&self, plugin: &Plugin, sandbox: &Sandbox, bill: &Bill) -> Phases {
+        let t0 = Instant::now();
+        let mut store = new_store(self, sandbox).expect("store");
+        let ctx = Context {
+            tenant_id: sandbox.tenant_id.clone(),
+            connection_id: sandbox.connection_id.clone(),
+            settings: Vec::new(),
+            idempotency_key: "k".into(),
+        };
+        let t1 = Instant::now();
+        let instance = plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .expect("instantiate");
+        let t2 = Instant::now();
+        let r = instance
+            .ledgerbridge_connector_connector()
+            .call_lookup_bill(&mut store, &ctx, bill, None)
+            .await
+            .expect("call");
+        assert_eq!(r, Ok(None));
+        let t3 = Instant::now();
+        let _ = instance;
+        drop(store);
+        let t4 = Instant::now();
+        Phases {
+            store: t1 - t0,
+            instantiate: t2 - t1,
+            call: t3 - t2,
+            drop: t4 - t3,
+        }
+    }
 }

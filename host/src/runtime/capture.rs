@@ -91,7 +91,15 @@ impl Capture {
     /// Records a line from the plugin's `log` import.
     pub fn plugin_line(&self, level: LogLevel, message: String) {
         let mut inner = self.inner.lock().unwrap();
-        Self::push(&mut inner, self.limit, LogLine { source: LogSource::Plugin, level, message });
+        Self::push(
+            &mut inner,
+            self.limit,
+            LogLine {
+                source: LogSource::Plugin,
+                level,
+                message,
+            },
+        );
     }
 
     /// Records a line the host writes about the plugin.
@@ -100,7 +108,11 @@ impl Capture {
         Self::push(
             &mut inner,
             self.limit,
-            LogLine { source: LogSource::Host, level: LogLevel::Warn, message },
+            LogLine {
+                source: LogSource::Host,
+                level: LogLevel::Warn,
+                message,
+            },
         );
     }
 
@@ -120,8 +132,20 @@ impl Capture {
             complete.push(String::from_utf8_lossy(&line[..i]).trim_end().to_string());
         }
         for message in complete {
-            let level = if source == LogSource::Stdout { LogLevel::Info } else { LogLevel::Warn };
-            Self::push(inner, self.limit, LogLine { source, level, message });
+            let level = if source == LogSource::Stdout {
+                LogLevel::Info
+            } else {
+                LogLevel::Warn
+            };
+            Self::push(
+                inner,
+                self.limit,
+                LogLine {
+                    source,
+                    level,
+                    message,
+                },
+            );
         }
     }
 
@@ -137,8 +161,20 @@ impl Capture {
             };
             if !buf.is_empty() {
                 let message = String::from_utf8_lossy(&buf).trim_end().to_string();
-                let level = if source == LogSource::Stdout { LogLevel::Info } else { LogLevel::Warn };
-                Self::push(inner, self.limit, LogLine { source, level, message });
+                let level = if source == LogSource::Stdout {
+                    LogLevel::Info
+                } else {
+                    LogLevel::Warn
+                };
+                Self::push(
+                    inner,
+                    self.limit,
+                    LogLine {
+                        source,
+                        level,
+                        message,
+                    },
+                );
             }
         }
         let mut lines = inner.lines.clone();
@@ -157,7 +193,10 @@ impl Capture {
 
     /// A stream for the guest's stdout or stderr.
     pub fn stream(&self, source: LogSource) -> CaptureStream {
-        CaptureStream { capture: self.clone(), source }
+        CaptureStream {
+            capture: self.clone(),
+            source,
+        }
     }
 }
 
@@ -239,7 +278,11 @@ mod tests {
         let mut s = c.stream(LogSource::Stdout);
         OutputStream::write(&mut s, Bytes::from_static(b"partial")).unwrap();
         let lines = c.lines();
-        let kept: usize = lines.iter().filter(|l| l.source == LogSource::Plugin).map(|l| l.message.len()).sum();
+        let kept: usize = lines
+            .iter()
+            .filter(|l| l.source == LogSource::Plugin)
+            .map(|l| l.message.len())
+            .sum();
         assert!(kept <= 100);
         assert!(lines.last().unwrap().message.contains("dropped"));
         c.host_line("fault".into());

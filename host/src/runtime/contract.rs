@@ -38,7 +38,10 @@ pub enum ContractError {
 /// accepts it.
 pub fn check(engine: &Engine, component: &Component) -> Result<String, ContractError> {
     let ty = component.component_type();
-    let names: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
+    let names: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
     let prefix = format!("{PACKAGE}/connector@");
     let found = names
         .iter()

@@ -92,8 +92,8 @@ pub struct Credential {
 impl Credential {
     /// A credential header; the value is marked sensitive so it is not logged.
     pub fn new(header: &str, value: &str) -> Result<Credential, String> {
-        let header = HeaderName::try_from(header)
-            .map_err(|_| format!("`{header}` is not a header name"))?;
+        let header =
+            HeaderName::try_from(header).map_err(|_| format!("`{header}` is not a header name"))?;
         let mut value = HeaderValue::try_from(value)
             .map_err(|_| format!("the value for `{header}` is not a valid header value"))?;
         value.set_sensitive(true);
@@ -143,7 +143,11 @@ impl OutboundPolicy {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = uri
             .port_u16()
-            .unwrap_or(if uri.scheme_str() == Some("http") { 80 } else { 443 });
+            .unwrap_or(if uri.scheme_str() == Some("http") {
+                80
+            } else {
+                443
+            });
         if !self.allowed.iter().any(|a| a.matches(host, port)) {
             self.capture.host_line(format!(
                 "denied a request to {host}:{port}: not an allowed host of this connection (allowed: {})",
@@ -215,7 +219,8 @@ impl WasiHttpHooks for OutboundPolicy {
         Box::new(async move {
             use http_body_util::BodyExt;
             admitted?;
-            let (res, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let (res, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             Ok((
                 res.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
@@ -230,10 +235,18 @@ mod tests {
 
     fn policy(allowed: &[&str]) -> (OutboundPolicy, Capture) {
         let capture = Capture::new(64 * 1024);
-        let allowed: Vec<AllowedHost> = allowed.iter().map(|a| AllowedHost::parse(a).unwrap()).collect();
+        let allowed: Vec<AllowedHost> = allowed
+            .iter()
+            .map(|a| AllowedHost::parse(a).unwrap())
+            .collect();
         let creds = vec![Credential::new("authorization", "Bearer s3cret").unwrap()];
         (
-            OutboundPolicy::new(allowed.into(), creds.into(), Duration::from_secs(5), capture.clone()),
+            OutboundPolicy::new(
+                allowed.into(),
+                creds.into(),
+                Duration::from_secs(5),
+                capture.clone(),
+            ),
             capture,
         )
     }
@@ -263,9 +276,17 @@ mod tests {
                 matches!(p.admit(&mut r), Err(HttpError::HttpRequestDenied)),
                 "{denied} must be denied"
             );
-            assert!(r.headers().get("authorization").is_none(), "{denied} got the credential");
+            assert!(
+                r.headers().get("authorization").is_none(),
+                "{denied} got the credential"
+            );
         }
-        assert!(capture.lines().iter().any(|l| l.message.contains("evil.example")));
+        assert!(
+            capture
+                .lines()
+                .iter()
+                .any(|l| l.message.contains("evil.example"))
+        );
     }
 
     #[test]
@@ -291,10 +312,24 @@ mod tests {
 
     #[test]
     fn allowed_host_parsing_names_the_problem() {
-        assert!(AllowedHost::parse("https://api.xero.com").unwrap_err().contains("not a host"));
+        assert!(
+            AllowedHost::parse("https://api.xero.com")
+                .unwrap_err()
+                .contains("not a host")
+        );
         assert!(AllowedHost::parse("*.xero.com").is_err());
-        assert!(AllowedHost::parse("h:99999").unwrap_err().contains("bad port"));
-        assert_eq!(AllowedHost::parse("[::1]:80").unwrap().to_string(), "[::1]:80");
-        assert_eq!(AllowedHost::parse("API.Xero.com").unwrap().to_string(), "api.xero.com");
+        assert!(
+            AllowedHost::parse("h:99999")
+                .unwrap_err()
+                .contains("bad port")
+        );
+        assert_eq!(
+            AllowedHost::parse("[::1]:80").unwrap().to_string(),
+            "[::1]:80"
+        );
+        assert_eq!(
+            AllowedHost::parse("API.Xero.com").unwrap().to_string(),
+            "api.xero.com"
+        );
     }
 }

@@ -102,7 +102,10 @@ impl Runtime {
     pub async fn load(&self, bytes: Vec<u8>, source: &str) -> Result<Arc<Plugin>, LoadError> {
         let source = source.to_string();
         if let Err(message) = sniff(&bytes) {
-            return Err(LoadError::NotAComponent { source_name: source, message });
+            return Err(LoadError::NotAComponent {
+                source_name: source,
+                message,
+            });
         }
         let digest = hex(&Sha256::digest(&bytes));
         let engine = self.engine.clone();
@@ -113,16 +116,23 @@ impl Runtime {
             let source = source.clone();
             tokio::task::spawn_blocking(move || compile(&engine, &bytes, &digest, cache.as_deref()))
                 .await
-                .map_err(|e| LoadError::NotAComponent { source_name: source.clone(), message: e.to_string() })?
-                .map_err(|message| LoadError::NotAComponent { source_name: source, message })?
+                .map_err(|e| LoadError::NotAComponent {
+                    source_name: source.clone(),
+                    message: e.to_string(),
+                })?
+                .map_err(|message| LoadError::NotAComponent {
+                    source_name: source,
+                    message,
+                })?
         };
         let compile_time = started.elapsed();
 
         // The version is read from the export's name before any instance exists.
-        let contract_version = contract::check(&self.engine, &component).map_err(|error| LoadError::Contract {
-            source_name: source.clone(),
-            error,
-        })?;
+        let contract_version =
+            contract::check(&self.engine, &component).map_err(|error| LoadError::Contract {
+                source_name: source.clone(),
+                error,
+            })?;
         let pre = self
             .linker
             .instantiate_pre(&component)
@@ -138,10 +148,12 @@ impl Runtime {
             },
             ..Sandbox::default()
         };
-        let descriptor = call::describe(self, &pre, &sandbox).await.map_err(|error| LoadError::Describe {
-            source_name: source.clone(),
-            error,
-        })?;
+        let descriptor = call::describe(self, &pre, &sandbox)
+            .await
+            .map_err(|error| LoadError::Describe {
+                source_name: source.clone(),
+                error,
+            })?;
         Ok(Arc::new(Plugin {
             descriptor,
             contract_version,
@@ -164,7 +176,9 @@ fn compile(
     cache: Option<&Path>,
 ) -> Result<(Component, bool), String> {
     let Some(dir) = cache else {
-        return Component::new(engine, bytes).map(|c| (c, false)).map_err(|e| format!("{e:#}"));
+        return Component::new(engine, bytes)
+            .map(|c| (c, false))
+            .map_err(|e| format!("{e:#}"));
     };
     let mut h = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);

@@ -104,7 +104,11 @@ pub struct StoreState {
 
 impl StoreState {
     /// The state for one call under `sandbox`.
-    pub(crate) fn new(sandbox: &Sandbox, allowed: Arc<[AllowedHost]>, credentials: Arc<[Credential]>) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        sandbox: &Sandbox,
+        allowed: Arc<[AllowedHost]>,
+        credentials: Arc<[Credential]>,
+    ) -> anyhow::Result<Self> {
         let capture = Capture::new(sandbox.limits.log_bytes);
         let mut wasi = WasiCtxBuilder::new();
         // No env, args, network or inherited stdio: the builder starts empty.
@@ -118,7 +122,12 @@ impl StoreState {
             wasi.preopened_dir(dir, GUEST_DATA_DIR, FsPerms::ReadWrite)
                 .map_err(|e| anyhow::anyhow!("cannot grant directory {}: {e}", dir.display()))?;
         }
-        let hooks = OutboundPolicy::new(allowed, credentials, sandbox.limits.http_timeout, capture.clone());
+        let hooks = OutboundPolicy::new(
+            allowed,
+            credentials,
+            sandbox.limits.http_timeout,
+            capture.clone(),
+        );
         Ok(StoreState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),

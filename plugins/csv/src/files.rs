@@ -4,7 +4,7 @@
 //! sees the old file or the new one, never half of one.
 
 use crate::csv;
-use ledgerbridge_sdk::{money, Bill, ConnectorError, Entry, EntryState, Payment, PaymentMethod};
+use ledgerbridge_sdk::{Bill, ConnectorError, Entry, EntryState, Payment, PaymentMethod, money};
 use std::fs;
 use std::io::{ErrorKind, Write};
 
@@ -199,7 +199,10 @@ impl BillFile {
 
     pub fn from_bill(bill: &Bill, version: u64, key: &str) -> Result<BillFile, ConnectorError> {
         if bill.lines.is_empty() {
-            return Err(ConnectorError::validation("lines", "a bill needs at least one line"));
+            return Err(ConnectorError::validation(
+                "lines",
+                "a bill needs at least one line",
+            ));
         }
         let mut text = String::new();
         csv::write_row(&mut text, &BILL_COLUMNS);
@@ -252,7 +255,11 @@ impl BillFile {
         Entry {
             id: self.reference.clone(),
             version: Some(self.version.to_string()),
-            state: if self.booked { EntryState::Booked } else { EntryState::Open },
+            state: if self.booked {
+                EntryState::Booked
+            } else {
+                EntryState::Open
+            },
             total: self.total,
         }
     }
@@ -354,7 +361,11 @@ impl PaymentFile {
         Entry {
             id: self.reference.clone(),
             version: Some(self.version.to_string()),
-            state: if self.booked { EntryState::Booked } else { EntryState::Open },
+            state: if self.booked {
+                EntryState::Booked
+            } else {
+                EntryState::Open
+            },
             total: self.amount,
         }
     }

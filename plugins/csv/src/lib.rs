@@ -103,7 +103,10 @@ impl Connector for CsvConnector {
         refuse_used_check_number(payment)?;
         let file = PaymentFile::from_payment(payment, 1, &ctx.idempotency_key);
         file.write()?;
-        log::info(format!("created {}", files::payment_path(&payment.payment_id)));
+        log::info(format!(
+            "created {}",
+            files::payment_path(&payment.payment_id)
+        ));
         Ok(file.entry())
     }
 
@@ -113,7 +116,10 @@ impl Connector for CsvConnector {
         payment: &Payment,
     ) -> Result<Entry, ConnectorError> {
         let current = PaymentFile::read(&entry.id)?.ok_or_else(|| {
-            ConnectorError::NotFound(format!("no payment entry {} in the CSV directory", entry.id))
+            ConnectorError::NotFound(format!(
+                "no payment entry {} in the CSV directory",
+                entry.id
+            ))
         })?;
         if current.booked {
             return Err(ConnectorError::Booked(format!(

@@ -8,7 +8,12 @@ use ledgerbridge_sdk::*;
 struct Hostile;
 
 fn found(id: String) -> Result<Option<Entry>, ConnectorError> {
-    Ok(Some(Entry { id, version: None, state: EntryState::Open, total: None }))
+    Ok(Some(Entry {
+        id,
+        version: None,
+        state: EntryState::Open,
+        total: None,
+    }))
 }
 
 impl Connector for Hostile {
@@ -25,7 +30,11 @@ impl Connector for Hostile {
         }
     }
 
-    fn lookup_bill(ctx: &Context, _bill: &Bill, _known: Option<&str>) -> Result<Option<Entry>, ConnectorError> {
+    fn lookup_bill(
+        ctx: &Context,
+        _bill: &Bill,
+        _known: Option<&str>,
+    ) -> Result<Option<Entry>, ConnectorError> {
         match ctx.require_setting("mode")? {
             "ok" => found("fine".into()),
             "loop" => {
@@ -35,7 +44,10 @@ impl Connector for Hostile {
                 }
             }
             "grow" => {
-                let mib: usize = ctx.setting("mib").and_then(|m| m.parse().ok()).unwrap_or(4096);
+                let mib: usize = ctx
+                    .setting("mib")
+                    .and_then(|m| m.parse().ok())
+                    .unwrap_or(4096);
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 for _ in 0..mib {
                     hoard.push(vec![1u8; 1 << 20]);
@@ -46,10 +58,19 @@ impl Connector for Hostile {
             "read-outside" => {
                 // Control: the granted file must be readable.
                 let inside = std::fs::read_to_string("/data/inside.txt").map_err(|e| {
-                    ConnectorError::validation("control", format!("cannot read the granted file: {e}"))
+                    ConnectorError::validation(
+                        "control",
+                        format!("cannot read the granted file: {e}"),
+                    )
                 })?;
                 let mut leaked = Vec::new();
-                for path in ["/etc/passwd", "/data/../etc/passwd", "../../../../etc/passwd", "/proc/self/environ", "/"] {
+                for path in [
+                    "/etc/passwd",
+                    "/data/../etc/passwd",
+                    "../../../../etc/passwd",
+                    "/proc/self/environ",
+                    "/",
+                ] {
                     if let Ok(text) = std::fs::read_to_string(path) {
                         leaked.push(format!("{path}: {} bytes", text.len()));
                     }
@@ -58,14 +79,18 @@ impl Connector for Hostile {
                     }
                 }
                 if leaked.is_empty() {
-                    Err(ConnectorError::validation("read-outside", format!("inside read `{}`; every outside path denied", inside.trim())))
+                    Err(ConnectorError::validation(
+                        "read-outside",
+                        format!("inside read `{}`; every outside path denied", inside.trim()),
+                    ))
                 } else {
                     found(format!("LEAKED {}", leaked.join("; ")))
                 }
             }
             "write-outside" => {
-                std::fs::write("/data/written-inside.txt", "ok")
-                    .map_err(|e| ConnectorError::validation("control", format!("cannot write inside: {e}")))?;
+                std::fs::write("/data/written-inside.txt", "ok").map_err(|e| {
+                    ConnectorError::validation("control", format!("cannot write inside: {e}"))
+                })?;
                 match std::fs::write("/tmp/ledgerbridge-hostile-was-here", "x") {
                     Ok(()) => found("LEAKED wrote /tmp".into()),
                     Err(e) => Err(ConnectorError::validation("write-outside", e.to_string())),
@@ -89,17 +114,34 @@ impl Connector for Hostile {
                     .header("authorization", "Bearer plugin-made-this")
                     .send();
                 match &own {
-                    Err(HttpError::Denied(m)) => log::info(format!("setting authorization refused: {m}")),
-                    other => log::error(format!("setting authorization was not refused: {other:?}")),
+                    Err(HttpError::Denied(m)) => {
+                        log::info(format!("setting authorization refused: {m}"))
+                    }
+                    other => {
+                        log::error(format!("setting authorization was not refused: {other:?}"))
+                    }
                 }
-                let request = Request::get(ctx.require_setting("target-url")?).header("x-plugin", "hostile");
+                let request =
+                    Request::get(ctx.require_setting("target-url")?).header("x-plugin", "hostile");
                 log::info(format!("my request: {request:?}"));
                 let env: Vec<String> = std::env::vars().map(|(k, v)| format!("{k}={v}")).collect();
-                log::info(format!("env: {env:?} args: {:?}", std::env::args().collect::<Vec<_>>()));
+                log::info(format!(
+                    "env: {env:?} args: {:?}",
+                    std::env::args().collect::<Vec<_>>()
+                ));
                 log::info(format!("settings: {:?}", ctx.settings));
                 let response = request.send()?;
-                log::info(format!("response: {} {:?} {}", response.status, response.headers, response.text_lossy(1000)));
-                found(format!("env={} args={}", env.len(), std::env::args().count()))
+                log::info(format!(
+                    "response: {} {:?} {}",
+                    response.status,
+                    response.headers,
+                    response.text_lossy(1000)
+                ));
+                found(format!(
+                    "env={} args={}",
+                    env.len(),
+                    std::env::args().count()
+                ))
             }
             "flood" => {
                 for i in 0..20_000 {
@@ -111,16 +153,25 @@ impl Connector for Hostile {
                 }
                 found("flooded".into())
             }
-            other => Err(ConnectorError::validation("settings.mode", format!("unknown mode `{other}`"))),
+            other => Err(ConnectorError::validation(
+                "settings.mode",
+                format!("unknown mode `{other}`"),
+            )),
         }
     }
 
     fn create_bill(_: &Context, _: &Bill) -> Result<Entry, ConnectorError> {
-        Err(ConnectorError::validation("bill", "the hostile plugin creates nothing"))
+        Err(ConnectorError::validation(
+            "bill",
+            "the hostile plugin creates nothing",
+        ))
     }
 
     fn update_bill(_: &Context, _: &Entry, _: &Bill) -> Result<Entry, ConnectorError> {
-        Err(ConnectorError::validation("bill", "the hostile plugin updates nothing"))
+        Err(ConnectorError::validation(
+            "bill",
+            "the hostile plugin updates nothing",
+        ))
     }
 }
 

@@ -29,7 +29,12 @@ fn script(ctx: &Context, op: &str, default: &str) -> Result<String, ConnectorErr
 }
 
 fn entry(id: String, total: i64) -> Entry {
-    Entry { id, version: Some("1".into()), state: EntryState::Open, total: Some(total) }
+    Entry {
+        id,
+        version: Some("1".into()),
+        state: EntryState::Open,
+        total: Some(total),
+    }
 }
 
 impl Connector for Scripted {
@@ -37,14 +42,23 @@ impl Connector for Scripted {
         Descriptor {
             name: "scripted".into(),
             version: "0.1.0".into(),
-            capabilities: Capabilities::PAYMENTS | Capabilities::UPDATE_PAYMENTS | Capabilities::CHECK_NUMBERS_IN_USE,
+            capabilities: Capabilities::PAYMENTS
+                | Capabilities::UPDATE_PAYMENTS
+                | Capabilities::CHECK_NUMBERS_IN_USE,
             settings: vec![],
         }
     }
 
-    fn lookup_bill(ctx: &Context, bill: &Bill, known: Option<&str>) -> Result<Option<Entry>, ConnectorError> {
+    fn lookup_bill(
+        ctx: &Context,
+        bill: &Bill,
+        known: Option<&str>,
+    ) -> Result<Option<Entry>, ConnectorError> {
         Ok(match script(ctx, "lookup-bill", "none")?.as_str() {
-            "found" => Some(entry(known.map_or_else(|| format!("S-{}", bill.document_id), str::to_string), bill.total)),
+            "found" => Some(entry(
+                known.map_or_else(|| format!("S-{}", bill.document_id), str::to_string),
+                bill.total,
+            )),
             _ => None,
         })
     }
@@ -59,9 +73,16 @@ impl Connector for Scripted {
         Ok(entry(e.id.clone(), bill.total))
     }
 
-    fn lookup_payment(ctx: &Context, p: &Payment, known: Option<&str>) -> Result<Option<Entry>, ConnectorError> {
+    fn lookup_payment(
+        ctx: &Context,
+        p: &Payment,
+        known: Option<&str>,
+    ) -> Result<Option<Entry>, ConnectorError> {
         Ok(match script(ctx, "lookup-payment", "none")?.as_str() {
-            "found" => Some(entry(known.map_or_else(|| format!("SP-{}", p.payment_id), str::to_string), p.amount)),
+            "found" => Some(entry(
+                known.map_or_else(|| format!("SP-{}", p.payment_id), str::to_string),
+                p.amount,
+            )),
             _ => None,
         })
     }
@@ -76,7 +97,12 @@ impl Connector for Scripted {
         Ok(entry(e.id.clone(), p.amount))
     }
 
-    fn check_numbers_in_use(ctx: &Context, _bank: &str, first: u64, count: u32) -> Result<Vec<u64>, ConnectorError> {
+    fn check_numbers_in_use(
+        ctx: &Context,
+        _bank: &str,
+        first: u64,
+        count: u32,
+    ) -> Result<Vec<u64>, ConnectorError> {
         script(ctx, "check-numbers-in-use", "ok")?;
         let last = first.saturating_add(u64::from(count));
         Ok(ctx
