@@ -1,119 +1,75 @@
-//! `ledgerbridge demo`: the built-in CSV connector on sample bills and
-//! payments, through the sandboxed runtime, with every step printed.
+//! `ledgerbridge demo`: the sync engine and the built-in CSV connector on
+//! sample bills and payments, with every step printed.
 
-use anyhow::{Context as _, bail};
-use ledgerbridge::builtin;
-use ledgerbridge::runtime::bindings::{
-    Bill, BillLine, BillStatus, Entry, Payment, PaymentMethod, Tracking, Vendor,
-};
-use ledgerbridge::runtime::{
-    CallError, CallOutcome, Operation, Plugin, Reply, Runtime, Sandbox, describe_connector_error,
-};
+use anyhow::Context as _;
+use ledgerbridge::intake;
+use ledgerbridge::model::{Connection, LimitOverrides, Mappings, TrackingMapping};
+use ledgerbridge::runtime::Runtime;
+use ledgerbridge::store::{Store, now_ms};
+use ledgerbridge::sync::{Engine, RetryPolicy, WorkerConfig};
+use serde_json::json;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
-fn bill(id: &str, number: &str, vendor: &str, lines: &[(&str, i64, &str)]) -> Bill {
-    let lines: Vec<BillLine> = lines
-        .iter()
-        .map(|(desc, amount, account)| BillLine {
-            description: desc.to_string(),
-            amount: *amount,
-            account_code: account.to_string(),
-            tracking: vec![Tracking {
-                category: "Department".into(),
-                option: "Operations".into(),
-            }],
-            tax_code: Some("NONE".into()),
-        })
-        .collect();
-    Bill {
-        document_id: id.into(),
-        number: number.into(),
-        vendor: Vendor {
-            id: format!("v-{}", vendor.to_lowercase().replace(' ', "-")),
-            name: vendor.into(),
-        },
-        issue_date: "2026-11-02".into(),
-        due_date: "2026-12-02".into(),
-        currency: "USD".into(),
-        total: lines.iter().map(|l| l.amount).sum(),
-        lines,
-        status: BillStatus::Approved,
-    }
+const TENANT: &str = "demo";
+const CONNECTION: &str = "demo-csv";
+
+fn document(id: &str, number: &str, vendor: &str, lines: &[(&str, &str, &str)], status: &str) -> serde_json::Value {
+    let total: i64 = lines.iter().map(|l| ledgerbridge_sdk::money::from_decimal(l.1, "USD").unwrap()).sum();
+    json!({
+        "tenant": TENANT, "id": id, "number": number,
+        "vendor": {"id": format!("v-{}", vendor.to_lowercase().replace(' ', "-")), "name": vendor},
+        "issue_date": "2026-11-02", "due_date": "2026-12-02", "currency": "USD",
+        "lines": lines.iter().map(|(d, a, c)| json!({"description": d, "amount": a, "category": c, "department": "ops"})).collect::<Vec<_>>(),
+        "total": ledgerbridge_sdk::money::to_decimal(total, "USD"),
+        "status": status,
+    })
 }
 
-fn entry_of(outcome: &CallOutcome) -> anyhow::Result<Option<Entry>> {
-    match &outcome.result {
-        Ok(Reply::Found(e)) => Ok(e.clone()),
-        Ok(Reply::Entry(e)) => Ok(Some(e.clone())),
-        Ok(other) => bail!("unexpected reply {other:?}"),
-        Err(e) => bail!("{e}"),
-    }
+fn documents() -> Vec<serde_json::Value> {
+    vec![
+        document("doc-1001", "INV-7731", "Acme Paper", &[("Copier paper, 40 boxes", "480.00", "office")], "approved"),
+        document("doc-1002", "A-2209", "Northwind Freight", &[("Freight October", "1250.50", "freight"), ("Fuel surcharge", "99.00", "freight")], "approved"),
+        document("doc-1003", "55120", "Contoso Cleaning", &[("Office cleaning, November", "385.00", "cleaning")], "approved"),
+        document("doc-1004", "Q4-118", "Fabrikam Software", &[("Licences, Q4", "2400.00", "software")], "approved"),
+        document("doc-1005", "T-77", "Blue Yonder Airways", &[("Flights, sales offsite", "912.40", "travel")], "approved"),
+    ]
 }
 
-/// Looks the bill up, then creates or updates it: the shape of every sync.
-async fn sync_bill(
-    rt: &Runtime,
-    plugin: &Plugin,
-    sandbox: &Sandbox,
-    b: &Bill,
-    attempt: &str,
-) -> anyhow::Result<()> {
-    let key = |op: &str| format!("demo:{}:{op}:{attempt}", b.document_id);
-    let found = rt
-        .call(
-            plugin,
-            sandbox,
-            &key("lookup"),
-            Operation::LookupBill {
-                bill: b.clone(),
-                known_id: None,
-            },
-        )
-        .await;
-    let op = match entry_of(&found)? {
-        None => Operation::CreateBill { bill: b.clone() },
-        Some(entry) => Operation::UpdateBill {
-            entry,
-            bill: b.clone(),
-        },
-    };
-    let name = op.name();
-    let outcome = rt.call(plugin, sandbox, &key(name), op).await;
-    let total = ledgerbridge_money(b.total);
-    match &outcome.result {
-        Ok(Reply::Entry(e)) => println!(
-            "  {:<12} {:<9} {:<18} {total:>10}  -> {name}, entry {} version {}",
-            b.document_id,
-            b.number,
-            b.vendor.name,
-            e.id,
-            e.version.as_deref().unwrap_or("-")
-        ),
-        Err(CallError::Connector(c)) => println!(
-            "  {:<12} {:<9} {:<18} {total:>10}  -> {name} refused: {}",
-            b.document_id,
-            b.number,
-            b.vendor.name,
-            describe_connector_error(c)
-        ),
-        Err(e) => bail!("{name} of {} failed: {e}", b.document_id),
-        Ok(other) => bail!("unexpected reply {other:?}"),
-    }
-    for line in &outcome.logs {
-        println!("      plugin log: {}", line.message);
-    }
+async fn import(engine: &Engine, batch: serde_json::Value) -> anyhow::Result<()> {
+    let batch = intake::parse_batch(&batch.to_string())?;
+    engine.import(batch).await?;
     Ok(())
 }
 
-fn ledgerbridge_money(minor: i64) -> String {
-    format!("{}.{:02} USD", minor / 100, (minor % 100).abs())
+async fn settle(engine: &Arc<Engine>) -> anyhow::Result<()> {
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    engine.run_worker(true, rx).await
+}
+
+/// Prints what happened to each document since `since`.
+async fn report(engine: &Engine, since: i64) -> anyhow::Result<()> {
+    for id in engine.store.document_ids(TENANT).await? {
+        for row in engine.store.log_of(TENANT, &id, Some(CONNECTION)).await? {
+            if row.at < since {
+                continue;
+            }
+            let detail = match (&row.erp_id, &row.error) {
+                (_, Some(e)) => e.clone(),
+                (Some(e), None) => format!("entry {e}"),
+                _ => String::new(),
+            };
+            println!("  {id:<9} {:<8} {:<16} {:<15} {detail}", row.target, row.trigger, row.outcome);
+        }
+    }
+    Ok(())
 }
 
 /// Marks every row of a bill file booked, as an accountant closing the
 /// period would (the `Booked` column is the last one).
 fn mark_booked(path: &Path) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = String::new();
     for (i, line) in text.split_inclusive("\r\n").enumerate() {
         let body = line.trim_end_matches("\r\n");
@@ -127,148 +83,100 @@ fn mark_booked(path: &Path) -> anyhow::Result<()> {
     std::fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
 
-pub async fn run(rt: &Runtime, dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let dir = dir.canonicalize()?;
-    let plugin = rt
-        .load(builtin::CSV.wasm.to_vec(), "built-in csv plugin")
-        .await
-        .context("loading the built-in CSV plugin")?;
-    println!(
-        "Loaded the {} connector {} (contract {}), compiled in {:.1?}{}.",
-        plugin.descriptor.name,
-        plugin.descriptor.version,
-        plugin.contract_version,
-        plugin.compile_time,
-        if plugin.from_cache { " from cache" } else { "" }
-    );
-    let sandbox = Sandbox {
-        tenant_id: "demo-tenant".into(),
-        connection_id: "demo-csv".into(),
-        directory: Some(dir.clone()),
-        ..Sandbox::default()
+pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
+    let erp = dir.join("erp");
+    std::fs::create_dir_all(&erp).with_context(|| format!("creating {}", erp.display()))?;
+    let erp = erp.canonicalize()?;
+    let store = Store::open_in_memory()?;
+    let retry = RetryPolicy { base: Duration::from_millis(200), ..RetryPolicy::default() };
+    let engine = Arc::new(Engine::new(store, runtime, retry, WorkerConfig::default()));
+    engine.store.add_tenant(TENANT).await?;
+    let mappings = Mappings {
+        categories: [("office", "6100"), ("freight", "6300"), ("cleaning", "6400"), ("software", "6500")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+        departments: [("ops".to_string(), TrackingMapping { category: "Department".into(), option: "Operations".into() })].into(),
+        bank_accounts: [("operating".to_string(), "1010".to_string())].into(),
     };
-    println!(
-        "The connection is granted {} (the plugin sees it as /data).\n",
-        dir.display()
-    );
+    engine
+        .put_connection(Connection {
+            id: CONNECTION.into(),
+            tenant_id: TENANT.into(),
+            plugin: "csv".into(),
+            enabled: true,
+            settings: Default::default(),
+            credentials: Default::default(),
+            allowed_hosts: vec![],
+            directory: Some(erp.display().to_string()),
+            mappings,
+            default_bank_account: Some("1010".into()),
+            sync_bills: true,
+            sync_payments: true,
+            sync_before_approval: false,
+            limits: LimitOverrides::default(),
+        })
+        .await?;
+    println!("Tenant `{TENANT}` has connection `{CONNECTION}`: the built-in CSV connector, granted");
+    println!("{} (the plugin sees it as /data).\n", erp.display());
 
-    let mut bills = vec![
-        bill(
-            "doc-1001",
-            "INV-7731",
-            "Acme Paper",
-            &[("Copier paper, 40 boxes", 48_000, "6100")],
-        ),
-        bill(
-            "doc-1002",
-            "A-2209",
-            "Northwind Freight",
-            &[
-                ("Freight October", 125_050, "6300"),
-                ("Fuel surcharge", 9_900, "6300"),
-            ],
-        ),
-        bill(
-            "doc-1003",
-            "55120",
-            "Contoso Cleaning",
-            &[("Office cleaning, November", 38_500, "6400")],
-        ),
-        bill(
-            "doc-1004",
-            "Q4-118",
-            "Fabrikam Software",
-            &[("Licences, Q4", 240_000, "6500")],
-        ),
-    ];
-    println!("1. Approved bills become bill entries:");
-    for b in &bills {
-        sync_bill(rt, &plugin, &sandbox, b, "1").await?;
+    println!("1. Five bills are approved; each becomes a bill entry (A1). `travel` has no GL account mapping:");
+    let t = now_ms();
+    import(&engine, json!({"documents": documents()})).await?;
+    settle(&engine).await?;
+    report(&engine, t).await?;
+
+    println!("\n2. doc-1001 is paid by check and doc-1003 is marked paid: payment entries follow (A3):");
+    let t = now_ms();
+    let mut docs = documents();
+    docs[2]["status"] = "paid".into();
+    import(
+        &engine,
+        json!({"documents": [docs[2].clone()], "payments": [{"tenant": TENANT, "id": "pay-9001", "document_id": "doc-1001",
+            "amount": "480.00", "date": "2026-11-20", "method": "check", "funding_account": "operating", "check_number": 10001}]}),
+    )
+    .await?;
+    settle(&engine).await?;
+    report(&engine, t).await?;
+
+    println!("\n3. An accountant books doc-1002 in the ERP (the demo sets its Booked column), and two bills change (A2):");
+    mark_booked(&erp.join("bills/doc-1002.csv"))?;
+    let t = now_ms();
+    docs[1]["lines"][0]["amount"] = "1260.50".into();
+    docs[1]["total"] = "1359.50".into();
+    docs[3]["due_date"] = "2026-12-15".into();
+    import(&engine, json!({"documents": [docs[1].clone(), docs[3].clone()]})).await?;
+    settle(&engine).await?;
+    report(&engine, t).await?;
+
+    println!("\n4. Requires attention:");
+    for a in engine.store.attention(Some(CONNECTION)).await? {
+        println!("  {} {}: {}\n      how to fix: {}", a.document_id, a.target, a.message, a.hint);
     }
 
-    println!("\n2. Paid bills get payment entries:");
-    let payments = [
-        ("pay-9001", &bills[0], PaymentMethod::Check, Some(10_001u64)),
-        ("pay-9002", &bills[2], PaymentMethod::Ach, None),
-    ];
-    for (id, b, method, check) in payments {
-        let p = Payment {
-            payment_id: id.into(),
-            document_id: b.document_id.clone(),
-            bill_entry_id: b.document_id.clone(),
-            bill_number: b.number.clone(),
-            vendor: b.vendor.clone(),
-            amount: b.total,
-            currency: b.currency.clone(),
-            date: "2026-11-20".into(),
-            method,
-            bank_account: "1010".into(),
-            check_number: check,
-        };
-        let found = rt
-            .call(
-                &plugin,
-                &sandbox,
-                &format!("demo:{id}:lookup"),
-                Operation::LookupPayment {
-                    payment: p.clone(),
-                    known_id: None,
-                },
-            )
-            .await;
-        let op = match entry_of(&found)? {
-            None => Operation::CreatePayment { payment: p.clone() },
-            Some(entry) => Operation::UpdatePayment {
-                entry,
-                payment: p.clone(),
-            },
-        };
-        let name = op.name();
-        let outcome = rt
-            .call(&plugin, &sandbox, &format!("demo:{id}:{name}"), op)
-            .await;
-        let e = entry_of(&outcome)?.context("no entry returned")?;
-        println!(
-            "  {id:<12} for {:<9} {:>12} {}{}  -> {name}, entry {}",
-            b.document_id,
-            ledgerbridge_money(p.amount),
-            format!("{method:?}").to_lowercase(),
-            check.map(|n| format!(" #{n}")).unwrap_or_default(),
-            e.id
-        );
-    }
-
-    println!("\n3. An accountant books doc-1002 in the ERP (the demo sets its Booked column).");
-    mark_booked(&dir.join("bills/doc-1002.csv"))?;
-    println!("\n4. Details change; changed bills are updated, the booked one is refused:");
-    bills[1].lines[0].amount += 1_000;
-    bills[1].total += 1_000;
-    bills[3].due_date = "2026-12-15".into();
-    for b in [&bills[1], &bills[3]] {
-        sync_bill(rt, &plugin, &sandbox, b, "2").await?;
-    }
-
-    println!("\nFiles written:");
-    for sub in ["bills", "payments", "checks"] {
-        let mut paths = Vec::new();
-        collect(&dir.join(sub), &mut paths);
-        paths.sort();
-        for p in paths {
-            println!("  {}", p.display());
+    println!("\n5. The integration log of doc-1002:");
+    for row in engine.store.log_of(TENANT, "doc-1002", None).await? {
+        println!("  {} {} -> {}", row.trigger, row.target, row.outcome);
+        for op in &row.operations {
+            println!("      {:<14} {}", op.operation, op.result);
         }
     }
-    println!(
-        "\nOpen {}/bills/doc-1001.csv to see the layout (plugins/csv/README.md explains it).",
-        dir.display()
-    );
+
+    println!("\nFiles in {}:", erp.display());
+    for sub in ["bills", "payments", "checks"] {
+        let mut paths = Vec::new();
+        collect(&erp.join(sub), &mut paths);
+        paths.sort();
+        for p in paths {
+            println!("  {}", p.strip_prefix(&erp).unwrap_or(&p).display());
+        }
+    }
+    println!("\nplugins/csv/README.md explains the layout; README.md shows how to run ledgerbridge for your own tenants.");
     Ok(())
 }
 
 fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {

@@ -8,6 +8,14 @@
 //! - [`runtime`]: loads plugins, checks their contract version, and runs each
 //!   operation in a fresh, limited sandbox.
 //! - [`builtin`]: the connectors built into the binary.
+//! - [`model`]: tenants, connections, documents, payments, entries.
+//! - [`intake`]: validation of documents and payments arriving as JSON.
+//! - [`store`]: SQLite; the only place with SQL.
+//! - [`sync`]: the policy, the executor and the worker.
 
 pub mod builtin;
+pub mod intake;
+pub mod model;
 pub mod runtime;
+pub mod store;
+pub mod sync;

@@ -1,11 +1,16 @@
 //! The `ledgerbridge` command line.
 
 mod demo;
+mod ops;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use ledgerbridge::model::Target;
 use ledgerbridge::runtime::{Runtime, RuntimeConfig};
+use ledgerbridge::store::Store;
+use ledgerbridge::sync::{Engine, RetryPolicy, Selection, WorkerConfig};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Keeps an AP product's bills and payments in step with ERPs, through
 /// sandboxed WebAssembly connector plugins.
@@ -18,6 +23,9 @@ struct Cli {
     /// Do not cache compiled plugins.
     #[arg(long, global = true)]
     no_cache: bool,
+    /// The store (SQLite); created if missing.
+    #[arg(long, global = true, env = "LEDGERBRIDGE_DB", default_value = "ledgerbridge.db")]
+    db: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -36,6 +44,113 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Adds a tenant.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+    /// Adds, lists, enables and disables connections.
+    Connection {
+        #[command(subcommand)]
+        command: ConnectionCommand,
+    },
+    /// Records documents and payments from a JSON file and queues the syncs
+    /// they cause; a file with any invalid item is refused whole.
+    Import {
+        /// `{"documents": [...], "payments": [...]}`.
+        file: PathBuf,
+    },
+    /// Syncs one document in one connection now, and prints the result.
+    Sync {
+        /// The document's id.
+        document: String,
+        #[arg(long)]
+        connection: String,
+        /// Which entry: the bill entry or the payment entry.
+        #[arg(long, value_parser = parse_target, default_value = "bill")]
+        target: Target,
+        /// Send the update even if the ERP already has the same content.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Re-syncs many documents in one connection, with progress, and prints
+    /// a result per document and a summary.
+    Resync {
+        #[arg(long)]
+        connection: String,
+        /// These documents (comma separated).
+        #[arg(long, value_delimiter = ',', conflicts_with_all = ["attention", "all"])]
+        documents: Vec<String>,
+        /// Every document in Requires attention for the connection.
+        #[arg(long, conflicts_with = "all")]
+        attention: bool,
+        /// Every document of the connection's tenant.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        force: bool,
+        /// Print the result of each document, not only the summary.
+        #[arg(long)]
+        each: bool,
+    },
+    /// Shows a document's integration log.
+    Log {
+        document: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        connection: Option<String>,
+    },
+    /// Lists what Requires attention.
+    Attention {
+        #[arg(long)]
+        connection: Option<String>,
+    },
+    /// Dismisses an attention item.
+    Dismiss {
+        document: String,
+        #[arg(long)]
+        connection: String,
+        #[arg(long, value_parser = parse_target, default_value = "bill")]
+        target: Target,
+    },
+    /// Clears a booked lock once the period is reopened in the ERP.
+    Unlock {
+        /// The document's id (bill entry) or the payment's id (payment entry).
+        subject: String,
+        #[arg(long)]
+        connection: String,
+        #[arg(long, value_parser = parse_target, default_value = "bill")]
+        target: Target,
+    },
+    /// Runs queued syncs.
+    Worker {
+        /// Stop when no sync is queued or running.
+        #[arg(long)]
+        until_idle: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Adds a tenant.
+    Add { id: String },
+}
+
+#[derive(Subcommand)]
+enum ConnectionCommand {
+    /// Adds or replaces a connection from a JSON file.
+    Add { file: PathBuf },
+    /// Lists connections.
+    List,
+    /// Enables a connection.
+    Enable { id: String },
+    /// Disables a connection: no new syncs; its history stays.
+    Disable { id: String },
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    Target::parse(s).ok_or_else(|| format!("`{s}` is not a target: bill or payment"))
 }
 
 #[derive(Subcommand)]
@@ -81,15 +196,54 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/ledgerbridge"))
         })
     };
-    let runtime = Runtime::new(RuntimeConfig {
+    let runtime = Arc::new(Runtime::new(RuntimeConfig {
         cache_dir,
         ..RuntimeConfig::default()
-    })?;
-    match cli.command {
-        Command::Demo { dir } => demo::run(&runtime, &dir).await,
+    })?);
+    let engine = |runtime: Arc<Runtime>| -> anyhow::Result<Arc<Engine>> {
+        let store = Store::open(&cli.db)?;
+        Ok(Arc::new(Engine::new(store, runtime, RetryPolicy::default(), WorkerConfig::default())))
+    };
+    match &cli.command {
+        Command::Demo { dir } => demo::run(runtime, dir).await,
         Command::Plugin {
             command: PluginCommand::Check { file },
-        } => plugin_check(&runtime, &file).await,
+        } => plugin_check(&runtime, file).await,
+        Command::Tenant { command: TenantCommand::Add { id } } => ops::add_tenant(&*engine(runtime)?, id).await,
+        Command::Connection { command } => {
+            let e = engine(runtime)?;
+            match command {
+                ConnectionCommand::Add { file } => ops::add_connection(&e, file).await,
+                ConnectionCommand::List => ops::list_connections(&e).await,
+                ConnectionCommand::Enable { id } => ops::set_enabled(&e, id, true).await,
+                ConnectionCommand::Disable { id } => ops::set_enabled(&e, id, false).await,
+            }
+        }
+        Command::Import { file } => ops::import(&*engine(runtime)?, file).await,
+        Command::Sync { document, connection, target, force } => {
+            ops::sync_one(&engine(runtime)?, document, connection, *target, *force).await
+        }
+        Command::Resync { connection, documents, attention, all, force, each } => {
+            let selection = if *all {
+                Selection::All
+            } else if *attention {
+                Selection::Attention
+            } else if !documents.is_empty() {
+                Selection::Documents(documents.clone())
+            } else {
+                anyhow::bail!("say which documents: --documents a,b,c, --attention or --all");
+            };
+            ops::resync(&engine(runtime)?, connection, selection, *force, *each).await
+        }
+        Command::Log { document, tenant, connection } => {
+            ops::log(&*engine(runtime)?, document, tenant.as_deref(), connection.as_deref()).await
+        }
+        Command::Attention { connection } => ops::attention(&*engine(runtime)?, connection.as_deref()).await,
+        Command::Dismiss { document, connection, target } => {
+            ops::dismiss(&*engine(runtime)?, document, connection, *target).await
+        }
+        Command::Unlock { subject, connection, target } => ops::unlock(&*engine(runtime)?, subject, connection, *target).await,
+        Command::Worker { until_idle } => ops::worker(&engine(runtime)?, *until_idle).await,
     }
 }
 

@@ -1,0 +1,261 @@
+//! The host's own vocabulary: tenants, connections, documents, payments,
+//! entries, targets and triggers. One name for one thing, the same in the
+//! store, the CLI and the docs.
+
+use serde::{Deserialize, Serialize};
+
+/// A document's place in the AP product's flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DocumentStatus {
+    Draft,
+    AwaitingApproval,
+    /// Approved and unpaid.
+    Approved,
+    Paid,
+}
+
+impl DocumentStatus {
+    /// The name used in JSON, SQL and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentStatus::Draft => "draft",
+            DocumentStatus::AwaitingApproval => "awaiting_approval",
+            DocumentStatus::Approved => "approved",
+            DocumentStatus::Paid => "paid",
+        }
+    }
+
+    /// Parses [`DocumentStatus::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "draft" => DocumentStatus::Draft,
+            "awaiting_approval" => DocumentStatus::AwaitingApproval,
+            "approved" => DocumentStatus::Approved,
+            "paid" => DocumentStatus::Paid,
+            _ => return None,
+        })
+    }
+
+    /// Approved or later: the document belongs in the ERP.
+    pub fn is_approved(self) -> bool {
+        matches!(self, DocumentStatus::Approved | DocumentStatus::Paid)
+    }
+}
+
+/// The vendor of a document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vendor {
+    pub id: String,
+    pub name: String,
+}
+
+/// One line of a document, in the AP product's terms (category and
+/// department, which each connection maps to its ERP's codes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentLine {
+    pub description: String,
+    /// Minor units.
+    pub amount: i64,
+    pub category: String,
+    pub department: Option<String>,
+    pub tax_code: Option<String>,
+}
+
+/// A vendor bill in the AP product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Document {
+    pub tenant_id: String,
+    pub id: String,
+    /// The vendor's invoice number.
+    pub number: String,
+    pub vendor: Vendor,
+    pub issue_date: String,
+    pub due_date: String,
+    pub currency: String,
+    pub lines: Vec<DocumentLine>,
+    /// Minor units.
+    pub total: i64,
+    pub status: DocumentStatus,
+}
+
+impl Document {
+    /// The fields whose change updates the bill entry (A2); status is not
+    /// one of them (a status change has its own triggers).
+    pub fn details_differ(&self, other: &Document) -> bool {
+        self.number != other.number
+            || self.vendor != other.vendor
+            || self.issue_date != other.issue_date
+            || self.due_date != other.due_date
+            || self.currency != other.currency
+            || self.lines != other.lines
+            || self.total != other.total
+    }
+}
+
+/// How a payment is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    Check,
+    Ach,
+    Wire,
+    Card,
+}
+
+/// A payment against a document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    pub tenant_id: String,
+    pub id: String,
+    pub document_id: String,
+    /// Minor units.
+    pub amount: i64,
+    pub date: String,
+    pub method: PaymentMethod,
+    /// The funding account the payment is drawn from.
+    pub funding_account: String,
+    pub check_number: Option<u64>,
+}
+
+/// Which entry of a document a sync is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// The document's bill entry.
+    Bill,
+    /// The document's payment entry.
+    Payment,
+}
+
+impl Target {
+    /// The name used in JSON, SQL and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Bill => "bill",
+            Target::Payment => "payment",
+        }
+    }
+
+    /// Parses [`Target::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "bill" => Some(Target::Bill),
+            "payment" => Some(Target::Payment),
+            _ => None,
+        }
+    }
+}
+
+/// Why a sync happened (L1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Approved,
+    Changed,
+    Paid,
+    FundingComplete,
+    Manual,
+    Bulk,
+    Retry,
+}
+
+impl Trigger {
+    /// The name used in JSON, SQL and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Approved => "approved",
+            Trigger::Changed => "changed",
+            Trigger::Paid => "paid",
+            Trigger::FundingComplete => "funding_complete",
+            Trigger::Manual => "manual",
+            Trigger::Bulk => "bulk",
+            Trigger::Retry => "retry",
+        }
+    }
+
+    /// Parses [`Trigger::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "approved" => Trigger::Approved,
+            "changed" => Trigger::Changed,
+            "paid" => Trigger::Paid,
+            "funding_complete" => Trigger::FundingComplete,
+            "manual" => Trigger::Manual,
+            "bulk" => Trigger::Bulk,
+            "retry" => Trigger::Retry,
+            _ => return None,
+        })
+    }
+}
+
+/// A tracking option a department maps to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingMapping {
+    pub category: String,
+    pub option: String,
+}
+
+/// How a connection translates the AP product's codes to its ERP's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mappings {
+    /// Category → GL account code.
+    pub categories: std::collections::BTreeMap<String, String>,
+    /// Department → tracking category and option (Xero) or class (QuickBooks).
+    pub departments: std::collections::BTreeMap<String, TrackingMapping>,
+    /// Funding account → the ERP's bank account code.
+    pub bank_accounts: std::collections::BTreeMap<String, String>,
+}
+
+/// Per-connection overrides of the sandbox limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitOverrides {
+    pub memory_mib: Option<u32>,
+    pub deadline_ms: Option<u64>,
+    pub http_timeout_ms: Option<u64>,
+}
+
+/// A tenant's use of one connector, with its settings (P4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Connection {
+    pub id: String,
+    pub tenant_id: String,
+    /// The connector: a built-in name (`csv`) or a path to a `.wasm` file.
+    pub plugin: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Settings handed to the plugin (base URL, organisation id...). Never secrets.
+    #[serde(default)]
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// Credential headers the host adds to the plugin's requests to the
+    /// allowed hosts (for example `authorization`). Held by the host only.
+    #[serde(default, skip_serializing)]
+    pub credentials: std::collections::BTreeMap<String, String>,
+    /// The hosts the plugin may call (`api.xero.com`, `127.0.0.1:8080`).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// A directory the plugin is granted (the CSV connector's files).
+    #[serde(default)]
+    pub directory: Option<String>,
+    #[serde(default)]
+    pub mappings: Mappings,
+    /// The ERP's bank account code for funding accounts with no mapping.
+    #[serde(default)]
+    pub default_bank_account: Option<String>,
+    #[serde(default = "yes")]
+    pub sync_bills: bool,
+    #[serde(default = "yes")]
+    pub sync_payments: bool,
+    #[serde(default)]
+    pub sync_before_approval: bool,
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+fn yes() -> bool {
+    true
+}

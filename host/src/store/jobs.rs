@@ -1,0 +1,454 @@
+//! The durable job queue: enqueue (coalescing), claim (with a lease), finish
+//! (the outcome and everything it changes, in one transaction), recovery of
+//! jobs whose worker died.
+
+use super::records::{ENTRY_COLUMNS, entry_from_row};
+use super::rows::{FinishedJob, Job, JobOutcome, JobState, NewJob, RunSummary};
+use super::{Store, now_ms};
+use crate::model::{Target, Trigger};
+use rusqlite::{OptionalExtension, params};
+use std::collections::HashSet;
+
+/// Queues `job`, coalescing with a queued job for the same connection,
+/// document and target (D1: events delivered twice make one sync).
+pub(super) fn enqueue_in(db: &rusqlite::Connection, job: &NewJob) -> anyhow::Result<()> {
+    db.execute(
+        "INSERT INTO jobs (connection_id, tenant_id, document_id, target, trigger, force, state, due_at, run_id, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9)
+         ON CONFLICT (connection_id, document_id, target) WHERE state = 'queued' DO UPDATE SET
+           trigger = excluded.trigger,
+           force = force OR excluded.force,
+           due_at = MIN(due_at, excluded.due_at),
+           run_id = COALESCE(excluded.run_id, run_id)",
+        params![
+            job.connection_id,
+            job.tenant_id,
+            job.document_id,
+            job.target.as_str(),
+            job.trigger.as_str(),
+            job.force,
+            job.due_at,
+            job.run_id,
+            now_ms()
+        ],
+    )?;
+    Ok(())
+}
+
+fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<Job> {
+    let target: String = r.get(4)?;
+    let trigger: String = r.get(5)?;
+    Ok(Job {
+        id: r.get(0)?,
+        connection_id: r.get(1)?,
+        tenant_id: r.get(2)?,
+        document_id: r.get(3)?,
+        target: Target::parse(&target).unwrap_or(Target::Bill),
+        trigger: Trigger::parse(&trigger).unwrap_or(Trigger::Retry),
+        force: r.get(6)?,
+        attempts: r.get::<_, i64>(7)? as u32,
+        run_id: r.get(8)?,
+    })
+}
+
+const JOB_COLUMNS: &str =
+    "id, connection_id, tenant_id, document_id, target, trigger, force, attempts, run_id";
+
+impl Store {
+    /// Queues jobs (coalescing), in one transaction.
+    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> anyhow::Result<()> {
+        self.with(move |db| {
+            let tx = db.transaction()?;
+            for j in &jobs {
+                enqueue_in(&tx, j)?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Claims up to `limit` due jobs, at most one per connection and
+    /// document, none for a document with a job still running there (so a
+    /// manual and an automatic sync of one document never run at once), bill
+    /// jobs before payment jobs. Each is leased until `lease_until`.
+    pub async fn claim(&self, limit: usize, lease_until: i64) -> anyhow::Result<Vec<Job>> {
+        self.with(move |db| {
+            let tx = db.transaction()?;
+            let now = now_ms();
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs j WHERE state = 'queued' AND due_at <= ?1
+                   AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.state = 'running'
+                       AND r.connection_id = j.connection_id AND r.document_id = j.document_id)
+                 ORDER BY due_at, target, id LIMIT ?2"
+            ))?;
+            let candidates: Vec<Job> = stmt
+                .query_map(params![now, (limit * 4) as i64], job_from_row)?
+                .collect::<Result<_, _>>()?;
+            drop(stmt);
+            let mut seen = HashSet::new();
+            let mut claimed = Vec::new();
+            for job in candidates {
+                if claimed.len() == limit {
+                    break;
+                }
+                if !seen.insert((job.connection_id.clone(), job.document_id.clone())) {
+                    continue;
+                }
+                tx.execute(
+                    "UPDATE jobs SET state = 'running', lease_until = ?2 WHERE id = ?1",
+                    params![job.id, lease_until],
+                )?;
+                claimed.push(job);
+            }
+            tx.commit()?;
+            Ok(claimed)
+        })
+        .await
+    }
+
+    /// Puts running jobs whose lease ran out (their worker died) back in the
+    /// queue. Returns how many.
+    pub async fn recover_expired(&self) -> anyhow::Result<usize> {
+        self.with(|db| {
+            let tx = db.transaction()?;
+            let now = now_ms();
+            let expired: Vec<(i64, String, String, String)> = {
+                let mut stmt = tx.prepare(
+                    "SELECT id, connection_id, document_id, target FROM jobs WHERE state = 'running' AND lease_until < ?1",
+                )?;
+                stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect::<Result<_, _>>()?
+            };
+            for (id, c, d, t) in &expired {
+                // A newer event may have queued the same sync meanwhile: the
+                // two coalesce, keeping the older job's run.
+                let queued: Option<i64> = tx
+                    .query_row(
+                        "SELECT id FROM jobs WHERE state = 'queued' AND connection_id = ?1 AND document_id = ?2 AND target = ?3",
+                        params![c, d, t],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(q) = queued {
+                    tx.execute(
+                        "UPDATE jobs SET run_id = COALESCE((SELECT run_id FROM jobs WHERE id = ?1), run_id) WHERE id = ?2",
+                        params![id, q],
+                    )?;
+                    tx.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
+                } else {
+                    tx.execute(
+                        "UPDATE jobs SET state = 'queued', lease_until = NULL, due_at = ?2 WHERE id = ?1",
+                        params![id, now],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok(expired.len())
+        })
+        .await
+    }
+
+    /// Stores everything a finished attempt changes, in one transaction: the
+    /// job's new state, the entry, the log line, the attention item, and the
+    /// payments waiting on a bill.
+    pub async fn finish(&self, f: FinishedJob) -> anyhow::Result<()> {
+        self.with(move |db| {
+            let tx = db.transaction()?;
+            let now = now_ms();
+            let job = &f.job;
+            let target = job.target.as_str();
+
+            for (target, subject) in &f.forget {
+                tx.execute(
+                    "DELETE FROM entries WHERE connection_id = ?1 AND target = ?2 AND subject_id = ?3",
+                    params![job.connection_id, target, subject],
+                )?;
+            }
+            for e in &f.entries {
+                tx.execute(
+                    "INSERT INTO entries (connection_id, target, subject_id, document_id, erp_id, version, state,
+                       content_hash, intent_key, booked, booked_reason, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT (connection_id, target, subject_id) DO UPDATE SET
+                       erp_id = excluded.erp_id, version = excluded.version, state = excluded.state,
+                       content_hash = excluded.content_hash, intent_key = excluded.intent_key,
+                       booked = excluded.booked, booked_reason = excluded.booked_reason,
+                       updated_at = excluded.updated_at",
+                    params![
+                        e.connection_id, e.target, e.subject_id, e.document_id, e.erp_id, e.version,
+                        e.state, e.content_hash, e.intent_key, e.booked, e.booked_reason, now
+                    ],
+                )?;
+            }
+
+            let (state, due_at) = match f.outcome {
+                JobOutcome::Retrying => (JobState::Queued, f.retry_at.unwrap_or(now)),
+                JobOutcome::Waiting => (JobState::Waiting, now),
+                JobOutcome::Blocked => (JobState::Blocked, now),
+                JobOutcome::Failed => (JobState::Failed, now),
+                _ => (JobState::Done, now),
+            };
+            let attempts = job.attempts as i64 + 1;
+            if state == JobState::Queued {
+                // A retry coalesces with a job queued meanwhile for the same sync.
+                let queued: Option<i64> = tx
+                    .query_row(
+                        "SELECT id FROM jobs WHERE state = 'queued' AND connection_id = ?1 AND document_id = ?2 AND target = ?3",
+                        params![job.connection_id, job.document_id, target],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(q) = queued {
+                    tx.execute(
+                        "UPDATE jobs SET due_at = MIN(due_at, ?2), attempts = MAX(attempts, ?3),
+                           run_id = COALESCE(run_id, ?4) WHERE id = ?1",
+                        params![q, due_at, attempts, job.run_id],
+                    )?;
+                    tx.execute("DELETE FROM jobs WHERE id = ?1", [job.id])?;
+                } else {
+                    tx.execute(
+                        "UPDATE jobs SET state = 'queued', due_at = ?2, attempts = ?3, lease_until = NULL,
+                           trigger = 'retry', outcome = ?4, error = ?5 WHERE id = ?1",
+                        params![job.id, due_at, attempts, f.outcome.as_str(), f.error],
+                    )?;
+                }
+            } else {
+                tx.execute(
+                    "UPDATE jobs SET state = ?2, attempts = ?3, lease_until = NULL, outcome = ?4, error = ?5,
+                       finished_at = ?6 WHERE id = ?1",
+                    params![job.id, state.as_str(), attempts, f.outcome.as_str(), f.error, now],
+                )?;
+            }
+
+            // The log line (L1).
+            let erp_id = f.entries.iter().find_map(|e| e.erp_id.clone());
+            tx.execute(
+                "INSERT INTO sync_log (tenant_id, connection_id, document_id, at, trigger, target, operations,
+                   outcome, erp_id, error, plugin_log)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    job.tenant_id, job.connection_id, job.document_id, now, job.trigger.as_str(), target,
+                    serde_json::to_string(&f.operations)?, f.outcome.as_str(), erp_id, f.error, f.plugin_log
+                ],
+            )?;
+
+            // Requires attention (L2): set on failures a person must fix,
+            // cleared by a success; retries and waits leave it as it is.
+            match (&f.attention, f.outcome) {
+                (Some((message, hint)), _) => {
+                    tx.execute(
+                        "INSERT INTO attention (connection_id, tenant_id, document_id, target, message, hint, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                         ON CONFLICT (connection_id, document_id, target) DO UPDATE SET
+                           message = excluded.message, hint = excluded.hint",
+                        params![job.connection_id, job.tenant_id, job.document_id, target, message, hint, now],
+                    )?;
+                }
+                (None, JobOutcome::Created | JobOutcome::Updated | JobOutcome::Unchanged) => {
+                    tx.execute(
+                        "DELETE FROM attention WHERE connection_id = ?1 AND document_id = ?2 AND target = ?3",
+                        params![job.connection_id, job.document_id, target],
+                    )?;
+                }
+                _ => {}
+            }
+
+            // A5: a bill's fate decides its waiting payments'.
+            if job.target == Target::Bill {
+                match f.outcome {
+                    JobOutcome::Created | JobOutcome::Updated | JobOutcome::Unchanged | JobOutcome::SkippedBooked => {
+                        release_payments(&tx, &job.connection_id, &job.document_id, now)?;
+                    }
+                    JobOutcome::Failed => {
+                        let reason = format!(
+                            "blocked: the bill entry could not be synced: {}",
+                            f.error.as_deref().unwrap_or("unknown error")
+                        );
+                        let blocked = tx.execute(
+                            "UPDATE jobs SET state = 'blocked', outcome = 'blocked', error = ?3, finished_at = ?4
+                             WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment' AND state = 'waiting'",
+                            params![job.connection_id, job.document_id, reason, now],
+                        )?;
+                        if blocked > 0 {
+                            tx.execute(
+                                "INSERT INTO attention (connection_id, tenant_id, document_id, target, message, hint, created_at)
+                                 VALUES (?1, ?2, ?3, 'payment', ?4, ?5, ?6)
+                                 ON CONFLICT (connection_id, document_id, target) DO UPDATE SET
+                                   message = excluded.message, hint = excluded.hint",
+                                params![
+                                    job.connection_id, job.tenant_id, job.document_id, reason,
+                                    "Fix the bill's problem (see the bill's item); the payment follows by itself once the bill is synced.",
+                                    now
+                                ],
+                            )?;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Puts a payment job in `waiting` for its bill, and makes sure the bill
+    /// is queued (A5), in one transaction.
+    pub async fn wait_for_bill(&self, payment_job: Job, bill_job: NewJob) -> anyhow::Result<()> {
+        self.with(move |db| {
+            let tx = db.transaction()?;
+            let bill_active: bool = tx
+                .query_row(
+                    "SELECT 1 FROM jobs WHERE connection_id = ?1 AND document_id = ?2 AND target = 'bill'
+                       AND state IN ('queued', 'running')",
+                    params![bill_job.connection_id, bill_job.document_id],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            // Our own job is running; a running bill job can only be another's.
+            if !bill_active {
+                enqueue_in(&tx, &bill_job)?;
+            }
+            tx.execute(
+                "UPDATE jobs SET state = 'waiting', outcome = 'waiting', lease_until = NULL,
+                   error = 'waiting for the bill entry' WHERE id = ?1",
+                [payment_job.id],
+            )?;
+            tx.execute(
+                "INSERT INTO sync_log (tenant_id, connection_id, document_id, at, trigger, target, operations,
+                   outcome, erp_id, error, plugin_log)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'payment', '[]', 'waiting', NULL,
+                   'waiting for the bill entry: the bill is synced first, the payment follows', '[]')",
+                params![
+                    payment_job.tenant_id, payment_job.connection_id, payment_job.document_id,
+                    now_ms(), payment_job.trigger.as_str()
+                ],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Where a manual or bulk run stands.
+    pub async fn run_summary(&self, run_id: &str) -> anyhow::Result<RunSummary> {
+        let run = run_id.to_string();
+        self.with(move |db| {
+            let mut stmt = db.prepare(
+                "SELECT state, COALESCE(outcome, ''), COUNT(*) FROM jobs WHERE run_id = ?1 GROUP BY 1, 2",
+            )?;
+            let mut s = RunSummary::default();
+            let rows = stmt.query_map([run], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
+            for row in rows {
+                let (state, outcome, n) = row?;
+                let n = n as usize;
+                s.total += n;
+                match (state.as_str(), outcome.as_str()) {
+                    ("done", "created") => s.created += n,
+                    ("done", "updated") => s.updated += n,
+                    ("done", "unchanged") => s.unchanged += n,
+                    ("done", "skipped_booked") => s.skipped_booked += n,
+                    ("failed", _) | ("blocked", _) => s.failed += n,
+                    ("waiting", _) => s.waiting += n,
+                    _ => s.pending += n,
+                }
+            }
+            Ok(s)
+        })
+        .await
+    }
+
+    /// Each job of a run: document, target, state, outcome, error.
+    pub async fn run_results(
+        &self,
+        run_id: &str,
+    ) -> anyhow::Result<Vec<(String, String, String, Option<String>, Option<String>)>> {
+        let run = run_id.to_string();
+        self.with(move |db| {
+            let mut stmt = db.prepare(
+                "SELECT document_id, target, state, outcome, error FROM jobs WHERE run_id = ?1 ORDER BY document_id, target",
+            )?;
+            let rows = stmt.query_map([run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Jobs queued, running or waiting; and the earliest due time of the queued.
+    pub async fn pending(&self) -> anyhow::Result<(usize, usize, Option<i64>)> {
+        self.with(|db| {
+            let (queued, due): (i64, Option<i64>) = db.query_row(
+                "SELECT COUNT(*), MIN(due_at) FROM jobs WHERE state = 'queued'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let running: i64 =
+                db.query_row("SELECT COUNT(*) FROM jobs WHERE state = 'running'", [], |r| r.get(0))?;
+            Ok((queued as usize, running as usize, due))
+        })
+        .await
+    }
+
+    /// The entries of a connection, for checks and reports.
+    pub async fn entries(&self, connection_id: &str) -> anyhow::Result<Vec<super::EntryRow>> {
+        let c = connection_id.to_string();
+        self.with(move |db| {
+            let mut stmt = db.prepare(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries WHERE connection_id = ?1 ORDER BY target, subject_id"
+            ))?;
+            let rows = stmt.query_map([c], entry_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}
+
+/// Puts a document's waiting or blocked payment jobs back in the queue.
+fn release_payments(tx: &rusqlite::Transaction, connection: &str, document: &str, now: i64) -> anyhow::Result<()> {
+    let queued: bool = tx
+        .query_row(
+            "SELECT 1 FROM jobs WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment' AND state = 'queued'",
+            params![connection, document],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if queued {
+        // One queued payment job already covers the document's payments.
+        tx.execute(
+            "UPDATE jobs SET state = 'done', outcome = 'coalesced', finished_at = ?3
+             WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment' AND state IN ('waiting', 'blocked')",
+            params![connection, document, now],
+        )?;
+        return Ok(());
+    }
+    let ids: Vec<i64> = {
+        let mut stmt = tx.prepare(
+            "SELECT id FROM jobs WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment'
+               AND state IN ('waiting', 'blocked') ORDER BY id",
+        )?;
+        stmt.query_map(params![connection, document], |r| r.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    for (i, id) in ids.iter().enumerate() {
+        if i == 0 {
+            tx.execute(
+                "UPDATE jobs SET state = 'queued', due_at = ?2, error = NULL WHERE id = ?1",
+                params![id, now],
+            )?;
+        } else {
+            tx.execute(
+                "UPDATE jobs SET state = 'done', outcome = 'coalesced', finished_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )?;
+        }
+    }
+    tx.execute(
+        "DELETE FROM attention WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment'
+           AND message LIKE 'blocked:%'",
+        params![connection, document],
+    )?;
+    Ok(())
+}

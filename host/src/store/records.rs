@@ -1,0 +1,405 @@
+//! Tenants, connections, documents, payments, entries, the integration log
+//! and Requires attention.
+
+use super::rows::{AttentionItem, EntryRow, LogRow, NewJob, Operation};
+use super::{Store, now_ms};
+use crate::model::{Connection, Document, Payment, Target};
+use anyhow::{Context as _, bail};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+/// Decides the jobs a change causes, inside the transaction that records it.
+pub type JobPlan<T> = Box<dyn FnOnce(Option<&T>, &T, &[Connection]) -> Vec<NewJob> + Send>;
+
+impl Store {
+    /// Adds a tenant; adding one that exists is a no-op.
+    pub async fn add_tenant(&self, id: &str) -> anyhow::Result<()> {
+        let id = id.to_string();
+        self.with(move |db| {
+            db.execute(
+                "INSERT INTO tenants (id, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![id, now_ms()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Whether the tenant exists.
+    pub async fn tenant_exists(&self, id: &str) -> anyhow::Result<bool> {
+        let id = id.to_string();
+        self.with(move |db| {
+            Ok(db
+                .query_row("SELECT 1 FROM tenants WHERE id = ?1", [id], |_| Ok(()))
+                .optional()?
+                .is_some())
+        })
+        .await
+    }
+
+    /// Adds or replaces a connection (already validated).
+    pub async fn put_connection(&self, c: Connection) -> anyhow::Result<()> {
+        self.with(move |db| {
+            let config = serde_json::to_string(&c)?;
+            let credentials = serde_json::to_string(&c.credentials)?;
+            db.execute(
+                "INSERT INTO connections (id, tenant_id, enabled, config, credentials, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET tenant_id = excluded.tenant_id,
+                   enabled = excluded.enabled, config = excluded.config,
+                   credentials = excluded.credentials",
+                params![c.id, c.tenant_id, c.enabled, config, credentials, now_ms()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The connection `id`, credentials included.
+    pub async fn connection(&self, id: &str) -> anyhow::Result<Option<Connection>> {
+        let id = id.to_string();
+        self.with(move |db| {
+            db.query_row(
+                "SELECT config, credentials, enabled FROM connections WHERE id = ?1",
+                [id],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?)),
+            )
+            .optional()?
+            .map(|(config, creds, enabled)| parse_connection(&config, &creds, enabled))
+            .transpose()
+        })
+        .await
+    }
+
+    /// Every connection, credentials included.
+    pub async fn connections(&self) -> anyhow::Result<Vec<Connection>> {
+        self.with(|db| all_connections(db, None)).await
+    }
+
+    /// Enables or disables a connection (P4); its history stays.
+    pub async fn set_connection_enabled(&self, id: &str, enabled: bool) -> anyhow::Result<bool> {
+        let id = id.to_string();
+        self.with(move |db| {
+            let Some(config): Option<String> = db
+                .query_row("SELECT config FROM connections WHERE id = ?1", [&id], |r| r.get(0))
+                .optional()?
+            else {
+                return Ok(false);
+            };
+            let mut value: serde_json::Value = serde_json::from_str(&config)?;
+            value["enabled"] = serde_json::Value::Bool(enabled);
+            db.execute(
+                "UPDATE connections SET enabled = ?2, config = ?3 WHERE id = ?1",
+                params![id, enabled, value.to_string()],
+            )?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// Records documents and payments, and the jobs each change causes, in
+    /// one transaction: all of them or none (V1).
+    pub async fn record(
+        &self,
+        documents: Vec<(Document, JobPlan<Document>)>,
+        payments: Vec<(Payment, JobPlan<Payment>)>,
+    ) -> anyhow::Result<Vec<NewJob>> {
+        self.with(move |db| {
+            let tx = db.transaction()?;
+            let mut queued = Vec::new();
+            for (doc, plan) in documents {
+                let previous = document_in(&tx, &doc.tenant_id, &doc.id)?;
+                let conns = all_connections(&tx, Some(&doc.tenant_id))?;
+                tx.execute(
+                    "INSERT INTO documents (tenant_id, id, status, body, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (tenant_id, id) DO UPDATE SET status = excluded.status,
+                       body = excluded.body, updated_at = excluded.updated_at",
+                    params![doc.tenant_id, doc.id, doc.status.as_str(), serde_json::to_string(&doc)?, now_ms()],
+                )?;
+                let jobs = plan(previous.as_ref(), &doc, &conns);
+                for j in &jobs {
+                    super::jobs::enqueue_in(&tx, j)?;
+                }
+                queued.extend(jobs);
+            }
+            for (payment, plan) in payments {
+                if document_in(&tx, &payment.tenant_id, &payment.document_id)?.is_none() {
+                    bail!(
+                        "payment {}: document_id: no document {} for tenant {}",
+                        payment.id,
+                        payment.document_id,
+                        payment.tenant_id
+                    );
+                }
+                let previous: Option<Payment> = tx
+                    .query_row(
+                        "SELECT body FROM payments WHERE tenant_id = ?1 AND id = ?2",
+                        params![payment.tenant_id, payment.id],
+                        |r| r.get::<_, String>(0),
+                    )
+                    .optional()?
+                    .map(|b| serde_json::from_str(&b))
+                    .transpose()?;
+                if let Some(p) = &previous
+                    && p.document_id != payment.document_id
+                {
+                    bail!(
+                        "payment {}: document_id: it belongs to document {}, not {}",
+                        payment.id,
+                        p.document_id,
+                        payment.document_id
+                    );
+                }
+                let conns = all_connections(&tx, Some(&payment.tenant_id))?;
+                tx.execute(
+                    "INSERT INTO payments (tenant_id, id, document_id, body, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (tenant_id, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
+                    params![payment.tenant_id, payment.id, payment.document_id, serde_json::to_string(&payment)?, now_ms()],
+                )?;
+                let jobs = plan(previous.as_ref(), &payment, &conns);
+                for j in &jobs {
+                    super::jobs::enqueue_in(&tx, j)?;
+                }
+                queued.extend(jobs);
+            }
+            tx.commit()?;
+            Ok(queued)
+        })
+        .await
+    }
+
+    /// The document, if recorded.
+    pub async fn document(&self, tenant_id: &str, id: &str) -> anyhow::Result<Option<Document>> {
+        let (t, i) = (tenant_id.to_string(), id.to_string());
+        self.with(move |db| {
+            let tx = db.transaction()?;
+            document_in(&tx, &t, &i)
+        })
+        .await
+    }
+
+    /// The payments recorded against a document, oldest first.
+    pub async fn payments_of(&self, tenant_id: &str, document_id: &str) -> anyhow::Result<Vec<Payment>> {
+        let (t, d) = (tenant_id.to_string(), document_id.to_string());
+        self.with(move |db| {
+            let mut stmt = db.prepare(
+                "SELECT body FROM payments WHERE tenant_id = ?1 AND document_id = ?2 ORDER BY updated_at, id",
+            )?;
+            let rows = stmt.query_map(params![t, d], |r| r.get::<_, String>(0))?;
+            rows.map(|b| Ok(serde_json::from_str(&b?)?)).collect()
+        })
+        .await
+    }
+
+    /// Ids of a tenant's documents, all of them.
+    pub async fn document_ids(&self, tenant_id: &str) -> anyhow::Result<Vec<String>> {
+        let t = tenant_id.to_string();
+        self.with(move |db| {
+            let mut stmt = db.prepare("SELECT id FROM documents WHERE tenant_id = ?1 ORDER BY id")?;
+            let rows = stmt.query_map([t], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// The host's record of an entry.
+    pub async fn entry(&self, connection_id: &str, target: Target, subject_id: &str) -> anyhow::Result<Option<EntryRow>> {
+        let (c, s) = (connection_id.to_string(), subject_id.to_string());
+        self.with(move |db| entry_in(db, &c, target, &s)).await
+    }
+
+    /// Every entry of a document in one connection.
+    pub async fn entries_of(&self, connection_id: &str, document_id: &str) -> anyhow::Result<Vec<EntryRow>> {
+        let (c, d) = (connection_id.to_string(), document_id.to_string());
+        self.with(move |db| {
+            let mut stmt = db.prepare(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries WHERE connection_id = ?1 AND document_id = ?2 ORDER BY target, subject_id"
+            ))?;
+            let rows = stmt.query_map(params![c, d], entry_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Counts a connection's entries that have an ERP id, per target.
+    pub async fn entry_counts(&self, connection_id: &str) -> anyhow::Result<(usize, usize)> {
+        let c = connection_id.to_string();
+        self.with(move |db| {
+            let count = |t: &str| -> anyhow::Result<usize> {
+                Ok(db.query_row(
+                    "SELECT COUNT(*) FROM entries WHERE connection_id = ?1 AND target = ?2 AND erp_id IS NOT NULL",
+                    params![c, t],
+                    |r| r.get::<_, i64>(0),
+                )? as usize)
+            };
+            Ok((count("bill")?, count("payment")?))
+        })
+        .await
+    }
+
+    /// Records the idempotency key of a create about to be sent (D2), so a
+    /// crash between the ERP's answer and the host's commit is recovered by
+    /// looking up, and a retry reuses the key.
+    pub async fn record_intent(&self, entry: EntryRow) -> anyhow::Result<()> {
+        self.with(move |db| {
+            db.execute(
+                "INSERT INTO entries (connection_id, target, subject_id, document_id, intent_key, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (connection_id, target, subject_id) DO UPDATE SET intent_key = excluded.intent_key,
+                   updated_at = excluded.updated_at",
+                params![entry.connection_id, entry.target, entry.subject_id, entry.document_id, entry.intent_key, now_ms()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Clears a booked lock after the operator reopened the period (B3).
+    /// Returns whether there was a lock.
+    pub async fn clear_lock(&self, connection_id: &str, target: Target, subject_id: &str) -> anyhow::Result<bool> {
+        let (c, s) = (connection_id.to_string(), subject_id.to_string());
+        self.with(move |db| {
+            let n = db.execute(
+                "UPDATE entries SET booked = 0, booked_reason = NULL, content_hash = NULL, updated_at = ?4
+                 WHERE connection_id = ?1 AND target = ?2 AND subject_id = ?3 AND booked = 1",
+                params![c, target.as_str(), s, now_ms()],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    /// A document's integration log, oldest first; one connection or all.
+    pub async fn log_of(&self, tenant_id: &str, document_id: &str, connection_id: Option<&str>) -> anyhow::Result<Vec<LogRow>> {
+        let (t, d, c) = (tenant_id.to_string(), document_id.to_string(), connection_id.map(str::to_string));
+        self.with(move |db| {
+            let mut stmt = db.prepare(
+                "SELECT at, connection_id, document_id, trigger, target, operations, outcome, erp_id, error, plugin_log
+                 FROM sync_log WHERE tenant_id = ?1 AND document_id = ?2 AND (?3 IS NULL OR connection_id = ?3)
+                 ORDER BY id",
+            )?;
+            let rows = stmt.query_map(params![t, d, c], |r| {
+                Ok((
+                    LogRow {
+                        at: r.get(0)?,
+                        connection_id: r.get(1)?,
+                        document_id: r.get(2)?,
+                        trigger: r.get(3)?,
+                        target: r.get(4)?,
+                        operations: Vec::new(),
+                        outcome: r.get(6)?,
+                        erp_id: r.get(7)?,
+                        error: r.get(8)?,
+                        plugin_log: serde_json::Value::Null,
+                    },
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(9)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (mut log, ops, plugin_log) = row?;
+                log.operations = serde_json::from_str::<Vec<Operation>>(&ops).context("a log row's operations")?;
+                log.plugin_log = serde_json::from_str(&plugin_log).context("a log row's plugin log")?;
+                out.push(log);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Requires attention: one connection's items, or everyone's.
+    pub async fn attention(&self, connection_id: Option<&str>) -> anyhow::Result<Vec<AttentionItem>> {
+        let c = connection_id.map(str::to_string);
+        self.with(move |db| {
+            let mut stmt = db.prepare(
+                "SELECT connection_id, tenant_id, document_id, target, message, hint, created_at
+                 FROM attention WHERE (?1 IS NULL OR connection_id = ?1) ORDER BY created_at, document_id",
+            )?;
+            let rows = stmt.query_map(params![c], |r| {
+                Ok(AttentionItem {
+                    connection_id: r.get(0)?,
+                    tenant_id: r.get(1)?,
+                    document_id: r.get(2)?,
+                    target: r.get(3)?,
+                    message: r.get(4)?,
+                    hint: r.get(5)?,
+                    created_at: r.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Dismisses an attention item (L2). Returns whether there was one.
+    pub async fn dismiss(&self, connection_id: &str, document_id: &str, target: Target) -> anyhow::Result<bool> {
+        let (c, d) = (connection_id.to_string(), document_id.to_string());
+        self.with(move |db| {
+            Ok(db.execute(
+                "DELETE FROM attention WHERE connection_id = ?1 AND document_id = ?2 AND target = ?3",
+                params![c, d, target.as_str()],
+            )? > 0)
+        })
+        .await
+    }
+}
+
+fn parse_connection(config: &str, credentials: &str, enabled: bool) -> anyhow::Result<Connection> {
+    let mut c: Connection = serde_json::from_str(config).context("a stored connection")?;
+    c.credentials = serde_json::from_str(credentials).context("a stored connection's credentials")?;
+    c.enabled = enabled;
+    Ok(c)
+}
+
+fn all_connections(db: &rusqlite::Connection, tenant: Option<&str>) -> anyhow::Result<Vec<Connection>> {
+    let mut stmt = db.prepare(
+        "SELECT config, credentials, enabled FROM connections WHERE (?1 IS NULL OR tenant_id = ?1) ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![tenant], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?))
+    })?;
+    rows.map(|r| {
+        let (config, creds, enabled) = r?;
+        parse_connection(&config, &creds, enabled)
+    })
+    .collect()
+}
+
+fn document_in(tx: &Transaction, tenant: &str, id: &str) -> anyhow::Result<Option<Document>> {
+    tx.query_row(
+        "SELECT body FROM documents WHERE tenant_id = ?1 AND id = ?2",
+        params![tenant, id],
+        |r| r.get::<_, String>(0),
+    )
+    .optional()?
+    .map(|b| serde_json::from_str(&b).context("a stored document"))
+    .transpose()
+}
+
+pub(super) const ENTRY_COLUMNS: &str = "connection_id, target, subject_id, document_id, erp_id, version, state, content_hash, intent_key, booked, booked_reason";
+
+pub(super) fn entry_from_row(r: &rusqlite::Row) -> rusqlite::Result<EntryRow> {
+    Ok(EntryRow {
+        connection_id: r.get(0)?,
+        target: r.get(1)?,
+        subject_id: r.get(2)?,
+        document_id: r.get(3)?,
+        erp_id: r.get(4)?,
+        version: r.get(5)?,
+        state: r.get(6)?,
+        content_hash: r.get(7)?,
+        intent_key: r.get(8)?,
+        booked: r.get(9)?,
+        booked_reason: r.get(10)?,
+    })
+}
+
+pub(super) fn entry_in(db: &rusqlite::Connection, c: &str, target: Target, s: &str) -> anyhow::Result<Option<EntryRow>> {
+    Ok(db
+        .query_row(
+            &format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE connection_id = ?1 AND target = ?2 AND subject_id = ?3"),
+            params![c, target.as_str(), s],
+            entry_from_row,
+        )
+        .optional()?)
+}

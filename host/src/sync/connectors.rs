@@ -1,0 +1,63 @@
+//! The plugin behind each connection, loaded once per plugin file and shared,
+//! and the sandbox each connection grants it.
+
+use crate::builtin;
+use crate::model::Connection;
+use crate::runtime::{AllowedHost, Credential, Limits, Plugin, Runtime, Sandbox};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// Loaded plugins, by the connection's `plugin` (a built-in name or a path).
+#[derive(Default)]
+pub struct Connectors {
+    loaded: Mutex<HashMap<String, Arc<Plugin>>>,
+}
+
+impl Connectors {
+    /// The plugin for `c`, loading it on first use.
+    pub async fn plugin(&self, runtime: &Runtime, c: &Connection) -> anyhow::Result<Arc<Plugin>> {
+        let mut loaded = self.loaded.lock().await;
+        if let Some(p) = loaded.get(&c.plugin) {
+            return Ok(p.clone());
+        }
+        let plugin = match builtin::find(&c.plugin) {
+            Some(b) => runtime.load(b.wasm.to_vec(), &format!("built-in {} plugin", b.name)).await?,
+            None => runtime.load_file(std::path::Path::new(&c.plugin)).await?,
+        };
+        loaded.insert(c.plugin.clone(), plugin.clone());
+        Ok(plugin)
+    }
+}
+
+/// Why a connection's settings cannot make a sandbox.
+pub fn sandbox(c: &Connection) -> Result<Sandbox, String> {
+    let allowed_hosts = c
+        .allowed_hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| AllowedHost::parse(h).map_err(|e| format!("allowed_hosts[{i}]: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let credentials = c
+        .credentials
+        .iter()
+        .map(|(k, v)| Credential::new(k, v).map_err(|e| format!("credentials.{k}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let defaults = Limits::default();
+    let limits = Limits {
+        memory_bytes: c.limits.memory_mib.map_or(defaults.memory_bytes, |m| (m as usize) << 20),
+        deadline: c.limits.deadline_ms.map_or(defaults.deadline, Duration::from_millis),
+        http_timeout: c.limits.http_timeout_ms.map_or(defaults.http_timeout, Duration::from_millis),
+        log_bytes: defaults.log_bytes,
+    };
+    Ok(Sandbox {
+        tenant_id: c.tenant_id.clone(),
+        connection_id: c.id.clone(),
+        settings: c.settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        allowed_hosts,
+        credentials,
+        directory: c.directory.as_ref().map(Into::into),
+        limits,
+    })
+}

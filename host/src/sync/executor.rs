@@ -1,0 +1,546 @@
+//! One job: the document as it is now, mapped for the connection, through
+//! the plugin's lookup / create / update, following the three rules of M3,
+//! with booked locks (B1-B3), deduplication (D1-D3) and the classification
+//! of failures (R1, R3). Its outcome is stored in one transaction.
+
+use super::Engine;
+use super::mapping::{self, MappingError};
+use super::plain::{Verdict, verdict};
+use crate::model::{Connection, Document, DocumentStatus, Payment, PaymentMethod, Target, Trigger};
+use crate::runtime::bindings as wit;
+use crate::runtime::{CallError, LogLine, Operation as Call, Plugin, Reply, Sandbox, describe_connector_error};
+use crate::store::{EntryRow, FinishedJob, Job, JobOutcome, NewJob, Operation, now_ms};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A hex digest of `parts`, 32 characters: short enough for every ERP's
+/// idempotency key (QuickBooks allows 50).
+fn digest(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the plugin is sent, hashed: an update that would send the same is
+/// skipped (D3). Debug output is stable within a build; a new build at worst
+/// sends one redundant update per entry.
+fn content_hash<T: std::fmt::Debug>(value: &T) -> String {
+    digest(&[&format!("{value:?}")])
+}
+
+fn entry_state(s: wit::EntryState) -> &'static str {
+    match s {
+        wit::EntryState::Open => "open",
+        wit::EntryState::Paid => "paid",
+        wit::EntryState::Booked => "booked",
+        wit::EntryState::Voided => "voided",
+        wit::EntryState::Deleted => "deleted",
+    }
+}
+
+fn to_wit(row: &EntryRow) -> wit::Entry {
+    let state = match row.state.as_deref() {
+        Some("paid") => wit::EntryState::Paid,
+        Some("booked") => wit::EntryState::Booked,
+        Some("voided") => wit::EntryState::Voided,
+        Some("deleted") => wit::EntryState::Deleted,
+        _ => wit::EntryState::Open,
+    };
+    wit::Entry { id: row.erp_id.clone().unwrap_or_default(), version: row.version.clone(), state, total: None }
+}
+
+fn learn(row: &mut EntryRow, e: &wit::Entry, hash: Option<String>) {
+    row.erp_id = Some(e.id.clone());
+    row.version = e.version.clone();
+    row.state = Some(entry_state(e.state).to_string());
+    row.content_hash = hash;
+}
+
+/// Why a subject was not synced.
+enum Failure {
+    Call(CallError),
+    Mapping(MappingError),
+}
+
+/// One entry to bring in line: a bill entry, or one payment's entry.
+struct Subject {
+    target: Target,
+    subject_id: String,
+    bill: Option<wit::Bill>,
+    payment: Option<wit::Payment>,
+    hash: String,
+}
+
+impl Subject {
+    fn lookup(&self, known: Option<String>) -> Call {
+        match (&self.bill, &self.payment) {
+            (Some(b), _) => Call::LookupBill { bill: b.clone(), known_id: known },
+            (_, Some(p)) => Call::LookupPayment { payment: p.clone(), known_id: known },
+            _ => unreachable!("a subject is a bill or a payment"),
+        }
+    }
+    fn create(&self) -> Call {
+        match (&self.bill, &self.payment) {
+            (Some(b), _) => Call::CreateBill { bill: b.clone() },
+            (_, Some(p)) => Call::CreatePayment { payment: p.clone() },
+            _ => unreachable!("a subject is a bill or a payment"),
+        }
+    }
+    fn update(&self, entry: wit::Entry) -> Call {
+        match (&self.bill, &self.payment) {
+            (Some(b), _) => Call::UpdateBill { entry, bill: b.clone() },
+            (_, Some(p)) => Call::UpdatePayment { entry, payment: p.clone() },
+            _ => unreachable!("a subject is a bill or a payment"),
+        }
+    }
+}
+
+/// The calls of one attempt, with what they answered and logged.
+struct Attempt<'a> {
+    engine: &'a Engine,
+    job: &'a Job,
+    plugin: Arc<Plugin>,
+    sandbox: Sandbox,
+    operations: Vec<Operation>,
+    logs: Vec<LogLine>,
+}
+
+impl Attempt<'_> {
+    async fn call(&mut self, key: &str, op: Call) -> Result<Reply, CallError> {
+        let name = op.name();
+        let out = self.engine.runtime.call(&self.plugin, &self.sandbox, key, op).await;
+        self.logs.extend(out.logs);
+        let result = match &out.result {
+            Ok(Reply::Found(None)) => "none".to_string(),
+            Ok(Reply::Found(Some(e))) => format!("found {} ({})", e.id, entry_state(e.state)),
+            Ok(Reply::Entry(e)) => format!("ok: {} version {}", e.id, e.version.as_deref().unwrap_or("-")),
+            Ok(Reply::CheckNumbers(n)) => format!("{} in use", n.len()),
+            Err(e) => format!("error: {e}"),
+        };
+        self.operations.push(Operation { operation: name.to_string(), result });
+        out.result
+    }
+
+    fn note(&mut self, what: &str, result: String) {
+        self.operations.push(Operation { operation: what.to_string(), result });
+    }
+
+    /// Brings one entry in line with the document (M3), starting from the
+    /// host's record `row`.
+    async fn sync(&mut self, s: &Subject, mut row: EntryRow, can_update: bool) -> Result<(JobOutcome, EntryRow, bool), Failure> {
+        let conn = &self.job.connection_id;
+        let target = s.target.as_str();
+        let mut forgot = false;
+        // B2: never update, never replace a booked entry.
+        if row.booked {
+            self.note(
+                "skip",
+                format!(
+                    "not synced: the entry is booked in the ERP ({})",
+                    row.booked_reason.as_deref().unwrap_or("booked")
+                ),
+            );
+            return Ok((JobOutcome::SkippedBooked, row, false));
+        }
+        if row.erp_id.is_some() {
+            // D3: the ERP has exactly this already.
+            if !self.job.force && row.content_hash.as_deref() == Some(s.hash.as_str()) {
+                self.note("skip", "unchanged since the last sync".into());
+                return Ok((JobOutcome::Unchanged, row, false));
+            }
+            if !can_update {
+                self.note("skip", "the ERP cannot modify this entry; it was not replaced".into());
+                return Ok((JobOutcome::Unchanged, row, false));
+            }
+            let key = digest(&[conn, target, &s.subject_id, "update", &s.hash]);
+            match self.call(&key, s.update(to_wit(&row))).await {
+                Ok(Reply::Entry(e)) => {
+                    learn(&mut row, &e, Some(s.hash.clone()));
+                    return Ok((JobOutcome::Updated, row, false));
+                }
+                Err(CallError::Connector(wit::ConnectorError::Booked(m))) => return Ok(self.lock(row, m)),
+                Err(CallError::Connector(wit::ConnectorError::Conflict(_))) => {
+                    // Stale version: read the entry again and update once more.
+                    match self.call(&key, s.lookup(row.erp_id.clone())).await.map_err(Failure::Call)? {
+                        Reply::Found(Some(fresh)) => {
+                            match self.call(&key, s.update(fresh)).await {
+                                Ok(Reply::Entry(e)) => {
+                                    learn(&mut row, &e, Some(s.hash.clone()));
+                                    return Ok((JobOutcome::Updated, row, false));
+                                }
+                                Err(CallError::Connector(wit::ConnectorError::Booked(m))) => return Ok(self.lock(row, m)),
+                                Err(e) => return Err(Failure::Call(e)),
+                                Ok(_) => {}
+                            }
+                        }
+                        _ => {
+                            row.erp_id = None;
+                            forgot = true;
+                        }
+                    }
+                }
+                // The ERP lost it (deleted there): rule 3, create it again.
+                Err(CallError::Connector(wit::ConnectorError::NotFound(_))) => {
+                    row.erp_id = None;
+                    row.version = None;
+                    forgot = true;
+                }
+                Err(e) => return Err(Failure::Call(e)),
+                Ok(_) => {}
+            }
+        }
+        // No entry known: look it up by the reference first (D2), so an
+        // entry an earlier attempt created is found, never duplicated.
+        let lookup_key = digest(&[conn, target, &s.subject_id, "lookup", &self.job.id.to_string()]);
+        match self.call(&lookup_key, s.lookup(None)).await.map_err(Failure::Call)? {
+            Reply::Found(Some(e)) if e.state == wit::EntryState::Booked => {
+                learn(&mut row, &e, None);
+                Ok(self.lock(row, "the entry is booked in the ERP".into()))
+            }
+            Reply::Found(Some(e)) => {
+                let ours = row.intent_key.is_some();
+                learn(&mut row, &e, None);
+                if !can_update {
+                    self.note("skip", "found in the ERP, which cannot modify it; not replaced".into());
+                    return Ok((if ours { JobOutcome::Created } else { JobOutcome::Unchanged }, row, forgot));
+                }
+                let key = digest(&[conn, target, &s.subject_id, "update", &s.hash]);
+                match self.call(&key, s.update(e)).await {
+                    Ok(Reply::Entry(e)) => {
+                        learn(&mut row, &e, Some(s.hash.clone()));
+                        // An entry our own earlier attempt created counts as created.
+                        Ok((if ours { JobOutcome::Created } else { JobOutcome::Updated }, row, forgot))
+                    }
+                    Err(CallError::Connector(wit::ConnectorError::Booked(m))) => Ok(self.lock(row, m)),
+                    Err(e) => Err(Failure::Call(e)),
+                    Ok(_) => Err(Failure::Call(CallError::Connector(wit::ConnectorError::Unavailable(
+                        "the connector answered an update with something else".into(),
+                    )))),
+                }
+            }
+            Reply::Found(None) => {
+                // D2: the intent is stored before the ERP is called; a retry,
+                // or a restart after a crash, reuses its key.
+                let key = match &row.intent_key {
+                    Some(k) => k.clone(),
+                    None => digest(&[conn, target, &s.subject_id, "create", &now_ms().to_string(), &self.job.id.to_string()]),
+                };
+                row.intent_key = Some(key.clone());
+                self.engine.store.record_intent(row.clone()).await.map_err(|e| {
+                    Failure::Call(CallError::Connector(wit::ConnectorError::Unavailable(format!("the store: {e:#}"))))
+                })?;
+                match self.call(&key, s.create()).await {
+                    Ok(Reply::Entry(e)) => {
+                        learn(&mut row, &e, Some(s.hash.clone()));
+                        Ok((JobOutcome::Created, row, forgot))
+                    }
+                    Err(CallError::Connector(wit::ConnectorError::Booked(m))) => Ok(self.lock(row, m)),
+                    Err(e) => Err(Failure::Call(e)),
+                    Ok(_) => Err(Failure::Call(CallError::Connector(wit::ConnectorError::Unavailable(
+                        "the connector answered a create with something else".into(),
+                    )))),
+                }
+            }
+            Reply::Entry(_) | Reply::CheckNumbers(_) => Err(Failure::Call(CallError::Connector(
+                wit::ConnectorError::Unavailable("the connector answered a lookup with something else".into()),
+            ))),
+        }
+    }
+
+    /// B1, B2: records the lock; nothing is sent for this entry again.
+    fn lock(&mut self, mut row: EntryRow, reason: String) -> (JobOutcome, EntryRow, bool) {
+        self.note("lock", format!("not synced: the entry is booked in the ERP ({reason})"));
+        row.booked = true;
+        row.booked_reason = Some(reason);
+        row.state = Some("booked".into());
+        (JobOutcome::SkippedBooked, row, false)
+    }
+}
+
+/// What the executor decided.
+pub(super) enum Step {
+    Finished(Box<FinishedJob>),
+    /// A payment waits for its bill (A5).
+    WaitForBill(NewJob),
+}
+
+fn finished(job: &Job, outcome: JobOutcome) -> FinishedJob {
+    FinishedJob {
+        job: job.clone(),
+        outcome,
+        error: None,
+        retry_at: None,
+        entries: Vec::new(),
+        forget: Vec::new(),
+        operations: Vec::new(),
+        plugin_log: "[]".into(),
+        attention: None,
+    }
+}
+
+fn failed(job: &Job, message: String, hint: &str) -> Step {
+    let mut f = finished(job, JobOutcome::Failed);
+    f.attention = Some((message.clone(), hint.to_string()));
+    f.error = Some(message);
+    Step::Finished(Box::new(f))
+}
+
+/// Runs `job` and decides its outcome.
+pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
+    let Some(conn) = engine.store.connection(&job.connection_id).await? else {
+        return Ok(failed(job, format!("connection {} no longer exists", job.connection_id), "Nothing to do."));
+    };
+    if !conn.enabled {
+        let mut f = finished(job, JobOutcome::Failed);
+        f.error = Some(format!("not synced: connection {} is disabled", conn.id));
+        return Ok(Step::Finished(Box::new(f)));
+    }
+    let Some(doc) = engine.store.document(&job.tenant_id, &job.document_id).await? else {
+        return Ok(failed(job, format!("document {} is not recorded", job.document_id), "Import the document, then re-sync."));
+    };
+    let plugin = match engine.connectors.plugin(&engine.runtime, &conn).await {
+        Ok(p) => p,
+        Err(e) => {
+            return Ok(failed(
+                job,
+                format!("the connector plugin `{}` cannot be loaded: {e:#}", conn.plugin),
+                "Fix or replace the connection's plugin, then re-sync.",
+            ));
+        }
+    };
+    let sandbox = match super::connectors::sandbox(&conn) {
+        Ok(s) => s,
+        Err(e) => return Ok(failed(job, format!("the connection's settings are invalid: {e}"), "Fix the connection's settings.")),
+    };
+    let mut attempt = Attempt { engine, job, plugin, sandbox, operations: Vec::new(), logs: Vec::new() };
+    let mut results = Vec::new();
+    match job.target {
+        Target::Bill => {
+            let subject = match mapping::bill(&doc, &conn) {
+                Ok(bill) => Ok(Subject {
+                    target: Target::Bill,
+                    subject_id: doc.id.clone(),
+                    hash: content_hash(&bill),
+                    bill: Some(bill),
+                    payment: None,
+                }),
+                Err(m) => Err(Failure::Mapping(m)),
+            };
+            let row = engine.store.entry(&conn.id, Target::Bill, &doc.id).await?;
+            results.push(match subject {
+                Ok(s) => attempt.sync(&s, row.unwrap_or_else(|| blank(&conn, Target::Bill, &doc.id, &doc.id)), true).await,
+                Err(f) => Err(f),
+            });
+        }
+        Target::Payment => {
+            let bill_entry = engine.store.entry(&conn.id, Target::Bill, &doc.id).await?;
+            let Some(bill_id) = bill_entry.as_ref().and_then(|e| e.erp_id.clone()) else {
+                return Ok(Step::WaitForBill(NewJob {
+                    connection_id: conn.id.clone(),
+                    tenant_id: doc.tenant_id.clone(),
+                    document_id: doc.id.clone(),
+                    target: Target::Bill,
+                    trigger: job.trigger,
+                    force: false,
+                    due_at: now_ms(),
+                    run_id: job.run_id.clone(),
+                }));
+            };
+            let can_update = attempt.plugin.descriptor.capabilities.contains(wit::Capabilities::UPDATE_PAYMENTS);
+            for p in payments_to_sync(engine, &doc, &conn).await? {
+                let subject = mapping::payment(&p, &doc, &bill_id, &conn).map(|payment| Subject {
+                    target: Target::Payment,
+                    subject_id: p.id.clone(),
+                    hash: content_hash(&payment),
+                    bill: None,
+                    payment: Some(payment),
+                });
+                let row = engine.store.entry(&conn.id, Target::Payment, &p.id).await?;
+                results.push(match subject {
+                    Ok(s) => attempt.sync(&s, row.unwrap_or_else(|| blank(&conn, Target::Payment, &p.id, &doc.id)), can_update).await,
+                    Err(m) => Err(Failure::Mapping(m)),
+                });
+            }
+        }
+    }
+    Ok(Step::Finished(Box::new(conclude(engine, job, attempt.operations, attempt.logs, results))))
+}
+
+fn blank(conn: &Connection, target: Target, subject: &str, document: &str) -> EntryRow {
+    EntryRow {
+        connection_id: conn.id.clone(),
+        target: target.as_str().into(),
+        subject_id: subject.into(),
+        document_id: document.into(),
+        ..EntryRow::default()
+    }
+}
+
+/// The payments of a document; a document marked paid with none recorded
+/// gets one for its total, dated today, from the connection's default bank
+/// account (A3: paid outside the product).
+async fn payments_to_sync(engine: &Engine, doc: &Document, conn: &Connection) -> anyhow::Result<Vec<Payment>> {
+    let mut payments = engine.store.payments_of(&doc.tenant_id, &doc.id).await?;
+    if payments.is_empty() && doc.status == DocumentStatus::Paid {
+        let today = ledgerbridge_sdk::dates::Ymd::from_epoch_days(now_ms().div_euclid(86_400_000)).to_string();
+        payments.push(Payment {
+            tenant_id: doc.tenant_id.clone(),
+            id: format!("{}:marked-paid", doc.id),
+            document_id: doc.id.clone(),
+            amount: doc.total,
+            date: today,
+            method: PaymentMethod::Ach,
+            funding_account: conn.default_bank_account.clone().unwrap_or_default(),
+            check_number: None,
+        });
+    }
+    Ok(payments)
+}
+
+/// Folds the subjects' results into one outcome for the job.
+fn conclude(
+    engine: &Engine,
+    job: &Job,
+    operations: Vec<Operation>,
+    logs: Vec<LogLine>,
+    results: Vec<Result<(JobOutcome, EntryRow, bool), Failure>>,
+) -> FinishedJob {
+    let mut f = finished(job, JobOutcome::Unchanged);
+    f.operations = operations;
+    f.plugin_log = serde_json::to_string(&logs).unwrap_or_else(|_| "[]".into());
+    let rank = |o: JobOutcome| match o {
+        JobOutcome::Created => 3,
+        JobOutcome::Updated => 2,
+        JobOutcome::SkippedBooked => 1,
+        _ => 0,
+    };
+    let mut failure = None;
+    for r in results {
+        match r {
+            Ok((outcome, row, forgot)) => {
+                if forgot && row.erp_id.is_none() {
+                    f.forget.push((row.target.clone(), row.subject_id.clone()));
+                }
+                if rank(outcome) > rank(f.outcome) {
+                    f.outcome = outcome;
+                }
+                f.entries.push(row);
+            }
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    if let Some(SkippedBookedMessage(m)) = booked_message(&f) {
+        f.error = Some(m);
+    }
+    let Some(failure) = failure else { return f };
+    let (verdict, message) = match failure {
+        Failure::Mapping(m) => (
+            Verdict::Attention { message: format!("{}: {}", m.field, m.message), hint: m.hint },
+            None,
+        ),
+        Failure::Call(e) => {
+            let v = verdict(&e);
+            (v, Some(e))
+        }
+    };
+    match verdict {
+        Verdict::Retry { after, message: m } if job.attempts + 1 < engine.retry.max_attempts => {
+            f.outcome = JobOutcome::Retrying;
+            let wait = engine.retry.backoff(job.attempts, after);
+            f.retry_at = Some(now_ms() + wait.as_millis() as i64);
+            f.error = Some(format!("{m} (attempt {} of {}, next in {wait:.1?})", job.attempts + 1, engine.retry.max_attempts));
+        }
+        Verdict::Retry { message: m, .. } => {
+            f.outcome = JobOutcome::Failed;
+            let text = format!("gave up after {} attempts: {m}", job.attempts + 1);
+            f.error = Some(text.clone());
+            f.attention = Some((
+                text,
+                "The ERP kept failing for a while; check its status page and the connection, then re-sync.".into(),
+            ));
+        }
+        Verdict::Attention { message: m, hint } => {
+            f.outcome = JobOutcome::Failed;
+            f.error = Some(m.clone());
+            f.attention = Some((m, hint));
+        }
+    }
+    if let Some(CallError::Connector(c)) = &message {
+        tracing::debug!(job = job.id, "connector answered {}", describe_connector_error(c));
+    }
+    f
+}
+
+struct SkippedBookedMessage(String);
+
+fn booked_message(f: &FinishedJob) -> Option<SkippedBookedMessage> {
+    (f.outcome == JobOutcome::SkippedBooked).then(|| {
+        let reason = f.entries.iter().find_map(|e| e.booked_reason.clone()).unwrap_or_default();
+        SkippedBookedMessage(format!("not synced: the entry is booked in the ERP ({reason})"))
+    })
+}
+
+/// Exponential backoff with jitter, honouring the ERP's retry-after (R1).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included, before a person is asked.
+    pub max_attempts: u32,
+    /// The wait after the first failure; doubled after each.
+    pub base: Duration,
+    /// The longest wait.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_attempts: 6, base: Duration::from_secs(2), cap: Duration::from_secs(600) }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before the attempt after `attempts_so_far` failures: between
+    /// half and all of base·2ⁿ (capped), and never less than `retry_after`.
+    pub fn backoff(&self, attempts_so_far: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << attempts_so_far.min(20)).min(self.cap);
+        // Jitter from the clock's low bits: no RNG needed for spreading retries.
+        let noise = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0)
+            % 1000) as u32;
+        let jittered = exp / 2 + exp / 2 * noise / 1000;
+        jittered.max(retry_after.unwrap_or_default())
+    }
+}
+
+/// The jobs for a manual or bulk sync of `doc` in `conn` (M1, M2): the bill
+/// entry, and the payment entries when the document is paid or has payments.
+pub(super) fn manual_jobs(doc: &Document, has_payments: bool, conn: &Connection, target: Option<Target>, trigger: Trigger, force: bool, run_id: &str) -> Vec<NewJob> {
+    let mut targets = Vec::new();
+    match target {
+        Some(t) => targets.push(t),
+        None => {
+            targets.push(Target::Bill);
+            if doc.status == DocumentStatus::Paid || has_payments {
+                targets.push(Target::Payment);
+            }
+        }
+    }
+    targets
+        .into_iter()
+        .map(|t| NewJob {
+            connection_id: conn.id.clone(),
+            tenant_id: doc.tenant_id.clone(),
+            document_id: doc.id.clone(),
+            target: t,
+            trigger,
+            force,
+            due_at: now_ms(),
+            run_id: Some(run_id.to_string()),
+        })
+        .collect()
+}
