@@ -5,7 +5,11 @@
 use ledgerbridge::runtime::bindings::{
     Bill, BillLine, BillStatus, Payment, PaymentMethod, Tracking, Vendor,
 };
+use ledgerbridge::model::{Connection, LimitOverrides, Mappings, TrackingMapping};
 use ledgerbridge::runtime::{Plugin, Runtime, RuntimeConfig};
+use ledgerbridge::store::Store;
+use ledgerbridge::sync::{Engine, RetryPolicy, WorkerConfig};
+use std::time::Duration;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -22,14 +26,16 @@ pub fn cache_dir() -> PathBuf {
 }
 
 /// One runtime for the whole test binary, as a host process has.
-pub fn runtime() -> &'static Runtime {
-    static RT: OnceLock<Runtime> = OnceLock::new();
+pub fn runtime() -> &'static Arc<Runtime> {
+    static RT: OnceLock<Arc<Runtime>> = OnceLock::new();
     RT.get_or_init(|| {
-        Runtime::new(RuntimeConfig {
-            cache_dir: Some(cache_dir()),
-            ..RuntimeConfig::default()
-        })
-        .expect("the runtime starts")
+        Arc::new(
+            Runtime::new(RuntimeConfig {
+                cache_dir: Some(cache_dir()),
+                ..RuntimeConfig::default()
+            })
+            .expect("the runtime starts"),
+        )
     })
 }
 
@@ -170,4 +176,67 @@ impl Recorder {
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
+}
+
+/// An engine over a fresh in-memory store, with quick retries.
+pub fn engine() -> Arc<Engine> {
+    let retry = RetryPolicy { max_attempts: 3, base: Duration::from_millis(20), cap: Duration::from_millis(200) };
+    Arc::new(Engine::new(Store::open_in_memory().unwrap(), runtime().clone(), retry, WorkerConfig::default()))
+}
+
+/// A connection of tenant `tenant` with the usual mappings: categories
+/// `office` → 6100 and `freight` → 6300, department `ops`, funding account
+/// `operating` → bank account 1010.
+pub fn connection(id: &str, tenant: &str, plugin: &str, directory: Option<&std::path::Path>) -> Connection {
+    Connection {
+        id: id.into(),
+        tenant_id: tenant.into(),
+        plugin: plugin.into(),
+        enabled: true,
+        settings: Default::default(),
+        credentials: Default::default(),
+        allowed_hosts: vec![],
+        directory: directory.map(|d| d.display().to_string()),
+        mappings: Mappings {
+            categories: [("office", "6100"), ("freight", "6300")].into_iter().map(|(a, b)| (a.into(), b.into())).collect(),
+            departments: [("ops".to_string(), TrackingMapping { category: "Department".into(), option: "Ops".into() })].into(),
+            bank_accounts: [("operating".to_string(), "1010".to_string())].into(),
+        },
+        default_bank_account: None,
+        sync_bills: true,
+        sync_payments: true,
+        sync_before_approval: false,
+        limits: LimitOverrides::default(),
+    }
+}
+
+/// A document as the AP product sends it: one `office` line of `amount`.
+pub fn doc_json(tenant: &str, id: &str, status: &str, amount: &str) -> serde_json::Value {
+    serde_json::json!({
+        "tenant": tenant, "id": id, "number": format!("INV-{id}"),
+        "vendor": {"id": "v-1", "name": "Acme Paper"},
+        "issue_date": "2026-11-02", "due_date": "2026-12-02", "currency": "USD",
+        "lines": [{"description": "Paper", "amount": amount, "category": "office", "department": "ops"}],
+        "total": amount, "status": status
+    })
+}
+
+/// A payment of `amount` against `document`.
+pub fn payment_json(tenant: &str, id: &str, document: &str, amount: &str) -> serde_json::Value {
+    serde_json::json!({
+        "tenant": tenant, "id": id, "document_id": document, "amount": amount,
+        "date": "2026-11-20", "method": "ach", "funding_account": "operating"
+    })
+}
+
+/// Validates and records a batch.
+pub async fn import(engine: &Engine, batch: serde_json::Value) -> anyhow::Result<usize> {
+    let batch = ledgerbridge::intake::parse_batch(&batch.to_string())?;
+    Ok(engine.import(batch).await?.len())
+}
+
+/// Runs the worker until nothing is queued or running.
+pub async fn settle(engine: &Arc<Engine>) {
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    engine.run_worker(true, rx).await.expect("the worker runs");
 }

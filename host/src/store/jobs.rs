@@ -107,17 +107,19 @@ impl Store {
         .await
     }
 
-    /// Puts running jobs whose lease ran out (their worker died) back in the
-    /// queue. Returns how many.
-    pub async fn recover_expired(&self) -> anyhow::Result<usize> {
-        self.with(|db| {
+    /// Puts running jobs whose worker died back in the queue: those whose
+    /// lease ran out, or with `all`, every running job (a host starting on a
+    /// store it alone uses). Returns how many.
+    pub async fn recover(&self, all: bool) -> anyhow::Result<usize> {
+        self.with(move |db| {
             let tx = db.transaction()?;
             let now = now_ms();
+            let cutoff = if all { i64::MAX } else { now };
             let expired: Vec<(i64, String, String, String)> = {
                 let mut stmt = tx.prepare(
                     "SELECT id, connection_id, document_id, target FROM jobs WHERE state = 'running' AND lease_until < ?1",
                 )?;
-                stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                stmt.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
                     .collect::<Result<_, _>>()?
             };
             for (id, c, d, t) in &expired {

@@ -255,8 +255,9 @@ impl Engine {
     /// Claims and runs due jobs until `stop` turns true, or, with
     /// `until_idle`, until no job is queued or running.
     pub async fn run_worker(self: &Arc<Self>, until_idle: bool, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
-        // One host per store file: jobs left running by a dead host are ours.
-        self.store.recover_expired().await?;
+        // One worker per SQLite store: jobs it finds running were left by a
+        // host that died, and are taken back at once.
+        self.store.recover(true).await?;
         let global = Arc::new(Semaphore::new(self.worker.concurrency));
         let mut per_conn: HashMap<String, Arc<Semaphore>> = HashMap::new();
         let mut tasks = tokio::task::JoinSet::new();

@@ -1,0 +1,104 @@
+//! D1 under a crash: the host is killed with SIGKILL in the middle of a bulk
+//! re-sync of 1,200 documents, restarted, and left to finish. Every document
+//! ends with exactly one bill entry (and one payment entry where paid), none
+//! is missing, nothing needs attention.
+
+use ledgerbridge::model::Target;
+use ledgerbridge::store::Store;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const DOCS: usize = 1200;
+
+fn lb(db: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ledgerbridge"));
+    c.arg("--db").arg(db).args(args).env(
+        "LEDGERBRIDGE_CACHE_DIR",
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugin-cache"),
+    );
+    c
+}
+
+fn ok(mut c: Command) -> String {
+    let out = c.output().expect("runs");
+    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn count(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "csv"))).count()).unwrap_or(0)
+}
+
+#[test]
+fn d1_kill_9_during_a_bulk_resync_then_restart_leaves_exactly_one_entry_each() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("lb.db");
+    let erp = tmp.path().join("erp");
+    std::fs::create_dir_all(&erp).unwrap();
+
+    let docs: Vec<_> = (0..DOCS)
+        .map(|i| {
+            serde_json::json!({
+                "tenant": "acme", "id": format!("d{i:05}"), "number": format!("INV-{i}"),
+                "vendor": {"id": "v-1", "name": "Acme"}, "issue_date": "2026-11-02", "due_date": "2026-12-02",
+                "currency": "USD", "lines": [{"description": "Paper", "amount": "10.00", "category": "office"}],
+                "total": "10.00", "status": if i % 3 == 0 { "paid" } else { "approved" }
+            })
+        })
+        .collect();
+    let payments: Vec<_> = (0..DOCS)
+        .step_by(3)
+        .map(|i| serde_json::json!({"tenant": "acme", "id": format!("p{i:05}"), "document_id": format!("d{i:05}"),
+            "amount": "10.00", "date": "2026-11-20", "method": "ach", "funding_account": "operating"}))
+        .collect();
+    std::fs::write(tmp.path().join("docs.json"), serde_json::json!({"documents": docs, "payments": payments}).to_string()).unwrap();
+    let conn = serde_json::json!({
+        "id": "csv", "tenant_id": "acme", "plugin": "csv", "directory": erp.display().to_string(),
+        "mappings": {"categories": {"office": "6100"}, "bank_accounts": {"operating": "1010"}}
+    });
+    std::fs::write(tmp.path().join("conn.json"), conn.to_string()).unwrap();
+
+    ok(lb(&db, &["tenant", "add", "acme"]));
+    // Documents first, then the connection: nothing syncs until the re-sync.
+    ok(lb(&db, &["import", tmp.path().join("docs.json").to_str().unwrap()]));
+    ok(lb(&db, &["connection", "add", tmp.path().join("conn.json").to_str().unwrap()]));
+
+    let mut child = lb(&db, &["resync", "--connection", "csv", "--all"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while count(&erp.join("bills")) < DOCS / 4 {
+        assert!(started.elapsed() < Duration::from_secs(300), "the re-sync made no progress");
+        assert!(child.try_wait().unwrap().is_none(), "the re-sync ended before it could be killed");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = count(&erp.join("bills"));
+    assert!(at_kill < DOCS, "killed too late to test anything ({at_kill} of {DOCS} done)");
+
+    let out = ok(lb(&db, &["worker", "--until-idle"]));
+    let _ = out;
+
+    assert_eq!(count(&erp.join("bills")), DOCS, "a bill entry for every document");
+    assert_eq!(count(&erp.join("payments")), DOCS / 3, "a payment entry for every paid document");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let store = Store::open(&db).unwrap();
+        let entries = store.entries("csv").await.unwrap();
+        let bills = entries.iter().filter(|e| e.target == "bill" && e.erp_id.is_some()).count();
+        let pays = entries.iter().filter(|e| e.target == "payment" && e.erp_id.is_some()).count();
+        assert_eq!((bills, pays), (DOCS, DOCS / 3), "the host records exactly one entry each");
+        for i in (0..DOCS).step_by(97) {
+            let e = store.entry("csv", Target::Bill, &format!("d{i:05}")).await.unwrap().unwrap();
+            assert_eq!(e.erp_id.as_deref(), Some(format!("d{i:05}").as_str()));
+        }
+        let attention = store.attention(Some("csv")).await.unwrap();
+        assert!(attention.is_empty(), "{attention:?}");
+        let (queued, running, _) = store.pending().await.unwrap();
+        assert_eq!((queued, running), (0, 0));
+    });
+}
