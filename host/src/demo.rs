@@ -15,8 +15,17 @@ use std::time::Duration;
 const TENANT: &str = "demo";
 const CONNECTION: &str = "demo-csv";
 
-fn document(id: &str, number: &str, vendor: &str, lines: &[(&str, &str, &str)], status: &str) -> serde_json::Value {
-    let total: i64 = lines.iter().map(|l| ledgerbridge_sdk::money::from_decimal(l.1, "USD").unwrap()).sum();
+fn document(
+    id: &str,
+    number: &str,
+    vendor: &str,
+    lines: &[(&str, &str, &str)],
+    status: &str,
+) -> serde_json::Value {
+    let total: i64 = lines
+        .iter()
+        .map(|l| ledgerbridge_sdk::money::from_decimal(l.1, "USD").unwrap())
+        .sum();
     json!({
         "tenant": TENANT, "id": id, "number": number,
         "vendor": {"id": format!("v-{}", vendor.to_lowercase().replace(' ', "-")), "name": vendor},
@@ -29,11 +38,44 @@ fn document(id: &str, number: &str, vendor: &str, lines: &[(&str, &str, &str)], 
 
 fn documents() -> Vec<serde_json::Value> {
     vec![
-        document("doc-1001", "INV-7731", "Acme Paper", &[("Copier paper, 40 boxes", "480.00", "office")], "approved"),
-        document("doc-1002", "A-2209", "Northwind Freight", &[("Freight October", "1250.50", "freight"), ("Fuel surcharge", "99.00", "freight")], "approved"),
-        document("doc-1003", "55120", "Contoso Cleaning", &[("Office cleaning, November", "385.00", "cleaning")], "approved"),
-        document("doc-1004", "Q4-118", "Fabrikam Software", &[("Licences, Q4", "2400.00", "software")], "approved"),
-        document("doc-1005", "T-77", "Blue Yonder Airways", &[("Flights, sales offsite", "912.40", "travel")], "approved"),
+        document(
+            "doc-1001",
+            "INV-7731",
+            "Acme Paper",
+            &[("Copier paper, 40 boxes", "480.00", "office")],
+            "approved",
+        ),
+        document(
+            "doc-1002",
+            "A-2209",
+            "Northwind Freight",
+            &[
+                ("Freight October", "1250.50", "freight"),
+                ("Fuel surcharge", "99.00", "freight"),
+            ],
+            "approved",
+        ),
+        document(
+            "doc-1003",
+            "55120",
+            "Contoso Cleaning",
+            &[("Office cleaning, November", "385.00", "cleaning")],
+            "approved",
+        ),
+        document(
+            "doc-1004",
+            "Q4-118",
+            "Fabrikam Software",
+            &[("Licences, Q4", "2400.00", "software")],
+            "approved",
+        ),
+        document(
+            "doc-1005",
+            "T-77",
+            "Blue Yonder Airways",
+            &[("Flights, sales offsite", "912.40", "travel")],
+            "approved",
+        ),
     ]
 }
 
@@ -60,7 +102,10 @@ async fn report(engine: &Engine, since: i64) -> anyhow::Result<()> {
                 (Some(e), None) => format!("entry {e}"),
                 _ => String::new(),
             };
-            println!("  {id:<9} {:<8} {:<16} {:<15} {detail}", row.target, row.trigger, row.outcome);
+            println!(
+                "  {id:<9} {:<8} {:<16} {:<15} {detail}",
+                row.target, row.trigger, row.outcome
+            );
         }
     }
     Ok(())
@@ -69,7 +114,8 @@ async fn report(engine: &Engine, since: i64) -> anyhow::Result<()> {
 /// Marks every row of a bill file booked, as an accountant closing the
 /// period would (the `Booked` column is the last one).
 fn mark_booked(path: &Path) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = String::new();
     for (i, line) in text.split_inclusive("\r\n").enumerate() {
         let body = line.trim_end_matches("\r\n");
@@ -88,15 +134,30 @@ pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(&erp).with_context(|| format!("creating {}", erp.display()))?;
     let erp = erp.canonicalize()?;
     let store = Store::open_in_memory()?;
-    let retry = RetryPolicy { base: Duration::from_millis(200), ..RetryPolicy::default() };
+    let retry = RetryPolicy {
+        base: Duration::from_millis(200),
+        ..RetryPolicy::default()
+    };
     let engine = Arc::new(Engine::new(store, runtime, retry, WorkerConfig::default()));
     engine.store.add_tenant(TENANT).await?;
     let mappings = Mappings {
-        categories: [("office", "6100"), ("freight", "6300"), ("cleaning", "6400"), ("software", "6500")]
-            .into_iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect(),
-        departments: [("ops".to_string(), TrackingMapping { category: "Department".into(), option: "Operations".into() })].into(),
+        categories: [
+            ("office", "6100"),
+            ("freight", "6300"),
+            ("cleaning", "6400"),
+            ("software", "6500"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect(),
+        departments: [(
+            "ops".to_string(),
+            TrackingMapping {
+                category: "Department".into(),
+                option: "Operations".into(),
+            },
+        )]
+        .into(),
         bank_accounts: [("operating".to_string(), "1010".to_string())].into(),
     };
     engine
@@ -117,16 +178,22 @@ pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
             limits: LimitOverrides::default(),
         })
         .await?;
-    println!("Tenant `{TENANT}` has connection `{CONNECTION}`: the built-in CSV connector, granted");
+    println!(
+        "Tenant `{TENANT}` has connection `{CONNECTION}`: the built-in CSV connector, granted"
+    );
     println!("{} (the plugin sees it as /data).\n", erp.display());
 
-    println!("1. Five bills are approved; each becomes a bill entry (A1). `travel` has no GL account mapping:");
+    println!(
+        "1. Five bills are approved; each becomes a bill entry (A1). `travel` has no GL account mapping:"
+    );
     let t = now_ms();
     import(&engine, json!({"documents": documents()})).await?;
     settle(&engine).await?;
     report(&engine, t).await?;
 
-    println!("\n2. doc-1001 is paid by check and doc-1003 is marked paid: payment entries follow (A3):");
+    println!(
+        "\n2. doc-1001 is paid by check and doc-1003 is marked paid: payment entries follow (A3):"
+    );
     let t = now_ms();
     let mut docs = documents();
     docs[2]["status"] = "paid".into();
@@ -139,19 +206,28 @@ pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
     settle(&engine).await?;
     report(&engine, t).await?;
 
-    println!("\n3. An accountant books doc-1002 in the ERP (the demo sets its Booked column), and two bills change (A2):");
+    println!(
+        "\n3. An accountant books doc-1002 in the ERP (the demo sets its Booked column), and two bills change (A2):"
+    );
     mark_booked(&erp.join("bills/doc-1002.csv"))?;
     let t = now_ms();
     docs[1]["lines"][0]["amount"] = "1260.50".into();
     docs[1]["total"] = "1359.50".into();
     docs[3]["due_date"] = "2026-12-15".into();
-    import(&engine, json!({"documents": [docs[1].clone(), docs[3].clone()]})).await?;
+    import(
+        &engine,
+        json!({"documents": [docs[1].clone(), docs[3].clone()]}),
+    )
+    .await?;
     settle(&engine).await?;
     report(&engine, t).await?;
 
     println!("\n4. Requires attention:");
     for a in engine.store.attention(Some(CONNECTION)).await? {
-        println!("  {} {}: {}\n      how to fix: {}", a.document_id, a.target, a.message, a.hint);
+        println!(
+            "  {} {}: {}\n      how to fix: {}",
+            a.document_id, a.target, a.message, a.hint
+        );
     }
 
     println!("\n5. The integration log of doc-1002:");
@@ -171,12 +247,16 @@ pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
             println!("  {}", p.strip_prefix(&erp).unwrap_or(&p).display());
         }
     }
-    println!("\nplugins/csv/README.md explains the layout; README.md shows how to run ledgerbridge for your own tenants.");
+    println!(
+        "\nplugins/csv/README.md explains the layout; README.md shows how to run ledgerbridge for your own tenants."
+    );
     Ok(())
 }
 
 fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {

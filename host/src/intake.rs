@@ -86,7 +86,10 @@ pub fn parse_batch(json: &str) -> Result<Batch, InvalidInput> {
     let mut seen = std::collections::HashSet::new();
     for (i, d) in batch.documents.iter().enumerate() {
         if !seen.insert((d.tenant_id.clone(), d.id.clone())) {
-            errors.push(err(&format!("documents[{i}].id"), format!("`{}` appears twice in the batch", d.id)));
+            errors.push(err(
+                &format!("documents[{i}].id"),
+                format!("`{}` appears twice in the batch", d.id),
+            ));
         }
     }
     if errors.is_empty() {
@@ -97,7 +100,10 @@ pub fn parse_batch(json: &str) -> Result<Batch, InvalidInput> {
 }
 
 fn err(field: &str, message: impl Into<String>) -> FieldError {
-    FieldError { field: field.to_string(), message: message.into() }
+    FieldError {
+        field: field.to_string(),
+        message: message.into(),
+    }
 }
 
 /// Reads fields of one JSON object, collecting problems.
@@ -109,11 +115,20 @@ struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     fn new(v: &'a Value, at: &str, known: &[&str]) -> Result<Self, Vec<FieldError>> {
-        let obj = v.as_object().ok_or_else(|| vec![err(at, "must be an object")])?;
-        let mut f = Fields { obj, at: at.to_string(), errors: Vec::new() };
+        let obj = v
+            .as_object()
+            .ok_or_else(|| vec![err(at, "must be an object")])?;
+        let mut f = Fields {
+            obj,
+            at: at.to_string(),
+            errors: Vec::new(),
+        };
         for k in obj.keys() {
             if !known.contains(&k.as_str()) {
-                f.errors.push(err(&f.path(k), format!("unknown field (known: {})", known.join(", "))));
+                f.errors.push(err(
+                    &f.path(k),
+                    format!("unknown field (known: {})", known.join(", ")),
+                ));
             }
         }
         Ok(f)
@@ -125,9 +140,12 @@ impl<'a> Fields<'a> {
 
     fn string(&mut self, k: &str, max: usize) -> String {
         match self.obj.get(k) {
-            Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= max => s.trim().to_string(),
+            Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= max => {
+                s.trim().to_string()
+            }
             Some(Value::String(s)) if s.len() > max => {
-                self.errors.push(err(&self.path(k), format!("longer than {max} characters")));
+                self.errors
+                    .push(err(&self.path(k), format!("longer than {max} characters")));
                 String::new()
             }
             Some(Value::String(_)) | None | Some(Value::Null) => {
@@ -152,8 +170,15 @@ impl<'a> Fields<'a> {
     /// An id: 1 to 128 of letters, digits and `._:-`.
     fn id(&mut self, k: &str) -> String {
         let s = self.string(k, 128);
-        if !s.is_empty() && !s.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)) {
-            self.errors.push(err(&self.path(k), format!("`{s}` may hold only letters, digits, `.`, `_`, `:` and `-`")));
+        if !s.is_empty()
+            && !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+        {
+            self.errors.push(err(
+                &self.path(k),
+                format!("`{s}` may hold only letters, digits, `.`, `_`, `:` and `-`"),
+            ));
         }
         s
     }
@@ -179,13 +204,15 @@ impl<'a> Fields<'a> {
                 self.errors.push(err(path, "is required"));
                 0
             }
-            Some(v) => match money::from_json(v, if currency.is_empty() { "USD" } else { currency }) {
-                Ok(n) => n,
-                Err(e) => {
-                    self.errors.push(err(path, e));
-                    0
+            Some(v) => {
+                match money::from_json(v, if currency.is_empty() { "USD" } else { currency }) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.errors.push(err(path, e));
+                        0
+                    }
                 }
-            },
+            }
         }
     }
 }
@@ -195,7 +222,18 @@ pub fn document(v: &Value, at: &str) -> Result<Document, Vec<FieldError>> {
     let mut f = Fields::new(
         v,
         at,
-        &["tenant", "id", "number", "vendor", "issue_date", "due_date", "currency", "lines", "total", "status"],
+        &[
+            "tenant",
+            "id",
+            "number",
+            "vendor",
+            "issue_date",
+            "due_date",
+            "currency",
+            "lines",
+            "total",
+            "status",
+        ],
     )?;
     let tenant_id = f.id("tenant");
     let id = f.id("id");
@@ -203,18 +241,27 @@ pub fn document(v: &Value, at: &str) -> Result<Document, Vec<FieldError>> {
     let vendor = match f.obj.get("vendor") {
         Some(vv) => match Fields::new(vv, &f.path("vendor"), &["id", "name"]) {
             Ok(mut vf) => {
-                let vendor = Vendor { id: vf.id("id"), name: vf.string("name", 200) };
+                let vendor = Vendor {
+                    id: vf.id("id"),
+                    name: vf.string("name", 200),
+                };
                 f.errors.append(&mut vf.errors);
                 vendor
             }
             Err(mut e) => {
                 f.errors.append(&mut e);
-                Vendor { id: String::new(), name: String::new() }
+                Vendor {
+                    id: String::new(),
+                    name: String::new(),
+                }
             }
         },
         None => {
             f.errors.push(err(&f.path("vendor"), "is required"));
-            Vendor { id: String::new(), name: String::new() }
+            Vendor {
+                id: String::new(),
+                name: String::new(),
+            }
         }
     };
     let issue_date = f.date("issue_date");
@@ -222,18 +269,36 @@ pub fn document(v: &Value, at: &str) -> Result<Document, Vec<FieldError>> {
     if let (Ok(i), Ok(d)) = (Ymd::parse(&issue_date), Ymd::parse(&due_date))
         && d < i
     {
-        f.errors.push(err(&f.path("due_date"), format!("{due_date} is before the issue date {issue_date}")));
+        f.errors.push(err(
+            &f.path("due_date"),
+            format!("{due_date} is before the issue date {issue_date}"),
+        ));
     }
     let currency = f.string("currency", 3);
-    if !currency.is_empty() && !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase())) {
-        f.errors.push(err(&f.path("currency"), format!("`{currency}` is not an ISO 4217 code like USD")));
+    if !currency.is_empty()
+        && !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        f.errors.push(err(
+            &f.path("currency"),
+            format!("`{currency}` is not an ISO 4217 code like USD"),
+        ));
     }
     let mut lines = Vec::new();
     match f.obj.get("lines") {
         Some(Value::Array(items)) if !items.is_empty() => {
             for (i, lv) in items.iter().enumerate() {
                 let lat = format!("{}.lines[{i}]", f.at);
-                match Fields::new(lv, &lat, &["description", "amount", "category", "department", "tax_code"]) {
+                match Fields::new(
+                    lv,
+                    &lat,
+                    &[
+                        "description",
+                        "amount",
+                        "category",
+                        "department",
+                        "tax_code",
+                    ],
+                ) {
                     Ok(mut lf) => {
                         let line = DocumentLine {
                             description: lf.string("description", 500),
@@ -249,7 +314,9 @@ pub fn document(v: &Value, at: &str) -> Result<Document, Vec<FieldError>> {
                 }
             }
         }
-        Some(Value::Array(_)) => f.errors.push(err(&f.path("lines"), "needs at least one line")),
+        Some(Value::Array(_)) => f
+            .errors
+            .push(err(&f.path("lines"), "needs at least one line")),
         Some(_) => f.errors.push(err(&f.path("lines"), "must be a list")),
         None => f.errors.push(err(&f.path("lines"), "is required")),
     }
@@ -259,21 +326,42 @@ pub fn document(v: &Value, at: &str) -> Result<Document, Vec<FieldError>> {
         let c = currency.as_str();
         f.errors.push(err(
             &f.path("total"),
-            format!("{} is not the sum of the lines, {}", money::to_decimal(total, c), money::to_decimal(sum, c)),
+            format!(
+                "{} is not the sum of the lines, {}",
+                money::to_decimal(total, c),
+                money::to_decimal(sum, c)
+            ),
         ));
     }
     let status = match f.obj.get("status").and_then(Value::as_str) {
         Some(s) => DocumentStatus::parse(s).unwrap_or_else(|| {
-            f.errors.push(err(&f.path("status"), format!("`{s}` is not one of draft, awaiting_approval, approved, paid")));
+            f.errors.push(err(
+                &f.path("status"),
+                format!("`{s}` is not one of draft, awaiting_approval, approved, paid"),
+            ));
             DocumentStatus::Draft
         }),
         None => {
-            f.errors.push(err(&f.path("status"), "is required (draft, awaiting_approval, approved, paid)"));
+            f.errors.push(err(
+                &f.path("status"),
+                "is required (draft, awaiting_approval, approved, paid)",
+            ));
             DocumentStatus::Draft
         }
     };
     if f.errors.is_empty() {
-        Ok(Document { tenant_id, id, number, vendor, issue_date, due_date, currency, lines, total, status })
+        Ok(Document {
+            tenant_id,
+            id,
+            number,
+            vendor,
+            issue_date,
+            due_date,
+            currency,
+            lines,
+            total,
+            status,
+        })
     } else {
         Err(f.errors)
     }
@@ -285,14 +373,24 @@ pub fn payment(v: &Value, at: &str) -> Result<Payment, Vec<FieldError>> {
     let mut f = Fields::new(
         v,
         at,
-        &["tenant", "id", "document_id", "amount", "date", "method", "funding_account", "check_number"],
+        &[
+            "tenant",
+            "id",
+            "document_id",
+            "amount",
+            "date",
+            "method",
+            "funding_account",
+            "check_number",
+        ],
     )?;
     let tenant_id = f.id("tenant");
     let id = f.id("id");
     let document_id = f.id("document_id");
     let amount = f.amount("amount", "USD");
     if amount <= 0 && !f.errors.iter().any(|e| e.field.ends_with(".amount")) {
-        f.errors.push(err(&f.path("amount"), "must be more than zero"));
+        f.errors
+            .push(err(&f.path("amount"), "must be more than zero"));
     }
     let date = f.date("date");
     let method = match f.obj.get("method").and_then(Value::as_str) {
@@ -316,15 +414,30 @@ pub fn payment(v: &Value, at: &str) -> Result<Payment, Vec<FieldError>> {
         None | Some(Value::Null) => None,
         Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => n.as_u64(),
         Some(_) => {
-            f.errors.push(err(&f.path("check_number"), "must be a whole number above zero"));
+            f.errors.push(err(
+                &f.path("check_number"),
+                "must be a whole number above zero",
+            ));
             None
         }
     };
     if check_number.is_some() && method != PaymentMethod::Check {
-        f.errors.push(err(&f.path("check_number"), "only check payments have a check number"));
+        f.errors.push(err(
+            &f.path("check_number"),
+            "only check payments have a check number",
+        ));
     }
     if f.errors.is_empty() {
-        Ok(Payment { tenant_id, id, document_id, amount, date, method, funding_account, check_number })
+        Ok(Payment {
+            tenant_id,
+            id,
+            document_id,
+            amount,
+            date,
+            method,
+            funding_account,
+            check_number,
+        })
     } else {
         Err(f.errors)
     }
@@ -398,7 +511,11 @@ mod tests {
     fn v1_payments_are_checked() {
         let p = serde_json::json!({"tenant": "acme", "id": "p1", "document_id": "doc-1", "amount": "0",
             "date": "2026-11-20", "method": "ach", "funding_account": "op", "check_number": 7});
-        let fields: Vec<_> = payment(&p, "p").unwrap_err().into_iter().map(|e| e.field).collect();
+        let fields: Vec<_> = payment(&p, "p")
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
         assert_eq!(fields, ["p.amount", "p.check_number"]);
     }
 }

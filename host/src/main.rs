@@ -24,7 +24,12 @@ struct Cli {
     #[arg(long, global = true)]
     no_cache: bool,
     /// The store (SQLite); created if missing.
-    #[arg(long, global = true, env = "LEDGERBRIDGE_DB", default_value = "ledgerbridge.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "LEDGERBRIDGE_DB",
+        default_value = "ledgerbridge.db"
+    )]
     db: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -202,14 +207,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     })?);
     let engine = |runtime: Arc<Runtime>| -> anyhow::Result<Arc<Engine>> {
         let store = Store::open(&cli.db)?;
-        Ok(Arc::new(Engine::new(store, runtime, RetryPolicy::default(), WorkerConfig::default())))
+        Ok(Arc::new(Engine::new(
+            store,
+            runtime,
+            RetryPolicy::default(),
+            WorkerConfig::default(),
+        )))
     };
     match &cli.command {
         Command::Demo { dir } => demo::run(runtime, dir).await,
         Command::Plugin {
             command: PluginCommand::Check { file },
         } => plugin_check(&runtime, file).await,
-        Command::Tenant { command: TenantCommand::Add { id } } => ops::add_tenant(&*engine(runtime)?, id).await,
+        Command::Tenant {
+            command: TenantCommand::Add { id },
+        } => ops::add_tenant(&*engine(runtime)?, id).await,
         Command::Connection { command } => {
             let e = engine(runtime)?;
             match command {
@@ -220,10 +232,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Import { file } => ops::import(&*engine(runtime)?, file).await,
-        Command::Sync { document, connection, target, force } => {
-            ops::sync_one(&engine(runtime)?, document, connection, *target, *force).await
-        }
-        Command::Resync { connection, documents, attention, all, force, each } => {
+        Command::Sync {
+            document,
+            connection,
+            target,
+            force,
+        } => ops::sync_one(&engine(runtime)?, document, connection, *target, *force).await,
+        Command::Resync {
+            connection,
+            documents,
+            attention,
+            all,
+            force,
+            each,
+        } => {
             let selection = if *all {
                 Selection::All
             } else if *attention {
@@ -235,14 +257,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             ops::resync(&engine(runtime)?, connection, selection, *force, *each).await
         }
-        Command::Log { document, tenant, connection } => {
-            ops::log(&*engine(runtime)?, document, tenant.as_deref(), connection.as_deref()).await
+        Command::Log {
+            document,
+            tenant,
+            connection,
+        } => {
+            ops::log(
+                &*engine(runtime)?,
+                document,
+                tenant.as_deref(),
+                connection.as_deref(),
+            )
+            .await
         }
-        Command::Attention { connection } => ops::attention(&*engine(runtime)?, connection.as_deref()).await,
-        Command::Dismiss { document, connection, target } => {
-            ops::dismiss(&*engine(runtime)?, document, connection, *target).await
+        Command::Attention { connection } => {
+            ops::attention(&*engine(runtime)?, connection.as_deref()).await
         }
-        Command::Unlock { subject, connection, target } => ops::unlock(&*engine(runtime)?, subject, connection, *target).await,
+        Command::Dismiss {
+            document,
+            connection,
+            target,
+        } => ops::dismiss(&*engine(runtime)?, document, connection, *target).await,
+        Command::Unlock {
+            subject,
+            connection,
+            target,
+        } => ops::unlock(&*engine(runtime)?, subject, connection, *target).await,
         Command::Worker { until_idle } => ops::worker(&engine(runtime)?, *until_idle).await,
     }
 }

@@ -15,7 +15,11 @@ fn read(path: &Path) -> anyhow::Result<String> {
 }
 
 pub async fn add_tenant(engine: &Engine, id: &str) -> anyhow::Result<()> {
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)) {
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    {
         bail!("tenant id `{id}` may hold only letters, digits, `.`, `_`, `:` and `-`");
     }
     engine.store.add_tenant(id).await?;
@@ -24,8 +28,12 @@ pub async fn add_tenant(engine: &Engine, id: &str) -> anyhow::Result<()> {
 }
 
 pub async fn add_connection(engine: &Engine, file: &Path) -> anyhow::Result<()> {
-    let c: Connection = serde_json::from_str(&read(file)?)
-        .with_context(|| format!("{} is not a connection (see README.md, Running it for tenants)", file.display()))?;
+    let c: Connection = serde_json::from_str(&read(file)?).with_context(|| {
+        format!(
+            "{} is not a connection (see README.md, Running it for tenants)",
+            file.display()
+        )
+    })?;
     let id = c.id.clone();
     engine.put_connection(c).await?;
     println!("connection {id} saved");
@@ -50,7 +58,14 @@ pub async fn set_enabled(engine: &Engine, id: &str, enabled: bool) -> anyhow::Re
     if !engine.store.set_connection_enabled(id, enabled).await? {
         bail!("no connection {id}");
     }
-    println!("connection {id} {}", if enabled { "enabled" } else { "disabled (its history is kept)" });
+    println!(
+        "connection {id} {}",
+        if enabled {
+            "enabled"
+        } else {
+            "disabled (its history is kept)"
+        }
+    );
     Ok(())
 }
 
@@ -58,7 +73,10 @@ pub async fn import(engine: &Engine, file: &Path) -> anyhow::Result<()> {
     let batch = intake::parse_batch(&read(file)?)?;
     let (d, p) = (batch.documents.len(), batch.payments.len());
     let jobs = engine.import(batch).await?;
-    println!("imported {d} documents and {p} payments; {} syncs queued", jobs.len());
+    println!(
+        "imported {d} documents and {p} payments; {} syncs queued",
+        jobs.len()
+    );
     Ok(())
 }
 
@@ -82,21 +100,35 @@ async fn print_results(engine: &Engine, run: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn sync_one(engine: &Arc<Engine>, document: &str, connection: &str, target: Target, force: bool) -> anyhow::Result<()> {
+pub async fn sync_one(
+    engine: &Arc<Engine>,
+    document: &str,
+    connection: &str,
+    target: Target,
+    force: bool,
+) -> anyhow::Result<()> {
     let tenant = engine
         .store
         .connection(connection)
         .await?
         .map(|c| c.tenant_id)
         .with_context(|| format!("no connection {connection}"))?;
-    let run = engine.request_sync(&tenant, document, connection, target, force).await?;
+    let run = engine
+        .request_sync(&tenant, document, connection, target, force)
+        .await?;
     let summary = engine.finish_run(&run, |_| {}).await?;
     print_results(engine, &run).await?;
     print_summary(&summary);
     Ok(())
 }
 
-pub async fn resync(engine: &Arc<Engine>, connection: &str, selection: Selection, force: bool, show_each: bool) -> anyhow::Result<()> {
+pub async fn resync(
+    engine: &Arc<Engine>,
+    connection: &str,
+    selection: Selection,
+    force: bool,
+    show_each: bool,
+) -> anyhow::Result<()> {
     let (run, docs) = engine.request_resync(connection, selection, force).await?;
     eprintln!("re-syncing {docs} documents in {connection}");
     let tty = std::io::stderr().is_terminal();
@@ -146,7 +178,10 @@ fn print_log(rows: &[LogRow]) {
             r.target,
             r.trigger,
             r.outcome,
-            r.erp_id.as_deref().map(|e| format!("entry {e}")).unwrap_or_default()
+            r.erp_id
+                .as_deref()
+                .map(|e| format!("entry {e}"))
+                .unwrap_or_default()
         );
         for op in &r.operations {
             println!("    {:<20} {}", op.operation, op.result);
@@ -156,17 +191,33 @@ fn print_log(rows: &[LogRow]) {
         }
         if let Some(lines) = r.plugin_log.as_array() {
             for l in lines {
-                println!("    plugin {}: {}", l["level"].as_str().unwrap_or(""), l["message"].as_str().unwrap_or(""));
+                println!(
+                    "    plugin {}: {}",
+                    l["level"].as_str().unwrap_or(""),
+                    l["message"].as_str().unwrap_or("")
+                );
             }
         }
     }
 }
 
-pub async fn log(engine: &Engine, document: &str, tenant: Option<&str>, connection: Option<&str>) -> anyhow::Result<()> {
+pub async fn log(
+    engine: &Engine,
+    document: &str,
+    tenant: Option<&str>,
+    connection: Option<&str>,
+) -> anyhow::Result<()> {
     let tenant = match (tenant, connection) {
         (Some(t), _) => t.to_string(),
-        (None, Some(c)) => engine.store.connection(c).await?.map(|c| c.tenant_id).with_context(|| format!("no connection {c}"))?,
-        (None, None) => bail!("name the document's tenant with --tenant (or a connection with --connection)"),
+        (None, Some(c)) => engine
+            .store
+            .connection(c)
+            .await?
+            .map(|c| c.tenant_id)
+            .with_context(|| format!("no connection {c}"))?,
+        (None, None) => {
+            bail!("name the document's tenant with --tenant (or a connection with --connection)")
+        }
     };
     print_log(&engine.store.log_of(&tenant, document, connection).await?);
     Ok(())
@@ -178,26 +229,48 @@ pub async fn attention(engine: &Engine, connection: Option<&str>) -> anyhow::Res
         println!("nothing requires attention");
     }
     for a in items {
-        println!("{} {} {} ({})", a.connection_id, a.document_id, a.target, a.tenant_id);
+        println!(
+            "{} {} {} ({})",
+            a.connection_id, a.document_id, a.target, a.tenant_id
+        );
         println!("    {}", a.message);
         println!("    how to fix: {}", a.hint);
     }
     Ok(())
 }
 
-pub async fn dismiss(engine: &Engine, document: &str, connection: &str, target: Target) -> anyhow::Result<()> {
+pub async fn dismiss(
+    engine: &Engine,
+    document: &str,
+    connection: &str,
+    target: Target,
+) -> anyhow::Result<()> {
     if !engine.store.dismiss(connection, document, target).await? {
-        bail!("no attention item for document {document}, target {}, in connection {connection}", target.as_str());
+        bail!(
+            "no attention item for document {document}, target {}, in connection {connection}",
+            target.as_str()
+        );
     }
     println!("dismissed");
     Ok(())
 }
 
-pub async fn unlock(engine: &Engine, subject: &str, connection: &str, target: Target) -> anyhow::Result<()> {
+pub async fn unlock(
+    engine: &Engine,
+    subject: &str,
+    connection: &str,
+    target: Target,
+) -> anyhow::Result<()> {
     if !engine.store.clear_lock(connection, target, subject).await? {
-        bail!("the {} entry of {subject} in connection {connection} has no booked lock", target.as_str());
+        bail!(
+            "the {} entry of {subject} in connection {connection} has no booked lock",
+            target.as_str()
+        );
     }
-    println!("lock cleared: the next sync of {subject} updates its {} entry", target.as_str());
+    println!(
+        "lock cleared: the next sync of {subject} updates its {} entry",
+        target.as_str()
+    );
     Ok(())
 }
 
@@ -207,7 +280,14 @@ pub async fn worker(engine: &Arc<Engine>, until_idle: bool) -> anyhow::Result<()
         let _ = tokio::signal::ctrl_c().await;
         let _ = tx.send(true);
     });
-    eprintln!("worker running{}", if until_idle { " until no sync is left" } else { "; Ctrl-C stops it" });
+    eprintln!(
+        "worker running{}",
+        if until_idle {
+            " until no sync is left"
+        } else {
+            "; Ctrl-C stops it"
+        }
+    );
     engine.run_worker(until_idle, rx).await?;
     stopper.abort();
     Ok(())

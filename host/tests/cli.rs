@@ -19,14 +19,42 @@ fn demo_runs_the_engine_on_the_csv_plugin() {
     let dir = tempfile::tempdir().unwrap();
     let out = ledgerbridge(&["demo", "--dir", dir.path().to_str().unwrap()], &cache());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("doc-1001  bill     approved         created         entry doc-1001"), "{stdout}");
-    assert!(stdout.contains("doc-1005  bill     approved         failed          lines[0].category"), "{stdout}");
-    assert!(stdout.contains("doc-1001  payment  paid             created         entry pay-9001"), "{stdout}");
-    assert!(stdout.contains("doc-1002  bill     changed          skipped_booked  not synced: the entry is booked"), "{stdout}");
-    assert!(stdout.contains("doc-1004  bill     changed          updated"), "{stdout}");
-    assert!(stdout.contains("how to fix: Map category `travel`"), "{stdout}");
-    for f in ["bills/doc-1001.csv", "payments/pay-9001.csv", "checks/1010/10001"] {
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("doc-1001  bill     approved         created         entry doc-1001"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("doc-1005  bill     approved         failed          lines[0].category"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("doc-1001  payment  paid             created         entry pay-9001"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "doc-1002  bill     changed          skipped_booked  not synced: the entry is booked"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("doc-1004  bill     changed          updated"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("how to fix: Map category `travel`"),
+        "{stdout}"
+    );
+    for f in [
+        "bills/doc-1001.csv",
+        "payments/pay-9001.csv",
+        "checks/1010/10001",
+    ] {
         assert!(dir.path().join("erp").join(f).exists(), "{f} missing");
         assert!(stdout.contains(f), "{f} not printed");
     }
@@ -46,42 +74,100 @@ fn operators_run_it_for_a_tenant_from_the_command_line() {
     let conn = serde_json::json!({"id": "acme-csv", "tenant_id": "acme", "plugin": "csv",
         "directory": erp.display().to_string(), "mappings": {"categories": {"office": "6100"}}});
     std::fs::write(dir.path().join("conn.json"), conn.to_string()).unwrap();
-    let doc = |id: &str, cat: &str| serde_json::json!({"tenant": "acme", "id": id, "number": "N1",
+    let doc = |id: &str, cat: &str| {
+        serde_json::json!({"tenant": "acme", "id": id, "number": "N1",
         "vendor": {"id": "v", "name": "V"}, "issue_date": "2026-11-02", "due_date": "2026-12-02", "currency": "USD",
-        "lines": [{"description": "x", "amount": "5.00", "category": cat}], "total": "5.00", "status": "approved"});
-    std::fs::write(dir.path().join("docs.json"), serde_json::json!({"documents": [doc("d1", "office"), doc("d2", "travel")]}).to_string()).unwrap();
+        "lines": [{"description": "x", "amount": "5.00", "category": cat}], "total": "5.00", "status": "approved"})
+    };
+    std::fs::write(
+        dir.path().join("docs.json"),
+        serde_json::json!({"documents": [doc("d1", "office"), doc("d2", "travel")]}).to_string(),
+    )
+    .unwrap();
 
     assert!(run(&["tenant", "add", "acme"]).status.success());
-    let added = run(&["connection", "add", dir.path().join("conn.json").to_str().unwrap()]);
-    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let added = run(&[
+        "connection",
+        "add",
+        dir.path().join("conn.json").to_str().unwrap(),
+    ]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
     let imported = run(&["import", dir.path().join("docs.json").to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&imported.stdout).contains("imported 2 documents and 0 payments; 2 syncs queued"));
+    assert!(
+        String::from_utf8_lossy(&imported.stdout)
+            .contains("imported 2 documents and 0 payments; 2 syncs queued")
+    );
     assert!(run(&["worker", "--until-idle"]).status.success());
     assert!(erp.join("bills/d1.csv").exists());
 
     let attention = String::from_utf8_lossy(&run(&["attention"]).stdout).into_owned();
-    assert!(attention.contains("acme-csv d2 bill") && attention.contains("how to fix"), "{attention}");
-    let log = String::from_utf8_lossy(&run(&["log", "d1", "--connection", "acme-csv"]).stdout).into_owned();
-    assert!(log.contains("created") && log.contains("lookup-bill") && log.contains("create-bill"), "{log}");
-    let sync = String::from_utf8_lossy(&run(&["sync", "d1", "--connection", "acme-csv"]).stdout).into_owned();
-    assert!(sync.contains("d1               bill     unchanged"), "{sync}");
-    let refused = run(&["sync", "d1", "--connection", "acme-csv", "--target", "payment"]);
+    assert!(
+        attention.contains("acme-csv d2 bill") && attention.contains("how to fix"),
+        "{attention}"
+    );
+    let log = String::from_utf8_lossy(&run(&["log", "d1", "--connection", "acme-csv"]).stdout)
+        .into_owned();
+    assert!(
+        log.contains("created") && log.contains("lookup-bill") && log.contains("create-bill"),
+        "{log}"
+    );
+    let sync = String::from_utf8_lossy(&run(&["sync", "d1", "--connection", "acme-csv"]).stdout)
+        .into_owned();
+    assert!(
+        sync.contains("d1               bill     unchanged"),
+        "{sync}"
+    );
+    let refused = run(&[
+        "sync",
+        "d1",
+        "--connection",
+        "acme-csv",
+        "--target",
+        "payment",
+    ]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not paid or marked as paid"));
-    let resync = String::from_utf8_lossy(&run(&["resync", "--connection", "acme-csv", "--all", "--each"]).stdout).into_owned();
-    assert!(resync.contains("2 entries: 0 created, 0 updated, 1 unchanged, 0 skipped (booked), 1 failed"), "{resync}");
-    assert!(run(&["dismiss", "d2", "--connection", "acme-csv"]).status.success());
-    assert!(String::from_utf8_lossy(&run(&["attention"]).stdout).contains("nothing requires attention"));
+    let resync = String::from_utf8_lossy(
+        &run(&["resync", "--connection", "acme-csv", "--all", "--each"]).stdout,
+    )
+    .into_owned();
+    assert!(
+        resync
+            .contains("2 entries: 0 created, 0 updated, 1 unchanged, 0 skipped (booked), 1 failed"),
+        "{resync}"
+    );
+    assert!(
+        run(&["dismiss", "d2", "--connection", "acme-csv"])
+            .status
+            .success()
+    );
+    assert!(
+        String::from_utf8_lossy(&run(&["attention"]).stdout).contains("nothing requires attention")
+    );
 
     // Bad input: named field, nothing stored.
-    std::fs::write(dir.path().join("bad.json"), r#"{"documents": [{"tenant": "acme", "id": "d3"}]}"#).unwrap();
+    std::fs::write(
+        dir.path().join("bad.json"),
+        r#"{"documents": [{"tenant": "acme", "id": "d3"}]}"#,
+    )
+    .unwrap();
     let bad = run(&["import", dir.path().join("bad.json").to_str().unwrap()]);
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("documents[0].number: is required") && err.contains("nothing was stored"), "{err}");
+    assert!(
+        err.contains("documents[0].number: is required") && err.contains("nothing was stored"),
+        "{err}"
+    );
     assert!(run(&["connection", "disable", "acme-csv"]).status.success());
     let list = String::from_utf8_lossy(&run(&["connection", "list"]).stdout).into_owned();
-    assert!(list.contains("disabled") && list.contains("1 bill entries"), "{list}");
+    assert!(
+        list.contains("disabled") && list.contains("1 bill entries"),
+        "{list}"
+    );
 }
 
 #[test]

@@ -2,16 +2,16 @@
 //! shared runtime, sample documents, and a loopback HTTP server that records
 //! what it receives.
 
+use ledgerbridge::model::{Connection, LimitOverrides, Mappings, TrackingMapping};
 use ledgerbridge::runtime::bindings::{
     Bill, BillLine, BillStatus, Payment, PaymentMethod, Tracking, Vendor,
 };
-use ledgerbridge::model::{Connection, LimitOverrides, Mappings, TrackingMapping};
 use ledgerbridge::runtime::{Plugin, Runtime, RuntimeConfig};
 use ledgerbridge::store::Store;
 use ledgerbridge::sync::{Engine, RetryPolicy, WorkerConfig};
-use std::time::Duration;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 /// The hostile test plugin (`tests/plugins/hostile`).
 pub const HOSTILE: &str = env!("TEST_PLUGIN_HOSTILE");
@@ -180,14 +180,28 @@ impl Recorder {
 
 /// An engine over a fresh in-memory store, with quick retries.
 pub fn engine() -> Arc<Engine> {
-    let retry = RetryPolicy { max_attempts: 3, base: Duration::from_millis(20), cap: Duration::from_millis(200) };
-    Arc::new(Engine::new(Store::open_in_memory().unwrap(), runtime().clone(), retry, WorkerConfig::default()))
+    let retry = RetryPolicy {
+        max_attempts: 3,
+        base: Duration::from_millis(20),
+        cap: Duration::from_millis(200),
+    };
+    Arc::new(Engine::new(
+        Store::open_in_memory().unwrap(),
+        runtime().clone(),
+        retry,
+        WorkerConfig::default(),
+    ))
 }
 
 /// A connection of tenant `tenant` with the usual mappings: categories
 /// `office` → 6100 and `freight` → 6300, department `ops`, funding account
 /// `operating` → bank account 1010.
-pub fn connection(id: &str, tenant: &str, plugin: &str, directory: Option<&std::path::Path>) -> Connection {
+pub fn connection(
+    id: &str,
+    tenant: &str,
+    plugin: &str,
+    directory: Option<&std::path::Path>,
+) -> Connection {
     Connection {
         id: id.into(),
         tenant_id: tenant.into(),
@@ -198,8 +212,18 @@ pub fn connection(id: &str, tenant: &str, plugin: &str, directory: Option<&std::
         allowed_hosts: vec![],
         directory: directory.map(|d| d.display().to_string()),
         mappings: Mappings {
-            categories: [("office", "6100"), ("freight", "6300")].into_iter().map(|(a, b)| (a.into(), b.into())).collect(),
-            departments: [("ops".to_string(), TrackingMapping { category: "Department".into(), option: "Ops".into() })].into(),
+            categories: [("office", "6100"), ("freight", "6300")]
+                .into_iter()
+                .map(|(a, b)| (a.into(), b.into()))
+                .collect(),
+            departments: [(
+                "ops".to_string(),
+                TrackingMapping {
+                    category: "Department".into(),
+                    option: "Ops".into(),
+                },
+            )]
+            .into(),
             bank_accounts: [("operating".to_string(), "1010".to_string())].into(),
         },
         default_bank_account: None,

@@ -13,7 +13,10 @@ const T: &str = "acme";
 
 fn files(dir: &Path, sub: &str) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir.join(sub))
-        .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names
@@ -24,15 +27,22 @@ fn csv_text(dir: &Path, rel: &str) -> String {
 }
 
 fn set_booked(path: &Path) {
-    let text = std::fs::read_to_string(path).unwrap().replace(",\r\n", ",yes\r\n");
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace(",\r\n", ",yes\r\n");
     std::fs::write(path, text).unwrap();
 }
 
-async fn setup_csv() -> (std::sync::Arc<ledgerbridge::sync::Engine>, tempfile::TempDir) {
+async fn setup_csv() -> (
+    std::sync::Arc<ledgerbridge::sync::Engine>,
+    tempfile::TempDir,
+) {
     let e = engine();
     e.store.add_tenant(T).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    e.put_connection(connection("csv", T, "csv", Some(dir.path()))).await.unwrap();
+    e.put_connection(connection("csv", T, "csv", Some(dir.path())))
+        .await
+        .unwrap();
     (e, dir)
 }
 
@@ -42,30 +52,63 @@ async fn a1_approval_creates_the_bill_entry_in_every_enabled_connection() {
     e.store.add_tenant(T).await.unwrap();
     e.store.add_tenant("other").await.unwrap();
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    e.put_connection(connection("one", T, "csv", Some(dirs[0].path()))).await.unwrap();
-    e.put_connection(connection("two", T, "csv", Some(dirs[1].path()))).await.unwrap();
+    e.put_connection(connection("one", T, "csv", Some(dirs[0].path())))
+        .await
+        .unwrap();
+    e.put_connection(connection("two", T, "csv", Some(dirs[1].path())))
+        .await
+        .unwrap();
     let mut off = connection("off", T, "csv", Some(dirs[2].path()));
     off.enabled = false;
     e.put_connection(off).await.unwrap();
-    e.put_connection(connection("theirs", "other", "csv", Some(dirs[3].path()))).await.unwrap();
+    e.put_connection(connection("theirs", "other", "csv", Some(dirs[3].path())))
+        .await
+        .unwrap();
 
     // Awaiting approval: nothing yet.
-    import(&e, json!({"documents": [doc_json(T, "d1", "awaiting_approval", "100.00")]})).await.unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "awaiting_approval", "100.00")]}),
+    )
+    .await
+    .unwrap();
     settle(&e).await;
     assert!(files(dirs[0].path(), "bills").is_empty());
 
-    let queued = import(&e, json!({"documents": [doc_json(T, "d1", "approved", "100.00")]})).await.unwrap();
-    assert_eq!(queued, 2, "one bill job per enabled connection of the tenant");
+    let queued = import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "100.00")]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        queued, 2,
+        "one bill job per enabled connection of the tenant"
+    );
     settle(&e).await;
     assert_eq!(files(dirs[0].path(), "bills"), ["d1.csv"]);
     assert_eq!(files(dirs[1].path(), "bills"), ["d1.csv"]);
-    assert!(files(dirs[2].path(), "bills").is_empty(), "a disabled connection gets nothing (P4)");
-    assert!(files(dirs[3].path(), "bills").is_empty(), "another tenant's connection gets nothing");
-    let entry = e.store.entry("one", Target::Bill, "d1").await.unwrap().unwrap();
+    assert!(
+        files(dirs[2].path(), "bills").is_empty(),
+        "a disabled connection gets nothing (P4)"
+    );
+    assert!(
+        files(dirs[3].path(), "bills").is_empty(),
+        "another tenant's connection gets nothing"
+    );
+    let entry = e
+        .store
+        .entry("one", Target::Bill, "d1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(entry.erp_id.as_deref(), Some("d1"));
     let log = e.store.log_of(T, "d1", Some("one")).await.unwrap();
     assert_eq!(log.len(), 1);
-    assert_eq!((log[0].trigger.as_str(), log[0].outcome.as_str()), ("approved", "created"));
+    assert_eq!(
+        (log[0].trigger.as_str(), log[0].outcome.as_str()),
+        ("approved", "created")
+    );
 }
 
 #[tokio::test]
@@ -76,8 +119,15 @@ async fn a1_sync_before_approval_syncs_as_soon_as_the_document_exists() {
     let mut c = connection("early", T, "csv", Some(early.path()));
     c.sync_before_approval = true;
     e.put_connection(c).await.unwrap();
-    e.put_connection(connection("late", T, "csv", Some(late.path()))).await.unwrap();
-    import(&e, json!({"documents": [doc_json(T, "d1", "draft", "10.00")]})).await.unwrap();
+    e.put_connection(connection("late", T, "csv", Some(late.path())))
+        .await
+        .unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "draft", "10.00")]}),
+    )
+    .await
+    .unwrap();
     settle(&e).await;
     assert_eq!(files(early.path(), "bills"), ["d1.csv"]);
     assert!(files(late.path(), "bills").is_empty());
@@ -87,44 +137,95 @@ async fn a1_sync_before_approval_syncs_as_soon_as_the_document_exists() {
 async fn a2_d1_d3_changes_update_duplicates_coalesce_identical_content_is_skipped() {
     let (e, dir) = setup_csv().await;
     // D1: the same event twice before the worker runs makes one sync.
-    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "100.00")]})).await.unwrap();
-    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "100.00")]})).await.unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "100.00")]}),
+    )
+    .await
+    .unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "100.00")]}),
+    )
+    .await
+    .unwrap();
     settle(&e).await;
     let log = e.store.log_of(T, "d1", None).await.unwrap();
     assert_eq!(log.len(), 1, "{log:?}");
 
     // A2: a change of amount updates the entry.
-    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "120.00")]})).await.unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "120.00")]}),
+    )
+    .await
+    .unwrap();
     settle(&e).await;
     assert!(csv_text(dir.path(), "bills/d1.csv").contains(",120.00,"));
     let log = e.store.log_of(T, "d1", None).await.unwrap();
-    assert_eq!((log[1].trigger.as_str(), log[1].outcome.as_str()), ("changed", "updated"));
+    assert_eq!(
+        (log[1].trigger.as_str(), log[1].outcome.as_str()),
+        ("changed", "updated")
+    );
 
     // D3: a manual sync with nothing changed sends nothing; forced, it does.
-    let run = e.request_sync(T, "d1", "csv", Target::Bill, false).await.unwrap();
+    let run = e
+        .request_sync(T, "d1", "csv", Target::Bill, false)
+        .await
+        .unwrap();
     let s = e.finish_run(&run, |_| {}).await.unwrap();
     assert_eq!(s.unchanged, 1);
     let last = e.store.log_of(T, "d1", None).await.unwrap().pop().unwrap();
-    assert!(last.operations.iter().all(|o| !o.operation.contains("update")), "{:?}", last.operations);
-    let run = e.request_sync(T, "d1", "csv", Target::Bill, true).await.unwrap();
+    assert!(
+        last.operations
+            .iter()
+            .all(|o| !o.operation.contains("update")),
+        "{:?}",
+        last.operations
+    );
+    let run = e
+        .request_sync(T, "d1", "csv", Target::Bill, true)
+        .await
+        .unwrap();
     assert_eq!(e.finish_run(&run, |_| {}).await.unwrap().updated, 1);
-    assert!(csv_text(dir.path(), "bills/d1.csv").contains(",3,"), "version 3 after the forced update");
+    assert!(
+        csv_text(dir.path(), "bills/d1.csv").contains(",3,"),
+        "version 3 after the forced update"
+    );
 }
 
 #[tokio::test]
 async fn a3_a5_payments_follow_their_bill() {
     let (e, dir) = setup_csv().await;
-    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "50.00")]})).await.unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "50.00")]}),
+    )
+    .await
+    .unwrap();
     // The payment arrives before the bill is synced: it waits, the bill goes
     // first, the payment follows by itself.
-    import(&e, json!({"payments": [payment_json(T, "p1", "d1", "50.00")]})).await.unwrap();
-    let run = e.request_sync(T, "d1", "csv", Target::Payment, false).await.unwrap();
+    import(
+        &e,
+        json!({"payments": [payment_json(T, "p1", "d1", "50.00")]}),
+    )
+    .await
+    .unwrap();
+    let run = e
+        .request_sync(T, "d1", "csv", Target::Payment, false)
+        .await
+        .unwrap();
     let s = e.finish_run(&run, |_| {}).await.unwrap();
     settle(&e).await;
     assert_eq!(s.failed, 0, "{s:?}");
     assert_eq!(files(dir.path(), "bills"), ["d1.csv"]);
     assert_eq!(files(dir.path(), "payments"), ["p1.csv"]);
-    let p = e.store.entry("csv", Target::Payment, "p1").await.unwrap().unwrap();
+    let p = e
+        .store
+        .entry("csv", Target::Payment, "p1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(p.erp_id.as_deref(), Some("p1"));
     assert!(csv_text(dir.path(), "payments/p1.csv").contains("p1,d1,d1,INV-d1,"));
 
@@ -132,9 +233,19 @@ async fn a3_a5_payments_follow_their_bill() {
     let mut c = connection("csv", T, "csv", Some(dir.path()));
     c.default_bank_account = Some("1010".into());
     e.put_connection(c).await.unwrap();
-    import(&e, json!({"documents": [doc_json(T, "d2", "approved", "75.00")]})).await.unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d2", "approved", "75.00")]}),
+    )
+    .await
+    .unwrap();
     settle(&e).await;
-    import(&e, json!({"documents": [doc_json(T, "d2", "paid", "75.00")]})).await.unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d2", "paid", "75.00")]}),
+    )
+    .await
+    .unwrap();
     settle(&e).await;
     assert!(files(dir.path(), "payments").contains(&"d2%3Amarked-paid.csv".to_string()));
 }
@@ -146,67 +257,150 @@ async fn a5_a_payment_whose_bill_fails_is_blocked_with_the_bills_reason() {
     let mut c = connection("s", T, SCRIPTED, None);
     c.settings.insert("create-bill".into(), "validation".into());
     e.put_connection(c.clone()).await.unwrap();
-    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "50.00")]})).await.unwrap();
-    import(&e, json!({"payments": [payment_json(T, "p1", "d1", "50.00")]})).await.unwrap();
-    let run = e.request_sync(T, "d1", "s", Target::Payment, false).await.unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "50.00")]}),
+    )
+    .await
+    .unwrap();
+    import(
+        &e,
+        json!({"payments": [payment_json(T, "p1", "d1", "50.00")]}),
+    )
+    .await
+    .unwrap();
+    let run = e
+        .request_sync(T, "d1", "s", Target::Payment, false)
+        .await
+        .unwrap();
     let s = e.finish_run(&run, |_| {}).await.unwrap();
     settle(&e).await;
     assert!(s.failed >= 1, "{s:?}");
     let items = e.store.attention(Some("s")).await.unwrap();
-    let pay = items.iter().find(|a| a.target == "payment").expect("the payment is listed");
-    assert!(pay.message.starts_with("blocked:") && pay.message.contains("scripted validation"), "{}", pay.message);
+    let pay = items
+        .iter()
+        .find(|a| a.target == "payment")
+        .expect("the payment is listed");
+    assert!(
+        pay.message.starts_with("blocked:") && pay.message.contains("scripted validation"),
+        "{}",
+        pay.message
+    );
     assert!(items.iter().any(|a| a.target == "bill"));
 
     // The bill is fixed; re-syncing what needs attention syncs the bill and
     // the payment follows by itself.
     c.settings.remove("create-bill");
     e.put_connection(c).await.unwrap();
-    let (run, _) = e.request_resync("s", Selection::Attention, false).await.unwrap();
+    let (run, _) = e
+        .request_resync("s", Selection::Attention, false)
+        .await
+        .unwrap();
     e.finish_run(&run, |_| {}).await.unwrap();
     settle(&e).await;
-    assert!(e.store.entry("s", Target::Payment, "p1").await.unwrap().and_then(|p| p.erp_id).is_some());
-    assert!(e.store.attention(Some("s")).await.unwrap().is_empty(), "L2: items leave on success");
+    assert!(
+        e.store
+            .entry("s", Target::Payment, "p1")
+            .await
+            .unwrap()
+            .and_then(|p| p.erp_id)
+            .is_some()
+    );
+    assert!(
+        e.store.attention(Some("s")).await.unwrap().is_empty(),
+        "L2: items leave on success"
+    );
 }
 
 #[tokio::test]
 async fn m1_the_payment_target_is_refused_unless_paid() {
     let (e, _dir) = setup_csv().await;
-    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "50.00")]})).await.unwrap();
-    let err = e.request_sync(T, "d1", "csv", Target::Payment, false).await.unwrap_err();
-    assert_eq!(err.downcast_ref::<SyncRefused>(), Some(&SyncRefused::NotPaid("d1".into())));
-    assert!(err.to_string().contains("not paid or marked as paid"), "{err}");
-    let err = e.request_sync(T, "nope", "csv", Target::Bill, false).await.unwrap_err();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "50.00")]}),
+    )
+    .await
+    .unwrap();
+    let err = e
+        .request_sync(T, "d1", "csv", Target::Payment, false)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<SyncRefused>(),
+        Some(&SyncRefused::NotPaid("d1".into()))
+    );
+    assert!(
+        err.to_string().contains("not paid or marked as paid"),
+        "{err}"
+    );
+    let err = e
+        .request_sync(T, "nope", "csv", Target::Bill, false)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("no document nope"), "{err}");
-    let err = e.request_sync("other", "d1", "csv", Target::Bill, false).await.unwrap_err();
-    assert!(err.to_string().contains("no document d1 for tenant other"), "{err}");
+    let err = e
+        .request_sync("other", "d1", "csv", Target::Bill, false)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no document d1 for tenant other"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
-async fn m2_m3_m4_bulk_resync_updates_what_exists_creates_what_does_not_and_never_replaces_a_booked_entry() {
+async fn m2_m3_m4_bulk_resync_updates_what_exists_creates_what_does_not_and_never_replaces_a_booked_entry()
+ {
     let e = engine();
     e.store.add_tenant(T).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Documents recorded before the connection exists: no automatic syncs.
-    let docs: Vec<_> = (0..30).map(|i| doc_json(T, &format!("d{i:02}"), if i % 3 == 0 { "paid" } else { "approved" }, "10.00")).collect();
-    let pays: Vec<_> = (0..30).step_by(3).map(|i| payment_json(T, &format!("p{i:02}"), &format!("d{i:02}"), "10.00")).collect();
-    import(&e, json!({"documents": docs, "payments": pays})).await.unwrap();
+    let docs: Vec<_> = (0..30)
+        .map(|i| {
+            doc_json(
+                T,
+                &format!("d{i:02}"),
+                if i % 3 == 0 { "paid" } else { "approved" },
+                "10.00",
+            )
+        })
+        .collect();
+    let pays: Vec<_> = (0..30)
+        .step_by(3)
+        .map(|i| payment_json(T, &format!("p{i:02}"), &format!("d{i:02}"), "10.00"))
+        .collect();
+    import(&e, json!({"documents": docs, "payments": pays}))
+        .await
+        .unwrap();
     // The ERP already has d00..d09 (an earlier integration made them), d05 booked.
     let seed = tempfile::tempdir().unwrap();
     let s = engine();
     s.store.add_tenant(T).await.unwrap();
-    s.put_connection(connection("seed", T, "csv", Some(dir.path()))).await.unwrap();
-    let early: Vec<_> = (0..10).map(|i| doc_json(T, &format!("d{i:02}"), "approved", "9.00")).collect();
+    s.put_connection(connection("seed", T, "csv", Some(dir.path())))
+        .await
+        .unwrap();
+    let early: Vec<_> = (0..10)
+        .map(|i| doc_json(T, &format!("d{i:02}"), "approved", "9.00"))
+        .collect();
     import(&s, json!({"documents": early})).await.unwrap();
     settle(&s).await;
     set_booked(&dir.path().join("bills/d05.csv"));
     let booked_before = csv_text(dir.path(), "bills/d05.csv");
     drop(seed);
 
-    e.put_connection(connection("csv", T, "csv", Some(dir.path()))).await.unwrap();
-    let (run, n) = e.request_resync("csv", Selection::All, false).await.unwrap();
+    e.put_connection(connection("csv", T, "csv", Some(dir.path())))
+        .await
+        .unwrap();
+    let (run, n) = e
+        .request_resync("csv", Selection::All, false)
+        .await
+        .unwrap();
     assert_eq!(n, 30);
     let mut progress = Vec::new();
-    let summary = e.finish_run(&run, |s| progress.push(s.clone())).await.unwrap();
+    let summary = e
+        .finish_run(&run, |s| progress.push(s.clone()))
+        .await
+        .unwrap();
     // M4: a result per entry and a summary: 30 bills + 10 payments.
     assert_eq!(summary.total, 40, "{summary:?}");
     assert_eq!(summary.updated, 9, "{summary:?}"); // d00..d09 but the booked d05
@@ -218,44 +412,87 @@ async fn m2_m3_m4_bulk_resync_updates_what_exists_creates_what_does_not_and_neve
     assert_eq!(csv_text(dir.path(), "bills/d05.csv"), booked_before);
     assert_eq!(files(dir.path(), "bills").len(), 30);
     assert_eq!(files(dir.path(), "payments").len(), 10);
-    let d05 = e.store.entry("csv", Target::Bill, "d05").await.unwrap().unwrap();
+    let d05 = e
+        .store
+        .entry("csv", Target::Bill, "d05")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(d05.booked);
     // Rule 1: the existing entries now match the documents as they are.
     assert!(csv_text(dir.path(), "bills/d01.csv").contains(",10.00,"));
     let results = e.store.run_results(&run).await.unwrap();
     assert_eq!(results.len(), 40);
-    let d05_result = results.iter().find(|r| r.0 == "d05" && r.1 == "bill").unwrap();
-    assert_eq!(d05_result.3.as_deref(), Some(JobOutcome::SkippedBooked.as_str()));
+    let d05_result = results
+        .iter()
+        .find(|r| r.0 == "d05" && r.1 == "bill")
+        .unwrap();
+    assert_eq!(
+        d05_result.3.as_deref(),
+        Some(JobOutcome::SkippedBooked.as_str())
+    );
 }
 
 #[tokio::test]
 async fn b1_b2_b3_a_booked_entry_is_locked_until_the_operator_clears_it() {
     let (e, dir) = setup_csv().await;
-    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "10.00")]})).await.unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}),
+    )
+    .await
+    .unwrap();
     settle(&e).await;
     set_booked(&dir.path().join("bills/d1.csv"));
 
-    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "11.00")]})).await.unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "11.00")]}),
+    )
+    .await
+    .unwrap();
     settle(&e).await;
-    let entry = e.store.entry("csv", Target::Bill, "d1").await.unwrap().unwrap();
+    let entry = e
+        .store
+        .entry("csv", Target::Bill, "d1")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(entry.booked, "B1: the booked answer records a lock");
     let log = e.store.log_of(T, "d1", None).await.unwrap();
     assert_eq!(log.last().unwrap().outcome, "skipped_booked");
 
     // B2: later changes send nothing at all, and say why.
-    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "12.00")]})).await.unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "12.00")]}),
+    )
+    .await
+    .unwrap();
     settle(&e).await;
     let last = e.store.log_of(T, "d1", None).await.unwrap().pop().unwrap();
     assert_eq!(last.outcome, "skipped_booked");
-    assert!(last.operations.iter().all(|o| o.operation == "skip"), "no ERP call: {:?}", last.operations);
-    assert!(last.error.as_deref().unwrap().contains("not synced: the entry is booked in the ERP"));
+    assert!(
+        last.operations.iter().all(|o| o.operation == "skip"),
+        "no ERP call: {:?}",
+        last.operations
+    );
+    assert!(
+        last.error
+            .as_deref()
+            .unwrap()
+            .contains("not synced: the entry is booked in the ERP")
+    );
     assert!(csv_text(dir.path(), "bills/d1.csv").contains(",10.00,"));
 
     // B3: the accountant reopens the period, the operator clears the lock.
     let text = csv_text(dir.path(), "bills/d1.csv").replace(",yes\r\n", ",\r\n");
     std::fs::write(dir.path().join("bills/d1.csv"), text).unwrap();
     assert!(e.store.clear_lock("csv", Target::Bill, "d1").await.unwrap());
-    let run = e.request_sync(T, "d1", "csv", Target::Bill, false).await.unwrap();
+    let run = e
+        .request_sync(T, "d1", "csv", Target::Bill, false)
+        .await
+        .unwrap();
     assert_eq!(e.finish_run(&run, |_| {}).await.unwrap().updated, 1);
     assert!(csv_text(dir.path(), "bills/d1.csv").contains(",12.00,"));
 }
@@ -265,29 +502,64 @@ async fn l1_l2_the_log_records_each_attempt_and_attention_says_how_to_fix() {
     let (e, _dir) = setup_csv().await;
     let mut bad = doc_json(T, "d1", "approved", "10.00");
     bad["lines"][0]["category"] = "travel".into();
-    import(&e, json!({"documents": [bad.clone(), doc_json(T, "d2", "approved", "5.00")]})).await.unwrap();
+    import(
+        &e,
+        json!({"documents": [bad.clone(), doc_json(T, "d2", "approved", "5.00")]}),
+    )
+    .await
+    .unwrap();
     settle(&e).await;
 
     let items = e.store.attention(Some("csv")).await.unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].document_id, "d1");
-    assert!(items[0].message.contains("category `travel` has no GL account"), "{}", items[0].message);
-    assert!(items[0].hint.contains("mappings.categories"), "{}", items[0].hint);
+    assert!(
+        items[0]
+            .message
+            .contains("category `travel` has no GL account"),
+        "{}",
+        items[0].message
+    );
+    assert!(
+        items[0].hint.contains("mappings.categories"),
+        "{}",
+        items[0].hint
+    );
 
     let ok = e.store.log_of(T, "d2", Some("csv")).await.unwrap();
     assert_eq!(ok.len(), 1);
     let row = &ok[0];
-    assert_eq!((row.trigger.as_str(), row.target.as_str(), row.outcome.as_str()), ("approved", "bill", "created"));
+    assert_eq!(
+        (
+            row.trigger.as_str(),
+            row.target.as_str(),
+            row.outcome.as_str()
+        ),
+        ("approved", "bill", "created")
+    );
     assert_eq!(row.erp_id.as_deref(), Some("d2"));
-    let ops: Vec<_> = row.operations.iter().map(|o| o.operation.as_str()).collect();
+    let ops: Vec<_> = row
+        .operations
+        .iter()
+        .map(|o| o.operation.as_str())
+        .collect();
     assert_eq!(ops, ["lookup-bill", "create-bill"]);
-    assert!(row.plugin_log.to_string().contains("created /data/bills/d2.csv"), "{}", row.plugin_log);
+    assert!(
+        row.plugin_log
+            .to_string()
+            .contains("created /data/bills/d2.csv"),
+        "{}",
+        row.plugin_log
+    );
 
     // Fixing the mapping and re-syncing clears the item (L2).
     let mut c = connection("csv", T, "csv", Some(_dir.path()));
     c.mappings.categories.insert("travel".into(), "6700".into());
     e.put_connection(c).await.unwrap();
-    let (run, n) = e.request_resync("csv", Selection::Attention, false).await.unwrap();
+    let (run, n) = e
+        .request_resync("csv", Selection::Attention, false)
+        .await
+        .unwrap();
     assert_eq!(n, 1);
     assert_eq!(e.finish_run(&run, |_| {}).await.unwrap().created, 1);
     assert!(e.store.attention(Some("csv")).await.unwrap().is_empty());
@@ -309,21 +581,41 @@ async fn r1_transient_failures_are_retried_with_backoff_then_need_a_person() {
     let e = engine();
     e.store.add_tenant(T).await.unwrap();
     let mut c = connection("s", T, SCRIPTED, None);
-    c.settings.insert("create-bill".into(), "unavailable".into());
+    c.settings
+        .insert("create-bill".into(), "unavailable".into());
     e.put_connection(c.clone()).await.unwrap();
-    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "50.00")]})).await.unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "50.00")]}),
+    )
+    .await
+    .unwrap();
     settle(&e).await;
     let log = e.store.log_of(T, "d1", None).await.unwrap();
     let outcomes: Vec<_> = log.iter().map(|r| r.outcome.as_str()).collect();
-    assert_eq!(outcomes, ["retrying", "retrying", "failed"], "3 attempts in all");
+    assert_eq!(
+        outcomes,
+        ["retrying", "retrying", "failed"],
+        "3 attempts in all"
+    );
     assert!(log[0].error.as_deref().unwrap().contains("attempt 1 of 3"));
     let items = e.store.attention(Some("s")).await.unwrap();
-    assert!(items[0].message.starts_with("gave up after 3 attempts"), "{}", items[0].message);
+    assert!(
+        items[0].message.starts_with("gave up after 3 attempts"),
+        "{}",
+        items[0].message
+    );
 
     // Retry-after is honoured: the next attempt is not due before it.
-    c.settings.insert("create-bill".into(), "rate-limited".into());
+    c.settings
+        .insert("create-bill".into(), "rate-limited".into());
     e.put_connection(c).await.unwrap();
-    import(&e, json!({"documents": [doc_json(T, "d2", "approved", "50.00")]})).await.unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d2", "approved", "50.00")]}),
+    )
+    .await
+    .unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
     let worker = {
         let e = e.clone();
@@ -333,7 +625,11 @@ async fn r1_transient_failures_are_retried_with_backoff_then_need_a_person() {
     tx.send(true).unwrap();
     worker.await.unwrap().unwrap();
     let log = e.store.log_of(T, "d2", None).await.unwrap();
-    assert_eq!(log.len(), 1, "the scripted plugin asks for 1.5 s: no second attempt within 0.7 s: {log:?}");
+    assert_eq!(
+        log.len(),
+        1,
+        "the scripted plugin asks for 1.5 s: no second attempt within 0.7 s: {log:?}"
+    );
     assert_eq!(log[0].outcome, "retrying");
 }
 
@@ -345,7 +641,12 @@ async fn r3_validation_and_unauthorized_answers_are_not_retried() {
         let mut c = connection("s", T, SCRIPTED, None);
         c.settings.insert("create-bill".into(), answer.into());
         e.put_connection(c).await.unwrap();
-        import(&e, json!({"documents": [doc_json(T, "d1", "approved", "50.00")]})).await.unwrap();
+        import(
+            &e,
+            json!({"documents": [doc_json(T, "d1", "approved", "50.00")]}),
+        )
+        .await
+        .unwrap();
         settle(&e).await;
         let log = e.store.log_of(T, "d1", None).await.unwrap();
         assert_eq!(log.len(), 1, "{answer}: one attempt only");
@@ -359,15 +660,27 @@ async fn d1_a_manual_and_an_automatic_sync_racing_make_one_entry() {
     let (e, dir) = setup_csv().await;
     for round in 0..5 {
         let id = format!("race{round}");
-        import(&e, json!({"documents": [doc_json(T, &id, "approved", "10.00")]})).await.unwrap();
-        let run = e.request_sync(T, &id, "csv", Target::Bill, true).await.unwrap();
+        import(
+            &e,
+            json!({"documents": [doc_json(T, &id, "approved", "10.00")]}),
+        )
+        .await
+        .unwrap();
+        let run = e
+            .request_sync(T, &id, "csv", Target::Bill, true)
+            .await
+            .unwrap();
         let (_, s) = tokio::join!(settle(&e), e.finish_run(&run, |_| {}));
         s.unwrap();
     }
     settle(&e).await;
     assert_eq!(files(dir.path(), "bills").len(), 5);
     for round in 0..5 {
-        let log = e.store.log_of(T, &format!("race{round}"), None).await.unwrap();
+        let log = e
+            .store
+            .log_of(T, &format!("race{round}"), None)
+            .await
+            .unwrap();
         let created = log.iter().filter(|r| r.outcome == "created").count();
         assert_eq!(created, 1, "{log:?}");
         assert!(log.iter().all(|r| r.outcome != "failed"), "{log:?}");
@@ -379,8 +692,10 @@ async fn v1_bad_input_names_the_field_and_stores_nothing() {
     let (e, dir) = setup_csv().await;
     let mut bad = doc_json(T, "d2", "approved", "10.00");
     bad["due_date"] = "2026-13-01".into();
-    let err = ledgerbridge::intake::parse_batch(&json!({"documents": [doc_json(T, "d1", "approved", "1.00"), bad]}).to_string())
-        .unwrap_err();
+    let err = ledgerbridge::intake::parse_batch(
+        &json!({"documents": [doc_json(T, "d1", "approved", "1.00"), bad]}).to_string(),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("documents[1].due_date"), "{err}");
 
     // A valid batch naming an unknown tenant is refused whole too.
@@ -394,13 +709,19 @@ async fn v1_bad_input_names_the_field_and_stores_nothing() {
         .unwrap_err();
     assert!(err.to_string().contains("document_id"), "{err}");
     settle(&e).await;
-    assert!(e.store.document(T, "d1").await.unwrap().is_none(), "nothing was partly stored");
+    assert!(
+        e.store.document(T, "d1").await.unwrap().is_none(),
+        "nothing was partly stored"
+    );
     assert!(files(dir.path(), "bills").is_empty());
 
     // A connection with bad settings is refused naming them.
     let mut c = connection("bad", T, "csv", Some(Path::new("/nonexistent/dir")));
     c.allowed_hosts = vec!["https://api.xero.com".into()];
     let err = e.put_connection(c).await.unwrap_err().to_string();
-    assert!(err.contains("allowed_hosts[0]") && err.contains("directory"), "{err}");
+    assert!(
+        err.contains("allowed_hosts[0]") && err.contains("directory"),
+        "{err}"
+    );
     assert!(e.store.connection("bad").await.unwrap().is_none());
 }

@@ -119,6 +119,10 @@ impl StoreState {
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }));
         if let Some(dir) = &sandbox.directory {
+            // A granted directory is local: its file operations take
+            // microseconds, far less than handing each to the blocking pool
+            // and back, so they run on the calling thread.
+            wasi.allow_blocking_current_thread(true);
             wasi.preopened_dir(dir, GUEST_DATA_DIR, FsPerms::ReadWrite)
                 .map_err(|e| anyhow::anyhow!("cannot grant directory {}: {e}", dir.display()))?;
         }

@@ -5,6 +5,7 @@
 use super::records::{ENTRY_COLUMNS, entry_from_row};
 use super::rows::{FinishedJob, Job, JobOutcome, JobState, NewJob, RunSummary};
 use super::{Store, now_ms};
+use super::{exec, query_row};
 use crate::model::{Target, Trigger};
 use rusqlite::{OptionalExtension, params};
 use std::collections::HashSet;
@@ -12,7 +13,7 @@ use std::collections::HashSet;
 /// Queues `job`, coalescing with a queued job for the same connection,
 /// document and target (D1: events delivered twice make one sync).
 pub(super) fn enqueue_in(db: &rusqlite::Connection, job: &NewJob) -> anyhow::Result<()> {
-    db.execute(
+    exec(&db,
         "INSERT INTO jobs (connection_id, tenant_id, document_id, target, trigger, force, state, due_at, run_id, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9)
          ON CONFLICT (connection_id, document_id, target) WHERE state = 'queued' DO UPDATE SET
@@ -58,7 +59,7 @@ impl Store {
     /// Queues jobs (coalescing), in one transaction.
     pub async fn enqueue(&self, jobs: Vec<NewJob>) -> anyhow::Result<()> {
         self.with(move |db| {
-            let tx = db.transaction()?;
+            let tx = db.savepoint()?;
             for j in &jobs {
                 enqueue_in(&tx, j)?;
             }
@@ -74,9 +75,9 @@ impl Store {
     /// jobs before payment jobs. Each is leased until `lease_until`.
     pub async fn claim(&self, limit: usize, lease_until: i64) -> anyhow::Result<Vec<Job>> {
         self.with(move |db| {
-            let tx = db.transaction()?;
+            let tx = db.savepoint()?;
             let now = now_ms();
-            let mut stmt = tx.prepare(&format!(
+            let mut stmt = tx.prepare_cached(&format!(
                 "SELECT {JOB_COLUMNS} FROM jobs j WHERE state = 'queued' AND due_at <= ?1
                    AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.state = 'running'
                        AND r.connection_id = j.connection_id AND r.document_id = j.document_id)
@@ -95,7 +96,8 @@ impl Store {
                 if !seen.insert((job.connection_id.clone(), job.document_id.clone())) {
                     continue;
                 }
-                tx.execute(
+                exec(
+                    &tx,
                     "UPDATE jobs SET state = 'running', lease_until = ?2 WHERE id = ?1",
                     params![job.id, lease_until],
                 )?;
@@ -112,11 +114,11 @@ impl Store {
     /// store it alone uses). Returns how many.
     pub async fn recover(&self, all: bool) -> anyhow::Result<usize> {
         self.with(move |db| {
-            let tx = db.transaction()?;
+            let tx = db.savepoint()?;
             let now = now_ms();
             let cutoff = if all { i64::MAX } else { now };
             let expired: Vec<(i64, String, String, String)> = {
-                let mut stmt = tx.prepare(
+                let mut stmt = tx.prepare_cached(
                     "SELECT id, connection_id, document_id, target FROM jobs WHERE state = 'running' AND lease_until < ?1",
                 )?;
                 stmt.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
@@ -133,13 +135,13 @@ impl Store {
                     )
                     .optional()?;
                 if let Some(q) = queued {
-                    tx.execute(
+                    exec(&tx,
                         "UPDATE jobs SET run_id = COALESCE((SELECT run_id FROM jobs WHERE id = ?1), run_id) WHERE id = ?2",
                         params![id, q],
                     )?;
-                    tx.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
+                    exec(&tx, "DELETE FROM jobs WHERE id = ?1", [id])?;
                 } else {
-                    tx.execute(
+                    exec(&tx,
                         "UPDATE jobs SET state = 'queued', lease_until = NULL, due_at = ?2 WHERE id = ?1",
                         params![id, now],
                     )?;
@@ -156,19 +158,19 @@ impl Store {
     /// payments waiting on a bill.
     pub async fn finish(&self, f: FinishedJob) -> anyhow::Result<()> {
         self.with(move |db| {
-            let tx = db.transaction()?;
+            let tx = db.savepoint()?;
             let now = now_ms();
             let job = &f.job;
             let target = job.target.as_str();
 
             for (target, subject) in &f.forget {
-                tx.execute(
+                exec(&tx,
                     "DELETE FROM entries WHERE connection_id = ?1 AND target = ?2 AND subject_id = ?3",
                     params![job.connection_id, target, subject],
                 )?;
             }
             for e in &f.entries {
-                tx.execute(
+                exec(&tx,
                     "INSERT INTO entries (connection_id, target, subject_id, document_id, erp_id, version, state,
                        content_hash, intent_key, booked, booked_reason, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
@@ -202,21 +204,21 @@ impl Store {
                     )
                     .optional()?;
                 if let Some(q) = queued {
-                    tx.execute(
+                    exec(&tx,
                         "UPDATE jobs SET due_at = MIN(due_at, ?2), attempts = MAX(attempts, ?3),
                            run_id = COALESCE(run_id, ?4) WHERE id = ?1",
                         params![q, due_at, attempts, job.run_id],
                     )?;
-                    tx.execute("DELETE FROM jobs WHERE id = ?1", [job.id])?;
+                    exec(&tx, "DELETE FROM jobs WHERE id = ?1", [job.id])?;
                 } else {
-                    tx.execute(
+                    exec(&tx,
                         "UPDATE jobs SET state = 'queued', due_at = ?2, attempts = ?3, lease_until = NULL,
                            trigger = 'retry', outcome = ?4, error = ?5 WHERE id = ?1",
                         params![job.id, due_at, attempts, f.outcome.as_str(), f.error],
                     )?;
                 }
             } else {
-                tx.execute(
+                exec(&tx,
                     "UPDATE jobs SET state = ?2, attempts = ?3, lease_until = NULL, outcome = ?4, error = ?5,
                        finished_at = ?6 WHERE id = ?1",
                     params![job.id, state.as_str(), attempts, f.outcome.as_str(), f.error, now],
@@ -225,7 +227,7 @@ impl Store {
 
             // The log line (L1).
             let erp_id = f.entries.iter().find_map(|e| e.erp_id.clone());
-            tx.execute(
+            exec(&tx,
                 "INSERT INTO sync_log (tenant_id, connection_id, document_id, at, trigger, target, operations,
                    outcome, erp_id, error, plugin_log)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -239,7 +241,7 @@ impl Store {
             // cleared by a success; retries and waits leave it as it is.
             match (&f.attention, f.outcome) {
                 (Some((message, hint)), _) => {
-                    tx.execute(
+                    exec(&tx,
                         "INSERT INTO attention (connection_id, tenant_id, document_id, target, message, hint, created_at)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                          ON CONFLICT (connection_id, document_id, target) DO UPDATE SET
@@ -248,7 +250,7 @@ impl Store {
                     )?;
                 }
                 (None, JobOutcome::Created | JobOutcome::Updated | JobOutcome::Unchanged) => {
-                    tx.execute(
+                    exec(&tx,
                         "DELETE FROM attention WHERE connection_id = ?1 AND document_id = ?2 AND target = ?3",
                         params![job.connection_id, job.document_id, target],
                     )?;
@@ -267,13 +269,13 @@ impl Store {
                             "blocked: the bill entry could not be synced: {}",
                             f.error.as_deref().unwrap_or("unknown error")
                         );
-                        let blocked = tx.execute(
+                        let blocked = exec(&tx,
                             "UPDATE jobs SET state = 'blocked', outcome = 'blocked', error = ?3, finished_at = ?4
                              WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment' AND state = 'waiting'",
                             params![job.connection_id, job.document_id, reason, now],
                         )?;
                         if blocked > 0 {
-                            tx.execute(
+                            exec(&tx,
                                 "INSERT INTO attention (connection_id, tenant_id, document_id, target, message, hint, created_at)
                                  VALUES (?1, ?2, ?3, 'payment', ?4, ?5, ?6)
                                  ON CONFLICT (connection_id, document_id, target) DO UPDATE SET
@@ -299,7 +301,7 @@ impl Store {
     /// is queued (A5), in one transaction.
     pub async fn wait_for_bill(&self, payment_job: Job, bill_job: NewJob) -> anyhow::Result<()> {
         self.with(move |db| {
-            let tx = db.transaction()?;
+            let tx = db.savepoint()?;
             let bill_active: bool = tx
                 .query_row(
                     "SELECT 1 FROM jobs WHERE connection_id = ?1 AND document_id = ?2 AND target = 'bill'
@@ -313,12 +315,12 @@ impl Store {
             if !bill_active {
                 enqueue_in(&tx, &bill_job)?;
             }
-            tx.execute(
+            exec(&tx,
                 "UPDATE jobs SET state = 'waiting', outcome = 'waiting', lease_until = NULL,
                    error = 'waiting for the bill entry' WHERE id = ?1",
                 [payment_job.id],
             )?;
-            tx.execute(
+            exec(&tx,
                 "INSERT INTO sync_log (tenant_id, connection_id, document_id, at, trigger, target, operations,
                    outcome, erp_id, error, plugin_log)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'payment', '[]', 'waiting', NULL,
@@ -338,7 +340,7 @@ impl Store {
     pub async fn run_summary(&self, run_id: &str) -> anyhow::Result<RunSummary> {
         let run = run_id.to_string();
         self.with(move |db| {
-            let mut stmt = db.prepare(
+            let mut stmt = db.prepare_cached(
                 "SELECT state, COALESCE(outcome, ''), COUNT(*) FROM jobs WHERE run_id = ?1 GROUP BY 1, 2",
             )?;
             let mut s = RunSummary::default();
@@ -369,7 +371,7 @@ impl Store {
     ) -> anyhow::Result<Vec<(String, String, String, Option<String>, Option<String>)>> {
         let run = run_id.to_string();
         self.with(move |db| {
-            let mut stmt = db.prepare(
+            let mut stmt = db.prepare_cached(
                 "SELECT document_id, target, state, outcome, error FROM jobs WHERE run_id = ?1 ORDER BY document_id, target",
             )?;
             let rows = stmt.query_map([run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
@@ -378,17 +380,24 @@ impl Store {
         .await
     }
 
-    /// Jobs queued, running or waiting; and the earliest due time of the queued.
-    pub async fn pending(&self) -> anyhow::Result<(usize, usize, Option<i64>)> {
+    /// Whether any job is queued, whether any is running, and the earliest
+    /// due time of the queued. Index lookups only: the cost does not grow
+    /// with the queue.
+    pub async fn pending(&self) -> anyhow::Result<(bool, bool, Option<i64>)> {
         self.with(|db| {
-            let (queued, due): (i64, Option<i64>) = db.query_row(
-                "SELECT COUNT(*), MIN(due_at) FROM jobs WHERE state = 'queued'",
+            let next: Option<i64> = query_row(
+                db,
+                "SELECT MIN(due_at) FROM jobs WHERE state = 'queued'",
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| r.get(0),
             )?;
-            let running: i64 =
-                db.query_row("SELECT COUNT(*) FROM jobs WHERE state = 'running'", [], |r| r.get(0))?;
-            Ok((queued as usize, running as usize, due))
+            let running: bool = query_row(
+                db,
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'running')",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok((next.is_some(), running, next))
         })
         .await
     }
@@ -397,7 +406,7 @@ impl Store {
     pub async fn entries(&self, connection_id: &str) -> anyhow::Result<Vec<super::EntryRow>> {
         let c = connection_id.to_string();
         self.with(move |db| {
-            let mut stmt = db.prepare(&format!(
+            let mut stmt = db.prepare_cached(&format!(
                 "SELECT {ENTRY_COLUMNS} FROM entries WHERE connection_id = ?1 ORDER BY target, subject_id"
             ))?;
             let rows = stmt.query_map([c], entry_from_row)?;
@@ -408,7 +417,12 @@ impl Store {
 }
 
 /// Puts a document's waiting or blocked payment jobs back in the queue.
-fn release_payments(tx: &rusqlite::Transaction, connection: &str, document: &str, now: i64) -> anyhow::Result<()> {
+fn release_payments(
+    tx: &rusqlite::Connection,
+    connection: &str,
+    document: &str,
+    now: i64,
+) -> anyhow::Result<()> {
     let queued: bool = tx
         .query_row(
             "SELECT 1 FROM jobs WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment' AND state = 'queued'",
@@ -419,7 +433,7 @@ fn release_payments(tx: &rusqlite::Transaction, connection: &str, document: &str
         .is_some();
     if queued {
         // One queued payment job already covers the document's payments.
-        tx.execute(
+        exec(&tx,
             "UPDATE jobs SET state = 'done', outcome = 'coalesced', finished_at = ?3
              WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment' AND state IN ('waiting', 'blocked')",
             params![connection, document, now],
@@ -427,7 +441,7 @@ fn release_payments(tx: &rusqlite::Transaction, connection: &str, document: &str
         return Ok(());
     }
     let ids: Vec<i64> = {
-        let mut stmt = tx.prepare(
+        let mut stmt = tx.prepare_cached(
             "SELECT id FROM jobs WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment'
                AND state IN ('waiting', 'blocked') ORDER BY id",
         )?;
@@ -436,18 +450,21 @@ fn release_payments(tx: &rusqlite::Transaction, connection: &str, document: &str
     };
     for (i, id) in ids.iter().enumerate() {
         if i == 0 {
-            tx.execute(
+            exec(
+                &tx,
                 "UPDATE jobs SET state = 'queued', due_at = ?2, error = NULL WHERE id = ?1",
                 params![id, now],
             )?;
         } else {
-            tx.execute(
+            exec(
+                &tx,
                 "UPDATE jobs SET state = 'done', outcome = 'coalesced', finished_at = ?2 WHERE id = ?1",
                 params![id, now],
             )?;
         }
     }
-    tx.execute(
+    exec(
+        &tx,
         "DELETE FROM attention WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment'
            AND message LIKE 'blocked:%'",
         params![connection, document],

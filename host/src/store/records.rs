@@ -3,19 +3,76 @@
 
 use super::rows::{AttentionItem, EntryRow, LogRow, NewJob, Operation};
 use super::{Store, now_ms};
+use super::{exec, query_row};
 use crate::model::{Connection, Document, Payment, Target};
 use anyhow::{Context as _, bail};
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, params};
 
 /// Decides the jobs a change causes, inside the transaction that records it.
 pub type JobPlan<T> = Box<dyn FnOnce(Option<&T>, &T, &[Connection]) -> Vec<NewJob> + Send>;
 
+/// Everything a job reads, in one call.
+#[derive(Debug, Clone, Default)]
+pub struct JobContext {
+    pub connection: Option<Connection>,
+    pub document: Option<Document>,
+    /// The document's bill entry in the connection.
+    pub bill_entry: Option<EntryRow>,
+    /// The document's payments, oldest first (payment jobs only).
+    pub payments: Vec<Payment>,
+    /// Their entries in the connection, by payment id.
+    pub payment_entries: std::collections::HashMap<String, EntryRow>,
+}
+
 impl Store {
+    /// What `job` needs to run, read in one go.
+    pub async fn job_context(&self, job: &super::Job) -> anyhow::Result<JobContext> {
+        let (c, t, d, target) = (
+            job.connection_id.clone(),
+            job.tenant_id.clone(),
+            job.document_id.clone(),
+            job.target,
+        );
+        self.with(move |db| {
+            let tx = db.savepoint()?;
+            let connection = query_row(
+                &tx,
+                "SELECT config, credentials, enabled FROM connections WHERE id = ?1",
+                [&c],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?)),
+            )
+            .optional()?
+            .map(|(config, creds, enabled)| parse_connection(&config, &creds, enabled))
+            .transpose()?;
+            let document = document_in(&tx, &t, &d)?;
+            let bill_entry = entry_in(&tx, &c, Target::Bill, &d)?;
+            let mut ctx = JobContext { connection, document, bill_entry, ..JobContext::default() };
+            if target == Target::Payment {
+                let mut stmt = tx.prepare_cached(
+                    "SELECT body FROM payments WHERE tenant_id = ?1 AND document_id = ?2 ORDER BY updated_at, id",
+                )?;
+                let rows = stmt.query_map(params![t, d], |r| r.get::<_, String>(0))?;
+                for b in rows {
+                    ctx.payments.push(serde_json::from_str(&b?)?);
+                }
+                drop(stmt);
+                for p in &ctx.payments {
+                    if let Some(e) = entry_in(&tx, &c, Target::Payment, &p.id)? {
+                        ctx.payment_entries.insert(p.id.clone(), e);
+                    }
+                }
+            }
+            Ok(ctx)
+        })
+        .await
+    }
+
     /// Adds a tenant; adding one that exists is a no-op.
     pub async fn add_tenant(&self, id: &str) -> anyhow::Result<()> {
         let id = id.to_string();
         self.with(move |db| {
-            db.execute(
+            exec(
+                &db,
                 "INSERT INTO tenants (id, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                 params![id, now_ms()],
             )?;
@@ -41,7 +98,8 @@ impl Store {
         self.with(move |db| {
             let config = serde_json::to_string(&c)?;
             let credentials = serde_json::to_string(&c.credentials)?;
-            db.execute(
+            exec(
+                &db,
                 "INSERT INTO connections (id, tenant_id, enabled, config, credentials, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (id) DO UPDATE SET tenant_id = excluded.tenant_id,
@@ -58,10 +116,17 @@ impl Store {
     pub async fn connection(&self, id: &str) -> anyhow::Result<Option<Connection>> {
         let id = id.to_string();
         self.with(move |db| {
-            db.query_row(
+            query_row(
+                &db,
                 "SELECT config, credentials, enabled FROM connections WHERE id = ?1",
                 [id],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?)),
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, bool>(2)?,
+                    ))
+                },
             )
             .optional()?
             .map(|(config, creds, enabled)| parse_connection(&config, &creds, enabled))
@@ -80,14 +145,17 @@ impl Store {
         let id = id.to_string();
         self.with(move |db| {
             let Some(config): Option<String> = db
-                .query_row("SELECT config FROM connections WHERE id = ?1", [&id], |r| r.get(0))
+                .query_row("SELECT config FROM connections WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
                 .optional()?
             else {
                 return Ok(false);
             };
             let mut value: serde_json::Value = serde_json::from_str(&config)?;
             value["enabled"] = serde_json::Value::Bool(enabled);
-            db.execute(
+            exec(
+                &db,
                 "UPDATE connections SET enabled = ?2, config = ?3 WHERE id = ?1",
                 params![id, enabled, value.to_string()],
             )?;
@@ -104,12 +172,12 @@ impl Store {
         payments: Vec<(Payment, JobPlan<Payment>)>,
     ) -> anyhow::Result<Vec<NewJob>> {
         self.with(move |db| {
-            let tx = db.transaction()?;
+            let tx = db.savepoint()?;
             let mut queued = Vec::new();
             for (doc, plan) in documents {
                 let previous = document_in(&tx, &doc.tenant_id, &doc.id)?;
                 let conns = all_connections(&tx, Some(&doc.tenant_id))?;
-                tx.execute(
+                exec(&tx,
                     "INSERT INTO documents (tenant_id, id, status, body, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (tenant_id, id) DO UPDATE SET status = excluded.status,
                        body = excluded.body, updated_at = excluded.updated_at",
@@ -150,7 +218,7 @@ impl Store {
                     );
                 }
                 let conns = all_connections(&tx, Some(&payment.tenant_id))?;
-                tx.execute(
+                exec(&tx,
                     "INSERT INTO payments (tenant_id, id, document_id, body, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                      ON CONFLICT (tenant_id, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
                     params![payment.tenant_id, payment.id, payment.document_id, serde_json::to_string(&payment)?, now_ms()],
@@ -171,17 +239,21 @@ impl Store {
     pub async fn document(&self, tenant_id: &str, id: &str) -> anyhow::Result<Option<Document>> {
         let (t, i) = (tenant_id.to_string(), id.to_string());
         self.with(move |db| {
-            let tx = db.transaction()?;
+            let tx = db.savepoint()?;
             document_in(&tx, &t, &i)
         })
         .await
     }
 
     /// The payments recorded against a document, oldest first.
-    pub async fn payments_of(&self, tenant_id: &str, document_id: &str) -> anyhow::Result<Vec<Payment>> {
+    pub async fn payments_of(
+        &self,
+        tenant_id: &str,
+        document_id: &str,
+    ) -> anyhow::Result<Vec<Payment>> {
         let (t, d) = (tenant_id.to_string(), document_id.to_string());
         self.with(move |db| {
-            let mut stmt = db.prepare(
+            let mut stmt = db.prepare_cached(
                 "SELECT body FROM payments WHERE tenant_id = ?1 AND document_id = ?2 ORDER BY updated_at, id",
             )?;
             let rows = stmt.query_map(params![t, d], |r| r.get::<_, String>(0))?;
@@ -194,7 +266,8 @@ impl Store {
     pub async fn document_ids(&self, tenant_id: &str) -> anyhow::Result<Vec<String>> {
         let t = tenant_id.to_string();
         self.with(move |db| {
-            let mut stmt = db.prepare("SELECT id FROM documents WHERE tenant_id = ?1 ORDER BY id")?;
+            let mut stmt =
+                db.prepare_cached("SELECT id FROM documents WHERE tenant_id = ?1 ORDER BY id")?;
             let rows = stmt.query_map([t], |r| r.get::<_, String>(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
@@ -202,16 +275,25 @@ impl Store {
     }
 
     /// The host's record of an entry.
-    pub async fn entry(&self, connection_id: &str, target: Target, subject_id: &str) -> anyhow::Result<Option<EntryRow>> {
+    pub async fn entry(
+        &self,
+        connection_id: &str,
+        target: Target,
+        subject_id: &str,
+    ) -> anyhow::Result<Option<EntryRow>> {
         let (c, s) = (connection_id.to_string(), subject_id.to_string());
         self.with(move |db| entry_in(db, &c, target, &s)).await
     }
 
     /// Every entry of a document in one connection.
-    pub async fn entries_of(&self, connection_id: &str, document_id: &str) -> anyhow::Result<Vec<EntryRow>> {
+    pub async fn entries_of(
+        &self,
+        connection_id: &str,
+        document_id: &str,
+    ) -> anyhow::Result<Vec<EntryRow>> {
         let (c, d) = (connection_id.to_string(), document_id.to_string());
         self.with(move |db| {
-            let mut stmt = db.prepare(&format!(
+            let mut stmt = db.prepare_cached(&format!(
                 "SELECT {ENTRY_COLUMNS} FROM entries WHERE connection_id = ?1 AND document_id = ?2 ORDER BY target, subject_id"
             ))?;
             let rows = stmt.query_map(params![c, d], entry_from_row)?;
@@ -225,7 +307,7 @@ impl Store {
         let c = connection_id.to_string();
         self.with(move |db| {
             let count = |t: &str| -> anyhow::Result<usize> {
-                Ok(db.query_row(
+                Ok(query_row(&db,
                     "SELECT COUNT(*) FROM entries WHERE connection_id = ?1 AND target = ?2 AND erp_id IS NOT NULL",
                     params![c, t],
                     |r| r.get::<_, i64>(0),
@@ -241,7 +323,7 @@ impl Store {
     /// looking up, and a retry reuses the key.
     pub async fn record_intent(&self, entry: EntryRow) -> anyhow::Result<()> {
         self.with(move |db| {
-            db.execute(
+            exec(&db,
                 "INSERT INTO entries (connection_id, target, subject_id, document_id, intent_key, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (connection_id, target, subject_id) DO UPDATE SET intent_key = excluded.intent_key,
@@ -255,10 +337,15 @@ impl Store {
 
     /// Clears a booked lock after the operator reopened the period (B3).
     /// Returns whether there was a lock.
-    pub async fn clear_lock(&self, connection_id: &str, target: Target, subject_id: &str) -> anyhow::Result<bool> {
+    pub async fn clear_lock(
+        &self,
+        connection_id: &str,
+        target: Target,
+        subject_id: &str,
+    ) -> anyhow::Result<bool> {
         let (c, s) = (connection_id.to_string(), subject_id.to_string());
         self.with(move |db| {
-            let n = db.execute(
+            let n = exec(&db,
                 "UPDATE entries SET booked = 0, booked_reason = NULL, content_hash = NULL, updated_at = ?4
                  WHERE connection_id = ?1 AND target = ?2 AND subject_id = ?3 AND booked = 1",
                 params![c, target.as_str(), s, now_ms()],
@@ -269,10 +356,19 @@ impl Store {
     }
 
     /// A document's integration log, oldest first; one connection or all.
-    pub async fn log_of(&self, tenant_id: &str, document_id: &str, connection_id: Option<&str>) -> anyhow::Result<Vec<LogRow>> {
-        let (t, d, c) = (tenant_id.to_string(), document_id.to_string(), connection_id.map(str::to_string));
+    pub async fn log_of(
+        &self,
+        tenant_id: &str,
+        document_id: &str,
+        connection_id: Option<&str>,
+    ) -> anyhow::Result<Vec<LogRow>> {
+        let (t, d, c) = (
+            tenant_id.to_string(),
+            document_id.to_string(),
+            connection_id.map(str::to_string),
+        );
         self.with(move |db| {
-            let mut stmt = db.prepare(
+            let mut stmt = db.prepare_cached(
                 "SELECT at, connection_id, document_id, trigger, target, operations, outcome, erp_id, error, plugin_log
                  FROM sync_log WHERE tenant_id = ?1 AND document_id = ?2 AND (?3 IS NULL OR connection_id = ?3)
                  ORDER BY id",
@@ -308,10 +404,13 @@ impl Store {
     }
 
     /// Requires attention: one connection's items, or everyone's.
-    pub async fn attention(&self, connection_id: Option<&str>) -> anyhow::Result<Vec<AttentionItem>> {
+    pub async fn attention(
+        &self,
+        connection_id: Option<&str>,
+    ) -> anyhow::Result<Vec<AttentionItem>> {
         let c = connection_id.map(str::to_string);
         self.with(move |db| {
-            let mut stmt = db.prepare(
+            let mut stmt = db.prepare_cached(
                 "SELECT connection_id, tenant_id, document_id, target, message, hint, created_at
                  FROM attention WHERE (?1 IS NULL OR connection_id = ?1) ORDER BY created_at, document_id",
             )?;
@@ -332,10 +431,15 @@ impl Store {
     }
 
     /// Dismisses an attention item (L2). Returns whether there was one.
-    pub async fn dismiss(&self, connection_id: &str, document_id: &str, target: Target) -> anyhow::Result<bool> {
+    pub async fn dismiss(
+        &self,
+        connection_id: &str,
+        document_id: &str,
+        target: Target,
+    ) -> anyhow::Result<bool> {
         let (c, d) = (connection_id.to_string(), document_id.to_string());
         self.with(move |db| {
-            Ok(db.execute(
+            Ok(exec(&db,
                 "DELETE FROM attention WHERE connection_id = ?1 AND document_id = ?2 AND target = ?3",
                 params![c, d, target.as_str()],
             )? > 0)
@@ -346,17 +450,25 @@ impl Store {
 
 fn parse_connection(config: &str, credentials: &str, enabled: bool) -> anyhow::Result<Connection> {
     let mut c: Connection = serde_json::from_str(config).context("a stored connection")?;
-    c.credentials = serde_json::from_str(credentials).context("a stored connection's credentials")?;
+    c.credentials =
+        serde_json::from_str(credentials).context("a stored connection's credentials")?;
     c.enabled = enabled;
     Ok(c)
 }
 
-fn all_connections(db: &rusqlite::Connection, tenant: Option<&str>) -> anyhow::Result<Vec<Connection>> {
-    let mut stmt = db.prepare(
+fn all_connections(
+    db: &rusqlite::Connection,
+    tenant: Option<&str>,
+) -> anyhow::Result<Vec<Connection>> {
+    let mut stmt = db.prepare_cached(
         "SELECT config, credentials, enabled FROM connections WHERE (?1 IS NULL OR tenant_id = ?1) ORDER BY id",
     )?;
     let rows = stmt.query_map(params![tenant], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?))
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, bool>(2)?,
+        ))
     })?;
     rows.map(|r| {
         let (config, creds, enabled) = r?;
@@ -365,8 +477,13 @@ fn all_connections(db: &rusqlite::Connection, tenant: Option<&str>) -> anyhow::R
     .collect()
 }
 
-fn document_in(tx: &Transaction, tenant: &str, id: &str) -> anyhow::Result<Option<Document>> {
-    tx.query_row(
+fn document_in(
+    tx: &rusqlite::Connection,
+    tenant: &str,
+    id: &str,
+) -> anyhow::Result<Option<Document>> {
+    query_row(
+        &tx,
         "SELECT body FROM documents WHERE tenant_id = ?1 AND id = ?2",
         params![tenant, id],
         |r| r.get::<_, String>(0),
@@ -394,7 +511,12 @@ pub(super) fn entry_from_row(r: &rusqlite::Row) -> rusqlite::Result<EntryRow> {
     })
 }
 
-pub(super) fn entry_in(db: &rusqlite::Connection, c: &str, target: Target, s: &str) -> anyhow::Result<Option<EntryRow>> {
+pub(super) fn entry_in(
+    db: &rusqlite::Connection,
+    c: &str,
+    target: Target,
+    s: &str,
+) -> anyhow::Result<Option<EntryRow>> {
     Ok(db
         .query_row(
             &format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE connection_id = ?1 AND target = ?2 AND subject_id = ?3"),

@@ -81,7 +81,8 @@ CREATE TABLE jobs (
     finished_at    INTEGER
 );
 CREATE UNIQUE INDEX jobs_one_queued ON jobs(connection_id, document_id, target) WHERE state = 'queued';
-CREATE INDEX jobs_due ON jobs(state, due_at);
+-- Claims walk this in order, so claiming costs the same however long the queue.
+CREATE INDEX jobs_due ON jobs(state, due_at, target, id);
 CREATE INDEX jobs_by_document ON jobs(connection_id, document_id, state);
 CREATE INDEX jobs_by_run ON jobs(run_id, state);
 

@@ -23,7 +23,11 @@ impl Connectors {
             return Ok(p.clone());
         }
         let plugin = match builtin::find(&c.plugin) {
-            Some(b) => runtime.load(b.wasm.to_vec(), &format!("built-in {} plugin", b.name)).await?,
+            Some(b) => {
+                runtime
+                    .load(b.wasm.to_vec(), &format!("built-in {} plugin", b.name))
+                    .await?
+            }
             None => runtime.load_file(std::path::Path::new(&c.plugin)).await?,
         };
         loaded.insert(c.plugin.clone(), plugin.clone());
@@ -46,15 +50,28 @@ pub fn sandbox(c: &Connection) -> Result<Sandbox, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let defaults = Limits::default();
     let limits = Limits {
-        memory_bytes: c.limits.memory_mib.map_or(defaults.memory_bytes, |m| (m as usize) << 20),
-        deadline: c.limits.deadline_ms.map_or(defaults.deadline, Duration::from_millis),
-        http_timeout: c.limits.http_timeout_ms.map_or(defaults.http_timeout, Duration::from_millis),
+        memory_bytes: c
+            .limits
+            .memory_mib
+            .map_or(defaults.memory_bytes, |m| (m as usize) << 20),
+        deadline: c
+            .limits
+            .deadline_ms
+            .map_or(defaults.deadline, Duration::from_millis),
+        http_timeout: c
+            .limits
+            .http_timeout_ms
+            .map_or(defaults.http_timeout, Duration::from_millis),
         log_bytes: defaults.log_bytes,
     };
     Ok(Sandbox {
         tenant_id: c.tenant_id.clone(),
         connection_id: c.id.clone(),
-        settings: c.settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        settings: c
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         allowed_hosts,
         credentials,
         directory: c.directory.as_ref().map(Into::into),

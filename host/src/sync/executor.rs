@@ -8,7 +8,9 @@ use super::mapping::{self, MappingError};
 use super::plain::{Verdict, verdict};
 use crate::model::{Connection, Document, DocumentStatus, Payment, PaymentMethod, Target, Trigger};
 use crate::runtime::bindings as wit;
-use crate::runtime::{CallError, LogLine, Operation as Call, Plugin, Reply, Sandbox, describe_connector_error};
+use crate::runtime::{
+    CallError, LogLine, Operation as Call, Plugin, Reply, Sandbox, describe_connector_error,
+};
 use crate::store::{EntryRow, FinishedJob, Job, JobOutcome, NewJob, Operation, now_ms};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -22,7 +24,10 @@ fn digest(parts: &[&str]) -> String {
         h.update(p.as_bytes());
         h.update([0u8]);
     }
-    h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// What the plugin is sent, hashed: an update that would send the same is
@@ -50,7 +55,12 @@ fn to_wit(row: &EntryRow) -> wit::Entry {
         Some("deleted") => wit::EntryState::Deleted,
         _ => wit::EntryState::Open,
     };
-    wit::Entry { id: row.erp_id.clone().unwrap_or_default(), version: row.version.clone(), state, total: None }
+    wit::Entry {
+        id: row.erp_id.clone().unwrap_or_default(),
+        version: row.version.clone(),
+        state,
+        total: None,
+    }
 }
 
 fn learn(row: &mut EntryRow, e: &wit::Entry, hash: Option<String>) {
@@ -78,8 +88,14 @@ struct Subject {
 impl Subject {
     fn lookup(&self, known: Option<String>) -> Call {
         match (&self.bill, &self.payment) {
-            (Some(b), _) => Call::LookupBill { bill: b.clone(), known_id: known },
-            (_, Some(p)) => Call::LookupPayment { payment: p.clone(), known_id: known },
+            (Some(b), _) => Call::LookupBill {
+                bill: b.clone(),
+                known_id: known,
+            },
+            (_, Some(p)) => Call::LookupPayment {
+                payment: p.clone(),
+                known_id: known,
+            },
             _ => unreachable!("a subject is a bill or a payment"),
         }
     }
@@ -92,8 +108,14 @@ impl Subject {
     }
     fn update(&self, entry: wit::Entry) -> Call {
         match (&self.bill, &self.payment) {
-            (Some(b), _) => Call::UpdateBill { entry, bill: b.clone() },
-            (_, Some(p)) => Call::UpdatePayment { entry, payment: p.clone() },
+            (Some(b), _) => Call::UpdateBill {
+                entry,
+                bill: b.clone(),
+            },
+            (_, Some(p)) => Call::UpdatePayment {
+                entry,
+                payment: p.clone(),
+            },
             _ => unreachable!("a subject is a bill or a payment"),
         }
     }
@@ -112,26 +134,54 @@ struct Attempt<'a> {
 impl Attempt<'_> {
     async fn call(&mut self, key: &str, op: Call) -> Result<Reply, CallError> {
         let name = op.name();
-        let out = self.engine.runtime.call(&self.plugin, &self.sandbox, key, op).await;
+        let started = std::time::Instant::now();
+        let out = self
+            .engine
+            .runtime
+            .call(&self.plugin, &self.sandbox, key, op)
+            .await;
+        let stats = &self.engine.stats;
+        stats.plugin_ns.fetch_add(
+            started.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        stats
+            .plugin_calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.logs.extend(out.logs);
         let result = match &out.result {
             Ok(Reply::Found(None)) => "none".to_string(),
             Ok(Reply::Found(Some(e))) => format!("found {} ({})", e.id, entry_state(e.state)),
-            Ok(Reply::Entry(e)) => format!("ok: {} version {}", e.id, e.version.as_deref().unwrap_or("-")),
+            Ok(Reply::Entry(e)) => format!(
+                "ok: {} version {}",
+                e.id,
+                e.version.as_deref().unwrap_or("-")
+            ),
             Ok(Reply::CheckNumbers(n)) => format!("{} in use", n.len()),
             Err(e) => format!("error: {e}"),
         };
-        self.operations.push(Operation { operation: name.to_string(), result });
+        self.operations.push(Operation {
+            operation: name.to_string(),
+            result,
+        });
         out.result
     }
 
     fn note(&mut self, what: &str, result: String) {
-        self.operations.push(Operation { operation: what.to_string(), result });
+        self.operations.push(Operation {
+            operation: what.to_string(),
+            result,
+        });
     }
 
     /// Brings one entry in line with the document (M3), starting from the
     /// host's record `row`.
-    async fn sync(&mut self, s: &Subject, mut row: EntryRow, can_update: bool) -> Result<(JobOutcome, EntryRow, bool), Failure> {
+    async fn sync(
+        &mut self,
+        s: &Subject,
+        mut row: EntryRow,
+        can_update: bool,
+    ) -> Result<(JobOutcome, EntryRow, bool), Failure> {
         let conn = &self.job.connection_id;
         let target = s.target.as_str();
         let mut forgot = false;
@@ -153,7 +203,10 @@ impl Attempt<'_> {
                 return Ok((JobOutcome::Unchanged, row, false));
             }
             if !can_update {
-                self.note("skip", "the ERP cannot modify this entry; it was not replaced".into());
+                self.note(
+                    "skip",
+                    "the ERP cannot modify this entry; it was not replaced".into(),
+                );
                 return Ok((JobOutcome::Unchanged, row, false));
             }
             let key = digest(&[conn, target, &s.subject_id, "update", &s.hash]);
@@ -162,21 +215,27 @@ impl Attempt<'_> {
                     learn(&mut row, &e, Some(s.hash.clone()));
                     return Ok((JobOutcome::Updated, row, false));
                 }
-                Err(CallError::Connector(wit::ConnectorError::Booked(m))) => return Ok(self.lock(row, m)),
+                Err(CallError::Connector(wit::ConnectorError::Booked(m))) => {
+                    return Ok(self.lock(row, m));
+                }
                 Err(CallError::Connector(wit::ConnectorError::Conflict(_))) => {
                     // Stale version: read the entry again and update once more.
-                    match self.call(&key, s.lookup(row.erp_id.clone())).await.map_err(Failure::Call)? {
-                        Reply::Found(Some(fresh)) => {
-                            match self.call(&key, s.update(fresh)).await {
-                                Ok(Reply::Entry(e)) => {
-                                    learn(&mut row, &e, Some(s.hash.clone()));
-                                    return Ok((JobOutcome::Updated, row, false));
-                                }
-                                Err(CallError::Connector(wit::ConnectorError::Booked(m))) => return Ok(self.lock(row, m)),
-                                Err(e) => return Err(Failure::Call(e)),
-                                Ok(_) => {}
+                    match self
+                        .call(&key, s.lookup(row.erp_id.clone()))
+                        .await
+                        .map_err(Failure::Call)?
+                    {
+                        Reply::Found(Some(fresh)) => match self.call(&key, s.update(fresh)).await {
+                            Ok(Reply::Entry(e)) => {
+                                learn(&mut row, &e, Some(s.hash.clone()));
+                                return Ok((JobOutcome::Updated, row, false));
                             }
-                        }
+                            Err(CallError::Connector(wit::ConnectorError::Booked(m))) => {
+                                return Ok(self.lock(row, m));
+                            }
+                            Err(e) => return Err(Failure::Call(e)),
+                            Ok(_) => {}
+                        },
                         _ => {
                             row.erp_id = None;
                             forgot = true;
@@ -195,8 +254,18 @@ impl Attempt<'_> {
         }
         // No entry known: look it up by the reference first (D2), so an
         // entry an earlier attempt created is found, never duplicated.
-        let lookup_key = digest(&[conn, target, &s.subject_id, "lookup", &self.job.id.to_string()]);
-        match self.call(&lookup_key, s.lookup(None)).await.map_err(Failure::Call)? {
+        let lookup_key = digest(&[
+            conn,
+            target,
+            &s.subject_id,
+            "lookup",
+            &self.job.id.to_string(),
+        ]);
+        match self
+            .call(&lookup_key, s.lookup(None))
+            .await
+            .map_err(Failure::Call)?
+        {
             Reply::Found(Some(e)) if e.state == wit::EntryState::Booked => {
                 learn(&mut row, &e, None);
                 Ok(self.lock(row, "the entry is booked in the ERP".into()))
@@ -205,21 +274,44 @@ impl Attempt<'_> {
                 let ours = row.intent_key.is_some();
                 learn(&mut row, &e, None);
                 if !can_update {
-                    self.note("skip", "found in the ERP, which cannot modify it; not replaced".into());
-                    return Ok((if ours { JobOutcome::Created } else { JobOutcome::Unchanged }, row, forgot));
+                    self.note(
+                        "skip",
+                        "found in the ERP, which cannot modify it; not replaced".into(),
+                    );
+                    return Ok((
+                        if ours {
+                            JobOutcome::Created
+                        } else {
+                            JobOutcome::Unchanged
+                        },
+                        row,
+                        forgot,
+                    ));
                 }
                 let key = digest(&[conn, target, &s.subject_id, "update", &s.hash]);
                 match self.call(&key, s.update(e)).await {
                     Ok(Reply::Entry(e)) => {
                         learn(&mut row, &e, Some(s.hash.clone()));
                         // An entry our own earlier attempt created counts as created.
-                        Ok((if ours { JobOutcome::Created } else { JobOutcome::Updated }, row, forgot))
+                        Ok((
+                            if ours {
+                                JobOutcome::Created
+                            } else {
+                                JobOutcome::Updated
+                            },
+                            row,
+                            forgot,
+                        ))
                     }
-                    Err(CallError::Connector(wit::ConnectorError::Booked(m))) => Ok(self.lock(row, m)),
+                    Err(CallError::Connector(wit::ConnectorError::Booked(m))) => {
+                        Ok(self.lock(row, m))
+                    }
                     Err(e) => Err(Failure::Call(e)),
-                    Ok(_) => Err(Failure::Call(CallError::Connector(wit::ConnectorError::Unavailable(
-                        "the connector answered an update with something else".into(),
-                    )))),
+                    Ok(_) => Err(Failure::Call(CallError::Connector(
+                        wit::ConnectorError::Unavailable(
+                            "the connector answered an update with something else".into(),
+                        ),
+                    ))),
                 }
             }
             Reply::Found(None) => {
@@ -227,33 +319,55 @@ impl Attempt<'_> {
                 // or a restart after a crash, reuses its key.
                 let key = match &row.intent_key {
                     Some(k) => k.clone(),
-                    None => digest(&[conn, target, &s.subject_id, "create", &now_ms().to_string(), &self.job.id.to_string()]),
+                    None => digest(&[
+                        conn,
+                        target,
+                        &s.subject_id,
+                        "create",
+                        &now_ms().to_string(),
+                        &self.job.id.to_string(),
+                    ]),
                 };
                 row.intent_key = Some(key.clone());
-                self.engine.store.record_intent(row.clone()).await.map_err(|e| {
-                    Failure::Call(CallError::Connector(wit::ConnectorError::Unavailable(format!("the store: {e:#}"))))
-                })?;
+                self.engine
+                    .store
+                    .record_intent(row.clone())
+                    .await
+                    .map_err(|e| {
+                        Failure::Call(CallError::Connector(wit::ConnectorError::Unavailable(
+                            format!("the store: {e:#}"),
+                        )))
+                    })?;
                 match self.call(&key, s.create()).await {
                     Ok(Reply::Entry(e)) => {
                         learn(&mut row, &e, Some(s.hash.clone()));
                         Ok((JobOutcome::Created, row, forgot))
                     }
-                    Err(CallError::Connector(wit::ConnectorError::Booked(m))) => Ok(self.lock(row, m)),
+                    Err(CallError::Connector(wit::ConnectorError::Booked(m))) => {
+                        Ok(self.lock(row, m))
+                    }
                     Err(e) => Err(Failure::Call(e)),
-                    Ok(_) => Err(Failure::Call(CallError::Connector(wit::ConnectorError::Unavailable(
-                        "the connector answered a create with something else".into(),
-                    )))),
+                    Ok(_) => Err(Failure::Call(CallError::Connector(
+                        wit::ConnectorError::Unavailable(
+                            "the connector answered a create with something else".into(),
+                        ),
+                    ))),
                 }
             }
             Reply::Entry(_) | Reply::CheckNumbers(_) => Err(Failure::Call(CallError::Connector(
-                wit::ConnectorError::Unavailable("the connector answered a lookup with something else".into()),
+                wit::ConnectorError::Unavailable(
+                    "the connector answered a lookup with something else".into(),
+                ),
             ))),
         }
     }
 
     /// B1, B2: records the lock; nothing is sent for this entry again.
     fn lock(&mut self, mut row: EntryRow, reason: String) -> (JobOutcome, EntryRow, bool) {
-        self.note("lock", format!("not synced: the entry is booked in the ERP ({reason})"));
+        self.note(
+            "lock",
+            format!("not synced: the entry is booked in the ERP ({reason})"),
+        );
         row.booked = true;
         row.booked_reason = Some(reason);
         row.state = Some("booked".into());
@@ -291,32 +405,57 @@ fn failed(job: &Job, message: String, hint: &str) -> Step {
 
 /// Runs `job` and decides its outcome.
 pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
-    let Some(conn) = engine.store.connection(&job.connection_id).await? else {
-        return Ok(failed(job, format!("connection {} no longer exists", job.connection_id), "Nothing to do."));
+    let ctx = engine.store.job_context(job).await?;
+    let Some(conn) = ctx.connection else {
+        return Ok(failed(
+            job,
+            format!("connection {} no longer exists", job.connection_id),
+            "Nothing to do.",
+        ));
     };
     if !conn.enabled {
         let mut f = finished(job, JobOutcome::Failed);
         f.error = Some(format!("not synced: connection {} is disabled", conn.id));
         return Ok(Step::Finished(Box::new(f)));
     }
-    let Some(doc) = engine.store.document(&job.tenant_id, &job.document_id).await? else {
-        return Ok(failed(job, format!("document {} is not recorded", job.document_id), "Import the document, then re-sync."));
+    let Some(doc) = ctx.document else {
+        return Ok(failed(
+            job,
+            format!("document {} is not recorded", job.document_id),
+            "Import the document, then re-sync.",
+        ));
     };
     let plugin = match engine.connectors.plugin(&engine.runtime, &conn).await {
         Ok(p) => p,
         Err(e) => {
             return Ok(failed(
                 job,
-                format!("the connector plugin `{}` cannot be loaded: {e:#}", conn.plugin),
+                format!(
+                    "the connector plugin `{}` cannot be loaded: {e:#}",
+                    conn.plugin
+                ),
                 "Fix or replace the connection's plugin, then re-sync.",
             ));
         }
     };
     let sandbox = match super::connectors::sandbox(&conn) {
         Ok(s) => s,
-        Err(e) => return Ok(failed(job, format!("the connection's settings are invalid: {e}"), "Fix the connection's settings.")),
+        Err(e) => {
+            return Ok(failed(
+                job,
+                format!("the connection's settings are invalid: {e}"),
+                "Fix the connection's settings.",
+            ));
+        }
     };
-    let mut attempt = Attempt { engine, job, plugin, sandbox, operations: Vec::new(), logs: Vec::new() };
+    let mut attempt = Attempt {
+        engine,
+        job,
+        plugin,
+        sandbox,
+        operations: Vec::new(),
+        logs: Vec::new(),
+    };
     let mut results = Vec::new();
     match job.target {
         Target::Bill => {
@@ -330,15 +469,22 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
                 }),
                 Err(m) => Err(Failure::Mapping(m)),
             };
-            let row = engine.store.entry(&conn.id, Target::Bill, &doc.id).await?;
+            let row = ctx.bill_entry;
             results.push(match subject {
-                Ok(s) => attempt.sync(&s, row.unwrap_or_else(|| blank(&conn, Target::Bill, &doc.id, &doc.id)), true).await,
+                Ok(s) => {
+                    attempt
+                        .sync(
+                            &s,
+                            row.unwrap_or_else(|| blank(&conn, Target::Bill, &doc.id, &doc.id)),
+                            true,
+                        )
+                        .await
+                }
                 Err(f) => Err(f),
             });
         }
         Target::Payment => {
-            let bill_entry = engine.store.entry(&conn.id, Target::Bill, &doc.id).await?;
-            let Some(bill_id) = bill_entry.as_ref().and_then(|e| e.erp_id.clone()) else {
+            let Some(bill_id) = ctx.bill_entry.as_ref().and_then(|e| e.erp_id.clone()) else {
                 return Ok(Step::WaitForBill(NewJob {
                     connection_id: conn.id.clone(),
                     tenant_id: doc.tenant_id.clone(),
@@ -350,8 +496,13 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
                     run_id: job.run_id.clone(),
                 }));
             };
-            let can_update = attempt.plugin.descriptor.capabilities.contains(wit::Capabilities::UPDATE_PAYMENTS);
-            for p in payments_to_sync(engine, &doc, &conn).await? {
+            let can_update = attempt
+                .plugin
+                .descriptor
+                .capabilities
+                .contains(wit::Capabilities::UPDATE_PAYMENTS);
+            let mut entries = ctx.payment_entries;
+            for p in payments_to_sync(ctx.payments, &doc, &conn) {
                 let subject = mapping::payment(&p, &doc, &bill_id, &conn).map(|payment| Subject {
                     target: Target::Payment,
                     subject_id: p.id.clone(),
@@ -359,15 +510,31 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
                     bill: None,
                     payment: Some(payment),
                 });
-                let row = engine.store.entry(&conn.id, Target::Payment, &p.id).await?;
+                let row = entries.remove(&p.id);
                 results.push(match subject {
-                    Ok(s) => attempt.sync(&s, row.unwrap_or_else(|| blank(&conn, Target::Payment, &p.id, &doc.id)), can_update).await,
+                    Ok(s) => {
+                        attempt
+                            .sync(
+                                &s,
+                                row.unwrap_or_else(|| {
+                                    blank(&conn, Target::Payment, &p.id, &doc.id)
+                                }),
+                                can_update,
+                            )
+                            .await
+                    }
                     Err(m) => Err(Failure::Mapping(m)),
                 });
             }
         }
     }
-    Ok(Step::Finished(Box::new(conclude(engine, job, attempt.operations, attempt.logs, results))))
+    Ok(Step::Finished(Box::new(conclude(
+        engine,
+        job,
+        attempt.operations,
+        attempt.logs,
+        results,
+    ))))
 }
 
 fn blank(conn: &Connection, target: Target, subject: &str, document: &str) -> EntryRow {
@@ -383,10 +550,10 @@ fn blank(conn: &Connection, target: Target, subject: &str, document: &str) -> En
 /// The payments of a document; a document marked paid with none recorded
 /// gets one for its total, dated today, from the connection's default bank
 /// account (A3: paid outside the product).
-async fn payments_to_sync(engine: &Engine, doc: &Document, conn: &Connection) -> anyhow::Result<Vec<Payment>> {
-    let mut payments = engine.store.payments_of(&doc.tenant_id, &doc.id).await?;
+fn payments_to_sync(mut payments: Vec<Payment>, doc: &Document, conn: &Connection) -> Vec<Payment> {
     if payments.is_empty() && doc.status == DocumentStatus::Paid {
-        let today = ledgerbridge_sdk::dates::Ymd::from_epoch_days(now_ms().div_euclid(86_400_000)).to_string();
+        let today = ledgerbridge_sdk::dates::Ymd::from_epoch_days(now_ms().div_euclid(86_400_000))
+            .to_string();
         payments.push(Payment {
             tenant_id: doc.tenant_id.clone(),
             id: format!("{}:marked-paid", doc.id),
@@ -398,7 +565,7 @@ async fn payments_to_sync(engine: &Engine, doc: &Document, conn: &Connection) ->
             check_number: None,
         });
     }
-    Ok(payments)
+    payments
 }
 
 /// Folds the subjects' results into one outcome for the job.
@@ -439,7 +606,10 @@ fn conclude(
     let Some(failure) = failure else { return f };
     let (verdict, message) = match failure {
         Failure::Mapping(m) => (
-            Verdict::Attention { message: format!("{}: {}", m.field, m.message), hint: m.hint },
+            Verdict::Attention {
+                message: format!("{}: {}", m.field, m.message),
+                hint: m.hint,
+            },
             None,
         ),
         Failure::Call(e) => {
@@ -452,7 +622,11 @@ fn conclude(
             f.outcome = JobOutcome::Retrying;
             let wait = engine.retry.backoff(job.attempts, after);
             f.retry_at = Some(now_ms() + wait.as_millis() as i64);
-            f.error = Some(format!("{m} (attempt {} of {}, next in {wait:.1?})", job.attempts + 1, engine.retry.max_attempts));
+            f.error = Some(format!(
+                "{m} (attempt {} of {}, next in {wait:.1?})",
+                job.attempts + 1,
+                engine.retry.max_attempts
+            ));
         }
         Verdict::Retry { message: m, .. } => {
             f.outcome = JobOutcome::Failed;
@@ -470,7 +644,11 @@ fn conclude(
         }
     }
     if let Some(CallError::Connector(c)) = &message {
-        tracing::debug!(job = job.id, "connector answered {}", describe_connector_error(c));
+        tracing::debug!(
+            job = job.id,
+            "connector answered {}",
+            describe_connector_error(c)
+        );
     }
     f
 }
@@ -479,8 +657,14 @@ struct SkippedBookedMessage(String);
 
 fn booked_message(f: &FinishedJob) -> Option<SkippedBookedMessage> {
     (f.outcome == JobOutcome::SkippedBooked).then(|| {
-        let reason = f.entries.iter().find_map(|e| e.booked_reason.clone()).unwrap_or_default();
-        SkippedBookedMessage(format!("not synced: the entry is booked in the ERP ({reason})"))
+        let reason = f
+            .entries
+            .iter()
+            .find_map(|e| e.booked_reason.clone())
+            .unwrap_or_default();
+        SkippedBookedMessage(format!(
+            "not synced: the entry is booked in the ERP ({reason})"
+        ))
     })
 }
 
@@ -497,7 +681,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 6, base: Duration::from_secs(2), cap: Duration::from_secs(600) }
+        RetryPolicy {
+            max_attempts: 6,
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(600),
+        }
     }
 }
 
@@ -505,7 +693,10 @@ impl RetryPolicy {
     /// The wait before the attempt after `attempts_so_far` failures: between
     /// half and all of base·2ⁿ (capped), and never less than `retry_after`.
     pub fn backoff(&self, attempts_so_far: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << attempts_so_far.min(20)).min(self.cap);
+        let exp = self
+            .base
+            .saturating_mul(1u32 << attempts_so_far.min(20))
+            .min(self.cap);
         // Jitter from the clock's low bits: no RNG needed for spreading retries.
         let noise = (std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -519,7 +710,15 @@ impl RetryPolicy {
 
 /// The jobs for a manual or bulk sync of `doc` in `conn` (M1, M2): the bill
 /// entry, and the payment entries when the document is paid or has payments.
-pub(super) fn manual_jobs(doc: &Document, has_payments: bool, conn: &Connection, target: Option<Target>, trigger: Trigger, force: bool, run_id: &str) -> Vec<NewJob> {
+pub(super) fn manual_jobs(
+    doc: &Document,
+    has_payments: bool,
+    conn: &Connection,
+    target: Option<Target>,
+    trigger: Trigger,
+    force: bool,
+    run_id: &str,
+) -> Vec<NewJob> {
     let mut targets = Vec::new();
     match target {
         Some(t) => targets.push(t),

@@ -35,7 +35,10 @@ pub fn bill(doc: &Document, c: &Connection) -> Result<wit::Bill, MappingError> {
                         "Map department `{d}` to a tracking category and option in the connection's mappings.departments, then re-sync."
                     ),
                 })?;
-                vec![wit::Tracking { category: t.category.clone(), option: t.option.clone() }]
+                vec![wit::Tracking {
+                    category: t.category.clone(),
+                    option: t.option.clone(),
+                }]
             }
         };
         lines.push(wit::BillLine {
@@ -49,7 +52,10 @@ pub fn bill(doc: &Document, c: &Connection) -> Result<wit::Bill, MappingError> {
     Ok(wit::Bill {
         document_id: doc.id.clone(),
         number: doc.number.clone(),
-        vendor: wit::Vendor { id: doc.vendor.id.clone(), name: doc.vendor.name.clone() },
+        vendor: wit::Vendor {
+            id: doc.vendor.id.clone(),
+            name: doc.vendor.name.clone(),
+        },
         issue_date: doc.issue_date.clone(),
         due_date: doc.due_date.clone(),
         currency: doc.currency.clone(),
@@ -66,7 +72,12 @@ pub fn bill(doc: &Document, c: &Connection) -> Result<wit::Bill, MappingError> {
 
 /// The payment the plugin receives for `p` in `c`; the bill's entry is
 /// `bill_entry_id`.
-pub fn payment(p: &Payment, doc: &Document, bill_entry_id: &str, c: &Connection) -> Result<wit::Payment, MappingError> {
+pub fn payment(
+    p: &Payment,
+    doc: &Document,
+    bill_entry_id: &str,
+    c: &Connection,
+) -> Result<wit::Payment, MappingError> {
     let bank = c
         .mappings
         .bank_accounts
@@ -85,7 +96,10 @@ pub fn payment(p: &Payment, doc: &Document, bill_entry_id: &str, c: &Connection)
         document_id: doc.id.clone(),
         bill_entry_id: bill_entry_id.to_string(),
         bill_number: doc.number.clone(),
-        vendor: wit::Vendor { id: doc.vendor.id.clone(), name: doc.vendor.name.clone() },
+        vendor: wit::Vendor {
+            id: doc.vendor.id.clone(),
+            name: doc.vendor.name.clone(),
+        },
         amount: p.amount,
         currency: doc.currency.clone(),
         date: p.date.clone(),

@@ -23,6 +23,7 @@ use anyhow::{Context as _, bail};
 use connectors::Connectors;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 
@@ -39,7 +40,11 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig { concurrency: 16, per_connection: 8, lease: Duration::from_secs(120) }
+        WorkerConfig {
+            concurrency: 16,
+            per_connection: 8,
+            lease: Duration::from_secs(120),
+        }
     }
 }
 
@@ -54,8 +59,31 @@ pub enum Selection {
     All,
 }
 
+/// Where the engine's time went, since it started (for `bench` and operators).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Jobs finished (any outcome).
+    pub jobs: AtomicU64,
+    /// Wall time inside jobs, plugin calls and store included.
+    pub job_ns: AtomicU64,
+    /// Plugin calls made, and their wall time (instantiation included).
+    pub plugin_calls: AtomicU64,
+    pub plugin_ns: AtomicU64,
+    /// Claims of due jobs, and their wall time.
+    pub claims: AtomicU64,
+    pub claim_ns: AtomicU64,
+}
+
+impl Stats {
+    fn add(counter: &AtomicU64, since: std::time::Instant) {
+        counter.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+}
+
 /// The engine: store, runtime, plugins, policy.
 pub struct Engine {
+    /// Time spent, by kind.
+    pub stats: Stats,
     pub store: Store,
     pub(crate) runtime: Arc<Runtime>,
     connectors: Connectors,
@@ -72,10 +100,16 @@ pub enum SyncRefused {
     #[error("no connection {0}")]
     NoConnection(String),
     #[error("connection {connection} belongs to tenant {owner}, not {tenant}")]
-    OtherTenant { connection: String, owner: String, tenant: String },
+    OtherTenant {
+        connection: String,
+        owner: String,
+        tenant: String,
+    },
     #[error("connection {0} is disabled")]
     Disabled(String),
-    #[error("target payment: document {0} is not paid or marked as paid, so it has no payment entry to sync")]
+    #[error(
+        "target payment: document {0} is not paid or marked as paid, so it has no payment entry to sync"
+    )]
     NotPaid(String),
     #[error("target payment: connection {0} does not sync payments")]
     PaymentsOff(String),
@@ -83,8 +117,21 @@ pub enum SyncRefused {
 
 impl Engine {
     /// An engine over `store`, running plugins on `runtime`.
-    pub fn new(store: Store, runtime: Arc<Runtime>, retry: RetryPolicy, worker: WorkerConfig) -> Engine {
-        Engine { store, runtime, connectors: Connectors::default(), retry, worker, wake: Notify::new() }
+    pub fn new(
+        store: Store,
+        runtime: Arc<Runtime>,
+        retry: RetryPolicy,
+        worker: WorkerConfig,
+    ) -> Engine {
+        Engine {
+            stats: Stats::default(),
+            store,
+            runtime,
+            connectors: Connectors::default(),
+            retry,
+            worker,
+            wake: Notify::new(),
+        }
     }
 
     /// Adds or replaces a connection after checking it (V1, P4): the tenant
@@ -95,8 +142,16 @@ impl Engine {
         if !self.store.tenant_exists(&c.tenant_id).await? {
             problems.push(format!("tenant_id: no tenant {}", c.tenant_id));
         }
-        if c.id.is_empty() || !c.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)) {
-            problems.push(format!("id: `{}` may hold only letters, digits, `.`, `_`, `:` and `-`", c.id));
+        if c.id.is_empty()
+            || !c
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+        {
+            problems.push(format!(
+                "id: `{}` may hold only letters, digits, `.`, `_`, `:` and `-`",
+                c.id
+            ));
         }
         if let Err(e) = connectors::sandbox(&c) {
             problems.push(e);
@@ -110,14 +165,21 @@ impl Engine {
             Ok(p) => {
                 for s in p.descriptor.settings.iter().filter(|s| s.required) {
                     if c.settings.get(&s.name).is_none_or(|v| v.trim().is_empty()) {
-                        problems.push(format!("settings.{}: required by the {} connector: {}", s.name, p.descriptor.name, s.description));
+                        problems.push(format!(
+                            "settings.{}: required by the {} connector: {}",
+                            s.name, p.descriptor.name, s.description
+                        ));
                     }
                 }
             }
             Err(e) => problems.push(format!("plugin: {e:#}")),
         }
         if !problems.is_empty() {
-            bail!("connection {} is not valid, nothing was stored:\n  {}", c.id, problems.join("\n  "));
+            bail!(
+                "connection {} is not valid, nothing was stored:\n  {}",
+                c.id,
+                problems.join("\n  ")
+            );
         }
         self.store.put_connection(c).await
     }
@@ -126,20 +188,29 @@ impl Engine {
     /// nothing. Returns the jobs queued.
     pub async fn import(&self, batch: Batch) -> anyhow::Result<Vec<NewJob>> {
         let mut missing = Vec::new();
-        for t in batch.documents.iter().map(|d| &d.tenant_id).chain(batch.payments.iter().map(|p| &p.tenant_id)) {
+        for t in batch
+            .documents
+            .iter()
+            .map(|d| &d.tenant_id)
+            .chain(batch.payments.iter().map(|p| &p.tenant_id))
+        {
             if !missing.contains(t) && !self.store.tenant_exists(t).await? {
                 missing.push(t.clone());
             }
         }
         if !missing.is_empty() {
-            bail!("invalid input, nothing was stored: tenant: no tenant {}", missing.join(", "));
+            bail!(
+                "invalid input, nothing was stored: tenant: no tenant {}",
+                missing.join(", ")
+            );
         }
         let now = now_ms();
         let documents = batch
             .documents
             .into_iter()
             .map(|d| {
-                let plan: crate::store::JobPlan<_> = Box::new(move |prev, doc, conns| policy::document_jobs(prev, doc, conns, now));
+                let plan: crate::store::JobPlan<_> =
+                    Box::new(move |prev, doc, conns| policy::document_jobs(prev, doc, conns, now));
                 (d, plan)
             })
             .collect();
@@ -147,7 +218,8 @@ impl Engine {
             .payments
             .into_iter()
             .map(|p| {
-                let plan: crate::store::JobPlan<_> = Box::new(move |prev, pay, conns| policy::payment_jobs(prev, pay, conns, now));
+                let plan: crate::store::JobPlan<_> =
+                    Box::new(move |prev, pay, conns| policy::payment_jobs(prev, pay, conns, now));
                 (p, plan)
             })
             .collect();
@@ -158,7 +230,14 @@ impl Engine {
 
     /// Queues a manual sync of one document in one connection (M1) and
     /// returns its run id; `target` is the bill entry or the payment entry.
-    pub async fn request_sync(&self, tenant: &str, document: &str, connection: &str, target: Target, force: bool) -> anyhow::Result<String> {
+    pub async fn request_sync(
+        &self,
+        tenant: &str,
+        document: &str,
+        connection: &str,
+        target: Target,
+        force: bool,
+    ) -> anyhow::Result<String> {
         let (doc, conn) = self.check_manual(tenant, document, connection).await?;
         let payments = self.store.payments_of(tenant, document).await?;
         if target == Target::Payment {
@@ -170,21 +249,46 @@ impl Engine {
             }
         }
         let run = run_id("sync");
-        let jobs = executor::manual_jobs(&doc, !payments.is_empty(), &conn, Some(target), Trigger::Manual, force, &run);
+        let jobs = executor::manual_jobs(
+            &doc,
+            !payments.is_empty(),
+            &conn,
+            Some(target),
+            Trigger::Manual,
+            force,
+            &run,
+        );
         self.store.enqueue(jobs).await?;
         self.wake.notify_one();
         Ok(run)
     }
 
-    async fn check_manual(&self, tenant: &str, document: &str, connection: &str) -> anyhow::Result<(crate::model::Document, Connection)> {
+    async fn check_manual(
+        &self,
+        tenant: &str,
+        document: &str,
+        connection: &str,
+    ) -> anyhow::Result<(crate::model::Document, Connection)> {
         let doc = self
             .store
             .document(tenant, document)
             .await?
-            .ok_or_else(|| SyncRefused::NoDocument { tenant: tenant.into(), document: document.into() })?;
-        let conn = self.store.connection(connection).await?.ok_or_else(|| SyncRefused::NoConnection(connection.into()))?;
+            .ok_or_else(|| SyncRefused::NoDocument {
+                tenant: tenant.into(),
+                document: document.into(),
+            })?;
+        let conn = self
+            .store
+            .connection(connection)
+            .await?
+            .ok_or_else(|| SyncRefused::NoConnection(connection.into()))?;
         if conn.tenant_id != tenant {
-            return Err(SyncRefused::OtherTenant { connection: connection.into(), owner: conn.tenant_id, tenant: tenant.into() }.into());
+            return Err(SyncRefused::OtherTenant {
+                connection: connection.into(),
+                owner: conn.tenant_id,
+                tenant: tenant.into(),
+            }
+            .into());
         }
         if !conn.enabled {
             return Err(SyncRefused::Disabled(connection.into()).into());
@@ -195,8 +299,17 @@ impl Engine {
     /// Queues a bulk re-sync (M2) and returns its run id and how many
     /// documents it covers. For each document every entry is synced: the
     /// bill entry, and the payment entries of a paid document.
-    pub async fn request_resync(&self, connection: &str, selection: Selection, force: bool) -> anyhow::Result<(String, usize)> {
-        let conn = self.store.connection(connection).await?.ok_or_else(|| SyncRefused::NoConnection(connection.into()))?;
+    pub async fn request_resync(
+        &self,
+        connection: &str,
+        selection: Selection,
+        force: bool,
+    ) -> anyhow::Result<(String, usize)> {
+        let conn = self
+            .store
+            .connection(connection)
+            .await?
+            .ok_or_else(|| SyncRefused::NoConnection(connection.into()))?;
         if !conn.enabled {
             return Err(SyncRefused::Disabled(connection.into()).into());
         }
@@ -204,8 +317,13 @@ impl Engine {
             Selection::Documents(ids) => ids,
             Selection::All => self.store.document_ids(&conn.tenant_id).await?,
             Selection::Attention => {
-                let mut ids: Vec<String> =
-                    self.store.attention(Some(connection)).await?.into_iter().map(|a| a.document_id).collect();
+                let mut ids: Vec<String> = self
+                    .store
+                    .attention(Some(connection))
+                    .await?
+                    .into_iter()
+                    .map(|a| a.document_id)
+                    .collect();
                 ids.dedup();
                 ids
             }
@@ -216,15 +334,31 @@ impl Engine {
         for id in &ids {
             match self.store.document(&conn.tenant_id, id).await? {
                 Some(doc) => {
-                    let has_payments = !self.store.payments_of(&conn.tenant_id, id).await?.is_empty();
+                    let has_payments = !self
+                        .store
+                        .payments_of(&conn.tenant_id, id)
+                        .await?
+                        .is_empty();
                     let target = (!conn.sync_payments).then_some(Target::Bill);
-                    jobs.extend(executor::manual_jobs(&doc, has_payments, &conn, target, Trigger::Bulk, force, &run));
+                    jobs.extend(executor::manual_jobs(
+                        &doc,
+                        has_payments,
+                        &conn,
+                        target,
+                        Trigger::Bulk,
+                        force,
+                        &run,
+                    ));
                 }
                 None => unknown.push(id.clone()),
             }
         }
         if !unknown.is_empty() {
-            bail!("documents: no document {} for tenant {}; nothing was queued", unknown.join(", "), conn.tenant_id);
+            bail!(
+                "documents: no document {} for tenant {}; nothing was queued",
+                unknown.join(", "),
+                conn.tenant_id
+            );
         }
         self.store.enqueue(jobs).await?;
         self.wake.notify_one();
@@ -233,7 +367,11 @@ impl Engine {
 
     /// Runs the worker until `run` has no job left to do, reporting its
     /// summary to `progress` as it goes.
-    pub async fn finish_run(self: &Arc<Self>, run: &str, mut progress: impl FnMut(&RunSummary)) -> anyhow::Result<RunSummary> {
+    pub async fn finish_run(
+        self: &Arc<Self>,
+        run: &str,
+        mut progress: impl FnMut(&RunSummary),
+    ) -> anyhow::Result<RunSummary> {
         let done = tokio::sync::watch::channel(false);
         let worker = self.run_worker(false, done.1);
         let watch = async {
@@ -254,7 +392,11 @@ impl Engine {
 
     /// Claims and runs due jobs until `stop` turns true, or, with
     /// `until_idle`, until no job is queued or running.
-    pub async fn run_worker(self: &Arc<Self>, until_idle: bool, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+    pub async fn run_worker(
+        self: &Arc<Self>,
+        until_idle: bool,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
         // One worker per SQLite store: jobs it finds running were left by a
         // host that died, and are taken back at once.
         self.store.recover(true).await?;
@@ -268,13 +410,21 @@ impl Engine {
             let free = global.available_permits();
             let claimed = if free > 0 {
                 let lease = now_ms() + self.worker.lease.as_millis() as i64;
-                self.store.claim(free, lease).await?
+                let t = std::time::Instant::now();
+                let c = self.store.claim(free, lease).await?;
+                Stats::add(&self.stats.claim_ns, t);
+                self.stats.claims.fetch_add(1, Ordering::Relaxed);
+                c
             } else {
                 Vec::new()
             };
             let got = claimed.len();
             for job in claimed {
-                let g = global.clone().acquire_owned().await.context("worker semaphore")?;
+                let g = global
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .context("worker semaphore")?;
                 let c = per_conn
                     .entry(job.connection_id.clone())
                     .or_insert_with(|| Arc::new(Semaphore::new(self.worker.per_connection)))
@@ -291,13 +441,18 @@ impl Engine {
                 r.context("a sync task panicked")??;
             }
             if got == 0 {
-                let (queued, running, next_due) = self.store.pending().await?;
-                if until_idle && queued == 0 && running == 0 && tasks.is_empty() {
-                    break;
+                // Nothing claimable now. With free hands, find when the next
+                // job is due; with none, wait for a running one to finish.
+                let mut wait = Duration::from_millis(200);
+                if free > 0 {
+                    let (queued, running, next_due) = self.store.pending().await?;
+                    if until_idle && !queued && !running && tasks.is_empty() {
+                        break;
+                    }
+                    if let Some(d) = next_due {
+                        wait = Duration::from_millis((d - now_ms()).clamp(1, 200) as u64);
+                    }
                 }
-                let wait = next_due
-                    .map(|d| Duration::from_millis((d - now_ms()).clamp(1, 200) as u64))
-                    .unwrap_or(Duration::from_millis(200));
                 tokio::select! {
                     Some(r) = tasks.join_next(), if !tasks.is_empty() => { r.context("a sync task panicked")??; }
                     _ = self.wake.notified() => {}
@@ -313,15 +468,22 @@ impl Engine {
     }
 
     async fn execute(&self, job: crate::store::Job) -> anyhow::Result<()> {
+        let t = std::time::Instant::now();
         match executor::run(self, &job).await? {
             executor::Step::Finished(f) => self.store.finish(*f).await?,
             executor::Step::WaitForBill(bill) => self.store.wait_for_bill(job, bill).await?,
         }
+        Stats::add(&self.stats.job_ns, t);
+        self.stats.jobs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
 
 fn run_id(kind: &str) -> String {
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    format!("{kind}-{}-{}", now_ms(), SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    format!(
+        "{kind}-{}-{}",
+        now_ms(),
+        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }

@@ -9,7 +9,10 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     /// Transient: try again, not before `after` when the ERP said.
-    Retry { after: Option<Duration>, message: String },
+    Retry {
+        after: Option<Duration>,
+        message: String,
+    },
     /// A person must act.
     Attention { message: String, hint: String },
 }
@@ -72,6 +75,7 @@ fn validation_hint(field: &str) -> String {
     } else if f.contains("vendor") || f.contains("contact") {
         "Check that the vendor exists in the ERP, then re-sync.".into()
     } else {
-        "Correct the field named in the message in the document or the connection, then re-sync.".into()
+        "Correct the field named in the message in the document or the connection, then re-sync."
+            .into()
     }
 }

@@ -24,7 +24,12 @@ pub fn bill_wanted(c: &Connection, doc: &Document) -> bool {
 }
 
 /// The jobs a document's arrival or change causes.
-pub fn document_jobs(previous: Option<&Document>, doc: &Document, connections: &[Connection], now: i64) -> Vec<NewJob> {
+pub fn document_jobs(
+    previous: Option<&Document>,
+    doc: &Document,
+    connections: &[Connection],
+    now: i64,
+) -> Vec<NewJob> {
     let mut jobs = Vec::new();
     for c in connections.iter().filter(|c| c.tenant_id == doc.tenant_id) {
         if bill_wanted(c, doc) {
@@ -51,11 +56,20 @@ pub fn document_jobs(previous: Option<&Document>, doc: &Document, connections: &
 }
 
 /// The jobs a payment's arrival or change causes (A3).
-pub fn payment_jobs(previous: Option<&Payment>, payment: &Payment, connections: &[Connection], now: i64) -> Vec<NewJob> {
+pub fn payment_jobs(
+    previous: Option<&Payment>,
+    payment: &Payment,
+    connections: &[Connection],
+    now: i64,
+) -> Vec<NewJob> {
     if previous == Some(payment) {
         return Vec::new();
     }
-    let trigger = if previous.is_some() { Trigger::Changed } else { Trigger::Paid };
+    let trigger = if previous.is_some() {
+        Trigger::Changed
+    } else {
+        Trigger::Paid
+    };
     connections
         .iter()
         .filter(|c| c.tenant_id == payment.tenant_id && c.enabled && c.sync_payments)
