@@ -275,9 +275,8 @@ pub fn document(v: &Value, at: &str) -> Result<Document, Vec<FieldError>> {
         ));
     }
     let currency = f.string("currency", 3);
-    if !currency.is_empty()
-        && !(currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase()))
-    {
+    let iso = currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase());
+    if !currency.is_empty() && !iso {
         f.errors.push(err(
             &f.path("currency"),
             format!("`{currency}` is not an ISO 4217 code like USD"),

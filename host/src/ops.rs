@@ -138,7 +138,7 @@ pub async fn resync(
             let done = s.total - s.pending - s.waiting;
             if tty {
                 let width = 30;
-                let filled = if s.total == 0 { width } else { done * width / s.total };
+                let filled = (done * width).checked_div(s.total).unwrap_or(width);
                 eprint!(
                     "\r[{}{}] {done}/{} entries  created {}  updated {}  unchanged {}  booked {}  failed {}   ",
                     "#".repeat(filled),

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 /// Queues `job`, coalescing with a queued job for the same connection,
 /// document and target (D1: events delivered twice make one sync).
 pub(super) fn enqueue_in(db: &rusqlite::Connection, job: &NewJob) -> anyhow::Result<()> {
-    exec(&db,
+    exec(db,
         "INSERT INTO jobs (connection_id, tenant_id, document_id, target, trigger, force, state, due_at, run_id, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9)
          ON CONFLICT (connection_id, document_id, target) WHERE state = 'queued' DO UPDATE SET
@@ -433,7 +433,7 @@ fn release_payments(
         .is_some();
     if queued {
         // One queued payment job already covers the document's payments.
-        exec(&tx,
+        exec(tx,
             "UPDATE jobs SET state = 'done', outcome = 'coalesced', finished_at = ?3
              WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment' AND state IN ('waiting', 'blocked')",
             params![connection, document, now],
@@ -451,20 +451,20 @@ fn release_payments(
     for (i, id) in ids.iter().enumerate() {
         if i == 0 {
             exec(
-                &tx,
+                tx,
                 "UPDATE jobs SET state = 'queued', due_at = ?2, error = NULL WHERE id = ?1",
                 params![id, now],
             )?;
         } else {
             exec(
-                &tx,
+                tx,
                 "UPDATE jobs SET state = 'done', outcome = 'coalesced', finished_at = ?2 WHERE id = ?1",
                 params![id, now],
             )?;
         }
     }
     exec(
-        &tx,
+        tx,
         "DELETE FROM attention WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment'
            AND message LIKE 'blocked:%'",
         params![connection, document],

@@ -72,7 +72,7 @@ impl Store {
         let id = id.to_string();
         self.with(move |db| {
             exec(
-                &db,
+                db,
                 "INSERT INTO tenants (id, created_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                 params![id, now_ms()],
             )?;
@@ -99,7 +99,7 @@ impl Store {
             let config = serde_json::to_string(&c)?;
             let credentials = serde_json::to_string(&c.credentials)?;
             exec(
-                &db,
+                db,
                 "INSERT INTO connections (id, tenant_id, enabled, config, credentials, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (id) DO UPDATE SET tenant_id = excluded.tenant_id,
@@ -117,7 +117,7 @@ impl Store {
         let id = id.to_string();
         self.with(move |db| {
             query_row(
-                &db,
+                db,
                 "SELECT config, credentials, enabled FROM connections WHERE id = ?1",
                 [id],
                 |r| {
@@ -155,7 +155,7 @@ impl Store {
             let mut value: serde_json::Value = serde_json::from_str(&config)?;
             value["enabled"] = serde_json::Value::Bool(enabled);
             exec(
-                &db,
+                db,
                 "UPDATE connections SET enabled = ?2, config = ?3 WHERE id = ?1",
                 params![id, enabled, value.to_string()],
             )?;
@@ -307,7 +307,7 @@ impl Store {
         let c = connection_id.to_string();
         self.with(move |db| {
             let count = |t: &str| -> anyhow::Result<usize> {
-                Ok(query_row(&db,
+                Ok(query_row(db,
                     "SELECT COUNT(*) FROM entries WHERE connection_id = ?1 AND target = ?2 AND erp_id IS NOT NULL",
                     params![c, t],
                     |r| r.get::<_, i64>(0),
@@ -323,7 +323,7 @@ impl Store {
     /// looking up, and a retry reuses the key.
     pub async fn record_intent(&self, entry: EntryRow) -> anyhow::Result<()> {
         self.with(move |db| {
-            exec(&db,
+            exec(db,
                 "INSERT INTO entries (connection_id, target, subject_id, document_id, intent_key, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (connection_id, target, subject_id) DO UPDATE SET intent_key = excluded.intent_key,
@@ -345,7 +345,7 @@ impl Store {
     ) -> anyhow::Result<bool> {
         let (c, s) = (connection_id.to_string(), subject_id.to_string());
         self.with(move |db| {
-            let n = exec(&db,
+            let n = exec(db,
                 "UPDATE entries SET booked = 0, booked_reason = NULL, content_hash = NULL, updated_at = ?4
                  WHERE connection_id = ?1 AND target = ?2 AND subject_id = ?3 AND booked = 1",
                 params![c, target.as_str(), s, now_ms()],
@@ -439,7 +439,7 @@ impl Store {
     ) -> anyhow::Result<bool> {
         let (c, d) = (connection_id.to_string(), document_id.to_string());
         self.with(move |db| {
-            Ok(exec(&db,
+            Ok(exec(db,
                 "DELETE FROM attention WHERE connection_id = ?1 AND document_id = ?2 AND target = ?3",
                 params![c, d, target.as_str()],
             )? > 0)
@@ -483,7 +483,7 @@ fn document_in(
     id: &str,
 ) -> anyhow::Result<Option<Document>> {
     query_row(
-        &tx,
+        tx,
         "SELECT body FROM documents WHERE tenant_id = ?1 AND id = ?2",
         params![tenant, id],
         |r| r.get::<_, String>(0),

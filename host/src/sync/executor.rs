@@ -698,11 +698,11 @@ impl RetryPolicy {
             .saturating_mul(1u32 << attempts_so_far.min(20))
             .min(self.cap);
         // Jitter from the clock's low bits: no RNG needed for spreading retries.
-        let noise = (std::time::SystemTime::now()
+        let noise = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0)
-            % 1000) as u32;
+            % 1000;
         let jittered = exp / 2 + exp / 2 * noise / 1000;
         jittered.max(retry_after.unwrap_or_default())
     }
