@@ -132,21 +132,26 @@ impl Capture {
             complete.push(String::from_utf8_lossy(&line[..i]).trim_end().to_string());
         }
         for message in complete {
-            let level = if source == LogSource::Stdout {
-                LogLevel::Info
-            } else {
-                LogLevel::Warn
-            };
-            Self::push(
-                inner,
-                self.limit,
-                LogLine {
-                    source,
-                    level,
-                    message,
-                },
-            );
+            Self::push_output(inner, self.limit, source, message);
         }
+    }
+
+    /// A line of stdout (info) or stderr (warn).
+    fn push_output(inner: &mut Inner, limit: usize, source: LogSource, message: String) {
+        let level = if source == LogSource::Stdout {
+            LogLevel::Info
+        } else {
+            LogLevel::Warn
+        };
+        Self::push(
+            inner,
+            limit,
+            LogLine {
+                source,
+                level,
+                message,
+            },
+        );
     }
 
     /// All lines so far, unfinished stdout/stderr lines included, and a note
@@ -161,20 +166,7 @@ impl Capture {
             };
             if !buf.is_empty() {
                 let message = String::from_utf8_lossy(&buf).trim_end().to_string();
-                let level = if source == LogSource::Stdout {
-                    LogLevel::Info
-                } else {
-                    LogLevel::Warn
-                };
-                Self::push(
-                    inner,
-                    self.limit,
-                    LogLine {
-                        source,
-                        level,
-                        message,
-                    },
-                );
+                Self::push_output(inner, self.limit, source, message);
             }
         }
         let mut lines = inner.lines.clone();

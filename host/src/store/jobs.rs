@@ -2,7 +2,6 @@
 //! (the outcome and everything it changes, in one transaction), recovery of
 //! jobs whose worker died.
 
-use super::records::{ENTRY_COLUMNS, entry_from_row};
 use super::rows::{FinishedJob, Job, JobOutcome, JobState, NewJob, RunSummary};
 use super::{Store, now_ms};
 use super::{exec, query_row};
@@ -398,19 +397,6 @@ impl Store {
                 |r| r.get(0),
             )?;
             Ok((next.is_some(), running, next))
-        })
-        .await
-    }
-
-    /// The entries of a connection, for checks and reports.
-    pub async fn entries(&self, connection_id: &str) -> anyhow::Result<Vec<super::EntryRow>> {
-        let c = connection_id.to_string();
-        self.with(move |db| {
-            let mut stmt = db.prepare_cached(&format!(
-                "SELECT {ENTRY_COLUMNS} FROM entries WHERE connection_id = ?1 ORDER BY target, subject_id"
-            ))?;
-            let rows = stmt.query_map([c], entry_from_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }

@@ -302,6 +302,19 @@ impl Store {
         .await
     }
 
+    /// The entries of a connection, for checks and reports.
+    pub async fn entries(&self, connection_id: &str) -> anyhow::Result<Vec<EntryRow>> {
+        let c = connection_id.to_string();
+        self.with(move |db| {
+            let mut stmt = db.prepare_cached(&format!(
+                "SELECT {ENTRY_COLUMNS} FROM entries WHERE connection_id = ?1 ORDER BY target, subject_id"
+            ))?;
+            let rows = stmt.query_map([c], entry_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     /// Counts a connection's entries that have an ERP id, per target.
     pub async fn entry_counts(&self, connection_id: &str) -> anyhow::Result<(usize, usize)> {
         let c = connection_id.to_string();
