@@ -725,3 +725,63 @@ async fn v1_bad_input_names_the_field_and_stores_nothing() {
     );
     assert!(e.store.connection("bad").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn m3_an_entry_deleted_in_the_erp_is_created_again_and_a_stale_version_is_read_again() {
+    let (e, dir) = setup_csv().await;
+    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "10.00"), doc_json(T, "d2", "approved", "10.00")]}))
+        .await
+        .unwrap();
+    settle(&e).await;
+
+    // Someone deleted d1's entry in the ERP: the update answers not-found,
+    // and rule 3 creates it again from the document as it is now.
+    std::fs::remove_file(dir.path().join("bills/d1.csv")).unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "11.00")]}),
+    )
+    .await
+    .unwrap();
+    settle(&e).await;
+    let last = e.store.log_of(T, "d1", None).await.unwrap().pop().unwrap();
+    assert_eq!(last.outcome, "created", "{last:?}");
+    let ops: Vec<_> = last
+        .operations
+        .iter()
+        .map(|o| o.operation.as_str())
+        .collect();
+    assert_eq!(ops, ["update-bill", "lookup-bill", "create-bill"]);
+    assert!(csv_text(dir.path(), "bills/d1.csv").contains(",11.00,"));
+
+    // An accountant edited d2 meanwhile (its version moved on): the update is
+    // refused as stale, the entry is read again and updated once more.
+    let text = csv_text(dir.path(), "bills/d2.csv").replace(",1,", ",7,");
+    std::fs::write(dir.path().join("bills/d2.csv"), text).unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d2", "approved", "12.00")]}),
+    )
+    .await
+    .unwrap();
+    settle(&e).await;
+    let last = e.store.log_of(T, "d2", None).await.unwrap().pop().unwrap();
+    assert_eq!(last.outcome, "updated", "{last:?}");
+    let ops: Vec<_> = last
+        .operations
+        .iter()
+        .map(|o| o.operation.as_str())
+        .collect();
+    assert_eq!(ops, ["update-bill", "lookup-bill", "update-bill"]);
+    assert!(csv_text(dir.path(), "bills/d2.csv").contains(",12.00,"));
+    assert_eq!(
+        e.store
+            .entry("csv", Target::Bill, "d2")
+            .await
+            .unwrap()
+            .unwrap()
+            .version
+            .as_deref(),
+        Some("8")
+    );
+}
