@@ -192,15 +192,21 @@ pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
     report(&engine, t).await?;
 
     println!(
-        "\n2. doc-1001 is paid by check and doc-1003 is marked paid: payment entries follow (A3):"
+        "\n2. doc-1001 is paid by check (its funding completes) and doc-1003 is marked paid: payment entries follow (A3, A4):"
     );
+    // The ERP's own checks are near 100: ours start at 10001 (C2).
+    engine
+        .store
+        .set_next_check_number(TENANT, "operating", 10_001)
+        .await?;
     let t = now_ms();
     let mut docs = documents();
     docs[2]["status"] = "paid".into();
     import(
         &engine,
         json!({"documents": [docs[2].clone()], "payments": [{"tenant": TENANT, "id": "pay-9001", "document_id": "doc-1001",
-            "amount": "480.00", "date": "2026-11-20", "method": "check", "funding_account": "operating", "check_number": 10001}]}),
+            "amount": "480.00", "date": "2026-11-20", "method": "check", "funding_account": "operating",
+            "disbursement_status": "funding_complete"}]}),
     )
     .await?;
     settle(&engine).await?;

@@ -20,7 +20,9 @@
 //! Amounts are decimal strings or JSON numbers in the currency's units;
 //! they are stored exactly, in minor units.
 
-use crate::model::{Document, DocumentLine, DocumentStatus, Payment, PaymentMethod, Vendor};
+use crate::model::{
+    DisbursementStatus, Document, DocumentLine, DocumentStatus, Payment, PaymentMethod, Vendor,
+};
 use ledgerbridge_sdk::dates::Ymd;
 use ledgerbridge_sdk::money;
 use serde::Deserialize;
@@ -380,9 +382,17 @@ pub fn payment(v: &Value, at: &str) -> Result<Payment, Vec<FieldError>> {
             "date",
             "method",
             "funding_account",
+            "bank_id",
+            "disbursement_status",
             "check_number",
         ],
     )?;
+    if f.obj.contains_key("check_number") {
+        f.errors.push(err(
+            &f.path("check_number"),
+            "check numbers are assigned by ledgerbridge from the funding account: set its next number with `funding-account set-next`, or change a rejected payment's with `edit-export`",
+        ));
+    }
     let tenant_id = f.id("tenant");
     let id = f.id("id");
     let document_id = f.id("document_id");
@@ -409,23 +419,22 @@ pub fn payment(v: &Value, at: &str) -> Result<Payment, Vec<FieldError>> {
         }
     };
     let funding_account = f.id("funding_account");
-    let check_number = match f.obj.get("check_number") {
+    let bank_id = f.optional_string("bank_id", 100);
+    let disbursement_status = match f.obj.get("disbursement_status") {
         None | Some(Value::Null) => None,
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => n.as_u64(),
-        Some(_) => {
+        Some(Value::String(s)) if s == "initiated" => Some(DisbursementStatus::Initiated),
+        Some(Value::String(s)) if s == "funding_complete" => {
+            Some(DisbursementStatus::FundingComplete)
+        }
+        Some(Value::String(s)) if s == "failed" => Some(DisbursementStatus::Failed),
+        Some(other) => {
             f.errors.push(err(
-                &f.path("check_number"),
-                "must be a whole number above zero",
+                &f.path("disbursement_status"),
+                format!("`{other}` is not one of initiated, funding_complete, failed (leave it out for a payment made outside the product)"),
             ));
             None
         }
     };
-    if check_number.is_some() && method != PaymentMethod::Check {
-        f.errors.push(err(
-            &f.path("check_number"),
-            "only check payments have a check number",
-        ));
-    }
     if f.errors.is_empty() {
         Ok(Payment {
             tenant_id,
@@ -435,7 +444,10 @@ pub fn payment(v: &Value, at: &str) -> Result<Payment, Vec<FieldError>> {
             date,
             method,
             funding_account,
-            check_number,
+            // Check numbers are the host's to assign (C1).
+            check_number: None,
+            bank_id,
+            disbursement_status,
         })
     } else {
         Err(f.errors)

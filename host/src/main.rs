@@ -128,11 +128,54 @@ enum Command {
         #[arg(long, value_parser = parse_target, default_value = "bill")]
         target: Target,
     },
+    /// Shows a funding account's check numbering, or sets its next number.
+    FundingAccount {
+        #[command(subcommand)]
+        command: FundingCommand,
+    },
+    /// Lists payments the ERP rejected, with their check number and bank id.
+    FailedExports {
+        #[arg(long)]
+        connection: Option<String>,
+    },
+    /// Changes a rejected payment's check number and/or bank id.
+    EditExport {
+        payment: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        check_number: Option<u64>,
+        #[arg(long)]
+        bank_id: Option<String>,
+    },
+    /// Sends a rejected payment again, and prints the result.
+    Export {
+        payment: String,
+        #[arg(long)]
+        connection: String,
+    },
     /// Runs queued syncs.
     Worker {
         /// Stop when no sync is queued or running.
         #[arg(long)]
         until_idle: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum FundingCommand {
+    /// Shows the next check number and the last issued.
+    Show {
+        id: String,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Sets the next check number (refused at or below one already issued).
+    SetNext {
+        id: String,
+        next: u64,
+        #[arg(long)]
+        tenant: String,
     },
 }
 
@@ -284,6 +327,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             target,
         } => ops::unlock(&*engine(runtime)?, subject, connection, *target).await,
         Command::Worker { until_idle } => ops::worker(&engine(runtime)?, *until_idle).await,
+        Command::FundingAccount { command } => match command {
+            FundingCommand::Show { id, tenant } => {
+                ops::show_funding_account(&*engine(runtime)?, tenant, id).await
+            }
+            FundingCommand::SetNext { id, next, tenant } => {
+                ops::set_next_check_number(&*engine(runtime)?, tenant, id, *next).await
+            }
+        },
+        Command::FailedExports { connection } => {
+            ops::failed_exports(&*engine(runtime)?, connection.as_deref()).await
+        }
+        Command::EditExport {
+            payment,
+            tenant,
+            check_number,
+            bank_id,
+        } => {
+            ops::edit_export(
+                &*engine(runtime)?,
+                tenant,
+                payment,
+                *check_number,
+                bank_id.clone(),
+            )
+            .await
+        }
+        Command::Export {
+            payment,
+            connection,
+        } => ops::export(&engine(runtime)?, payment, connection).await,
     }
 }
 

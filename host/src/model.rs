@@ -103,6 +103,16 @@ pub enum PaymentMethod {
     Card,
 }
 
+/// Where a payment's disbursement stands (A4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisbursementStatus {
+    Initiated,
+    /// The money is out: the payment entry is synced at once.
+    FundingComplete,
+    Failed,
+}
+
 /// A payment against a document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payment {
@@ -115,7 +125,25 @@ pub struct Payment {
     pub method: PaymentMethod,
     /// The funding account the payment is drawn from.
     pub funding_account: String,
+    /// The check number; assigned by the host when a check is funded (C1).
     pub check_number: Option<u64>,
+    /// The ERP's bank account for this payment, when an operator set it
+    /// (L3); otherwise the connection's mapping of the funding account.
+    #[serde(default)]
+    pub bank_id: Option<String>,
+    /// `None`: paid outside the product, synced as soon as recorded.
+    #[serde(default)]
+    pub disbursement_status: Option<DisbursementStatus>,
+}
+
+impl Payment {
+    /// Whether the payment's entry belongs in the ERP now (A3, A4).
+    pub fn ready(&self) -> bool {
+        matches!(
+            self.disbursement_status,
+            None | Some(DisbursementStatus::FundingComplete)
+        )
+    }
 }
 
 /// Which entry of a document a sync is about.

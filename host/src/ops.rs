@@ -292,3 +292,88 @@ pub async fn worker(engine: &Arc<Engine>, until_idle: bool) -> anyhow::Result<()
     stopper.abort();
     Ok(())
 }
+
+pub async fn show_funding_account(engine: &Engine, tenant: &str, id: &str) -> anyhow::Result<()> {
+    let fa = engine.store.funding_account(tenant, id).await?;
+    println!("funding account {} (tenant {})", fa.id, fa.tenant_id);
+    println!("  next check number  {}", fa.next_check_number);
+    match fa.last_issued {
+        Some(n) => println!(
+            "  last issued        {n} ({} numbers issued or found used in the ERP)",
+            fa.issued
+        ),
+        None => println!("  last issued        none yet"),
+    }
+    Ok(())
+}
+
+pub async fn set_next_check_number(
+    engine: &Engine,
+    tenant: &str,
+    id: &str,
+    next: u64,
+) -> anyhow::Result<()> {
+    engine.store.set_next_check_number(tenant, id, next).await?;
+    println!("funding account {id}: the next check gets number {next}");
+    Ok(())
+}
+
+pub async fn failed_exports(engine: &Engine, connection: Option<&str>) -> anyhow::Result<()> {
+    let items = engine.store.failed_exports(connection).await?;
+    if items.is_empty() {
+        println!("no payment failed to export");
+    }
+    for f in items {
+        println!(
+            "{} payment {} (document {}, tenant {})",
+            f.connection_id, f.payment_id, f.document_id, f.tenant_id
+        );
+        println!("    {}", f.error);
+        let check = f
+            .check_number
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "-".into());
+        let bank = f.bank_id.as_deref().unwrap_or("(the connection's mapping)");
+        println!("    check number {check}, bank id {bank}");
+        if let Some(s) = f.suggested_check_number {
+            println!(
+                "    suggested: ledgerbridge edit-export {} --tenant {} --check-number {s}, then ledgerbridge export {} --connection {}",
+                f.payment_id, f.tenant_id, f.payment_id, f.connection_id
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn edit_export(
+    engine: &Engine,
+    tenant: &str,
+    payment: &str,
+    check_number: Option<u64>,
+    bank_id: Option<String>,
+) -> anyhow::Result<()> {
+    if check_number.is_none() && bank_id.is_none() {
+        bail!("say what to change: --check-number N and/or --bank-id ID");
+    }
+    let p = engine
+        .store
+        .edit_payment(tenant, payment, check_number, bank_id)
+        .await?;
+    println!(
+        "payment {}: check number {}, bank id {}; `export` sends it again",
+        p.id,
+        p.check_number
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| "-".into()),
+        p.bank_id.as_deref().unwrap_or("(the connection's mapping)")
+    );
+    Ok(())
+}
+
+pub async fn export(engine: &Arc<Engine>, payment: &str, connection: &str) -> anyhow::Result<()> {
+    let run = engine.request_export(payment, connection).await?;
+    let summary = engine.finish_run(&run, |_| {}).await?;
+    print_results(engine, &run).await?;
+    print_summary(&summary);
+    Ok(())
+}

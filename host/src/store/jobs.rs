@@ -257,6 +257,17 @@ impl Store {
                 _ => {}
             }
 
+            for (payment, error) in &f.failed_exports {
+                super::payments::record_failed_export(
+                    &tx,
+                    &job.connection_id,
+                    &job.tenant_id,
+                    &job.document_id,
+                    payment,
+                    error.as_deref(),
+                )?;
+            }
+
             // A5: a bill's fate decides its waiting payments'.
             if job.target == Target::Bill {
                 match f.outcome {

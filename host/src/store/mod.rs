@@ -7,9 +7,11 @@
 //! log line, attention item, next retry) land together or not at all.
 
 mod jobs;
+mod payments;
 mod records;
 mod rows;
 
+pub use payments::{FailedExport, FundingAccount};
 pub use records::{JobContext, JobPlan};
 pub use rows::{
     AttentionItem, EntryRow, FinishedJob, Job, JobOutcome, JobState, LogRow, NewJob, Operation,
@@ -22,7 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The migrations, in order; `user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema_2.sql")];
 
 /// A handle on the database. Cheap to clone.
 #[derive(Clone)]

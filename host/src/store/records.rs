@@ -189,7 +189,7 @@ impl Store {
                 }
                 queued.extend(jobs);
             }
-            for (payment, plan) in payments {
+            for (mut payment, plan) in payments {
                 if document_in(&tx, &payment.tenant_id, &payment.document_id)?.is_none() {
                     bail!(
                         "payment {}: document_id: no document {} for tenant {}",
@@ -216,6 +216,14 @@ impl Store {
                         p.document_id,
                         payment.document_id
                     );
+                }
+                // The check number is the host's (C1); an operator's bank id
+                // stays unless the AP product sends another.
+                if let Some(p) = &previous {
+                    payment.check_number = p.check_number;
+                    if payment.bank_id.is_none() {
+                        payment.bank_id = p.bank_id.clone();
+                    }
                 }
                 let conns = all_connections(&tx, Some(&payment.tenant_id))?;
                 exec(&tx,

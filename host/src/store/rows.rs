@@ -150,6 +150,9 @@ pub struct FinishedJob {
     /// A person must act: (message, hint). `None` with a success resolves
     /// the document's item for this target.
     pub attention: Option<(String, String)>,
+    /// Payments whose export failed (`Some(error)`) or succeeded (`None`):
+    /// their Failed to export items are set or cleared (L3).
+    pub failed_exports: Vec<(String, Option<String>)>,
 }
 
 /// A line of a document's integration log (L1).

@@ -393,6 +393,7 @@ fn finished(job: &Job, outcome: JobOutcome) -> FinishedJob {
         operations: Vec::new(),
         plugin_log: "[]".into(),
         attention: None,
+        failed_exports: Vec::new(),
     }
 }
 
@@ -457,6 +458,7 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
         logs: Vec::new(),
     };
     let mut results = Vec::new();
+    let mut exports = Vec::new();
     match job.target {
         Target::Bill => {
             let subject = match mapping::bill(&doc, &conn) {
@@ -501,9 +503,32 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
                 .descriptor
                 .capabilities
                 .contains(wit::Capabilities::UPDATE_PAYMENTS);
+            let ask_erp = attempt
+                .plugin
+                .descriptor
+                .capabilities
+                .contains(wit::Capabilities::CHECK_NUMBERS_IN_USE);
             let mut entries = ctx.payment_entries;
-            for p in payments_to_sync(ctx.payments, &doc, &conn) {
-                let subject = mapping::payment(&p, &doc, &bill_id, &conn).map(|payment| Subject {
+            for mut p in payments_to_sync(ctx.payments, &doc, &conn) {
+                let mut mapped = mapping::payment(&p, &doc, &bill_id, &conn);
+                // C1, C3: a check gets its number when it is funded, skipping
+                // any the ERP says it already uses.
+                if let Ok(wp) = &mut mapped
+                    && p.method == PaymentMethod::Check
+                    && p.check_number.is_none()
+                {
+                    match assign_check_number(&mut attempt, &p, &wp.bank_account, ask_erp).await {
+                        Ok(n) => {
+                            p.check_number = Some(n);
+                            wp.check_number = Some(n);
+                        }
+                        Err(f) => {
+                            results.push(Err(f));
+                            continue;
+                        }
+                    }
+                }
+                let subject = mapped.map(|payment| Subject {
                     target: Target::Payment,
                     subject_id: p.id.clone(),
                     hash: content_hash(&payment),
@@ -511,7 +536,7 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
                     payment: Some(payment),
                 });
                 let row = entries.remove(&p.id);
-                results.push(match subject {
+                let result = match subject {
                     Ok(s) => {
                         attempt
                             .sync(
@@ -524,18 +549,90 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
                             .await
                     }
                     Err(m) => Err(Failure::Mapping(m)),
-                });
+                };
+                // L3: what the ERP rejected is listed in Failed to export until
+                // an export succeeds; a check number it already uses is never
+                // issued again (C3).
+                match &result {
+                    Ok(_) => exports.push((p.id.clone(), None)),
+                    Err(Failure::Call(CallError::Connector(c))) => {
+                        if let wit::ConnectorError::DuplicateCheckNumber(d) = c {
+                            engine
+                                .store
+                                .mark_check_used_in_erp(
+                                    &doc.tenant_id,
+                                    &p.funding_account,
+                                    d.check_number,
+                                )
+                                .await?;
+                        }
+                        if matches!(
+                            c,
+                            wit::ConnectorError::DuplicateCheckNumber(_)
+                                | wit::ConnectorError::Validation(_)
+                        ) {
+                            exports.push((p.id.clone(), Some(describe_connector_error(c))));
+                        }
+                    }
+                    Err(Failure::Mapping(m)) => {
+                        exports.push((p.id.clone(), Some(format!("{}: {}", m.field, m.message))))
+                    }
+                    Err(Failure::Call(_)) => {}
+                }
+                results.push(result);
             }
         }
     }
-    Ok(Step::Finished(Box::new(conclude(
-        engine,
-        job,
-        attempt.operations,
-        attempt.logs,
-        results,
-    ))))
+    let mut finished = conclude(engine, job, attempt.operations, attempt.logs, results);
+    finished.failed_exports = exports;
+    Ok(Step::Finished(Box::new(finished)))
 }
+
+/// The check number for `p`: its own if issued, else the funding account's
+/// next free one, skipping what the ERP reports in use when it can say.
+async fn assign_check_number(
+    attempt: &mut Attempt<'_>,
+    p: &Payment,
+    bank_account: &str,
+    ask_erp: bool,
+) -> Result<u64, Failure> {
+    let store = &attempt.engine.store;
+    let store_error = |e: anyhow::Error| {
+        Failure::Call(CallError::Connector(wit::ConnectorError::Unavailable(
+            format!("the store: {e:#}"),
+        )))
+    };
+    let mut in_use = Vec::new();
+    if ask_erp {
+        let next = store
+            .funding_account(&p.tenant_id, &p.funding_account)
+            .await
+            .map_err(store_error)?
+            .next_check_number;
+        let key = digest(&[
+            &attempt.job.connection_id,
+            &p.id,
+            "check-numbers",
+            &next.to_string(),
+        ]);
+        let op = Call::CheckNumbersInUse {
+            bank_account: bank_account.to_string(),
+            first: next,
+            count: CHECK_LOOKAHEAD,
+        };
+        match attempt.call(&key, op).await.map_err(Failure::Call)? {
+            Reply::CheckNumbers(n) => in_use = n,
+            _ => {}
+        }
+    }
+    store
+        .assign_check_number(&p.tenant_id, &p.funding_account, &p.id, in_use)
+        .await
+        .map_err(store_error)
+}
+
+/// How many numbers ahead the ERP is asked about.
+const CHECK_LOOKAHEAD: u32 = 100;
 
 fn blank(conn: &Connection, target: Target, subject: &str, document: &str) -> EntryRow {
     EntryRow {
@@ -563,8 +660,11 @@ fn payments_to_sync(mut payments: Vec<Payment>, doc: &Document, conn: &Connectio
             method: PaymentMethod::Ach,
             funding_account: conn.default_bank_account.clone().unwrap_or_default(),
             check_number: None,
+            bank_id: None,
+            disbursement_status: None,
         });
     }
+    payments.retain(Payment::ready);
     payments
 }
 

@@ -78,10 +78,10 @@ pub fn payment(
     bill_entry_id: &str,
     c: &Connection,
 ) -> Result<wit::Payment, MappingError> {
-    let bank = c
-        .mappings
-        .bank_accounts
-        .get(&p.funding_account)
+    let bank = p
+        .bank_id
+        .as_ref()
+        .or_else(|| c.mappings.bank_accounts.get(&p.funding_account))
         .or(c.default_bank_account.as_ref())
         .ok_or_else(|| MappingError {
             field: "funding_account".into(),

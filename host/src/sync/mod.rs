@@ -263,6 +263,40 @@ impl Engine {
         Ok(run)
     }
 
+    /// L3: sends a payment again after an edit: a manual sync of its
+    /// document's payment entry in `connection`. Returns the run id.
+    pub async fn request_export(
+        &self,
+        payment_id: &str,
+        connection: &str,
+    ) -> anyhow::Result<String> {
+        let conn = self
+            .store
+            .connection(connection)
+            .await?
+            .ok_or_else(|| SyncRefused::NoConnection(connection.into()))?;
+        let item = self
+            .store
+            .failed_exports(Some(connection))
+            .await?
+            .into_iter()
+            .find(|f| f.payment_id == payment_id);
+        let document = match item {
+            Some(f) => f.document_id,
+            None => {
+                bail!("payment {payment_id} is not in Failed to export for connection {connection}")
+            }
+        };
+        self.request_sync(
+            &conn.tenant_id,
+            &document,
+            connection,
+            Target::Payment,
+            false,
+        )
+        .await
+    }
+
     async fn check_manual(
         &self,
         tenant: &str,

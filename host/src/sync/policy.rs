@@ -2,7 +2,9 @@
 //! inside the transaction that records the event, so a document and its
 //! jobs are stored together.
 
-use crate::model::{Connection, Document, DocumentStatus, Payment, Target, Trigger};
+use crate::model::{
+    Connection, DisbursementStatus, Document, DocumentStatus, Payment, Target, Trigger,
+};
 use crate::store::NewJob;
 
 fn job(c: &Connection, document_id: &str, target: Target, trigger: Trigger, now: i64) -> NewJob {
@@ -55,20 +57,25 @@ pub fn document_jobs(
     jobs
 }
 
-/// The jobs a payment's arrival or change causes (A3).
+/// The jobs a payment's arrival or change causes: at once when it was paid
+/// outside the product (A3), the moment its disbursement's funding completes
+/// (A4), and when a synced payment changes; never while its disbursement is
+/// only initiated, or failed.
 pub fn payment_jobs(
     previous: Option<&Payment>,
     payment: &Payment,
     connections: &[Connection],
     now: i64,
 ) -> Vec<NewJob> {
-    if previous == Some(payment) {
+    if previous == Some(payment) || !payment.ready() {
         return Vec::new();
     }
-    let trigger = if previous.is_some() {
-        Trigger::Changed
-    } else {
-        Trigger::Paid
+    let trigger = match previous {
+        Some(p) if p.ready() => Trigger::Changed,
+        _ if payment.disbursement_status == Some(DisbursementStatus::FundingComplete) => {
+            Trigger::FundingComplete
+        }
+        _ => Trigger::Paid,
     };
     connections
         .iter()
