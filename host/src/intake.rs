@@ -521,12 +521,12 @@ mod tests {
     #[test]
     fn v1_payments_are_checked() {
         let p = serde_json::json!({"tenant": "acme", "id": "p1", "document_id": "doc-1", "amount": "0",
-            "date": "2026-11-20", "method": "ach", "funding_account": "op", "check_number": 7});
-        let fields: Vec<_> = payment(&p, "p")
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.field)
-            .collect();
-        assert_eq!(fields, ["p.amount", "p.check_number"]);
+            "date": "2026-11-20", "method": "ach", "funding_account": "op", "check_number": 7,
+            "disbursement_status": "sent"});
+        let errors = payment(&p, "p").unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        // Check numbers are assigned by the host, never taken from input (C1).
+        assert_eq!(fields, ["p.check_number", "p.amount", "p.disbursement_status"]);
+        assert!(errors[0].message.contains("funding-account set-next"));
     }
 }

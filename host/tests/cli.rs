@@ -33,7 +33,7 @@ fn demo_runs_the_engine_on_the_csv_plugin() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("doc-1001  payment  paid             created         entry pay-9001"),
+        stdout.contains("doc-1001  payment  funding_complete created         entry pay-9001"),
         "{stdout}"
     );
     assert!(
@@ -162,6 +162,38 @@ fn operators_run_it_for_a_tenant_from_the_command_line() {
         err.contains("documents[0].number: is required") && err.contains("nothing was stored"),
         "{err}"
     );
+    // Funding accounts and Failed to export.
+    assert!(
+        run(&[
+            "funding-account",
+            "set-next",
+            "operating",
+            "10000",
+            "--tenant",
+            "acme"
+        ])
+        .status
+        .success()
+    );
+    let fa = String::from_utf8_lossy(
+        &run(&["funding-account", "show", "operating", "--tenant", "acme"]).stdout,
+    )
+    .into_owned();
+    assert!(fa.contains("next check number  10000"), "{fa}");
+    assert!(
+        String::from_utf8_lossy(&run(&["failed-exports"]).stdout)
+            .contains("no payment failed to export")
+    );
+    let edit = run(&[
+        "edit-export",
+        "nope",
+        "--tenant",
+        "acme",
+        "--bank-id",
+        "1020",
+    ]);
+    assert!(String::from_utf8_lossy(&edit.stderr).contains("payment: no payment nope"));
+
     assert!(run(&["connection", "disable", "acme-csv"]).status.success());
     let list = String::from_utf8_lossy(&run(&["connection", "list"]).stdout).into_owned();
     assert!(

@@ -620,9 +620,8 @@ async fn assign_check_number(
             first: next,
             count: CHECK_LOOKAHEAD,
         };
-        match attempt.call(&key, op).await.map_err(Failure::Call)? {
-            Reply::CheckNumbers(n) => in_use = n,
-            _ => {}
+        if let Reply::CheckNumbers(n) = attempt.call(&key, op).await.map_err(Failure::Call)? {
+            in_use = n;
         }
     }
     store
