@@ -6,7 +6,12 @@ use std::path::Path;
 fn main() {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
     let root = here.parent().unwrap();
-    let names = ["test-hostile", "test-scripted", "test-future-contract"];
+    let names = [
+        "test-hostile",
+        "test-scripted",
+        "test-future-contract",
+        "test-create-only",
+    ];
     let built = ledgerbridge_plugin_build::build(
         &here.join("plugins"),
         &names,

@@ -526,7 +526,10 @@ mod tests {
         let errors = payment(&p, "p").unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         // Check numbers are assigned by the host, never taken from input (C1).
-        assert_eq!(fields, ["p.check_number", "p.amount", "p.disbursement_status"]);
+        assert_eq!(
+            fields,
+            ["p.check_number", "p.amount", "p.disbursement_status"]
+        );
         assert!(errors[0].message.contains("funding-account set-next"));
     }
 }

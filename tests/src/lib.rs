@@ -17,6 +17,9 @@ use std::time::Duration;
 pub const HOSTILE: &str = env!("TEST_PLUGIN_HOSTILE");
 /// The scripted test plugin (`tests/plugins/scripted`).
 pub const SCRIPTED: &str = env!("TEST_PLUGIN_SCRIPTED");
+/// A plugin that creates payment entries but cannot modify them
+/// (`tests/plugins/create-only`).
+pub const CREATE_ONLY: &str = env!("TEST_PLUGIN_CREATE_ONLY");
 /// A plugin built for contract 0.9.0 (`tests/plugins/future-contract`).
 pub const FUTURE_CONTRACT: &str = env!("TEST_PLUGIN_FUTURE_CONTRACT");
 

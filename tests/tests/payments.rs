@@ -384,3 +384,58 @@ async fn l3_a_duplicate_check_number_is_edited_and_exported_once() {
     let err = e.request_export("p1", "s").await.unwrap_err().to_string();
     assert!(err.contains("not in Failed to export"), "{err}");
 }
+
+#[tokio::test]
+async fn m2_a_payment_entry_the_erp_cannot_modify_is_reported_never_duplicated() {
+    let e = engine();
+    e.store.add_tenant(T).await.unwrap();
+    e.put_connection(connection("x", T, CREATE_ONLY, None))
+        .await
+        .unwrap();
+    import(&e, json!({"documents": [doc_json(T, "d1", "paid", "10.00")], "payments": [payment_json(T, "p1", "d1", "10.00")]}))
+        .await
+        .unwrap();
+    settle(&e).await;
+    assert_eq!(
+        e.store
+            .entry("x", Target::Payment, "p1")
+            .await
+            .unwrap()
+            .unwrap()
+            .erp_id
+            .as_deref(),
+        Some("P-p1")
+    );
+
+    // The payment changes; a bulk re-sync cannot modify its entry there, and
+    // says so, and creates no second one.
+    import(
+        &e,
+        json!({"payments": [{"tenant": T, "id": "p1", "document_id": "d1", "amount": "9.00",
+        "date": "2026-11-21", "method": "ach", "funding_account": "operating"}]}),
+    )
+    .await
+    .unwrap();
+    settle(&e).await;
+    let (run, _) = e
+        .request_resync("x", ledgerbridge::sync::Selection::All, false)
+        .await
+        .unwrap();
+    let s = e.finish_run(&run, |_| {}).await.unwrap();
+    assert_eq!((s.created, s.failed), (0, 0), "{s:?}");
+    let log = e.store.log_of(T, "d1", Some("x")).await.unwrap();
+    let creates = log
+        .iter()
+        .flat_map(|r| &r.operations)
+        .filter(|o| o.operation == "create-payment")
+        .count();
+    assert_eq!(creates, 1, "never duplicated: {log:?}");
+    let last = log.iter().rev().find(|r| r.target == "payment").unwrap();
+    assert!(
+        last.operations
+            .iter()
+            .any(|o| o.result.contains("the ERP cannot modify this entry")),
+        "{:?}",
+        last.operations
+    );
+}

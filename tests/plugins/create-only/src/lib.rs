@@ -1,0 +1,59 @@
+//! A connector whose ERP, like Xero, can create payment entries but never
+//! modify them: it declares `payments` without `update-payments`. Stateless:
+//! setting `lookup-payment` = `found` makes the payment's entry exist.
+
+use ledgerbridge_sdk::*;
+
+struct CreateOnly;
+
+fn entry(id: String, total: i64) -> Entry {
+    Entry {
+        id,
+        version: None,
+        state: EntryState::Open,
+        total: Some(total),
+    }
+}
+
+impl Connector for CreateOnly {
+    fn describe() -> Descriptor {
+        Descriptor {
+            name: "create-only".into(),
+            version: "0.1.0".into(),
+            capabilities: Capabilities::PAYMENTS,
+            settings: vec![],
+        }
+    }
+
+    fn lookup_bill(
+        _: &Context,
+        _: &Bill,
+        _: Option<&str>,
+    ) -> Result<Option<Entry>, ConnectorError> {
+        Ok(None)
+    }
+
+    fn create_bill(_: &Context, bill: &Bill) -> Result<Entry, ConnectorError> {
+        Ok(entry(format!("B-{}", bill.document_id), bill.total))
+    }
+
+    fn update_bill(_: &Context, e: &Entry, bill: &Bill) -> Result<Entry, ConnectorError> {
+        Ok(entry(e.id.clone(), bill.total))
+    }
+
+    fn lookup_payment(
+        ctx: &Context,
+        p: &Payment,
+        _: Option<&str>,
+    ) -> Result<Option<Entry>, ConnectorError> {
+        Ok((ctx.setting("lookup-payment") == Some("found"))
+            .then(|| entry(format!("P-{}", p.payment_id), p.amount)))
+    }
+
+    fn create_payment(_: &Context, p: &Payment) -> Result<Entry, ConnectorError> {
+        log::info(format!("created payment P-{}", p.payment_id));
+        Ok(entry(format!("P-{}", p.payment_id), p.amount))
+    }
+}
+
+export_connector!(CreateOnly);
