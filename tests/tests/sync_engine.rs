@@ -785,3 +785,43 @@ async fn m3_an_entry_deleted_in_the_erp_is_created_again_and_a_stale_version_is_
         Some("8")
     );
 }
+
+#[tokio::test]
+async fn d1_a_worker_starting_never_takes_a_live_workers_running_job() {
+    let (e, _dir) = setup_csv().await;
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}),
+    )
+    .await
+    .unwrap();
+    let lease = ledgerbridge::store::now_ms() + 60_000;
+    let claimed = e.store.claim(10, lease).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    // Another worker of this (live) process starts and recovers: the running
+    // job stays with its worker, and cannot be claimed twice.
+    assert_eq!(e.store.recover().await.unwrap(), 0);
+    assert!(e.store.claim(10, lease).await.unwrap().is_empty());
+    // A lease that ran out is taken back.
+    let e2 = engine();
+    e2.store.add_tenant(T).await.unwrap();
+    e2.put_connection(connection("csv", T, "csv", Some(_dir.path())))
+        .await
+        .unwrap();
+    import(
+        &e2,
+        json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        e2.store
+            .claim(10, ledgerbridge::store::now_ms() - 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(e2.store.recover().await.unwrap(), 1);
+    assert_eq!(e2.store.claim(10, lease).await.unwrap().len(), 1);
+}

@@ -71,7 +71,8 @@ impl Store {
     /// Claims up to `limit` due jobs, at most one per connection and
     /// document, none for a document with a job still running there (so a
     /// manual and an automatic sync of one document never run at once), bill
-    /// jobs before payment jobs. Each is leased until `lease_until`.
+    /// jobs before payment jobs. Each is leased to this process until
+    /// `lease_until`.
     pub async fn claim(&self, limit: usize, lease_until: i64) -> anyhow::Result<Vec<Job>> {
         self.with(move |db| {
             let tx = db.savepoint()?;
@@ -97,8 +98,8 @@ impl Store {
                 }
                 exec(
                     &tx,
-                    "UPDATE jobs SET state = 'running', lease_until = ?2 WHERE id = ?1",
-                    params![job.id, lease_until],
+                    "UPDATE jobs SET state = 'running', lease_until = ?2, lease_owner = ?3 WHERE id = ?1",
+                    params![job.id, lease_until, lease_owner()],
                 )?;
                 claimed.push(job);
             }
@@ -109,19 +110,33 @@ impl Store {
     }
 
     /// Puts running jobs whose worker died back in the queue: those whose
-    /// lease ran out, or with `all`, every running job (a host starting on a
-    /// store it alone uses). Returns how many.
-    pub async fn recover(&self, all: bool) -> anyhow::Result<usize> {
+    /// lease ran out, and those leased by a process of this host that no
+    /// longer exists (so a restart after a crash resumes at once, while a
+    /// live worker's jobs are left alone). Returns how many.
+    pub async fn recover(&self) -> anyhow::Result<usize> {
         self.with(move |db| {
             let tx = db.savepoint()?;
             let now = now_ms();
-            let cutoff = if all { i64::MAX } else { now };
             let expired: Vec<(i64, String, String, String)> = {
                 let mut stmt = tx.prepare_cached(
-                    "SELECT id, connection_id, document_id, target FROM jobs WHERE state = 'running' AND lease_until < ?1",
+                    "SELECT id, connection_id, document_id, target, lease_until, lease_owner FROM jobs WHERE state = 'running'",
                 )?;
-                stmt.query_map([cutoff], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
-                    .collect::<Result<_, _>>()?
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?),
+                        r.get::<_, Option<i64>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                    ))
+                })?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (job, until, owner) = row?;
+                    let dead = owner.as_deref().is_some_and(owner_is_gone);
+                    if dead || until.is_none_or(|u| u < now) {
+                        out.push(job);
+                    }
+                }
+                out
             };
             for (id, c, d, t) in &expired {
                 // A newer event may have queued the same sync meanwhile: the
@@ -141,13 +156,26 @@ impl Store {
                     exec(&tx, "DELETE FROM jobs WHERE id = ?1", [id])?;
                 } else {
                     exec(&tx,
-                        "UPDATE jobs SET state = 'queued', lease_until = NULL, due_at = ?2 WHERE id = ?1",
+                        "UPDATE jobs SET state = 'queued', lease_until = NULL, lease_owner = NULL, due_at = ?2 WHERE id = ?1",
                         params![id, now],
                     )?;
                 }
             }
             tx.commit()?;
             Ok(expired.len())
+        })
+        .await
+    }
+
+    /// Extends the leases of this process's running jobs until `until`.
+    pub async fn renew_leases(&self, until: i64) -> anyhow::Result<()> {
+        self.with(move |db| {
+            exec(
+                db,
+                "UPDATE jobs SET lease_until = ?1 WHERE state = 'running' AND lease_owner = ?2",
+                params![until, lease_owner()],
+            )?;
+            Ok(())
         })
         .await
     }
@@ -411,6 +439,26 @@ impl Store {
         })
         .await
     }
+}
+
+/// This process, as a lease owner.
+fn lease_owner() -> String {
+    format!("pid:{}", std::process::id())
+}
+
+/// Whether the process that owned a lease is gone (Linux: no `/proc/<pid>`).
+/// Elsewhere nothing is known, and only the lease's expiry frees the job.
+fn owner_is_gone(owner: &str) -> bool {
+    let Some(pid) = owner
+        .strip_prefix("pid:")
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    if pid == std::process::id() {
+        return false;
+    }
+    cfg!(target_os = "linux") && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Puts a document's waiting or blocked payment jobs back in the queue.

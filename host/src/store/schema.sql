@@ -74,6 +74,9 @@ CREATE TABLE jobs (
     attempts       INTEGER NOT NULL DEFAULT 0,
     due_at         INTEGER NOT NULL,
     lease_until    INTEGER,
+    -- The process holding the lease (`pid:<n>`), so a restarted host can
+    -- tell a dead worker's jobs from a live one's.
+    lease_owner    TEXT,
     run_id         TEXT,
     outcome        TEXT,
     error          TEXT,

@@ -431,15 +431,23 @@ impl Engine {
         until_idle: bool,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
-        // One worker per SQLite store: jobs it finds running were left by a
-        // host that died, and are taken back at once.
-        self.store.recover(true).await?;
+        // Jobs a dead worker left running are taken back: at once when its
+        // process is gone, else when its lease runs out.
+        self.store.recover().await?;
+        let mut renewed = std::time::Instant::now();
         let global = Arc::new(Semaphore::new(self.worker.concurrency));
         let mut per_conn: HashMap<String, Arc<Semaphore>> = HashMap::new();
         let mut tasks = tokio::task::JoinSet::new();
         loop {
             if *stop.borrow() {
                 break;
+            }
+            if renewed.elapsed() >= self.worker.lease / 4 {
+                self.store
+                    .renew_leases(now_ms() + self.worker.lease.as_millis() as i64)
+                    .await?;
+                self.store.recover().await?;
+                renewed = std::time::Instant::now();
             }
             let free = global.available_permits();
             let claimed = if free > 0 {

@@ -100,7 +100,13 @@ fn read_text(path: &str) -> Result<Option<String>, ConnectorError> {
 fn write_atomically(path: &str, text: &str) -> Result<(), ConnectorError> {
     let dir = &path[..path.rfind('/').unwrap_or(0)];
     fs::create_dir_all(dir).map_err(|e| io_error("create", dir, e))?;
-    let tmp = format!("{path}.tmp");
+    // A name of its own per write: two writers never share a temporary file.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let tmp = format!("{path}.{stamp:x}{n}.tmp");
     let mut f = fs::File::create(&tmp).map_err(|e| io_error("create", &tmp, e))?;
     f.write_all(text.as_bytes())
         .and_then(|_| f.sync_all())
