@@ -293,23 +293,6 @@ impl Store {
         self.with(move |db| entry_in(db, &c, target, &s)).await
     }
 
-    /// Every entry of a document in one connection.
-    pub async fn entries_of(
-        &self,
-        connection_id: &str,
-        document_id: &str,
-    ) -> anyhow::Result<Vec<EntryRow>> {
-        let (c, d) = (connection_id.to_string(), document_id.to_string());
-        self.with(move |db| {
-            let mut stmt = db.prepare_cached(&format!(
-                "SELECT {ENTRY_COLUMNS} FROM entries WHERE connection_id = ?1 AND document_id = ?2 ORDER BY target, subject_id"
-            ))?;
-            let rows = stmt.query_map(params![c, d], entry_from_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
-        })
-        .await
-    }
-
     /// The entries of a connection, for checks and reports.
     pub async fn entries(&self, connection_id: &str) -> anyhow::Result<Vec<EntryRow>> {
         let c = connection_id.to_string();

@@ -699,8 +699,15 @@ fn conclude(
             Err(e) => failure = failure.or(Some(e)),
         }
     }
-    if let Some(SkippedBookedMessage(m)) = booked_message(&f) {
-        f.error = Some(m);
+    if f.outcome == JobOutcome::SkippedBooked {
+        let reason = f
+            .entries
+            .iter()
+            .find_map(|e| e.booked_reason.clone())
+            .unwrap_or_default();
+        f.error = Some(format!(
+            "not synced: the entry is booked in the ERP ({reason})"
+        ));
     }
     let Some(failure) = failure else { return f };
     let (verdict, message) = match failure {
@@ -750,21 +757,6 @@ fn conclude(
         );
     }
     f
-}
-
-struct SkippedBookedMessage(String);
-
-fn booked_message(f: &FinishedJob) -> Option<SkippedBookedMessage> {
-    (f.outcome == JobOutcome::SkippedBooked).then(|| {
-        let reason = f
-            .entries
-            .iter()
-            .find_map(|e| e.booked_reason.clone())
-            .unwrap_or_default();
-        SkippedBookedMessage(format!(
-            "not synced: the entry is booked in the ERP ({reason})"
-        ))
-    })
 }
 
 /// Exponential backoff with jitter, honouring the ERP's retry-after (R1).
