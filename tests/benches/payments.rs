@@ -26,9 +26,7 @@ fn main() {
         .unwrap();
     tokio.block_on(async {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(&tmp.path().join("bench.db")).unwrap();
-        let engine = Arc::new(Engine::new(store, runtime().clone(), RetryPolicy::default(), WorkerConfig::default()));
-        engine.store.add_tenant("acme").await.unwrap();
+        let engine = durable_engine(tmp.path(), "acme").await;
         let erp = tmp.path().join("erp");
         std::fs::create_dir_all(&erp).unwrap();
         engine.put_connection(connection("csv", "acme", "csv", Some(&erp))).await.unwrap();

@@ -26,9 +26,7 @@ fn main() {
         .unwrap();
     tokio.block_on(async {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(&tmp.path().join("bench.db")).unwrap();
-        let engine = Arc::new(Engine::new(store, runtime().clone(), RetryPolicy::default(), WorkerConfig::default()));
-        engine.store.add_tenant("acme").await.unwrap();
+        let engine = durable_engine(tmp.path(), "acme").await;
         let batch: Vec<_> = (0..docs).map(|i| doc_json("acme", &format!("d{i:06}"), "approved", "10.00")).collect();
         let t = Instant::now();
         for chunk in batch.chunks(1000) {

@@ -196,6 +196,32 @@ pub fn engine() -> Arc<Engine> {
     ))
 }
 
+/// An engine over a durable store in `dir` (production retries), with
+/// tenant `tenant`: what the benchmarks measure.
+pub async fn durable_engine(dir: &std::path::Path, tenant: &str) -> Arc<Engine> {
+    let store = Store::open(&dir.join("bench.db")).unwrap();
+    let engine = Arc::new(Engine::new(
+        store,
+        runtime().clone(),
+        RetryPolicy::default(),
+        WorkerConfig::default(),
+    ));
+    engine.store.add_tenant(tenant).await.unwrap();
+    engine
+}
+
+/// A quick engine with tenant `tenant` and a CSV connection `csv` granted
+/// a fresh directory (returned, so it lives as long as the test needs).
+pub async fn csv_engine(tenant: &str) -> (Arc<Engine>, tempfile::TempDir) {
+    let e = engine();
+    e.store.add_tenant(tenant).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    e.put_connection(connection("csv", tenant, "csv", Some(dir.path())))
+        .await
+        .unwrap();
+    (e, dir)
+}
+
 /// A connection of tenant `tenant` with the usual mappings: categories
 /// `office` → 6100 and `freight` → 6300, department `ops`, funding account
 /// `operating` → bank account 1010.

@@ -19,12 +19,7 @@ fn check(id: &str, document: &str, status: Option<&str>) -> serde_json::Value {
 
 #[tokio::test]
 async fn a4_funding_complete_starts_the_payment_sync_at_once() {
-    let e = engine();
-    e.store.add_tenant(T).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    e.put_connection(connection("csv", T, "csv", Some(dir.path())))
-        .await
-        .unwrap();
+    let (e, dir) = csv_engine(T).await;
     import(
         &e,
         json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}),

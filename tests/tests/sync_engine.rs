@@ -37,13 +37,7 @@ async fn setup_csv() -> (
     std::sync::Arc<ledgerbridge::sync::Engine>,
     tempfile::TempDir,
 ) {
-    let e = engine();
-    e.store.add_tenant(T).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    e.put_connection(connection("csv", T, "csv", Some(dir.path())))
-        .await
-        .unwrap();
-    (e, dir)
+    csv_engine(T).await
 }
 
 #[tokio::test]
