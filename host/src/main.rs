@@ -212,6 +212,14 @@ enum PluginCommand {
 }
 
 fn main() -> std::process::ExitCode {
+    // Piped into `head` or `grep -q`, end quietly as other tools do, rather
+    // than panicking on a closed stdout.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread
+    // starts has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
