@@ -819,3 +819,87 @@ async fn d1_a_worker_starting_never_takes_a_live_workers_running_job() {
     assert_eq!(e2.store.recover().await.unwrap(), 1);
     assert_eq!(e2.store.claim(10, lease).await.unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn d2_a_create_keeps_its_idempotency_key_across_retries() {
+    let e = engine();
+    e.store.add_tenant(T).await.unwrap();
+    let mut c = connection("s", T, SCRIPTED, None);
+    c.settings
+        .insert("create-bill".into(), "unavailable".into());
+    e.put_connection(c.clone()).await.unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}),
+    )
+    .await
+    .unwrap();
+    settle(&e).await;
+    // The intent was stored before the first call and survived three failures.
+    let key = e
+        .store
+        .entry("s", Target::Bill, "d1")
+        .await
+        .unwrap()
+        .unwrap()
+        .intent_key
+        .expect("intent recorded");
+    assert_eq!(key.len(), 32);
+    c.settings.remove("create-bill");
+    e.put_connection(c).await.unwrap();
+    let (run, _) = e
+        .request_resync("s", Selection::Attention, false)
+        .await
+        .unwrap();
+    assert_eq!(e.finish_run(&run, |_| {}).await.unwrap().created, 1);
+    let entry = e
+        .store
+        .entry("s", Target::Bill, "d1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        entry.intent_key.as_deref(),
+        Some(key.as_str()),
+        "the retry reused the key"
+    );
+    assert_eq!(entry.erp_id.as_deref(), Some("S-d1"));
+}
+
+#[tokio::test]
+async fn p1_a_connections_own_deadline_reaches_the_sandbox() {
+    let e = engine();
+    e.store.add_tenant(T).await.unwrap();
+    let mut c = connection("h", T, HOSTILE, None);
+    c.settings.insert("mode".into(), "loop".into());
+    c.limits.deadline_ms = Some(300);
+    e.put_connection(c).await.unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}),
+    )
+    .await
+    .unwrap();
+    settle(&e).await;
+    let log = e.store.log_of(T, "d1", None).await.unwrap();
+    assert_eq!(
+        log.len(),
+        3,
+        "a deadline is transient: retried, then given up: {log:?}"
+    );
+    assert!(
+        log[0]
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("took longer than 300ms"),
+        "{:?}",
+        log[0].error
+    );
+    let items = e.store.attention(Some("h")).await.unwrap();
+    assert!(
+        items[0].message.starts_with("gave up after 3 attempts"),
+        "{}",
+        items[0].message
+    );
+}
