@@ -9,12 +9,16 @@ pub struct BuiltinPlugin {
     pub name: &'static str,
     /// The component.
     pub wasm: &'static [u8],
+    /// Whether a connection must grant it a directory. (Contract 0.1 cannot
+    /// say so itself; the host knows it of its own connectors.)
+    pub needs_directory: bool,
 }
 
 /// The CSV connector (`plugins/csv`).
 pub const CSV: BuiltinPlugin = BuiltinPlugin {
     name: "csv",
     wasm: include_bytes!(env!("LEDGERBRIDGE_PLUGIN_CSV")),
+    needs_directory: true,
 };
 
 /// Every built-in plugin.

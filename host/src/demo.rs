@@ -87,7 +87,7 @@ async fn import(engine: &Engine, batch: serde_json::Value) -> anyhow::Result<()>
 
 async fn settle(engine: &Arc<Engine>) -> anyhow::Result<()> {
     let (_tx, rx) = tokio::sync::watch::channel(false);
-    engine.run_worker(true, rx).await
+    engine.run_worker(true, rx).await.map(|_| ())
 }
 
 /// Prints what happened to each document since `since`.

@@ -17,11 +17,20 @@
 //!   }]
 //! }
 //! ```
-//! Amounts are decimal strings or JSON numbers in the currency's units;
-//! they are stored exactly, in minor units.
+//! Amounts are decimal strings or JSON numbers in the currency's units,
+//! with no more decimals than the currency has (ISO 4217: 0 for JPY, 3 for
+//! KWD); they are stored exactly, in minor units, and none may exceed
+//! [`money::MAX_AMOUNT`] minor units. A payment's amount is read in its
+//! document's currency, so it is resolved against the document (in the same
+//! batch, or already recorded) by [`resolve_payment`].
+//!
+//! Ids follow [`crate::model::check_id`]; text may hold no control
+//! characters; dates lie between [`EARLIEST_DATE`] and [`LATEST_DATE`]; a
+//! batch holds at least one document or payment.
 
 use crate::model::{
     DisbursementStatus, Document, DocumentLine, DocumentStatus, Payment, PaymentMethod, Vendor,
+    check_id, check_text,
 };
 use ledgerbridge_sdk::dates::Ymd;
 use ledgerbridge_sdk::money;
@@ -47,11 +56,46 @@ impl std::fmt::Display for FieldError {
 #[error("invalid input, nothing was stored:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
 pub struct InvalidInput(pub Vec<FieldError>);
 
-/// A validated batch.
+/// The most lines one document may have.
+pub const MAX_LINES: usize = 1000;
+
+/// The earliest date accepted anywhere.
+pub const EARLIEST_DATE: &str = "1900-01-01";
+/// The latest date accepted anywhere.
+pub const LATEST_DATE: &str = "2199-12-31";
+
+/// A validated batch. Payments still need their document's currency to
+/// read their amounts ([`resolve_payment`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Batch {
     pub documents: Vec<Document>,
-    pub payments: Vec<Payment>,
+    pub payments: Vec<PaymentInput>,
+}
+
+/// A payment checked in every field but its amount, which is read once its
+/// document's currency is known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentInput {
+    /// The payment, with `amount` 0 until resolved.
+    pub payment: Payment,
+    /// The amount as sent.
+    pub amount: Value,
+    /// Where the payment was in the input (`payments[2]`), for messages.
+    pub at: String,
+}
+
+/// Reads a payment's amount in its document's `currency`: more than zero,
+/// no more decimals than the currency has.
+pub fn resolve_payment(input: &PaymentInput, currency: &str) -> Result<Payment, FieldError> {
+    let field = format!("{}.amount", input.at);
+    let amount = money::from_json(&input.amount, currency).map_err(|m| err(&field, m))?;
+    if amount <= 0 {
+        return Err(err(&field, "must be more than zero"));
+    }
+    Ok(Payment {
+        amount,
+        ..input.payment.clone()
+    })
 }
 
 #[derive(Deserialize)]
@@ -72,6 +116,12 @@ pub fn parse_batch(json: &str) -> Result<Batch, InvalidInput> {
         }])
     })?;
     let mut errors = Vec::new();
+    if raw.documents.is_empty() && raw.payments.is_empty() {
+        errors.push(err(
+            "(input)",
+            "the batch holds no documents and no payments",
+        ));
+    }
     let mut batch = Batch::default();
     for (i, v) in raw.documents.iter().enumerate() {
         match document(v, &format!("documents[{i}]")) {
@@ -94,6 +144,15 @@ pub fn parse_batch(json: &str) -> Result<Batch, InvalidInput> {
             ));
         }
     }
+    let mut seen = std::collections::HashSet::new();
+    for p in &batch.payments {
+        if !seen.insert((p.payment.tenant_id.clone(), p.payment.id.clone())) {
+            errors.push(err(
+                &format!("{}.id", p.at),
+                format!("`{}` appears twice in the batch", p.payment.id),
+            ));
+        }
+    }
     if errors.is_empty() {
         Ok(batch)
     } else {
@@ -106,6 +165,22 @@ fn err(field: &str, message: impl Into<String>) -> FieldError {
         field: field.to_string(),
         message: message.into(),
     }
+}
+
+/// A `YYYY-MM-DD` date that exists and lies between [`EARLIEST_DATE`] and
+/// [`LATEST_DATE`].
+pub fn check_date(text: &str) -> Result<Ymd, String> {
+    let d = Ymd::parse(text)?;
+    let (lo, hi) = (
+        Ymd::parse(EARLIEST_DATE).expect("a date"),
+        Ymd::parse(LATEST_DATE).expect("a date"),
+    );
+    if d < lo || d > hi {
+        return Err(format!(
+            "{text} is outside {EARLIEST_DATE} to {LATEST_DATE}"
+        ));
+    }
+    Ok(d)
 }
 
 /// Reads fields of one JSON object, collecting problems.
@@ -141,8 +216,17 @@ impl<'a> Fields<'a> {
     }
 
     fn string(&mut self, k: &str, max: usize) -> String {
+        self.text(k, max, false)
+    }
+
+    /// A required text field; `multiline` allows line breaks and tabs.
+    fn text(&mut self, k: &str, max: usize, multiline: bool) -> String {
         match self.obj.get(k) {
             Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= max => {
+                if let Err(m) = check_text(s, multiline) {
+                    self.errors.push(err(&self.path(k), m));
+                    return String::new();
+                }
                 s.trim().to_string()
             }
             Some(Value::String(s)) if s.len() > max => {
@@ -169,26 +253,31 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// An id: 1 to 128 of letters, digits and `._:-`.
+    /// An id ([`check_id`]).
     fn id(&mut self, k: &str) -> String {
-        let s = self.string(k, 128);
-        if !s.is_empty()
-            && !s
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
-        {
-            self.errors.push(err(
-                &self.path(k),
-                format!("`{s}` may hold only letters, digits, `.`, `_`, `:` and `-`"),
-            ));
+        match self.obj.get(k) {
+            Some(Value::String(s)) => {
+                if let Err(m) = check_id(s) {
+                    self.errors.push(err(&self.path(k), m));
+                }
+                s.clone()
+            }
+            None | Some(Value::Null) => {
+                self.errors.push(err(&self.path(k), "is required"));
+                String::new()
+            }
+            Some(_) => {
+                self.errors.push(err(&self.path(k), "must be a string"));
+                String::new()
+            }
         }
-        s
     }
 
+    /// A date between [`EARLIEST_DATE`] and [`LATEST_DATE`].
     fn date(&mut self, k: &str) -> String {
         let s = self.string(k, 10);
         if !s.is_empty()
-            && let Err(e) = Ymd::parse(&s)
+            && let Err(e) = check_date(&s)
         {
             self.errors.push(err(&self.path(k), e));
         }
@@ -206,15 +295,22 @@ impl<'a> Fields<'a> {
                 self.errors.push(err(path, "is required"));
                 0
             }
-            Some(v) => {
-                match money::from_json(v, if currency.is_empty() { "USD" } else { currency }) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        self.errors.push(err(path, e));
-                        0
-                    }
+            // Without a known currency only the amount's form is checked
+            // (with the most decimals any currency has); the currency's own
+            // error says the rest.
+            Some(v) if money::currency_digits(currency).is_none() => {
+                if let Err(e) = money::from_json(v, "KWD") {
+                    self.errors.push(err(path, e.replace(" for KWD", "")));
                 }
+                0
             }
+            Some(v) => match money::from_json(v, currency) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.errors.push(err(path, e));
+                    0
+                }
+            },
         }
     }
 }
@@ -277,15 +373,21 @@ pub fn document(v: &Value, at: &str) -> Result<Document, Vec<FieldError>> {
         ));
     }
     let currency = f.string("currency", 3);
-    let iso = currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase());
-    if !currency.is_empty() && !iso {
+    if !currency.is_empty() && money::currency_digits(&currency).is_none() {
         f.errors.push(err(
             &f.path("currency"),
-            format!("`{currency}` is not an ISO 4217 code like USD"),
+            format!(
+                "`{}` is not an ISO 4217 currency code like USD (upper case)",
+                currency.escape_debug()
+            ),
         ));
     }
     let mut lines = Vec::new();
     match f.obj.get("lines") {
+        Some(Value::Array(items)) if items.len() > MAX_LINES => f.errors.push(err(
+            &f.path("lines"),
+            format!("has {} lines; at most {MAX_LINES}", items.len()),
+        )),
         Some(Value::Array(items)) if !items.is_empty() => {
             for (i, lv) in items.iter().enumerate() {
                 let lat = format!("{}.lines[{i}]", f.at);
@@ -302,7 +404,7 @@ pub fn document(v: &Value, at: &str) -> Result<Document, Vec<FieldError>> {
                 ) {
                     Ok(mut lf) => {
                         let line = DocumentLine {
-                            description: lf.string("description", 500),
+                            description: lf.text("description", 500, true),
                             amount: lf.amount("amount", &currency),
                             category: lf.string("category", 100),
                             department: lf.optional_string("department", 100),
@@ -322,7 +424,20 @@ pub fn document(v: &Value, at: &str) -> Result<Document, Vec<FieldError>> {
         None => f.errors.push(err(&f.path("lines"), "is required")),
     }
     let total = f.amount("total", &currency);
-    let sum: i64 = lines.iter().map(|l| l.amount).sum();
+    if total < 0 {
+        f.errors.push(err(&f.path("total"), "must not be negative"));
+    }
+    // Every sum is checked: many lines near the largest amount overflow i64.
+    let sum = lines
+        .iter()
+        .try_fold(0i64, |acc, l| acc.checked_add(l.amount));
+    let Some(sum) = sum.filter(|s| s.abs() <= money::MAX_AMOUNT) else {
+        f.errors.push(err(
+            &f.path("lines"),
+            "the lines add up to more than the largest amount",
+        ));
+        return Err(f.errors);
+    };
     if !lines.is_empty() && f.errors.is_empty() && sum != total {
         let c = currency.as_str();
         f.errors.push(err(
@@ -368,9 +483,9 @@ pub fn document(v: &Value, at: &str) -> Result<Document, Vec<FieldError>> {
     }
 }
 
-/// Validates one payment. Its currency is its document's; the amount is
-/// read with two decimals here and checked against the document on record.
-pub fn payment(v: &Value, at: &str) -> Result<Payment, Vec<FieldError>> {
+/// Validates one payment but its amount, which is read in its document's
+/// currency by [`resolve_payment`].
+pub fn payment(v: &Value, at: &str) -> Result<PaymentInput, Vec<FieldError>> {
     let mut f = Fields::new(
         v,
         at,
@@ -396,11 +511,19 @@ pub fn payment(v: &Value, at: &str) -> Result<Payment, Vec<FieldError>> {
     let tenant_id = f.id("tenant");
     let id = f.id("id");
     let document_id = f.id("document_id");
-    let amount = f.amount("amount", "USD");
-    if amount <= 0 && !f.errors.iter().any(|e| e.field.ends_with(".amount")) {
-        f.errors
-            .push(err(&f.path("amount"), "must be more than zero"));
-    }
+    // Read in the document's currency once it is known (resolve_payment);
+    // here only its presence and type.
+    let amount = match f.obj.get("amount") {
+        Some(v @ (Value::Number(_) | Value::String(_))) => v.clone(),
+        None | Some(Value::Null) => {
+            f.errors.push(err(&f.path("amount"), "is required"));
+            Value::Null
+        }
+        Some(other) => {
+            f.errors.push(err(&f.path("amount"), format!("`{other}` is not an amount")));
+            Value::Null
+        }
+    };
     let date = f.date("date");
     let method = match f.obj.get("method").and_then(Value::as_str) {
         Some("check") => PaymentMethod::Check,
@@ -419,7 +542,10 @@ pub fn payment(v: &Value, at: &str) -> Result<Payment, Vec<FieldError>> {
         }
     };
     let funding_account = f.id("funding_account");
-    let bank_id = f.optional_string("bank_id", 100);
+    let bank_id = match f.obj.get("bank_id") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(f.id("bank_id")),
+    };
     let disbursement_status = match f.obj.get("disbursement_status") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s == "initiated" => Some(DisbursementStatus::Initiated),
@@ -436,18 +562,22 @@ pub fn payment(v: &Value, at: &str) -> Result<Payment, Vec<FieldError>> {
         }
     };
     if f.errors.is_empty() {
-        Ok(Payment {
-            tenant_id,
-            id,
-            document_id,
+        Ok(PaymentInput {
+            payment: Payment {
+                tenant_id,
+                id,
+                document_id,
+                amount: 0,
+                date,
+                method,
+                funding_account,
+                // Check numbers are the host's to assign (C1).
+                check_number: None,
+                bank_id,
+                disbursement_status,
+            },
             amount,
-            date,
-            method,
-            funding_account,
-            // Check numbers are the host's to assign (C1).
-            check_number: None,
-            bank_id,
-            disbursement_status,
+            at: at.to_string(),
         })
     } else {
         Err(f.errors)
@@ -482,7 +612,7 @@ mod tests {
         let mut v = doc();
         v["issue_date"] = "2026-02-30".into();
         v["currency"] = "usd".into();
-        v["lines"][1]["amount"] = "1.234".into();
+        v["lines"][1]["amount"] = "1.2345".into();
         v["vendor"]["name"] = "".into();
         v["colour"] = "red".into();
         let errors = document(&v, "documents[3]").unwrap_err();
@@ -526,10 +656,201 @@ mod tests {
         let errors = payment(&p, "p").unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         // Check numbers are assigned by the host, never taken from input (C1).
-        assert_eq!(
-            fields,
-            ["p.check_number", "p.amount", "p.disbursement_status"]
-        );
+        assert_eq!(fields, ["p.check_number", "p.disbursement_status"]);
         assert!(errors[0].message.contains("funding-account set-next"));
+        let mut ok = p.clone();
+        ok.as_object_mut().unwrap().remove("check_number");
+        ok["disbursement_status"] = "initiated".into();
+        let input = payment(&ok, "payments[0]").unwrap();
+        let e = resolve_payment(&input, "USD").unwrap_err();
+        assert_eq!(e.field, "payments[0].amount");
+        assert!(e.message.contains("more than zero"), "{e}");
+    }
+
+    /// Issue 7 item 2: a payment's amount is read in its document's currency.
+    #[test]
+    fn v1_payment_amounts_are_read_in_the_documents_currency() {
+        let p = serde_json::json!({"tenant": "acme", "id": "p1", "document_id": "doc-1", "amount": "480",
+            "date": "2026-11-20", "method": "ach", "funding_account": "op"});
+        let input = payment(&p, "p").unwrap();
+        assert_eq!(resolve_payment(&input, "JPY").unwrap().amount, 480);
+        assert_eq!(resolve_payment(&input, "USD").unwrap().amount, 48_000);
+        let mut kwd = p.clone();
+        kwd["amount"] = "1.234".into();
+        let input = payment(&kwd, "p").unwrap();
+        assert_eq!(resolve_payment(&input, "KWD").unwrap().amount, 1_234);
+        assert!(resolve_payment(&input, "USD").is_err());
+        let mut yen = p;
+        yen["amount"] = "480.5".into();
+        let input = payment(&yen, "p").unwrap();
+        assert!(resolve_payment(&input, "JPY").is_err(), "JPY has no decimals");
+    }
+
+    fn fields_of(v: &Value) -> Vec<String> {
+        document(v, "d")
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    }
+
+    /// Issue 7 item 15: what V1 refuses.
+    #[test]
+    fn v1_currencies_dates_totals_and_text_are_checked() {
+        let cases: Vec<(&str, Value, &str)> = vec![
+            ("currency", "ZZZ".into(), "d.currency"),
+            ("currency", "XAU".into(), "d.currency"),
+            ("issue_date", "0000-01-01".into(), "d.issue_date"),
+            ("due_date", "9999-12-31".into(), "d.due_date"),
+            ("number", "INV\u{0}1".into(), "d.number"),
+            ("number", "INV\u{1b}[31m".into(), "d.number"),
+        ];
+        for (k, v, field) in cases {
+            let mut d = doc();
+            d[k] = v.clone();
+            assert!(fields_of(&d).contains(&field.to_string()), "{k}={v} not refused");
+        }
+        let mut d = doc();
+        d["vendor"]["name"] = "Acme\u{0}".into();
+        assert!(fields_of(&d).contains(&"d.vendor.name".to_string()));
+        // A negative total (lines may be negative: a discount line).
+        let mut d = doc();
+        d["lines"][0]["amount"] = "-100.50".into();
+        d["lines"][1]["amount"] = "20".into();
+        d["total"] = "-80.50".into();
+        assert!(fields_of(&d).contains(&"d.total".to_string()));
+        let mut d = doc();
+        d["lines"][0]["amount"] = "-10.00".into();
+        d["lines"][1]["amount"] = "30".into();
+        d["total"] = "20.00".into();
+        assert!(document(&d, "d").is_ok(), "a discount line is fine");
+        // Descriptions may span lines, other text may not.
+        let mut d = doc();
+        d["lines"][0]["description"] = "Paper\nA4".into();
+        assert!(document(&d, "d").is_ok());
+        // Ids: one rule everywhere.
+        for bad in ["..", ".", "", "a/b"] {
+            let mut d = doc();
+            d["tenant"] = bad.into();
+            assert!(fields_of(&d).contains(&"d.tenant".to_string()), "{bad:?}");
+        }
+        let mut d = doc();
+        d["id"] = "x".repeat(100_000).into();
+        assert!(fields_of(&d).contains(&"d.id".to_string()));
+        // Empty batches.
+        for empty in ["[]", "{}", "{\"documents\": [], \"payments\": []}"] {
+            let e = parse_batch(empty).unwrap_err();
+            assert!(e.to_string().contains("no documents"), "{empty}: {e}");
+        }
+    }
+
+    /// Issue 7 item 4: two lines of 92233720368547758.07 made `import` panic.
+    #[test]
+    fn v1_huge_amounts_are_refused_not_overflowed() {
+        let mut d = doc();
+        d["lines"][0]["amount"] = "92233720368547758.07".into();
+        d["lines"][1]["amount"] = "92233720368547758.07".into();
+        d["total"] = "1.00".into();
+        assert!(fields_of(&d).contains(&"d.lines[0].amount".to_string()));
+        // At the maximum each, the sum of many lines overflows i64 unless checked.
+        let mut d = doc();
+        let line = serde_json::json!({"description": "x", "amount": "9999999999999.99", "category": "c"});
+        d["lines"] = Value::Array(vec![line; 1000]);
+        d["total"] = "1.00".into();
+        assert!(fields_of(&d).contains(&"d.lines".to_string()));
+    }
+
+    mod fuzz {
+        //! Issue 7 item 4: any JSON document or payment is refused with a
+        //! field, or accepted; intake never panics.
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn leaf() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| Value::from(n)),
+                any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+                "[0-9]{1,22}(\\.[0-9]{0,4})?".prop_map(Value::String),
+                "-?[0-9]{0,20}\\.?[0-9]{0,20}".prop_map(Value::String),
+                "[A-Z]{3}".prop_map(Value::String),
+                "[0-9]{4}-[0-9]{2}-[0-9]{2}".prop_map(Value::String),
+                ".{0,40}".prop_map(Value::String),
+                prop::sample::select(vec!["approved", "paid", "draft", "check", "ach", "funding_complete", "USD", "JPY", "KWD"])
+                    .prop_map(|s| Value::String(s.into())),
+            ]
+        }
+
+        fn json() -> impl Strategy<Value = Value> {
+            leaf().prop_recursive(3, 40, 8, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    prop::collection::btree_map(
+                        prop::sample::select(vec![
+                            "tenant", "id", "number", "vendor", "name", "issue_date", "due_date",
+                            "currency", "lines", "description", "amount", "category", "department",
+                            "tax_code", "total", "status", "document_id", "date", "method",
+                            "funding_account", "bank_id", "disbursement_status", "check_number", "x",
+                        ]),
+                        inner,
+                        0..12,
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+                ]
+            })
+        }
+
+        /// A well-formed document whose values are then replaced at random,
+        /// so the fuzzer reaches deep checks (sums, currencies) too.
+        fn near_document() -> impl Strategy<Value = Value> {
+            (
+                prop::collection::vec(leaf(), 1..5),
+                leaf(),
+                leaf(),
+                leaf(),
+            )
+                .prop_map(|(amounts, total, currency, date)| {
+                    let lines: Vec<Value> = amounts
+                        .into_iter()
+                        .map(|a| serde_json::json!({"description": "x", "amount": a, "category": "c"}))
+                        .collect();
+                    serde_json::json!({
+                        "tenant": "t", "id": "d", "number": "n", "vendor": {"id": "v", "name": "V"},
+                        "issue_date": date, "due_date": "2026-12-01", "currency": currency,
+                        "lines": lines, "total": total, "status": "approved"
+                    })
+                })
+        }
+
+        fn refused_with_fields(r: Result<Batch, InvalidInput>) -> bool {
+            match r {
+                Ok(_) => true,
+                Err(InvalidInput(errors)) => {
+                    !errors.is_empty() && errors.iter().all(|e| !e.field.is_empty())
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+            #[test]
+            fn intake_never_panics(docs in prop::collection::vec(prop_oneof![json(), near_document()], 0..4),
+                                   pays in prop::collection::vec(json(), 0..4),
+                                   currency in prop::sample::select(vec!["USD", "JPY", "KWD", "ZZZ", ""])) {
+                let batch = serde_json::json!({"documents": docs, "payments": pays}).to_string();
+                let r = parse_batch(&batch);
+                if let Ok(b) = &r {
+                    for p in &b.payments {
+                        let _ = resolve_payment(p, currency);
+                    }
+                    for d in &b.documents {
+                        prop_assert!(d.total >= 0 && d.total <= money::MAX_AMOUNT);
+                    }
+                }
+                prop_assert!(refused_with_fields(r));
+            }
+        }
     }
 }

@@ -31,6 +31,11 @@ struct Cli {
         default_value = "ledgerbridge.db"
     )]
     db: PathBuf,
+    /// Seconds a claimed sync stays leased to its worker without a
+    /// heartbeat; after that another worker may take it back.
+    #[arg(long, global = true, env = "LEDGERBRIDGE_LEASE_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    lease_secs: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,6 +74,7 @@ enum Command {
     Sync {
         /// The document's id.
         document: String,
+        /// The connection to sync it in (its tenant is the document's).
         #[arg(long)]
         connection: String,
         /// Which entry: the bill entry or the payment entry.
@@ -81,6 +87,7 @@ enum Command {
     /// Re-syncs many documents in one connection, with progress, and prints
     /// a result per document and a summary.
     Resync {
+        /// The connection to re-sync in.
         #[arg(long)]
         connection: String,
         /// These documents (comma separated).
@@ -92,6 +99,7 @@ enum Command {
         /// Every document of the connection's tenant.
         #[arg(long)]
         all: bool,
+        /// Send updates even where the ERP already has the same content.
         #[arg(long)]
         force: bool,
         /// Print the result of each document, not only the summary.
@@ -100,22 +108,29 @@ enum Command {
     },
     /// Shows a document's integration log.
     Log {
+        /// The document's id.
         document: String,
+        /// The document's tenant (or name a connection of it).
         #[arg(long)]
         tenant: Option<String>,
+        /// Only this connection's attempts.
         #[arg(long)]
         connection: Option<String>,
     },
     /// Lists what Requires attention.
     Attention {
+        /// Only this connection's items.
         #[arg(long)]
         connection: Option<String>,
     },
     /// Dismisses an attention item.
     Dismiss {
+        /// The document's id.
         document: String,
+        /// The connection the item is in.
         #[arg(long)]
         connection: String,
+        /// Which entry's item: bill or payment.
         #[arg(long, value_parser = parse_target, default_value = "bill")]
         target: Target,
     },
@@ -123,8 +138,10 @@ enum Command {
     Unlock {
         /// The document's id (bill entry) or the payment's id (payment entry).
         subject: String,
+        /// The connection the entry is in.
         #[arg(long)]
         connection: String,
+        /// Which entry: bill or payment.
         #[arg(long, value_parser = parse_target, default_value = "bill")]
         target: Target,
     },
@@ -135,22 +152,30 @@ enum Command {
     },
     /// Lists payments the ERP rejected, with their check number and bank id.
     FailedExports {
+        /// Only this connection's payments.
         #[arg(long)]
         connection: Option<String>,
     },
-    /// Changes a rejected payment's check number and/or bank id.
+    /// Changes the check number and/or bank id of a payment in Failed to
+    /// export (refused for any other payment).
     EditExport {
+        /// The payment's id.
         payment: String,
+        /// The payment's tenant.
         #[arg(long)]
         tenant: String,
+        /// The new check number (one never issued nor rejected by the ERP).
         #[arg(long)]
         check_number: Option<u64>,
+        /// The ERP's bank account id to pay from.
         #[arg(long)]
         bank_id: Option<String>,
     },
     /// Sends a rejected payment again, and prints the result.
     Export {
+        /// The payment's id.
         payment: String,
+        /// The connection whose Failed to export lists it.
         #[arg(long)]
         connection: String,
     },
@@ -166,14 +191,33 @@ enum Command {
 enum FundingCommand {
     /// Shows the next check number and the last issued.
     Show {
+        /// The funding account's id.
         id: String,
+        /// Its tenant.
         #[arg(long)]
         tenant: String,
     },
     /// Sets the next check number (refused at or below one already issued).
     SetNext {
+        /// The funding account's id.
         id: String,
+        /// The number the next check gets.
         next: u64,
+        /// Its tenant.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Clears numbers wrongly marked used in the ERP (for example by a
+    /// connector that reported numbers it was not asked about); numbers
+    /// issued to payments are never cleared.
+    ClearUsed {
+        /// The funding account's id.
+        id: String,
+        /// The first number to clear.
+        first: u64,
+        /// The last number to clear.
+        last: u64,
+        /// Its tenant.
         #[arg(long)]
         tenant: String,
     },
@@ -182,19 +226,31 @@ enum FundingCommand {
 #[derive(Subcommand)]
 enum TenantCommand {
     /// Adds a tenant.
-    Add { id: String },
+    Add {
+        /// The tenant's id (letters, digits, `.`, `_`, `:`, `-`).
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum ConnectionCommand {
     /// Adds or replaces a connection from a JSON file.
-    Add { file: PathBuf },
+    Add {
+        /// The connection's settings (see README.md, Running it for tenants).
+        file: PathBuf,
+    },
     /// Lists connections.
     List,
-    /// Enables a connection.
-    Enable { id: String },
+    /// Enables a connection, and says what changed while it was disabled.
+    Enable {
+        /// The connection's id.
+        id: String,
+    },
     /// Disables a connection: no new syncs; its history stays.
-    Disable { id: String },
+    Disable {
+        /// The connection's id.
+        id: String,
+    },
 }
 
 fn parse_target(s: &str) -> Result<Target, String> {
@@ -262,7 +318,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             store,
             runtime,
             RetryPolicy::default(),
-            WorkerConfig::default(),
+            WorkerConfig {
+                lease: std::time::Duration::from_secs(cli.lease_secs),
+                ..WorkerConfig::default()
+            },
         )))
     };
     match &cli.command {
@@ -342,6 +401,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             FundingCommand::SetNext { id, next, tenant } => {
                 ops::set_next_check_number(&*engine(runtime)?, tenant, id, *next).await
             }
+            FundingCommand::ClearUsed {
+                id,
+                first,
+                last,
+                tenant,
+            } => ops::clear_checks_marked_used(&*engine(runtime)?, tenant, id, *first, *last).await,
         },
         Command::FailedExports { connection } => {
             ops::failed_exports(&*engine(runtime)?, connection.as_deref()).await

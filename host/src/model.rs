@@ -4,6 +4,51 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Longest id of anything: tenant, connection, document, payment, vendor,
+/// funding account, bank id.
+pub const MAX_ID_LEN: usize = 128;
+
+/// The one rule for every id (V1): 1 to [`MAX_ID_LEN`] letters, digits and
+/// `._:-`, and not `.` or `..` alone. Ids end up in file names, URLs and
+/// log lines, so nothing else is allowed.
+pub fn check_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(format!("longer than {MAX_ID_LEN} characters"));
+    }
+    if id == "." || id == ".." {
+        return Err(format!("`{id}` is not an id"));
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+    {
+        return Err(format!(
+            "`{}` may hold only letters, digits, `.`, `_`, `:` and `-`",
+            id.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// Text a person typed (names, descriptions, numbers): no control
+/// characters (NUL, escape sequences), which would corrupt files, terminals
+/// and ERPs; a line break or tab only where `multiline`.
+pub fn check_text(text: &str, multiline: bool) -> Result<(), String> {
+    match text
+        .chars()
+        .find(|&c| c.is_control() && !(multiline && (c == '\n' || c == '\t')))
+    {
+        Some(c) => Err(format!(
+            "holds the control character U+{:04X}; remove it",
+            c as u32
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A document's place in the AP product's flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -241,9 +286,48 @@ pub struct Mappings {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitOverrides {
+    /// Memory of one call, in MiB ([`LimitOverrides::MEMORY_MIB`]).
     pub memory_mib: Option<u32>,
+    /// Wall time of one call ([`LimitOverrides::DEADLINE_MS`]).
     pub deadline_ms: Option<u64>,
+    /// Each HTTP wait of a call ([`LimitOverrides::HTTP_TIMEOUT_MS`]).
     pub http_timeout_ms: Option<u64>,
+}
+
+impl LimitOverrides {
+    /// The memory a connection may give its plugin, in MiB: at least enough
+    /// to instantiate a small component, at most the runtime's pool slot.
+    pub const MEMORY_MIB: std::ops::RangeInclusive<u32> = 1..=512;
+    /// A call's deadline: 10 ms to 10 minutes.
+    pub const DEADLINE_MS: std::ops::RangeInclusive<u64> = 10..=600_000;
+    /// An HTTP wait: 10 ms to 5 minutes.
+    pub const HTTP_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 10..=300_000;
+
+    /// Each override outside its range, as (field, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut check = |field: &str, v: Option<u64>, r: (u64, u64)| {
+            if let Some(v) = v
+                && !(r.0..=r.1).contains(&v)
+            {
+                out.push((
+                    format!("limits.{field}"),
+                    format!("{v} is outside {}..={}", r.0, r.1),
+                ));
+            }
+        };
+        let m = Self::MEMORY_MIB;
+        check(
+            "memory_mib",
+            self.memory_mib.map(u64::from),
+            (u64::from(*m.start()), u64::from(*m.end())),
+        );
+        let d = Self::DEADLINE_MS;
+        check("deadline_ms", self.deadline_ms, (*d.start(), *d.end()));
+        let h = Self::HTTP_TIMEOUT_MS;
+        check("http_timeout_ms", self.http_timeout_ms, (*h.start(), *h.end()));
+        out
+    }
 }
 
 /// A tenant's use of one connector, with its settings (P4).

@@ -3,9 +3,9 @@
 
 use anyhow::{Context as _, bail};
 use ledgerbridge::intake;
-use ledgerbridge::model::{Connection, Target};
+use ledgerbridge::model::{Connection, Target, check_id};
 use ledgerbridge::store::{LogRow, RunSummary};
-use ledgerbridge::sync::{Engine, Selection};
+use ledgerbridge::sync::{Engine, Selection, WorkerReport};
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
@@ -14,13 +14,35 @@ fn read(path: &Path) -> anyhow::Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// An epoch-milliseconds time as RFC 3339 (UTC).
+fn rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// The connection, or an error naming it.
+async fn connection(engine: &Engine, id: &str) -> anyhow::Result<Connection> {
+    engine
+        .store
+        .connection(id)
+        .await?
+        .with_context(|| format!("connection: no connection {id}"))
+}
+
+/// The tenant exists, or an error naming it.
+async fn tenant(engine: &Engine, id: &str) -> anyhow::Result<()> {
+    if let Err(m) = check_id(id) {
+        bail!("tenant: {m}");
+    }
+    if !engine.store.tenant_exists(id).await? {
+        bail!("tenant: no tenant {id}");
+    }
+    Ok(())
+}
+
 pub async fn add_tenant(engine: &Engine, id: &str) -> anyhow::Result<()> {
-    if id.is_empty()
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
-    {
-        bail!("tenant id `{id}` may hold only letters, digits, `.`, `_`, `:` and `-`");
+    if let Err(m) = check_id(id) {
+        bail!("tenant id: {m}");
     }
     engine.store.add_tenant(id).await?;
     println!("tenant {id}");
@@ -36,12 +58,20 @@ pub async fn add_connection(engine: &Engine, file: &Path) -> anyhow::Result<()> 
     })?;
     let id = c.id.clone();
     engine.put_connection(c).await?;
-    println!("connection {id} saved");
+    let saved = connection(engine, &id).await?;
+    match saved.directory {
+        Some(d) => println!("connection {id} saved; it is granted {d}"),
+        None => println!("connection {id} saved"),
+    }
     Ok(())
 }
 
 pub async fn list_connections(engine: &Engine) -> anyhow::Result<()> {
-    for c in engine.store.connections().await? {
+    let all = engine.store.connections().await?;
+    if all.is_empty() {
+        println!("no connections; add one with `ledgerbridge connection add FILE.json`");
+    }
+    for c in all {
         let (bills, payments) = engine.store.entry_counts(&c.id).await?;
         println!(
             "{:<20} tenant {:<12} plugin {:<10} {:<8} {bills} bill entries, {payments} payment entries",
@@ -55,36 +85,55 @@ pub async fn list_connections(engine: &Engine) -> anyhow::Result<()> {
 }
 
 pub async fn set_enabled(engine: &Engine, id: &str, enabled: bool) -> anyhow::Result<()> {
-    if !engine.store.set_connection_enabled(id, enabled).await? {
-        bail!("no connection {id}");
+    let changed = engine.set_enabled(id, enabled).await?;
+    if !enabled {
+        println!("connection {id} disabled (its history is kept; nothing syncs until it is enabled)");
+    } else if changed > 0 {
+        println!(
+            "connection {id} enabled; {changed} documents changed while it was disabled and were not synced: run `ledgerbridge resync --connection {id} --all` to bring them in"
+        );
+    } else {
+        println!("connection {id} enabled");
     }
-    println!(
-        "connection {id} {}",
-        if enabled {
-            "enabled"
-        } else {
-            "disabled (its history is kept)"
-        }
-    );
     Ok(())
 }
 
 pub async fn import(engine: &Engine, file: &Path) -> anyhow::Result<()> {
     let batch = intake::parse_batch(&read(file)?)?;
-    let (d, p) = (batch.documents.len(), batch.payments.len());
-    let jobs = engine.import(batch).await?;
-    println!(
-        "imported {d} documents and {p} payments; {} syncs queued",
-        jobs.len()
+    let i = engine.import(batch).await?;
+    print!(
+        "imported {} documents and {} payments; {} syncs queued",
+        i.documents, i.payments, i.queued
     );
+    if i.merged > 0 {
+        print!(" ({} more merged into syncs already queued)", i.merged);
+    }
+    println!();
     Ok(())
 }
 
 fn print_summary(s: &RunSummary) {
-    println!(
-        "{} entries: {} created, {} updated, {} unchanged, {} skipped (booked), {} failed",
-        s.total, s.created, s.updated, s.unchanged, s.skipped_booked, s.failed
+    print!(
+        "{} results: {} created, {} updated, {} unchanged, {} skipped (booked), {} skipped (not due), {} failed",
+        s.total, s.created, s.updated, s.unchanged, s.skipped_booked, s.skipped, s.failed
     );
+    if s.blocked > 0 {
+        print!(", {} payments blocked by their bill", s.blocked);
+    }
+    println!();
+}
+
+/// Scripts notice a failure: a run with a failed or blocked result exits
+/// non-zero (issue 7 item 20).
+fn fail_if_failed(s: &RunSummary) -> anyhow::Result<()> {
+    if s.failed + s.blocked > 0 {
+        bail!(
+            "{} of {} results failed; `ledgerbridge attention` says how to fix each",
+            s.failed + s.blocked,
+            s.total
+        );
+    }
+    Ok(())
 }
 
 async fn print_results(engine: &Engine, run: &str) -> anyhow::Result<()> {
@@ -103,23 +152,18 @@ async fn print_results(engine: &Engine, run: &str) -> anyhow::Result<()> {
 pub async fn sync_one(
     engine: &Arc<Engine>,
     document: &str,
-    connection: &str,
+    connection_id: &str,
     target: Target,
     force: bool,
 ) -> anyhow::Result<()> {
-    let tenant = engine
-        .store
-        .connection(connection)
-        .await?
-        .map(|c| c.tenant_id)
-        .with_context(|| format!("no connection {connection}"))?;
+    let tenant = connection(engine, connection_id).await?.tenant_id;
     let run = engine
-        .request_sync(&tenant, document, connection, target, force)
+        .request_sync(&tenant, document, connection_id, target, force)
         .await?;
     let summary = engine.finish_run(&run, |_| {}).await?;
     print_results(engine, &run).await?;
     print_summary(&summary);
-    Ok(())
+    fail_if_failed(&summary)
 }
 
 pub async fn resync(
@@ -140,7 +184,7 @@ pub async fn resync(
                 let width = 30;
                 let filled = (done * width).checked_div(s.total).unwrap_or(width);
                 eprint!(
-                    "\r[{}{}] {done}/{} entries  created {}  updated {}  unchanged {}  booked {}  failed {}   ",
+                    "\r[{}{}] {done}/{} results  created {}  updated {}  unchanged {}  booked {}  skipped {}  failed {}   ",
                     "#".repeat(filled),
                     "-".repeat(width - filled),
                     s.total,
@@ -148,11 +192,12 @@ pub async fn resync(
                     s.updated,
                     s.unchanged,
                     s.skipped_booked,
-                    s.failed
+                    s.skipped,
+                    s.failed + s.blocked
                 );
             } else if last.elapsed() >= std::time::Duration::from_secs(2) {
                 last = std::time::Instant::now();
-                eprintln!("{done}/{} entries done", s.total);
+                eprintln!("{done}/{} results done", s.total);
             }
         })
         .await?;
@@ -163,7 +208,7 @@ pub async fn resync(
         print_results(engine, &run).await?;
     }
     print_summary(&summary);
-    Ok(())
+    fail_if_failed(&summary)
 }
 
 fn print_log(rows: &[LogRow]) {
@@ -171,9 +216,9 @@ fn print_log(rows: &[LogRow]) {
         println!("no sync attempts recorded");
     }
     for r in rows {
-        let when = r.at / 1000;
         println!(
-            "{when} {:<14} {:<8} {:<16} {:<15} {}",
+            "{} {:<14} {:<8} {:<16} {:<15} {}",
+            rfc3339(r.at),
             r.connection_id,
             r.target,
             r.trigger,
@@ -192,7 +237,8 @@ fn print_log(rows: &[LogRow]) {
         if let Some(lines) = r.plugin_log.as_array() {
             for l in lines {
                 println!(
-                    "    plugin {}: {}",
+                    "    {} {}: {}",
+                    l["source"].as_str().unwrap_or("plugin"),
                     l["level"].as_str().unwrap_or(""),
                     l["message"].as_str().unwrap_or("")
                 );
@@ -204,34 +250,49 @@ fn print_log(rows: &[LogRow]) {
 pub async fn log(
     engine: &Engine,
     document: &str,
-    tenant: Option<&str>,
-    connection: Option<&str>,
+    tenant_id: Option<&str>,
+    connection_id: Option<&str>,
 ) -> anyhow::Result<()> {
-    let tenant = match (tenant, connection) {
-        (Some(t), _) => t.to_string(),
-        (None, Some(c)) => engine
-            .store
-            .connection(c)
-            .await?
-            .map(|c| c.tenant_id)
-            .with_context(|| format!("no connection {c}"))?,
+    let from_connection = match connection_id {
+        Some(c) => Some(connection(engine, c).await?.tenant_id),
+        None => None,
+    };
+    let tenant_id = match (tenant_id, from_connection) {
+        (Some(t), Some(owner)) if t != owner => {
+            bail!("connection: {} belongs to another tenant than {t}", connection_id.unwrap_or_default())
+        }
+        (Some(t), _) => {
+            tenant(engine, t).await?;
+            t.to_string()
+        }
+        (None, Some(owner)) => owner,
         (None, None) => {
             bail!("name the document's tenant with --tenant (or a connection with --connection)")
         }
     };
-    print_log(&engine.store.log_of(&tenant, document, connection).await?);
+    if engine.store.document(&tenant_id, document).await?.is_none() {
+        bail!("document: no document {document} for tenant {tenant_id}");
+    }
+    print_log(&engine.store.log_of(&tenant_id, document, connection_id).await?);
     Ok(())
 }
 
-pub async fn attention(engine: &Engine, connection: Option<&str>) -> anyhow::Result<()> {
-    let items = engine.store.attention(connection).await?;
+pub async fn attention(engine: &Engine, connection_id: Option<&str>) -> anyhow::Result<()> {
+    if let Some(c) = connection_id {
+        connection(engine, c).await?;
+    }
+    let items = engine.store.attention(connection_id).await?;
     if items.is_empty() {
         println!("nothing requires attention");
     }
     for a in items {
         println!(
-            "{} {} {} ({})",
-            a.connection_id, a.document_id, a.target, a.tenant_id
+            "{} {} {} ({}, since {})",
+            a.connection_id,
+            a.document_id,
+            a.target,
+            a.tenant_id,
+            rfc3339(a.created_at)
         );
         println!("    {}", a.message);
         println!("    how to fix: {}", a.hint);
@@ -242,12 +303,13 @@ pub async fn attention(engine: &Engine, connection: Option<&str>) -> anyhow::Res
 pub async fn dismiss(
     engine: &Engine,
     document: &str,
-    connection: &str,
+    connection_id: &str,
     target: Target,
 ) -> anyhow::Result<()> {
-    if !engine.store.dismiss(connection, document, target).await? {
+    connection(engine, connection_id).await?;
+    if !engine.store.dismiss(connection_id, document, target).await? {
         bail!(
-            "no attention item for document {document}, target {}, in connection {connection}",
+            "no attention item for document {document}, target {}, in connection {connection_id}",
             target.as_str()
         );
     }
@@ -258,12 +320,13 @@ pub async fn dismiss(
 pub async fn unlock(
     engine: &Engine,
     subject: &str,
-    connection: &str,
+    connection_id: &str,
     target: Target,
 ) -> anyhow::Result<()> {
-    if !engine.store.clear_lock(connection, target, subject).await? {
+    connection(engine, connection_id).await?;
+    if !engine.store.clear_lock(connection_id, target, subject).await? {
         bail!(
-            "the {} entry of {subject} in connection {connection} has no booked lock",
+            "the {} entry of {subject} in connection {connection_id} has no booked lock",
             target.as_str()
         );
     }
@@ -288,13 +351,46 @@ pub async fn worker(engine: &Arc<Engine>, until_idle: bool) -> anyhow::Result<()
             "; Ctrl-C stops it"
         }
     );
-    engine.run_worker(until_idle, rx).await?;
+    let report = engine.run_worker(until_idle, rx).await?;
     stopper.abort();
+    print_report(&report);
     Ok(())
 }
 
-pub async fn show_funding_account(engine: &Engine, tenant: &str, id: &str) -> anyhow::Result<()> {
-    let fa = engine.store.funding_account(tenant, id).await?;
+fn print_report(r: &WorkerReport) {
+    let outcomes: Vec<String> = r.outcomes.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    println!(
+        "worker stopped: {} syncs run ({})",
+        r.jobs(),
+        if outcomes.is_empty() {
+            "none".into()
+        } else {
+            outcomes.join(", ")
+        }
+    );
+    if r.recovered > 0 {
+        println!("  {} syncs taken back from workers that had stopped", r.recovered);
+    }
+    if r.quarantined > 0 {
+        println!(
+            "  {} syncs quarantined after crashing their workers: see `ledgerbridge attention`",
+            r.quarantined
+        );
+    }
+    if r.host_errors > 0 {
+        println!(
+            "  {} syncs hit a failure of the host (its store) and will run again: see the log above",
+            r.host_errors
+        );
+    }
+}
+
+pub async fn show_funding_account(engine: &Engine, tenant_id: &str, id: &str) -> anyhow::Result<()> {
+    tenant(engine, tenant_id).await?;
+    if let Err(m) = check_id(id) {
+        bail!("funding account: {m}");
+    }
+    let fa = engine.store.funding_account(tenant_id, id).await?;
     println!("funding account {} (tenant {})", fa.id, fa.tenant_id);
     println!("  next check number  {}", fa.next_check_number);
     match fa.last_issued {
@@ -309,17 +405,45 @@ pub async fn show_funding_account(engine: &Engine, tenant: &str, id: &str) -> an
 
 pub async fn set_next_check_number(
     engine: &Engine,
-    tenant: &str,
+    tenant_id: &str,
     id: &str,
     next: u64,
 ) -> anyhow::Result<()> {
-    engine.store.set_next_check_number(tenant, id, next).await?;
+    tenant(engine, tenant_id).await?;
+    if let Err(m) = check_id(id) {
+        bail!("funding account: {m}");
+    }
+    engine.store.set_next_check_number(tenant_id, id, next).await?;
     println!("funding account {id}: the next check gets number {next}");
     Ok(())
 }
 
-pub async fn failed_exports(engine: &Engine, connection: Option<&str>) -> anyhow::Result<()> {
-    let items = engine.store.failed_exports(connection).await?;
+pub async fn clear_checks_marked_used(
+    engine: &Engine,
+    tenant_id: &str,
+    id: &str,
+    first: u64,
+    last: u64,
+) -> anyhow::Result<()> {
+    tenant(engine, tenant_id).await?;
+    if let Err(m) = check_id(id) {
+        bail!("funding account: {m}");
+    }
+    let n = engine
+        .store
+        .clear_checks_marked_used(tenant_id, id, first, last)
+        .await?;
+    println!(
+        "funding account {id}: {n} numbers from {first} to {last} are no longer marked used in the ERP (numbers issued to payments are kept)"
+    );
+    Ok(())
+}
+
+pub async fn failed_exports(engine: &Engine, connection_id: Option<&str>) -> anyhow::Result<()> {
+    if let Some(c) = connection_id {
+        connection(engine, c).await?;
+    }
+    let items = engine.store.failed_exports(connection_id).await?;
     if items.is_empty() {
         println!("no payment failed to export");
     }
@@ -347,7 +471,7 @@ pub async fn failed_exports(engine: &Engine, connection: Option<&str>) -> anyhow
 
 pub async fn edit_export(
     engine: &Engine,
-    tenant: &str,
+    tenant_id: &str,
     payment: &str,
     check_number: Option<u64>,
     bank_id: Option<String>,
@@ -355,9 +479,10 @@ pub async fn edit_export(
     if check_number.is_none() && bank_id.is_none() {
         bail!("say what to change: --check-number N and/or --bank-id ID");
     }
+    tenant(engine, tenant_id).await?;
     let p = engine
         .store
-        .edit_payment(tenant, payment, check_number, bank_id)
+        .edit_payment(tenant_id, payment, check_number, bank_id)
         .await?;
     println!(
         "payment {}: check number {}, bank id {}; `export` sends it again",
@@ -370,10 +495,10 @@ pub async fn edit_export(
     Ok(())
 }
 
-pub async fn export(engine: &Arc<Engine>, payment: &str, connection: &str) -> anyhow::Result<()> {
-    let run = engine.request_export(payment, connection).await?;
+pub async fn export(engine: &Arc<Engine>, payment: &str, connection_id: &str) -> anyhow::Result<()> {
+    let run = engine.request_export(payment, connection_id).await?;
     let summary = engine.finish_run(&run, |_| {}).await?;
     print_results(engine, &run).await?;
     print_summary(&summary);
-    Ok(())
+    fail_if_failed(&summary)
 }

@@ -4,15 +4,24 @@
 //! rounded between host and connector. ERPs speak decimals (`"12.34"`, `12.34`);
 //! these helpers convert exactly, without floating point.
 
+/// The largest amount, in minor units, anywhere in the contract:
+/// 999,999,999,999,999 (about ten trillion dollars). Below 2^53, so it stays
+/// exact as a JSON number in every language; sums of such amounts fit `i64`.
+pub const MAX_AMOUNT: i64 = 999_999_999_999_999;
+
+/// Digits after the decimal point of ISO 4217 currency `code` (0 for JPY, 3
+/// for KWD, 2 for USD), or `None` for a code that is not a currency of
+/// ISO 4217 (or one, like gold `XAU`, that has no minor unit).
+pub fn currency_digits(code: &str) -> Option<u32> {
+    iso_currency::Currency::from_code(code)?
+        .exponent()
+        .map(u32::from)
+}
+
 /// Digits after the decimal point in `currency` (ISO 4217): 0 for JPY, 3 for
-/// KWD, 2 for most.
+/// KWD, 2 for most, and 2 for a code ISO 4217 does not know.
 pub fn minor_digits(currency: &str) -> u32 {
-    match currency.to_ascii_uppercase().as_str() {
-        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
-        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
-        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
-        _ => 2,
-    }
+    currency_digits(&currency.to_ascii_uppercase()).unwrap_or(2)
 }
 
 /// `1234` USD → `"12.34"`; `-5` USD → `"-0.05"`; `1234` JPY → `"1234"`.
@@ -67,6 +76,12 @@ pub fn from_decimal(text: &str, currency: &str) -> Result<i64, String> {
             .checked_add(f * 10i64.pow((digits - frac.len()) as u32))
             .ok_or_else(|| format!("`{text}` is too large"))?;
     }
+    if minor > MAX_AMOUNT {
+        return Err(format!(
+            "`{text}` is over the largest amount, {}",
+            to_decimal(MAX_AMOUNT, currency)
+        ));
+    }
     Ok(if negative { -minor } else { minor })
 }
 
@@ -105,6 +120,15 @@ mod tests {
         assert!(from_decimal("1e3", "USD").is_err());
         assert!(from_decimal("", "USD").is_err());
         assert!(from_decimal("99999999999999999999", "USD").is_err());
+        assert!(from_decimal("92233720368547758.07", "USD").is_err());
+        assert_eq!(from_decimal("9999999999999.99", "USD"), Ok(MAX_AMOUNT));
+        assert!(from_decimal("10000000000000.00", "USD").is_err());
+        assert_eq!(currency_digits("JPY"), Some(0));
+        assert_eq!(currency_digits("KWD"), Some(3));
+        assert_eq!(currency_digits("USD"), Some(2));
+        assert_eq!(currency_digits("ZZZ"), None);
+        assert_eq!(from_decimal("1.234", "KWD"), Ok(1234));
+        assert_eq!(from_decimal("480", "JPY"), Ok(480));
         let v: serde_json::Value = serde_json::from_str("12.34").unwrap();
         assert_eq!(from_json(&v, "USD"), Ok(1234));
         assert_eq!(to_json(1234, "USD").to_string(), "12.34");

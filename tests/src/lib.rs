@@ -285,7 +285,7 @@ pub fn payment_json(tenant: &str, id: &str, document: &str, amount: &str) -> ser
 /// Validates and records a batch.
 pub async fn import(engine: &Engine, batch: serde_json::Value) -> anyhow::Result<usize> {
     let batch = ledgerbridge::intake::parse_batch(&batch.to_string())?;
-    Ok(engine.import(batch).await?.len())
+    Ok(engine.import(batch).await?.queued)
 }
 
 /// Runs the worker until nothing is queued or running.

@@ -780,44 +780,68 @@ async fn m3_an_entry_deleted_in_the_erp_is_created_again_and_a_stale_version_is_
     );
 }
 
+/// D1, issue 7 item 12: a worker is known by a unique id and its heartbeat,
+/// not by a process id (which means nothing across PID namespaces: a live
+/// worker in another container looked dead). A worker that beats keeps its
+/// jobs whatever its process; one that stops beating loses them once their
+/// lease runs out, and that counts as a crash of the job.
 #[tokio::test]
-async fn d1_a_worker_starting_never_takes_a_live_workers_running_job() {
+async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
     let (e, _dir) = setup_csv().await;
     import(
         &e,
-        json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}),
+        json!({"documents": [doc_json(T, "d1", "approved", "10.00"), doc_json(T, "d2", "approved", "10.00")]}),
     )
     .await
     .unwrap();
-    let lease = ledgerbridge::store::now_ms() + 60_000;
-    let claimed = e.store.claim(10, lease).await.unwrap();
+    let now = ledgerbridge::store::now_ms;
+    // A worker in another PID namespace: its label's pid means nothing here.
+    e.store.register_worker("w-elsewhere", "other-container:1").await.unwrap();
+    let claimed = e.store.claim("w-elsewhere", 1, now() + 60_000).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    // Another worker of this (live) process starts and recovers: the running
-    // job stays with its worker, and cannot be claimed twice.
-    assert_eq!(e.store.recover().await.unwrap(), 0);
-    assert!(e.store.claim(10, lease).await.unwrap().is_empty());
-    // A lease that ran out is taken back.
-    let e2 = engine();
-    e2.store.add_tenant(T).await.unwrap();
-    e2.put_connection(connection("csv", T, "csv", Some(_dir.path())))
+    assert_eq!(claimed[0].lease_owner, "w-elsewhere");
+    // Recovery leaves it alone, and it cannot be claimed twice.
+    assert_eq!(e.store.recover(30_000, 3).await.unwrap(), (0, 0));
+    let other = e.store.claim("w-here", 10, now() + 60_000).await.unwrap();
+    assert!(other.iter().all(|j| j.id != claimed[0].id));
+    // A worker that stops beating: once the lease runs out its job is taken
+    // back (and counted as a crash, since the worker is gone too).
+    e.store.register_worker("w-silent", "gone:2").await.unwrap();
+    import(&e, json!({"documents": [doc_json(T, "d3", "approved", "10.00")]}))
         .await
         .unwrap();
-    import(
-        &e2,
-        json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        e2.store
-            .claim(10, ledgerbridge::store::now_ms() - 1)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(e2.store.recover().await.unwrap(), 1);
-    assert_eq!(e2.store.claim(10, lease).await.unwrap().len(), 1);
+    let lost = e.store.claim("w-silent", 1, now() - 1).await.unwrap();
+    assert_eq!(lost.len(), 1);
+    assert_eq!(e.store.recover(0, 3).await.unwrap(), (1, 0), "only the silent worker's job");
+    let again = e.store.claim("w-here", 10, now() + 60_000).await.unwrap();
+    assert!(again.iter().any(|j| j.id == lost[0].id && j.document_id == lost[0].document_id));
+}
+
+/// P7, issue 8 item 1: a job that was running each time its worker died is
+/// quarantined after the third, not retried into a crash loop.
+#[tokio::test]
+async fn p7_a_job_that_keeps_crashing_its_worker_is_quarantined() {
+    let (e, _dir) = setup_csv().await;
+    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}))
+        .await
+        .unwrap();
+    let now = ledgerbridge::store::now_ms;
+    for crash in 1..=3 {
+        let worker = format!("w{crash}");
+        e.store.register_worker(&worker, "doomed").await.unwrap();
+        let claimed = e.store.claim(&worker, 1, now() - 1).await.unwrap();
+        assert_eq!(claimed.len(), 1, "crash {crash}: the job is claimable again");
+        // The worker dies: no heartbeat (dead_after 0), lease expired.
+        let (taken, quarantined) = e.store.recover(0, 3).await.unwrap();
+        assert_eq!(taken, 1);
+        assert_eq!(quarantined, usize::from(crash == 3), "crash {crash}");
+    }
+    assert!(e.store.claim("w4", 1, now() + 1000).await.unwrap().is_empty());
+    let items = e.store.attention(Some("csv")).await.unwrap();
+    assert_eq!(items.len(), 1);
+    assert!(items[0].message.contains("crashed the worker"), "{}", items[0].message);
+    let log = e.store.log_of(T, "d1", None).await.unwrap();
+    assert_eq!(log.last().unwrap().outcome, "failed");
 }
 
 #[tokio::test]

@@ -10,8 +10,17 @@ use rusqlite::{OptionalExtension, params};
 use std::collections::HashSet;
 
 /// Queues `job`, coalescing with a queued job for the same connection,
-/// document and target (D1: events delivered twice make one sync).
-pub(super) fn enqueue_in(db: &rusqlite::Connection, job: &NewJob) -> anyhow::Result<()> {
+/// document and target (D1: events delivered twice make one sync). Returns
+/// whether a new sync was queued (`false`: merged into a queued one).
+pub(super) fn enqueue_in(db: &rusqlite::Connection, job: &NewJob) -> anyhow::Result<bool> {
+    let queued = query_row(
+        db,
+        "SELECT 1 FROM jobs WHERE state = 'queued' AND connection_id = ?1 AND document_id = ?2 AND target = ?3",
+        params![job.connection_id, job.document_id, job.target.as_str()],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some();
     exec(db,
         "INSERT INTO jobs (connection_id, tenant_id, document_id, target, trigger, force, state, due_at, run_id, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9)
@@ -32,7 +41,7 @@ pub(super) fn enqueue_in(db: &rusqlite::Connection, job: &NewJob) -> anyhow::Res
             now_ms()
         ],
     )?;
-    Ok(())
+    Ok(!queued)
 }
 
 fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<Job> {
@@ -48,19 +57,116 @@ fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<Job> {
         force: r.get(6)?,
         attempts: r.get::<_, i64>(7)? as u32,
         run_id: r.get(8)?,
+        lease_owner: r.get(9)?,
     })
 }
 
-const JOB_COLUMNS: &str =
-    "id, connection_id, tenant_id, document_id, target, trigger, force, attempts, run_id";
+const JOB_COLUMNS: &str = "id, connection_id, tenant_id, document_id, target, trigger, force, attempts, run_id, COALESCE(lease_owner, '')";
 
 impl Store {
-    /// Queues jobs (coalescing), in one transaction.
-    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> anyhow::Result<()> {
+    /// Queues jobs (coalescing), in one transaction. Returns how many new
+    /// syncs were queued (the rest merged into syncs already queued).
+    pub async fn enqueue(&self, jobs: Vec<NewJob>) -> anyhow::Result<usize> {
         self.with(move |db| {
             let tx = db.savepoint()?;
+            let mut new = 0;
             for j in &jobs {
-                enqueue_in(&tx, j)?;
+                new += usize::from(enqueue_in(&tx, j)?);
+            }
+            tx.commit()?;
+            Ok(new)
+        })
+        .await
+    }
+
+    /// Records a job that is decided before it runs (a skip, with its
+    /// reason), so a run has one result per document and target (M4).
+    pub async fn record_decided(
+        &self,
+        jobs: Vec<(NewJob, JobOutcome, String)>,
+    ) -> anyhow::Result<()> {
+        self.with(move |db| {
+            let tx = db.savepoint()?;
+            let now = now_ms();
+            for (j, outcome, reason) in &jobs {
+                exec(&tx,
+                    "INSERT INTO jobs (connection_id, tenant_id, document_id, target, trigger, force, state, due_at,
+                       run_id, outcome, error, created_at, finished_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'done', ?7, ?8, ?9, ?10, ?7, ?7)",
+                    params![j.connection_id, j.tenant_id, j.document_id, j.target.as_str(), j.trigger.as_str(),
+                        j.force, now, j.run_id, outcome.as_str(), reason],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Registers a worker (a fresh unique id) with its first heartbeat.
+    pub async fn register_worker(&self, id: &str, label: &str) -> anyhow::Result<()> {
+        let (id, label) = (id.to_string(), label.to_string());
+        self.with(move |db| {
+            let now = now_ms();
+            exec(db,
+                "INSERT INTO workers (id, label, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+                params![id, label, now],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A worker's heartbeat: it lives, and still runs `jobs`, whose leases
+    /// run until `lease_until`. Jobs it no longer names (dropped after a
+    /// failure) keep their old lease, which runs out so another worker can
+    /// take them back.
+    pub async fn heartbeat(&self, worker: &str, jobs: Vec<i64>, lease_until: i64) -> anyhow::Result<()> {
+        let worker = worker.to_string();
+        self.with(move |db| {
+            exec(db, "UPDATE workers SET heartbeat_at = ?2 WHERE id = ?1", params![worker, now_ms()])?;
+            for id in jobs {
+                exec(db,
+                    "UPDATE jobs SET lease_until = ?3 WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+                    params![id, worker, lease_until],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// A worker stops cleanly.
+    pub async fn deregister_worker(&self, worker: &str) -> anyhow::Result<()> {
+        let worker = worker.to_string();
+        self.with(move |db| {
+            exec(db, "DELETE FROM workers WHERE id = ?1", [worker])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Puts a job this worker could not finish (the host failed, not the
+    /// ERP) back in the queue, due at `due_at`, keeping its attempts.
+    pub async fn release(&self, job: &Job, due_at: i64, why: &str) -> anyhow::Result<()> {
+        let (id, owner, why) = (job.id, job.lease_owner.clone(), why.to_string());
+        let (c, d, t) = (job.connection_id.clone(), job.document_id.clone(), job.target);
+        self.with(move |db| {
+            let tx = db.savepoint()?;
+            let queued: Option<i64> = query_row(&tx,
+                "SELECT id FROM jobs WHERE state = 'queued' AND connection_id = ?1 AND document_id = ?2 AND target = ?3",
+                params![c, d, t.as_str()], |r| r.get(0)).optional()?;
+            if let Some(q) = queued {
+                exec(&tx,
+                    "UPDATE jobs SET run_id = COALESCE(run_id, (SELECT run_id FROM jobs WHERE id = ?1)) WHERE id = ?2",
+                    params![id, q])?;
+                exec(&tx, "DELETE FROM jobs WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'", params![id, owner])?;
+            } else {
+                exec(&tx,
+                    "UPDATE jobs SET state = 'queued', lease_until = NULL, lease_owner = NULL, due_at = ?3, error = ?4
+                     WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'",
+                    params![id, owner, due_at, why])?;
             }
             tx.commit()?;
             Ok(())
@@ -73,7 +179,13 @@ impl Store {
     /// manual and an automatic sync of one document never run at once), bill
     /// jobs before payment jobs. Each is leased to this process until
     /// `lease_until`.
-    pub async fn claim(&self, limit: usize, lease_until: i64) -> anyhow::Result<Vec<Job>> {
+    pub async fn claim(
+        &self,
+        worker: &str,
+        limit: usize,
+        lease_until: i64,
+    ) -> anyhow::Result<Vec<Job>> {
+        let worker = worker.to_string();
         self.with(move |db| {
             let tx = db.savepoint()?;
             let now = now_ms();
@@ -89,7 +201,7 @@ impl Store {
             drop(stmt);
             let mut seen = HashSet::new();
             let mut claimed = Vec::new();
-            for job in candidates {
+            for mut job in candidates {
                 if claimed.len() == limit {
                     break;
                 }
@@ -99,8 +211,9 @@ impl Store {
                 exec(
                     &tx,
                     "UPDATE jobs SET state = 'running', lease_until = ?2, lease_owner = ?3 WHERE id = ?1",
-                    params![job.id, lease_until, lease_owner()],
+                    params![job.id, lease_until, worker],
                 )?;
+                job.lease_owner = worker.clone();
                 claimed.push(job);
             }
             tx.commit()?;
@@ -109,73 +222,68 @@ impl Store {
         .await
     }
 
-    /// Puts running jobs whose worker died back in the queue: those whose
-    /// lease ran out, and those leased by a process of this host that no
-    /// longer exists (so a restart after a crash resumes at once, while a
-    /// live worker's jobs are left alone). Returns how many.
-    pub async fn recover(&self) -> anyhow::Result<usize> {
+    /// Takes back running jobs whose lease ran out: their worker died, or
+    /// dropped them after a failure of its own. A job whose worker died
+    /// (its heartbeat is older than `dead_after_ms`, or it is gone) while
+    /// running it counts a crash; at `quarantine_after` crashes the job is
+    /// failed and listed in Requires attention instead of being run again,
+    /// so a job that takes its worker down cannot do it forever (P7).
+    /// Returns how many jobs were taken back and how many quarantined.
+    pub async fn recover(
+        &self,
+        dead_after_ms: i64,
+        quarantine_after: u32,
+    ) -> anyhow::Result<(usize, usize)> {
         self.with(move |db| {
             let tx = db.savepoint()?;
             let now = now_ms();
-            let expired: Vec<(i64, String, String, String)> = {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT id, connection_id, document_id, target, lease_until, lease_owner FROM jobs WHERE state = 'running'",
-                )?;
-                let rows = stmt.query_map([], |r| {
-                    Ok((
-                        (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?),
-                        r.get::<_, Option<i64>>(4)?,
-                        r.get::<_, Option<String>>(5)?,
-                    ))
+            let expired: Vec<(Job, bool, i64)> = {
+                let mut stmt = tx.prepare_cached(&format!(
+                    "SELECT {JOB_COLUMNS}, j.crashes,
+                       NOT EXISTS (SELECT 1 FROM workers w WHERE w.id = j.lease_owner AND w.heartbeat_at >= ?2)
+                     FROM jobs j WHERE state = 'running' AND (lease_until IS NULL OR lease_until < ?1)"
+                ))?;
+                let rows = stmt.query_map(params![now, now - dead_after_ms], |r| {
+                    Ok((job_from_row(r)?, r.get::<_, bool>(11)?, r.get::<_, i64>(10)?))
                 })?;
-                let mut out = Vec::new();
-                for row in rows {
-                    let (job, until, owner) = row?;
-                    let dead = owner.as_deref().is_some_and(owner_is_gone);
-                    if dead || until.is_none_or(|u| u < now) {
-                        out.push(job);
-                    }
-                }
-                out
+                rows.collect::<Result<_, _>>()?
             };
-            for (id, c, d, t) in &expired {
+            let mut quarantined = 0;
+            for (job, dead, crashes) in &expired {
+                let crashes = crashes + i64::from(*dead);
+                if *dead && crashes >= i64::from(quarantine_after) {
+                    quarantined += 1;
+                    quarantine(&tx, job, crashes, now)?;
+                    continue;
+                }
                 // A newer event may have queued the same sync meanwhile: the
                 // two coalesce, keeping the older job's run.
                 let queued: Option<i64> = tx
                     .query_row(
                         "SELECT id FROM jobs WHERE state = 'queued' AND connection_id = ?1 AND document_id = ?2 AND target = ?3",
-                        params![c, d, t],
+                        params![job.connection_id, job.document_id, job.target.as_str()],
                         |r| r.get(0),
                     )
                     .optional()?;
                 if let Some(q) = queued {
                     exec(&tx,
-                        "UPDATE jobs SET run_id = COALESCE((SELECT run_id FROM jobs WHERE id = ?1), run_id) WHERE id = ?2",
-                        params![id, q],
+                        "UPDATE jobs SET run_id = COALESCE((SELECT run_id FROM jobs WHERE id = ?1), run_id),
+                           crashes = MAX(crashes, ?3) WHERE id = ?2",
+                        params![job.id, q, crashes],
                     )?;
-                    exec(&tx, "DELETE FROM jobs WHERE id = ?1", [id])?;
+                    exec(&tx, "DELETE FROM jobs WHERE id = ?1", [job.id])?;
                 } else {
                     exec(&tx,
-                        "UPDATE jobs SET state = 'queued', lease_until = NULL, lease_owner = NULL, due_at = ?2 WHERE id = ?1",
-                        params![id, now],
+                        "UPDATE jobs SET state = 'queued', lease_until = NULL, lease_owner = NULL, due_at = ?2,
+                           crashes = ?3 WHERE id = ?1",
+                        params![job.id, now, crashes],
                     )?;
                 }
             }
+            // Workers silent for long are gone; their jobs were taken above.
+            exec(&tx, "DELETE FROM workers WHERE heartbeat_at < ?1", [now - dead_after_ms])?;
             tx.commit()?;
-            Ok(expired.len())
-        })
-        .await
-    }
-
-    /// Extends the leases of this process's running jobs until `until`.
-    pub async fn renew_leases(&self, until: i64) -> anyhow::Result<()> {
-        self.with(move |db| {
-            exec(
-                db,
-                "UPDATE jobs SET lease_until = ?1 WHERE state = 'running' AND lease_owner = ?2",
-                params![until, lease_owner()],
-            )?;
-            Ok(())
+            Ok((expired.len(), quarantined))
         })
         .await
     }
@@ -183,12 +291,22 @@ impl Store {
     /// Stores everything a finished attempt changes, in one transaction: the
     /// job's new state, the entry, the log line, the attention item, and the
     /// payments waiting on a bill.
-    pub async fn finish(&self, f: FinishedJob) -> anyhow::Result<()> {
+    /// Returns `false` when the job was no longer this worker's (its lease
+    /// ran out and another worker took it): then only the log line is kept,
+    /// and the other worker's run decides the outcome.
+    pub async fn finish(&self, f: FinishedJob) -> anyhow::Result<bool> {
         self.with(move |db| {
             let tx = db.savepoint()?;
             let now = now_ms();
             let job = &f.job;
             let target = job.target.as_str();
+            if !holds_lease(&tx, job)? {
+                log_line(&tx, job, now, &f.operations, "lease_lost", None,
+                    Some("this attempt's outcome was discarded: the job's lease ran out and another worker took it"),
+                    &f.plugin_log)?;
+                tx.commit()?;
+                return Ok(false);
+            }
 
             for (target, subject) in &f.forget {
                 exec(&tx,
@@ -254,15 +372,8 @@ impl Store {
 
             // The log line (L1).
             let erp_id = f.entries.iter().find_map(|e| e.erp_id.clone());
-            exec(&tx,
-                "INSERT INTO sync_log (tenant_id, connection_id, document_id, at, trigger, target, operations,
-                   outcome, erp_id, error, plugin_log)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                params![
-                    job.tenant_id, job.connection_id, job.document_id, now, job.trigger.as_str(), target,
-                    serde_json::to_string(&f.operations)?, f.outcome.as_str(), erp_id, f.error, f.plugin_log
-                ],
-            )?;
+            log_line(&tx, job, now, &f.operations, f.outcome.as_str(), erp_id.as_deref(),
+                f.error.as_deref(), &f.plugin_log)?;
 
             // Requires attention (L2): set on failures a person must fix,
             // cleared by a success; retries and waits leave it as it is.
@@ -330,7 +441,7 @@ impl Store {
                 }
             }
             tx.commit()?;
-            Ok(())
+            Ok(true)
         })
         .await
     }
@@ -340,6 +451,9 @@ impl Store {
     pub async fn wait_for_bill(&self, payment_job: Job, bill_job: NewJob) -> anyhow::Result<()> {
         self.with(move |db| {
             let tx = db.savepoint()?;
+            if !holds_lease(&tx, &payment_job)? {
+                return Ok(());
+            }
             let bill_active: bool = tx
                 .query_row(
                     "SELECT 1 FROM jobs WHERE connection_id = ?1 AND document_id = ?2 AND target = 'bill'
@@ -386,13 +500,19 @@ impl Store {
             for row in rows {
                 let (state, outcome, n) = row?;
                 let n = n as usize;
+                if outcome == "coalesced" {
+                    // Merged into another job of the run: not a result of its own.
+                    continue;
+                }
                 s.total += n;
                 match (state.as_str(), outcome.as_str()) {
                     ("done", "created") => s.created += n,
                     ("done", "updated") => s.updated += n,
                     ("done", "unchanged") => s.unchanged += n,
                     ("done", "skipped_booked") => s.skipped_booked += n,
-                    ("failed", _) | ("blocked", _) => s.failed += n,
+                    ("done", "skipped") => s.skipped += n,
+                    ("failed", _) => s.failed += n,
+                    ("blocked", _) => s.blocked += n,
                     ("waiting", _) => s.waiting += n,
                     _ => s.pending += n,
                 }
@@ -410,7 +530,8 @@ impl Store {
         let run = run_id.to_string();
         self.with(move |db| {
             let mut stmt = db.prepare_cached(
-                "SELECT document_id, target, state, outcome, error FROM jobs WHERE run_id = ?1 ORDER BY document_id, target",
+                "SELECT document_id, target, state, outcome, error FROM jobs
+                 WHERE run_id = ?1 AND COALESCE(outcome, '') != 'coalesced' ORDER BY document_id, target",
             )?;
             let rows = stmt.query_map([run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -441,24 +562,62 @@ impl Store {
     }
 }
 
-/// This process, as a lease owner.
-fn lease_owner() -> String {
-    format!("pid:{}", std::process::id())
+/// Whether `job` is still running under its worker's lease.
+fn holds_lease(tx: &rusqlite::Connection, job: &Job) -> anyhow::Result<bool> {
+    Ok(query_row(
+        tx,
+        "SELECT 1 FROM jobs WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
+        params![job.id, job.lease_owner],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
 }
 
-/// Whether the process that owned a lease is gone (Linux: no `/proc/<pid>`).
-/// Elsewhere nothing is known, and only the lease's expiry frees the job.
-fn owner_is_gone(owner: &str) -> bool {
-    let Some(pid) = owner
-        .strip_prefix("pid:")
-        .and_then(|p| p.parse::<u32>().ok())
-    else {
-        return false;
-    };
-    if pid == std::process::id() {
-        return false;
-    }
-    cfg!(target_os = "linux") && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+/// A line of the integration log (L1).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn log_line(
+    tx: &rusqlite::Connection,
+    job: &Job,
+    at: i64,
+    operations: &[super::rows::Operation],
+    outcome: &str,
+    erp_id: Option<&str>,
+    error: Option<&str>,
+    plugin_log: &str,
+) -> anyhow::Result<()> {
+    exec(tx,
+        "INSERT INTO sync_log (tenant_id, connection_id, document_id, at, trigger, target, operations,
+           outcome, erp_id, error, plugin_log)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            job.tenant_id, job.connection_id, job.document_id, at, job.trigger.as_str(), job.target.as_str(),
+            serde_json::to_string(operations)?, outcome, erp_id, error, plugin_log
+        ],
+    )?;
+    Ok(())
+}
+
+/// Fails a job that was running each time one of `crashes` workers stopped
+/// without finishing it, and asks a person to look (P7).
+fn quarantine(tx: &rusqlite::Connection, job: &Job, crashes: i64, now: i64) -> anyhow::Result<()> {
+    let message = format!(
+        "quarantined: the plugin crashed the worker ({crashes} workers stopped while running this sync); it is not run again by itself"
+    );
+    let hint = "Look at the connection's plugin (a newer build, its memory and deadline limits) and the workers' logs; re-sync the document once fixed.";
+    exec(tx,
+        "UPDATE jobs SET state = 'failed', outcome = 'failed', error = ?2, crashes = ?3, lease_until = NULL,
+           finished_at = ?4 WHERE id = ?1",
+        params![job.id, message, crashes, now],
+    )?;
+    log_line(tx, job, now, &[], "failed", None, Some(&message), "[]")?;
+    exec(tx,
+        "INSERT INTO attention (connection_id, tenant_id, document_id, target, message, hint, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (connection_id, document_id, target) DO UPDATE SET message = excluded.message, hint = excluded.hint",
+        params![job.connection_id, job.tenant_id, job.document_id, job.target.as_str(), message, hint, now],
+    )?;
+    Ok(())
 }
 
 /// Puts a document's waiting or blocked payment jobs back in the queue.

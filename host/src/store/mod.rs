@@ -12,7 +12,7 @@ mod records;
 mod rows;
 
 pub use payments::{FailedExport, FundingAccount};
-pub use records::{JobContext, JobPlan};
+pub use records::{JobContext, JobPlan, Recorded};
 pub use rows::{
     AttentionItem, EntryRow, FinishedJob, Job, JobOutcome, JobState, LogRow, NewJob, Operation,
     RunSummary,
@@ -24,7 +24,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// The migrations, in order; `user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema_2.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    include_str!("schema_2.sql"),
+    include_str!("schema_3.sql"),
+];
 
 /// A handle on the database. Cheap to clone.
 #[derive(Clone)]
@@ -32,11 +36,29 @@ pub struct Store {
     requests: std::sync::mpsc::Sender<Request>,
     busy: Arc<std::sync::atomic::AtomicU64>,
     calls: Arc<std::sync::atomic::AtomicU64>,
+    path: Option<Arc<std::path::PathBuf>>,
 }
 
-/// Work for the store's thread: it runs, then, once its batch is committed
-/// (or not), the returned closure answers the caller.
-type Request = Box<dyn FnOnce(&mut Db) -> Answer + Send>;
+/// How the store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// How long to wait for another process's write lock before a
+    /// transaction fails.
+    pub busy_timeout: std::time::Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            busy_timeout: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+/// Work for the store's thread: it runs (given the database) or is refused
+/// (given `None`, when no transaction could begin), then, once its batch is
+/// committed (or not), the returned closure answers the caller.
+type Request = Box<dyn FnOnce(Option<&mut Db>) -> Answer + Send>;
 type Answer = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// Most requests one commit covers.
@@ -55,11 +77,17 @@ fn serve(mut db: Db, inbox: std::sync::mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        let begun = db
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| e.to_string());
-        let answers: Vec<Answer> = batch.into_iter().map(|r| r(&mut db)).collect();
-        let committed = begun.and_then(|_| db.execute_batch("COMMIT").map_err(|e| e.to_string()));
+        // No transaction, no work: run outside one, a request's statements
+        // would commit one by one while its caller hears "not stored".
+        if let Err(e) = db.execute_batch("BEGIN IMMEDIATE") {
+            let why = format!("could not begin a transaction (another process holds the store's write lock?): {e}");
+            for r in batch {
+                r(None)(Err(why.clone()));
+            }
+            continue;
+        }
+        let answers: Vec<Answer> = batch.into_iter().map(|r| r(Some(&mut db))).collect();
+        let committed = db.execute_batch("COMMIT").map_err(|e| e.to_string());
         if committed.is_err() {
             let _ = db.execute_batch("ROLLBACK");
         }
@@ -72,16 +100,29 @@ fn serve(mut db: Db, inbox: std::sync::mpsc::Receiver<Request>) {
 impl Store {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path) -> anyhow::Result<Store> {
+        Self::open_with(path, StoreOptions::default())
+    }
+
+    /// [`Store::open`] with options.
+    pub fn open_with(path: &Path, options: StoreOptions) -> anyhow::Result<Store> {
         let db = Db::open(path).with_context(|| format!("opening the store {}", path.display()))?;
-        Self::setup(db)
+        // The file itself, absolute: the engine keeps plugins' directories
+        // away from it (P8).
+        let file = std::path::absolute(path).ok();
+        Self::setup(db, options, file)
     }
 
     /// A private in-memory database, for tests and the demo.
     pub fn open_in_memory() -> anyhow::Result<Store> {
-        Self::setup(Db::open_in_memory()?)
+        Self::setup(Db::open_in_memory()?, StoreOptions::default(), None)
     }
 
-    fn setup(mut db: Db) -> anyhow::Result<Store> {
+    /// The database file, when the store has one.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref().map(|p| p.as_path())
+    }
+
+    fn setup(mut db: Db, options: StoreOptions, path: Option<std::path::PathBuf>) -> anyhow::Result<Store> {
         // WAL with synchronous=NORMAL: a commit survives the process being
         // killed at any point (the crash test does that); only an OS crash can
         // lose the last commits, never corrupt the file.
@@ -91,7 +132,7 @@ impl Store {
         // syncs the database file, and bulk runs write a lot.
         db.pragma_update(None, "wal_autocheckpoint", 4000)?;
         db.pragma_update(None, "foreign_keys", "ON")?;
-        db.busy_timeout(std::time::Duration::from_secs(10))?;
+        db.busy_timeout(options.busy_timeout)?;
         db.set_prepared_statement_cache_capacity(128);
         let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
         let tx = db.transaction()?;
@@ -112,6 +153,7 @@ impl Store {
             requests,
             busy: Arc::default(),
             calls: Arc::default(),
+            path: path.map(Arc::new),
         })
     }
 
@@ -124,7 +166,13 @@ impl Store {
         let (busy, calls) = (self.busy.clone(), self.calls.clone());
         let (answer, reply) = tokio::sync::oneshot::channel();
         self.requests
-            .send(Box::new(move |db: &mut Db| -> Answer {
+            .send(Box::new(move |db: Option<&mut Db>| -> Answer {
+                let Some(db) = db else {
+                    return Box::new(move |refused: Result<(), String>| {
+                        let why = refused.err().unwrap_or_default();
+                        let _ = answer.send(Err(anyhow::Error::new(StoreError(why))));
+                    });
+                };
                 let t = std::time::Instant::now();
                 let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(db)))
                     .unwrap_or_else(|_| Err(anyhow::anyhow!("a store request panicked")));
@@ -136,12 +184,12 @@ impl Store {
                 Box::new(move |committed: Result<(), String>| {
                     let r = match committed {
                         Ok(()) => r,
-                        Err(e) => Err(anyhow::anyhow!("the store could not commit: {e}")),
+                        Err(e) => Err(anyhow::Error::new(StoreError(format!("could not commit: {e}")))),
                     };
                     let _ = answer.send(r);
                 })
             }))
-            .map_err(|_| anyhow::anyhow!("the store's thread has stopped"))?;
+            .map_err(|_| StoreError("its thread has stopped".into()))?;
         reply
             .await
             .context("the store's thread dropped a request")?
@@ -158,6 +206,12 @@ impl Store {
         )
     }
 }
+
+/// The store failed as a whole (no transaction, no commit, no thread): the
+/// host's own failure, never the ERP's.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the store failed: {0}")]
+pub struct StoreError(pub String);
 
 /// Runs a statement, prepared once per connection and cached.
 pub(crate) fn exec(db: &Db, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {

@@ -39,6 +39,17 @@ pub struct FailedExport {
 /// Numbers a funding account starts at when no operator set one.
 const FIRST_CHECK_NUMBER: u64 = 1;
 
+/// The largest check number: 15 digits, exact in every JSON reader (below
+/// 2^53) and far from overflowing the store's 64-bit integers.
+pub const MAX_CHECK_NUMBER: u64 = 999_999_999_999_999;
+
+fn check_range(field: &str, n: u64) -> anyhow::Result<()> {
+    if n == 0 || n > MAX_CHECK_NUMBER {
+        bail!("{field}: {n} is outside 1..={MAX_CHECK_NUMBER}");
+    }
+    Ok(())
+}
+
 fn next_in(db: &rusqlite::Connection, tenant: &str, fa: &str) -> rusqlite::Result<u64> {
     let next: Option<i64> = query_row(
         db,
@@ -75,7 +86,7 @@ fn first_free(
 ) -> rusqlite::Result<u64> {
     let mut n = from;
     while skip.contains(&n) || issued(db, tenant, fa, n)?.is_some() {
-        n += 1;
+        n = n.saturating_add(1);
     }
     Ok(n)
 }
@@ -122,15 +133,20 @@ impl Store {
                 return Ok(n as u64);
             }
             let next = next_in(&tx, &t, &f)?;
-            for &u in used_in_erp.iter().filter(|&&u| u >= next) {
+            for &u in used_in_erp.iter().filter(|&&u| u >= next && u <= MAX_CHECK_NUMBER) {
                 exec(
                     &tx,
-                    "INSERT INTO check_numbers (tenant_id, funding_account, number, payment_id, issued_at)
-                     VALUES (?1, ?2, ?3, NULL, ?4) ON CONFLICT DO NOTHING",
+                    "INSERT INTO check_numbers (tenant_id, funding_account, number, payment_id, issued_at, reason)
+                     VALUES (?1, ?2, ?3, NULL, ?4, 'in-use') ON CONFLICT DO NOTHING",
                     params![t, f, u as i64, now_ms()],
                 )?;
             }
             let n = first_free(&tx, &t, &f, next, &[])?;
+            if n > MAX_CHECK_NUMBER {
+                bail!(
+                    "funding account {f} has no check number left below {MAX_CHECK_NUMBER}; set its next number with `funding-account set-next`, or clear numbers wrongly marked used"
+                );
+            }
             exec(
                 &tx,
                 "INSERT INTO check_numbers (tenant_id, funding_account, number, payment_id, issued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -149,22 +165,51 @@ impl Store {
         .await
     }
 
-    /// C3: the ERP already uses `n`: never issue it again.
-    pub async fn mark_check_used_in_erp(
-        &self,
-        tenant: &str,
-        fa: &str,
-        n: u64,
-    ) -> anyhow::Result<()> {
+    /// C3: the ERP rejected `n` as already used: it is never issued or
+    /// accepted again, whatever edits follow. A payment holding it keeps it
+    /// in its body until an operator edits it, but no longer owns the
+    /// number, so an edit cannot free it.
+    pub async fn mark_check_rejected(&self, tenant: &str, fa: &str, n: u64) -> anyhow::Result<()> {
         let (t, f) = (tenant.to_string(), fa.to_string());
         self.with(move |db| {
+            if n > MAX_CHECK_NUMBER {
+                return Ok(());
+            }
             exec(
                 db,
-                "INSERT INTO check_numbers (tenant_id, funding_account, number, payment_id, issued_at)
-                 VALUES (?1, ?2, ?3, NULL, ?4) ON CONFLICT DO NOTHING",
+                "INSERT INTO check_numbers (tenant_id, funding_account, number, payment_id, issued_at, reason)
+                 VALUES (?1, ?2, ?3, NULL, ?4, 'rejected')
+                 ON CONFLICT (tenant_id, funding_account, number) DO UPDATE SET payment_id = NULL, reason = 'rejected'",
                 params![t, f, n as i64, now_ms()],
             )?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Clears numbers marked used in the ERP (never numbers issued to
+    /// payments) from `first` to `last`, after a connector reported numbers
+    /// wrongly (issue: a plugin that lies). Returns how many were cleared.
+    pub async fn clear_checks_marked_used(
+        &self,
+        tenant: &str,
+        fa: &str,
+        first: u64,
+        last: u64,
+    ) -> anyhow::Result<usize> {
+        let (t, f) = (tenant.to_string(), fa.to_string());
+        self.with(move |db| {
+            check_range("first", first)?;
+            check_range("last", last)?;
+            if last < first {
+                bail!("last: {last} is below first {first}");
+            }
+            Ok(exec(
+                db,
+                "DELETE FROM check_numbers WHERE tenant_id = ?1 AND funding_account = ?2 AND payment_id IS NULL
+                   AND number BETWEEN ?3 AND ?4",
+                params![t, f, first as i64, last as i64],
+            )?)
         })
         .await
     }
@@ -201,12 +246,13 @@ impl Store {
     ) -> anyhow::Result<()> {
         let (t, f) = (tenant.to_string(), fa.to_string());
         self.with(move |db| {
-            if next == 0 {
-                bail!("next_check_number: must be above zero");
-            }
+            check_range("next_check_number", next)?;
+            // Only numbers issued to payments bind: a number merely marked
+            // used in the ERP is skipped when reached, not a floor.
             let last: Option<i64> = query_row(
                 db,
-                "SELECT MAX(number) FROM check_numbers WHERE tenant_id = ?1 AND funding_account = ?2",
+                "SELECT MAX(number) FROM check_numbers WHERE tenant_id = ?1 AND funding_account = ?2
+                   AND payment_id IS NOT NULL",
                 params![t, f],
                 |r| r.get(0),
             )?;
@@ -249,14 +295,23 @@ impl Store {
             )
             .optional()?;
             let Some(body) = body else { bail!("payment: no payment {p} for tenant {t}") };
+            // L3: only a payment the ERP rejected is edited; any other is
+            // synced (or not) as the AP product says.
+            let failed: bool = query_row(
+                &tx,
+                "SELECT EXISTS (SELECT 1 FROM failed_exports WHERE tenant_id = ?1 AND payment_id = ?2)",
+                params![t, p],
+                |r| r.get(0),
+            )?;
+            if !failed {
+                bail!("payment: {p} is not in Failed to export; only a payment the ERP rejected can be edited");
+            }
             let mut payment: Payment = serde_json::from_str(&body)?;
             if let Some(n) = check_number {
                 if payment.method != PaymentMethod::Check {
                     bail!("check_number: payment {p} is not a check");
                 }
-                if n == 0 {
-                    bail!("check_number: must be above zero");
-                }
+                check_range("check_number", n)?;
                 match issued(&tx, &t, &payment.funding_account, n)? {
                     Some(Some(holder)) if holder == p => {}
                     Some(Some(holder)) => bail!(
@@ -276,7 +331,7 @@ impl Store {
                     params![t, payment.funding_account, n as i64, p, now_ms()],
                 )?;
                 let next = next_in(&tx, &t, &payment.funding_account)?;
-                if n >= next {
+                if n >= next && n < MAX_CHECK_NUMBER {
                     exec(
                         &tx,
                         "INSERT INTO funding_accounts (tenant_id, id, next_check_number) VALUES (?1, ?2, ?3)
@@ -287,10 +342,10 @@ impl Store {
                 payment.check_number = Some(n);
             }
             if let Some(b) = bank_id {
-                if b.trim().is_empty() {
-                    bail!("bank_id: must not be empty");
+                if let Err(m) = crate::model::check_id(&b) {
+                    bail!("bank_id: {m}");
                 }
-                payment.bank_id = Some(b.trim().to_string());
+                payment.bank_id = Some(b);
             }
             exec(
                 &tx,

@@ -11,6 +11,15 @@ use rusqlite::{OptionalExtension, params};
 /// Decides the jobs a change causes, inside the transaction that records it.
 pub type JobPlan<T> = Box<dyn FnOnce(Option<&T>, &T, &[Connection]) -> Vec<NewJob> + Send>;
 
+/// What [`Store::record`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    /// The jobs the changes caused.
+    pub jobs: Vec<NewJob>,
+    /// How many of them were new syncs (the rest merged into queued ones).
+    pub new_jobs: usize,
+}
+
 /// Everything a job reads, in one call.
 #[derive(Debug, Clone, Default)]
 pub struct JobContext {
@@ -93,21 +102,56 @@ impl Store {
         .await
     }
 
-    /// Adds or replaces a connection (already validated).
+    /// Adds or replaces a connection (already validated). A connection's
+    /// tenant never changes: replacing one under another tenant is refused
+    /// here too, inside the transaction, whatever the caller checked.
     pub async fn put_connection(&self, c: Connection) -> anyhow::Result<()> {
         self.with(move |db| {
+            let tx = db.savepoint()?;
+            let owner: Option<String> = query_row(
+                &tx,
+                "SELECT tenant_id FROM connections WHERE id = ?1",
+                [&c.id],
+                |r| r.get(0),
+            )
+            .optional()?;
+            if let Some(owner) = owner
+                && owner != c.tenant_id
+            {
+                bail!(
+                    "id: connection {} belongs to another tenant; choose another id",
+                    c.id
+                );
+            }
             let config = serde_json::to_string(&c)?;
             let credentials = serde_json::to_string(&c.credentials)?;
             exec(
-                db,
-                "INSERT INTO connections (id, tenant_id, enabled, config, credentials, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (id) DO UPDATE SET tenant_id = excluded.tenant_id,
+                &tx,
+                "INSERT INTO connections (id, tenant_id, enabled, config, credentials, created_at, disabled_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, CASE WHEN ?3 THEN NULL ELSE ?6 END)
+                 ON CONFLICT (id) DO UPDATE SET
+                   disabled_at = CASE WHEN excluded.enabled THEN NULL
+                                      WHEN enabled THEN excluded.created_at ELSE disabled_at END,
                    enabled = excluded.enabled, config = excluded.config,
                    credentials = excluded.credentials",
                 params![c.id, c.tenant_id, c.enabled, config, credentials, now_ms()],
             )?;
+            tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    /// How many of a tenant's documents changed (or arrived) since `since`.
+    pub async fn documents_changed_since(&self, tenant_id: &str, since: i64) -> anyhow::Result<usize> {
+        let t = tenant_id.to_string();
+        self.with(move |db| {
+            Ok(query_row(
+                db,
+                "SELECT COUNT(*) FROM documents WHERE tenant_id = ?1 AND updated_at >= ?2",
+                params![t, since],
+                |r| r.get::<_, i64>(0),
+            )? as usize)
         })
         .await
     }
@@ -140,26 +184,37 @@ impl Store {
         self.with(|db| all_connections(db, None)).await
     }
 
-    /// Enables or disables a connection (P4); its history stays.
-    pub async fn set_connection_enabled(&self, id: &str, enabled: bool) -> anyhow::Result<bool> {
+    /// Enables or disables a connection (P4); its history stays. Returns
+    /// `None` when there is no such connection, else when it was disabled
+    /// (`Some(None)` if it was not).
+    pub async fn set_connection_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+    ) -> anyhow::Result<Option<Option<i64>>> {
         let id = id.to_string();
         self.with(move |db| {
-            let Some(config): Option<String> = db
-                .query_row("SELECT config FROM connections WHERE id = ?1", [&id], |r| {
-                    r.get(0)
-                })
+            let tx = db.savepoint()?;
+            let Some((config, disabled_at)): Option<(String, Option<i64>)> = tx
+                .query_row(
+                    "SELECT config, disabled_at FROM connections WHERE id = ?1",
+                    [&id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .optional()?
             else {
-                return Ok(false);
+                return Ok(None);
             };
             let mut value: serde_json::Value = serde_json::from_str(&config)?;
             value["enabled"] = serde_json::Value::Bool(enabled);
             exec(
-                db,
-                "UPDATE connections SET enabled = ?2, config = ?3 WHERE id = ?1",
-                params![id, enabled, value.to_string()],
+                &tx,
+                "UPDATE connections SET enabled = ?2, config = ?3,
+                   disabled_at = CASE WHEN ?2 THEN NULL ELSE COALESCE(disabled_at, ?4) END WHERE id = ?1",
+                params![id, enabled, value.to_string(), now_ms()],
             )?;
-            Ok(true)
+            tx.commit()?;
+            Ok(Some(disabled_at))
         })
         .await
     }
@@ -170,10 +225,11 @@ impl Store {
         &self,
         documents: Vec<(Document, JobPlan<Document>)>,
         payments: Vec<(Payment, JobPlan<Payment>)>,
-    ) -> anyhow::Result<Vec<NewJob>> {
+    ) -> anyhow::Result<Recorded> {
         self.with(move |db| {
             let tx = db.savepoint()?;
             let mut queued = Vec::new();
+            let mut new_jobs = 0;
             for (doc, plan) in documents {
                 let previous = document_in(&tx, &doc.tenant_id, &doc.id)?;
                 let conns = all_connections(&tx, Some(&doc.tenant_id))?;
@@ -185,7 +241,7 @@ impl Store {
                 )?;
                 let jobs = plan(previous.as_ref(), &doc, &conns);
                 for j in &jobs {
-                    super::jobs::enqueue_in(&tx, j)?;
+                    new_jobs += usize::from(super::jobs::enqueue_in(&tx, j)?);
                 }
                 queued.extend(jobs);
             }
@@ -231,14 +287,31 @@ impl Store {
                      ON CONFLICT (tenant_id, id) DO UPDATE SET body = excluded.body, updated_at = excluded.updated_at",
                     params![payment.tenant_id, payment.id, payment.document_id, serde_json::to_string(&payment)?, now_ms()],
                 )?;
+                // A guard for concurrent imports; the engine checked first.
+                let (paid, total): (i64, i64) = query_row(
+                    &tx,
+                    "SELECT (SELECT COALESCE(SUM(json_extract(p.body, '$.amount')), 0) FROM payments p
+                              WHERE p.tenant_id = ?1 AND p.document_id = ?2),
+                            (SELECT json_extract(d.body, '$.total') FROM documents d
+                              WHERE d.tenant_id = ?1 AND d.id = ?2)",
+                    params![payment.tenant_id, payment.document_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                if paid > total {
+                    bail!(
+                        "payment {}: amount: with the payments already recorded, document {} would be paid more than its total",
+                        payment.id,
+                        payment.document_id
+                    );
+                }
                 let jobs = plan(previous.as_ref(), &payment, &conns);
                 for j in &jobs {
-                    super::jobs::enqueue_in(&tx, j)?;
+                    new_jobs += usize::from(super::jobs::enqueue_in(&tx, j)?);
                 }
                 queued.extend(jobs);
             }
             tx.commit()?;
-            Ok(queued)
+            Ok(Recorded { jobs: queued, new_jobs })
         })
         .await
     }

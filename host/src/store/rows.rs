@@ -64,6 +64,8 @@ pub struct Job {
     /// Attempts before this one.
     pub attempts: u32,
     pub run_id: Option<String>,
+    /// The worker holding the job's lease.
+    pub lease_owner: String,
 }
 
 /// The host's record of an entry in one connection.
@@ -113,6 +115,11 @@ pub enum JobOutcome {
     /// A payment whose bill failed.
     Blocked,
     Failed,
+    /// Not synced, on purpose: the error field says why (a draft, a payment
+    /// not due yet). Nothing was sent.
+    Skipped,
+    /// Merged into another job of the same document and target.
+    Coalesced,
 }
 
 impl JobOutcome {
@@ -127,6 +134,8 @@ impl JobOutcome {
             JobOutcome::Waiting => "waiting",
             JobOutcome::Blocked => "blocked",
             JobOutcome::Failed => "failed",
+            JobOutcome::Skipped => "skipped",
+            JobOutcome::Coalesced => "coalesced",
         }
     }
 }
@@ -191,6 +200,10 @@ pub struct RunSummary {
     pub updated: usize,
     pub unchanged: usize,
     pub skipped_booked: usize,
+    /// Not synced on purpose, each with its reason (a draft, a payment not due).
+    pub skipped: usize,
     pub failed: usize,
+    /// Payments blocked because their bill failed (the bill counts as failed).
+    pub blocked: usize,
     pub waiting: usize,
 }

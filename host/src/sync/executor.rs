@@ -12,30 +12,9 @@ use crate::runtime::{
     CallError, LogLine, Operation as Call, Plugin, Reply, Sandbox, describe_connector_error,
 };
 use crate::store::{EntryRow, FinishedJob, Job, JobOutcome, NewJob, Operation, now_ms};
-use sha2::{Digest, Sha256};
+use super::keys::{self, digest, update_key};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A hex digest of `parts`, 32 characters: short enough for every ERP's
-/// idempotency key (QuickBooks allows 50).
-fn digest(parts: &[&str]) -> String {
-    let mut h = Sha256::new();
-    for p in parts {
-        h.update(p.as_bytes());
-        h.update([0u8]);
-    }
-    h.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// What the plugin is sent, hashed: an update that would send the same is
-/// skipped (D3). Debug output is stable within a build; a new build at worst
-/// sends one redundant update per entry.
-fn content_hash<T: std::fmt::Debug>(value: &T) -> String {
-    digest(&[&format!("{value:?}")])
-}
 
 fn entry_state(s: wit::EntryState) -> &'static str {
     match s {
@@ -74,6 +53,9 @@ fn learn(row: &mut EntryRow, e: &wit::Entry, hash: Option<String>) {
 enum Failure {
     Call(CallError),
     Mapping(MappingError),
+    /// The host itself failed (its store): not the ERP's fault nor the
+    /// plugin's; the job is left to be run again.
+    Host(anyhow::Error),
 }
 
 /// One entry to bring in line: a bill entry, or one payment's entry.
@@ -129,9 +111,25 @@ struct Attempt<'a> {
     sandbox: Sandbox,
     operations: Vec<Operation>,
     logs: Vec<LogLine>,
+    /// Lookups made so far in this attempt: each is a request of its own.
+    lookups: u32,
 }
 
 impl Attempt<'_> {
+    /// A key for this attempt's next lookup: reads are distinct requests.
+    fn lookup_key(&mut self, target: &str, subject: &str) -> String {
+        self.lookups += 1;
+        digest(&[
+            &self.job.connection_id,
+            target,
+            subject,
+            "lookup",
+            &self.job.id.to_string(),
+            &self.job.attempts.to_string(),
+            &self.lookups.to_string(),
+        ])
+    }
+
     async fn call(&mut self, key: &str, op: Call) -> Result<Reply, CallError> {
         let name = op.name();
         let started = std::time::Instant::now();
@@ -196,46 +194,99 @@ impl Attempt<'_> {
             );
             return Ok((JobOutcome::SkippedBooked, row, false));
         }
-        if row.erp_id.is_some() {
+        // M2, M3: a manual or bulk sync always asks the ERP whether the
+        // entry exists; the content hash (D3) only skips an update of an
+        // entry the lookup found. Automatic syncs trust the host's record
+        // and learn of a deleted entry from the update's not-found.
+        let manual = matches!(self.job.trigger, Trigger::Manual | Trigger::Bulk);
+        let mut current = row.erp_id.as_ref().map(|_| to_wit(&row));
+        if let Some(known) = row.erp_id.clone()
+            && manual
+        {
+            let key = self.lookup_key(target, &s.subject_id);
+            match self
+                .call(&key, s.lookup(Some(known)))
+                .await
+                .map_err(Failure::Call)?
+            {
+                Reply::Found(Some(e)) if e.state == wit::EntryState::Booked => {
+                    let hash = row.content_hash.clone();
+                    learn(&mut row, &e, hash);
+                    return Ok(self.lock(row, "the entry is booked in the ERP".into()));
+                }
+                Reply::Found(Some(e)) => {
+                    let hash = row.content_hash.clone();
+                    learn(&mut row, &e, hash);
+                    current = Some(e);
+                }
+                Reply::Found(None) => {
+                    self.note("forget", "the ERP no longer has this entry".into());
+                    row.erp_id = None;
+                    row.version = None;
+                    row.content_hash = None;
+                    forgot = true;
+                    current = None;
+                }
+                Reply::Entry(_) | Reply::CheckNumbers(_) => {
+                    return Err(Failure::Call(CallError::Connector(
+                        wit::ConnectorError::Unavailable(
+                            "the connector answered a lookup with something else".into(),
+                        ),
+                    )));
+                }
+            }
+        }
+        if let Some(entry) = current {
             // D3: the ERP has exactly this already.
             if !self.job.force && row.content_hash.as_deref() == Some(s.hash.as_str()) {
                 self.note("skip", "unchanged since the last sync".into());
-                return Ok((JobOutcome::Unchanged, row, false));
+                return Ok((JobOutcome::Unchanged, row, forgot));
             }
             if !can_update {
                 self.note(
                     "skip",
                     "the ERP cannot modify this entry; it was not replaced".into(),
                 );
-                return Ok((JobOutcome::Unchanged, row, false));
+                return Ok((JobOutcome::Unchanged, row, forgot));
             }
-            let key = digest(&[conn, target, &s.subject_id, "update", &s.hash]);
-            match self.call(&key, s.update(to_wit(&row))).await {
+            let key = update_key(conn, target, &s.subject_id, &s.hash, entry.version.as_deref());
+            match self.call(&key, s.update(entry)).await {
                 Ok(Reply::Entry(e)) => {
                     learn(&mut row, &e, Some(s.hash.clone()));
-                    return Ok((JobOutcome::Updated, row, false));
+                    return Ok((JobOutcome::Updated, row, forgot));
                 }
                 Err(CallError::Connector(wit::ConnectorError::Booked(m))) => {
                     return Ok(self.lock(row, m));
                 }
                 Err(CallError::Connector(wit::ConnectorError::Conflict(_))) => {
-                    // Stale version: read the entry again and update once more.
+                    // Stale version: read the entry again and update once more,
+                    // as a new request with a key of its own (D2).
+                    let lookup = self.lookup_key(target, &s.subject_id);
                     match self
-                        .call(&key, s.lookup(row.erp_id.clone()))
+                        .call(&lookup, s.lookup(row.erp_id.clone()))
                         .await
                         .map_err(Failure::Call)?
                     {
-                        Reply::Found(Some(fresh)) => match self.call(&key, s.update(fresh)).await {
-                            Ok(Reply::Entry(e)) => {
-                                learn(&mut row, &e, Some(s.hash.clone()));
-                                return Ok((JobOutcome::Updated, row, false));
+                        Reply::Found(Some(fresh)) => {
+                            let key = update_key(
+                                conn,
+                                target,
+                                &s.subject_id,
+                                &s.hash,
+                                fresh.version.as_deref(),
+                            );
+                            match self.call(&key, s.update(fresh)).await {
+                                Ok(Reply::Entry(e)) => {
+                                    learn(&mut row, &e, Some(s.hash.clone()));
+                                    return Ok((JobOutcome::Updated, row, forgot));
+                                }
+                                Err(CallError::Connector(wit::ConnectorError::Booked(m))) => {
+                                    return Ok(self.lock(row, m));
+                                }
+                                Err(e) => return Err(Failure::Call(e)),
+                                Ok(_) => {}
                             }
-                            Err(CallError::Connector(wit::ConnectorError::Booked(m))) => {
-                                return Ok(self.lock(row, m));
-                            }
-                            Err(e) => return Err(Failure::Call(e)),
-                            Ok(_) => {}
-                        },
+                        }
                         _ => {
                             row.erp_id = None;
                             forgot = true;
@@ -254,13 +305,7 @@ impl Attempt<'_> {
         }
         // No entry known: look it up by the reference first (D2), so an
         // entry an earlier attempt created is found, never duplicated.
-        let lookup_key = digest(&[
-            conn,
-            target,
-            &s.subject_id,
-            "lookup",
-            &self.job.id.to_string(),
-        ]);
+        let lookup_key = self.lookup_key(target, &s.subject_id);
         match self
             .call(&lookup_key, s.lookup(None))
             .await
@@ -288,7 +333,7 @@ impl Attempt<'_> {
                         forgot,
                     ));
                 }
-                let key = digest(&[conn, target, &s.subject_id, "update", &s.hash]);
+                let key = update_key(conn, target, &s.subject_id, &s.hash, e.version.as_deref());
                 match self.call(&key, s.update(e)).await {
                     Ok(Reply::Entry(e)) => {
                         learn(&mut row, &e, Some(s.hash.clone()));
@@ -333,11 +378,7 @@ impl Attempt<'_> {
                     .store
                     .record_intent(row.clone())
                     .await
-                    .map_err(|e| {
-                        Failure::Call(CallError::Connector(wit::ConnectorError::Unavailable(
-                            format!("the store: {e:#}"),
-                        )))
-                    })?;
+                    .map_err(Failure::Host)?;
                 match self.call(&key, s.create()).await {
                     Ok(Reply::Entry(e)) => {
                         learn(&mut row, &e, Some(s.hash.clone()));
@@ -426,6 +467,12 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
             "Import the document, then re-sync.",
         ));
     };
+    // A1, M1-M3: unless the connection syncs before approval, a document
+    // that is not approved never gets a bill entry, on any path. Decided
+    // here, on the document as it is now, so every path obeys it.
+    if !super::policy::bill_wanted(&conn, &doc) && job.target == Target::Bill {
+        return Ok(skipped(job, not_wanted_reason(&conn, &doc)));
+    }
     let plugin = match engine.connectors.plugin(&engine.runtime, &conn).await {
         Ok(p) => p,
         Err(e) => {
@@ -456,6 +503,7 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
         sandbox,
         operations: Vec::new(),
         logs: Vec::new(),
+        lookups: 0,
     };
     let mut results = Vec::new();
     let mut exports = Vec::new();
@@ -465,7 +513,7 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
                 Ok(bill) => Ok(Subject {
                     target: Target::Bill,
                     subject_id: doc.id.clone(),
-                    hash: content_hash(&bill),
+                    hash: keys::content_hash(&keys::canonical_bill(&bill)),
                     bill: Some(bill),
                     payment: None,
                 }),
@@ -486,6 +534,10 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
             });
         }
         Target::Payment => {
+            let due = payments_to_sync(ctx.payments.clone(), &doc, &conn);
+            if due.is_empty() {
+                return Ok(skipped(job, not_due_reason(&ctx.payments)));
+            }
             let Some(bill_id) = ctx.bill_entry.as_ref().and_then(|e| e.erp_id.clone()) else {
                 return Ok(Step::WaitForBill(NewJob {
                     connection_id: conn.id.clone(),
@@ -509,7 +561,7 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
                 .capabilities
                 .contains(wit::Capabilities::CHECK_NUMBERS_IN_USE);
             let mut entries = ctx.payment_entries;
-            for mut p in payments_to_sync(ctx.payments, &doc, &conn) {
+            for mut p in due {
                 let mut mapped = mapping::payment(&p, &doc, &bill_id, &conn);
                 // C1, C3: a check gets its number when it is funded, skipping
                 // any the ERP says it already uses.
@@ -531,7 +583,7 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
                 let subject = mapped.map(|payment| Subject {
                     target: Target::Payment,
                     subject_id: p.id.clone(),
-                    hash: content_hash(&payment),
+                    hash: keys::content_hash(&keys::canonical_payment(&payment)),
                     bill: None,
                     payment: Some(payment),
                 });
@@ -559,7 +611,7 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
                         if let wit::ConnectorError::DuplicateCheckNumber(d) = c {
                             engine
                                 .store
-                                .mark_check_used_in_erp(
+                                .mark_check_rejected(
                                     &doc.tenant_id,
                                     &p.funding_account,
                                     d.check_number,
@@ -578,14 +630,65 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
                         exports.push((p.id.clone(), Some(format!("{}: {}", m.field, m.message))))
                     }
                     Err(Failure::Call(_)) => {}
+                    Err(Failure::Host(_)) => {}
                 }
                 results.push(result);
             }
         }
     }
-    let mut finished = conclude(engine, job, attempt.operations, attempt.logs, results);
+    // The host's own failure: nothing is concluded; the job runs again.
+    if let Some(pos) = results.iter().position(|r| matches!(r, Err(Failure::Host(_)))) {
+        if let Err(Failure::Host(e)) = results.swap_remove(pos) {
+            return Err(e.context("the host could not record the sync"));
+        }
+    }
+    let plugin_name = attempt.plugin.descriptor.name.clone();
+    let mut finished = conclude(
+        engine,
+        job,
+        &plugin_name,
+        attempt.operations,
+        attempt.logs,
+        results,
+    );
     finished.failed_exports = exports;
     Ok(Step::Finished(Box::new(finished)))
+}
+
+/// A job that is not run, on purpose, with its reason (M4).
+fn skipped(job: &Job, reason: String) -> Step {
+    let mut f = finished(job, JobOutcome::Skipped);
+    f.error = Some(reason);
+    Step::Finished(Box::new(f))
+}
+
+fn not_wanted_reason(conn: &Connection, doc: &Document) -> String {
+    if !conn.sync_bills {
+        format!("not synced: connection {} does not sync bills", conn.id)
+    } else {
+        format!(
+            "not synced: the document is {} and connection {} syncs only approved documents (sync_before_approval is off)",
+            doc.status.as_str().replace('_', " "),
+            conn.id
+        )
+    }
+}
+
+fn not_due_reason(payments: &[Payment]) -> String {
+    use crate::model::DisbursementStatus as D;
+    let states: Vec<String> = payments
+        .iter()
+        .map(|p| match p.disbursement_status {
+            Some(D::Initiated) => format!("{}: disbursement initiated, not funded yet", p.id),
+            Some(D::Failed) => format!("{}: disbursement failed", p.id),
+            _ => format!("{}: not due", p.id),
+        })
+        .collect();
+    if states.is_empty() {
+        "not synced: the document has no payment and is not marked as paid".into()
+    } else {
+        format!("not synced: no payment is due ({})", states.join("; "))
+    }
 }
 
 /// The check number for `p`: its own if issued, else the funding account's
@@ -597,11 +700,7 @@ async fn assign_check_number(
     ask_erp: bool,
 ) -> Result<u64, Failure> {
     let store = &attempt.engine.store;
-    let store_error = |e: anyhow::Error| {
-        Failure::Call(CallError::Connector(wit::ConnectorError::Unavailable(
-            format!("the store: {e:#}"),
-        )))
-    };
+    let store_error = Failure::Host;
     let mut in_use = Vec::new();
     if ask_erp {
         let next = store
@@ -621,7 +720,23 @@ async fn assign_check_number(
             count: CHECK_LOOKAHEAD,
         };
         if let Reply::CheckNumbers(n) = attempt.call(&key, op).await.map_err(Failure::Call)? {
-            in_use = n;
+            // Only numbers inside the range asked about are believed; a
+            // connector that answers others is at fault, and is ignored.
+            let asked = next..next.saturating_add(u64::from(CHECK_LOOKAHEAD));
+            let (inside, outside): (Vec<u64>, Vec<u64>) =
+                n.into_iter().partition(|n| asked.contains(n));
+            if !outside.is_empty() {
+                attempt.note(
+                    "check-numbers-in-use",
+                    format!(
+                        "plugin fault: {} numbers outside {}..{} were answered and ignored",
+                        outside.len(),
+                        asked.start,
+                        asked.end
+                    ),
+                );
+            }
+            in_use = inside;
         }
     }
     store
@@ -671,6 +786,7 @@ fn payments_to_sync(mut payments: Vec<Payment>, doc: &Document, conn: &Connectio
 fn conclude(
     engine: &Engine,
     job: &Job,
+    plugin: &str,
     operations: Vec<Operation>,
     logs: Vec<LogLine>,
     results: Vec<Result<(JobOutcome, EntryRow, bool), Failure>>,
@@ -722,12 +838,20 @@ fn conclude(
             let v = verdict(&e);
             (v, Some(e))
         }
+        Failure::Host(e) => (
+            Verdict::Attention {
+                message: format!("the host failed: {e:#}"),
+                hint: "Check the host's store and logs, then re-sync.".into(),
+            },
+            None,
+        ),
     };
+    let plugin_at_fault = matches!(message, Some(CallError::Fault(_)));
     match verdict {
         Verdict::Retry { after, message: m } if job.attempts + 1 < engine.retry.max_attempts => {
             f.outcome = JobOutcome::Retrying;
             let wait = engine.retry.backoff(job.attempts, after);
-            f.retry_at = Some(now_ms() + wait.as_millis() as i64);
+            f.retry_at = Some(now_ms().saturating_add(wait.as_millis().min(i64::MAX as u128) as i64));
             f.error = Some(format!(
                 "{m} (attempt {} of {}, next in {wait:.1?})",
                 job.attempts + 1,
@@ -738,10 +862,14 @@ fn conclude(
             f.outcome = JobOutcome::Failed;
             let text = format!("gave up after {} attempts: {m}", job.attempts + 1);
             f.error = Some(text.clone());
-            f.attention = Some((
-                text,
-                "The ERP kept failing for a while; check its status page and the connection, then re-sync.".into(),
-            ));
+            let hint = if plugin_at_fault {
+                format!(
+                    "The {plugin} connector plugin kept failing (not the ERP): check its deadline and memory limits in the connection, or report it to the plugin's author; then re-sync."
+                )
+            } else {
+                "The ERP kept failing for a while; check its status page and the connection, then re-sync.".into()
+            };
+            f.attention = Some((text, hint));
         }
         Verdict::Attention { message: m, hint } => {
             f.outcome = JobOutcome::Failed;
@@ -758,6 +886,9 @@ fn conclude(
     }
     f
 }
+
+/// The longest wait an ERP (or a plugin) can ask for: a day.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
 /// Exponential backoff with jitter, honouring the ERP's retry-after (R1).
 #[derive(Debug, Clone, Copy)]
@@ -782,20 +913,25 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The wait before the attempt after `attempts_so_far` failures: between
-    /// half and all of base·2ⁿ (capped), and never less than `retry_after`.
+    /// half and all of base·2ⁿ (capped), and never less than `retry_after`
+    /// (itself at most [`MAX_RETRY_AFTER`]).
     pub fn backoff(&self, attempts_so_far: u32, retry_after: Option<Duration>) -> Duration {
+        self.backoff_with(attempts_so_far, retry_after, fastrand::f64())
+    }
+
+    /// [`RetryPolicy::backoff`] with the jitter given, in `0.0..1.0`.
+    pub fn backoff_with(
+        &self,
+        attempts_so_far: u32,
+        retry_after: Option<Duration>,
+        jitter: f64,
+    ) -> Duration {
         let exp = self
             .base
             .saturating_mul(1u32 << attempts_so_far.min(20))
             .min(self.cap);
-        // Jitter from the clock's low bits: no RNG needed for spreading retries.
-        let noise = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0)
-            % 1000;
-        let jittered = exp / 2 + exp / 2 * noise / 1000;
-        jittered.max(retry_after.unwrap_or_default())
+        let jittered = exp / 2 + (exp / 2).mul_f64(jitter.clamp(0.0, 1.0));
+        jittered.max(retry_after.unwrap_or_default().min(MAX_RETRY_AFTER))
     }
 }
 
@@ -833,4 +969,45 @@ pub(super) fn manual_jobs(
             run_id: Some(run_id.to_string()),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: 6,
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(60),
+        }
+    }
+
+    /// Issue 7 item 22: growth, cap, jitter bounds and the Retry-After floor.
+    #[test]
+    fn r1_backoff_grows_is_capped_jittered_and_honours_retry_after() {
+        let p = policy();
+        // Jitter spans half to all of base·2ⁿ.
+        assert_eq!(p.backoff_with(0, None, 0.0), Duration::from_secs(1));
+        assert_eq!(p.backoff_with(0, None, 1.0), Duration::from_secs(2));
+        assert_eq!(p.backoff_with(1, None, 1.0), Duration::from_secs(4));
+        assert_eq!(p.backoff_with(3, None, 0.5), Duration::from_secs(12));
+        // Capped, however many attempts.
+        assert_eq!(p.backoff_with(30, None, 1.0), Duration::from_secs(60));
+        assert_eq!(p.backoff_with(u32::MAX, None, 0.0), Duration::from_secs(30));
+        for n in 0..10 {
+            let d = p.backoff(n, None);
+            let full = p.base.saturating_mul(1 << n).min(p.cap);
+            assert!(d >= full / 2 && d <= full, "{n}: {d:?}");
+        }
+        // Retry-After is a floor, itself at most a day.
+        assert_eq!(
+            p.backoff_with(0, Some(Duration::from_secs(90)), 0.0),
+            Duration::from_secs(90)
+        );
+        assert_eq!(
+            p.backoff_with(0, Some(Duration::from_millis(u64::MAX)), 0.0),
+            MAX_RETRY_AFTER
+        );
+    }
 }

@@ -9,16 +9,18 @@
 
 mod connectors;
 pub mod executor;
+mod grants;
+mod keys;
 pub mod mapping;
 pub mod plain;
 pub mod policy;
 
 pub use executor::RetryPolicy;
 
-use crate::intake::Batch;
-use crate::model::{Connection, Target, Trigger};
+use crate::intake::{Batch, FieldError, InvalidInput};
+use crate::model::{Connection, Payment, Target, Trigger, check_id, check_text};
 use crate::runtime::Runtime;
-use crate::store::{NewJob, RunSummary, Store, now_ms};
+use crate::store::{FinishedJob, Job, JobOutcome, RunSummary, Store, now_ms};
 use anyhow::{Context as _, bail};
 use connectors::Connectors;
 use std::collections::HashMap;
@@ -34,8 +36,13 @@ pub struct WorkerConfig {
     pub concurrency: usize,
     /// Jobs running at once in one connection.
     pub per_connection: usize,
-    /// How long a claimed job is leased before another worker may take it.
+    /// How long a claimed job stays leased without its worker's heartbeat
+    /// before another worker may take it back. The worker beats every fifth
+    /// of it.
     pub lease: Duration,
+    /// How many times a job may be running when its worker dies before it
+    /// is quarantined (P7).
+    pub quarantine_after: u32,
 }
 
 impl Default for WorkerConfig {
@@ -43,9 +50,41 @@ impl Default for WorkerConfig {
         WorkerConfig {
             concurrency: 16,
             per_connection: 8,
-            lease: Duration::from_secs(120),
+            lease: Duration::from_secs(30),
+            quarantine_after: 3,
         }
     }
+}
+
+/// What a worker did, for its summary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    /// Jobs finished, by outcome (`created`, `failed`, ...).
+    pub outcomes: std::collections::BTreeMap<String, usize>,
+    /// Jobs the host could not finish (its own failure) and left to run again.
+    pub host_errors: usize,
+    /// Jobs taken back from workers that stopped.
+    pub recovered: usize,
+    /// Jobs quarantined after crashing their workers.
+    pub quarantined: usize,
+}
+
+impl WorkerReport {
+    /// Jobs finished.
+    pub fn jobs(&self) -> usize {
+        self.outcomes.values().sum()
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Imported {
+    pub documents: usize,
+    pub payments: usize,
+    /// New syncs queued.
+    pub queued: usize,
+    /// Syncs the changes caused that merged into syncs already queued.
+    pub merged: usize,
 }
 
 /// Which documents a bulk re-sync covers (M2).
@@ -99,6 +138,8 @@ pub enum SyncRefused {
     NoDocument { tenant: String, document: String },
     #[error("no connection {0}")]
     NoConnection(String),
+    #[error("no tenant {0}")]
+    NoTenant(String),
     #[error("connection {connection} belongs to tenant {owner}, not {tenant}")]
     OtherTenant {
         connection: String,
@@ -134,32 +175,77 @@ impl Engine {
         }
     }
 
-    /// Adds or replaces a connection after checking it (V1, P4): the tenant
-    /// exists, the plugin loads, its required settings are present, the
-    /// hosts, credentials and directory are usable.
-    pub async fn put_connection(&self, c: Connection) -> anyhow::Result<()> {
+    /// Adds or replaces a connection after checking it (V1, P4, P8): its
+    /// ids, its tenant (which never changes once created), the plugin and
+    /// its required settings, the hosts, credentials and limits, and its
+    /// directory (resolved to an absolute path; never a system directory,
+    /// never one sharing anything with the host's own files or with another
+    /// tenant's grant). Nothing is stored unless all of it holds.
+    pub async fn put_connection(&self, mut c: Connection) -> anyhow::Result<()> {
         let mut problems = Vec::new();
-        if !self.store.tenant_exists(&c.tenant_id).await? {
-            problems.push(format!("tenant_id: no tenant {}", c.tenant_id));
+        if let Err(m) = check_id(&c.id) {
+            problems.push(format!("id: {m}"));
         }
-        if c.id.is_empty()
-            || !c
-                .id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+        match check_id(&c.tenant_id) {
+            Err(m) => problems.push(format!("tenant_id: {m}")),
+            Ok(()) if !self.store.tenant_exists(&c.tenant_id).await? => {
+                problems.push(format!("tenant_id: no tenant {}", c.tenant_id))
+            }
+            Ok(()) => {}
+        }
+        let existing = self.store.connections().await?;
+        if existing
+            .iter()
+            .any(|o| o.id == c.id && o.tenant_id != c.tenant_id)
         {
             problems.push(format!(
-                "id: `{}` may hold only letters, digits, `.`, `_`, `:` and `-`",
+                "id: connection {} belongs to another tenant; a connection's tenant never changes, choose another id",
                 c.id
             ));
+        }
+        for (k, v) in c.settings.iter() {
+            if let Err(m) = check_text(k, false).and_then(|_| check_text(v, false)) {
+                problems.push(format!("settings.{}: {m}", k.escape_debug()));
+            }
+        }
+        for (field, m) in c.limits.problems() {
+            problems.push(format!("{field}: {m}"));
         }
         if let Err(e) = connectors::sandbox(&c) {
             problems.push(e);
         }
-        if let Some(d) = &c.directory
-            && !std::path::Path::new(d).is_dir()
-        {
-            problems.push(format!("directory: {d} is not a directory"));
+        match c.directory.as_deref().map(grants::resolve) {
+            Some(Ok(dir)) => {
+                match self.host_owned(&c).into_iter().find(|p| grants::overlap(&dir, p)) {
+                    Some(owned) => problems.push(format!(
+                        "directory: {} shares files with the host's own {} (its store, cache or plugin): a plugin must never reach them; grant a directory of its own",
+                        dir.display(),
+                        owned.display()
+                    )),
+                    None => {}
+                }
+                let taken = existing.iter().find(|o| {
+                    o.tenant_id != c.tenant_id
+                        && o.directory.as_deref().is_some_and(|d| {
+                            grants::overlap(&grants::canonical_or_absolute(std::path::Path::new(d)), &dir)
+                        })
+                });
+                if let Some(o) = taken {
+                    let _ = o;
+                    problems.push(format!(
+                        "directory: {} is (or shares files with) a directory granted to another tenant's connection",
+                        dir.display()
+                    ));
+                }
+                c.directory = Some(dir.display().to_string());
+            }
+            Some(Err(m)) => problems.push(format!("directory: {m}")),
+            None if crate::builtin::find(&c.plugin).is_some_and(|b| b.needs_directory) => problems
+                .push(format!(
+                    "directory: the {} connector keeps its entries in a directory the connection grants; name one",
+                    c.plugin
+                )),
+            None => {}
         }
         match self.connectors.plugin(&self.runtime, &c).await {
             Ok(p) => {
@@ -177,22 +263,59 @@ impl Engine {
         if !problems.is_empty() {
             bail!(
                 "connection {} is not valid, nothing was stored:\n  {}",
-                c.id,
+                c.id.escape_debug(),
                 problems.join("\n  ")
             );
         }
         self.store.put_connection(c).await
     }
 
+    /// What the host owns that no plugin may be granted (P8): the store's
+    /// file, the compile cache, and the plugin's own file.
+    fn host_owned(&self, c: &Connection) -> Vec<std::path::PathBuf> {
+        let mut owned = Vec::new();
+        if let Some(db) = self.store.path() {
+            owned.push(grants::canonical_or_absolute(db));
+        }
+        if let Some(cache) = &self.runtime.config.cache_dir {
+            owned.push(grants::canonical_or_absolute(cache));
+        }
+        if crate::builtin::find(&c.plugin).is_none() {
+            owned.push(grants::canonical_or_absolute(std::path::Path::new(&c.plugin)));
+        }
+        owned
+    }
+
+    /// Enables or disables a connection (P4); disabling keeps its history.
+    /// Enabling returns how many of the tenant's documents changed while it
+    /// was disabled (they were not synced; a bulk re-sync catches up).
+    pub async fn set_enabled(&self, connection: &str, enabled: bool) -> anyhow::Result<usize> {
+        let conn = self
+            .store
+            .connection(connection)
+            .await?
+            .ok_or_else(|| SyncRefused::NoConnection(connection.into()))?;
+        let disabled_at = self
+            .store
+            .set_connection_enabled(connection, enabled)
+            .await?
+            .ok_or_else(|| SyncRefused::NoConnection(connection.into()))?;
+        match (enabled, disabled_at) {
+            (true, Some(since)) => self.store.documents_changed_since(&conn.tenant_id, since).await,
+            _ => Ok(0),
+        }
+    }
+
     /// Records a validated batch and the jobs it causes (A1-A3), all or
-    /// nothing. Returns the jobs queued.
-    pub async fn import(&self, batch: Batch) -> anyhow::Result<Vec<NewJob>> {
+    /// nothing (V1). Each payment's amount is read in its document's
+    /// currency, and no document may be paid more than its total.
+    pub async fn import(&self, batch: Batch) -> anyhow::Result<Imported> {
         let mut missing = Vec::new();
         for t in batch
             .documents
             .iter()
             .map(|d| &d.tenant_id)
-            .chain(batch.payments.iter().map(|p| &p.tenant_id))
+            .chain(batch.payments.iter().map(|p| &p.payment.tenant_id))
         {
             if !missing.contains(t) && !self.store.tenant_exists(t).await? {
                 missing.push(t.clone());
@@ -204,6 +327,8 @@ impl Engine {
                 missing.join(", ")
             );
         }
+        let payments = self.resolve_payments(&batch).await?;
+        let (n_docs, n_pays) = (batch.documents.len(), payments.len());
         let now = now_ms();
         let documents = batch
             .documents
@@ -214,8 +339,7 @@ impl Engine {
                 (d, plan)
             })
             .collect();
-        let payments = batch
-            .payments
+        let payments = payments
             .into_iter()
             .map(|p| {
                 let plan: crate::store::JobPlan<_> =
@@ -223,9 +347,80 @@ impl Engine {
                 (p, plan)
             })
             .collect();
-        let jobs = self.store.record(documents, payments).await?;
+        let recorded = self.store.record(documents, payments).await?;
         self.wake.notify_one();
-        Ok(jobs)
+        Ok(Imported {
+            documents: n_docs,
+            payments: n_pays,
+            queued: recorded.new_jobs,
+            merged: recorded.jobs.len() - recorded.new_jobs,
+        })
+    }
+
+    /// Reads each payment's amount in its document's currency and checks no
+    /// document would be paid more than its total, counting the payments
+    /// already recorded (V1).
+    async fn resolve_payments(&self, batch: &Batch) -> anyhow::Result<Vec<Payment>> {
+        let mut errors = Vec::new();
+        let mut out = Vec::new();
+        // (tenant, document) → (currency, total, paid by other payments).
+        let mut docs: HashMap<(String, String), (String, i64, i64)> = HashMap::new();
+        for input in &batch.payments {
+            let p = &input.payment;
+            let key = (p.tenant_id.clone(), p.document_id.clone());
+            if !docs.contains_key(&key) {
+                let doc = match batch
+                    .documents
+                    .iter()
+                    .find(|d| d.tenant_id == p.tenant_id && d.id == p.document_id)
+                {
+                    Some(d) => Some(d.clone()),
+                    None => self.store.document(&p.tenant_id, &p.document_id).await?,
+                };
+                let Some(doc) = doc else {
+                    errors.push(FieldError {
+                        field: format!("{}.document_id", input.at),
+                        message: format!("no document {} for tenant {}", p.document_id, p.tenant_id),
+                    });
+                    continue;
+                };
+                // Payments already recorded, except those this batch replaces.
+                let paid: i64 = self
+                    .store
+                    .payments_of(&p.tenant_id, &p.document_id)
+                    .await?
+                    .iter()
+                    .filter(|r| !batch.payments.iter().any(|b| b.payment.tenant_id == r.tenant_id && b.payment.id == r.id))
+                    .map(|r| r.amount)
+                    .fold(0i64, i64::saturating_add);
+                docs.insert(key.clone(), (doc.currency, doc.total, paid));
+            }
+            let (currency, total, paid) = docs.get_mut(&key).expect("inserted above");
+            match crate::intake::resolve_payment(input, currency) {
+                Ok(payment) => {
+                    *paid = paid.saturating_add(payment.amount);
+                    if *paid > *total {
+                        errors.push(FieldError {
+                            field: format!("{}.amount", input.at),
+                            message: format!(
+                                "{} {currency}: with the payments already recorded, document {} would be paid {} of its total {}",
+                                ledgerbridge_sdk::money::to_decimal(payment.amount, currency),
+                                p.document_id,
+                                ledgerbridge_sdk::money::to_decimal(*paid, currency),
+                                ledgerbridge_sdk::money::to_decimal(*total, currency),
+                            ),
+                        });
+                    }
+                    out.push(payment);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(InvalidInput(errors).into())
+        }
     }
 
     /// Queues a manual sync of one document in one connection (M1) and
@@ -248,7 +443,7 @@ impl Engine {
                 return Err(SyncRefused::PaymentsOff(connection.into()).into());
             }
         }
-        let run = run_id("sync");
+        let run = run_id();
         let jobs = executor::manual_jobs(
             &doc,
             !payments.is_empty(),
@@ -348,7 +543,12 @@ impl Engine {
             return Err(SyncRefused::Disabled(connection.into()).into());
         }
         let ids: Vec<String> = match selection {
-            Selection::Documents(ids) => ids,
+            // One result per document and target: a document named twice is
+            // synced once.
+            Selection::Documents(ids) => {
+                let mut seen = std::collections::HashSet::new();
+                ids.into_iter().filter(|i| seen.insert(i.clone())).collect()
+            }
             Selection::All => self.store.document_ids(&conn.tenant_id).await?,
             Selection::Attention => {
                 let mut ids: Vec<String> = self
@@ -358,11 +558,12 @@ impl Engine {
                     .into_iter()
                     .map(|a| a.document_id)
                     .collect();
+                ids.sort();
                 ids.dedup();
                 ids
             }
         };
-        let run = run_id("resync");
+        let run = run_id();
         let mut jobs = Vec::new();
         let mut unknown = Vec::new();
         for id in &ids {
@@ -426,106 +627,263 @@ impl Engine {
 
     /// Claims and runs due jobs until `stop` turns true, or, with
     /// `until_idle`, until no job is queued or running.
+    ///
+    /// The worker survives its jobs and its store (DESIGN: "a worker
+    /// survives its jobs"): a job whose task fails or panics fails alone; a
+    /// store error is logged, the job left to run again, and the worker
+    /// backs off and goes on. It registers under a fresh unique id and
+    /// beats while it runs, so other workers (in any process, container or
+    /// host sharing the store) leave its jobs alone while it lives and take
+    /// them back once it stops beating.
     pub async fn run_worker(
         self: &Arc<Self>,
         until_idle: bool,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> anyhow::Result<WorkerReport> {
+        let worker = uuid::Uuid::new_v4().to_string();
+        let label = format!(
+            "{}:{}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "host".into()),
+            std::process::id()
+        );
+        self.store
+            .register_worker(&worker, &label)
+            .await
+            .context("registering the worker in the store")?;
+        let report = self.worker_loop(&worker, until_idle, stop).await;
+        if let Err(e) = self.store.deregister_worker(&worker).await {
+            tracing::warn!(worker, "could not deregister the worker: {e:#}");
+        }
+        Ok(report)
+    }
+
+    async fn worker_loop(
+        self: &Arc<Self>,
+        worker: &str,
+        until_idle: bool,
         mut stop: tokio::sync::watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
-        // Jobs a dead worker left running are taken back: at once when its
-        // process is gone, else when its lease runs out.
-        self.store.recover().await?;
-        let mut renewed = std::time::Instant::now();
+    ) -> WorkerReport {
+        let mut report = WorkerReport::default();
+        let lease = self.worker.lease;
+        let beat_every = (lease / 5).max(Duration::from_millis(50));
+        let mut beaten: Option<std::time::Instant> = None;
+        let mut trouble = Duration::ZERO;
         let global = Arc::new(Semaphore::new(self.worker.concurrency));
         let mut per_conn: HashMap<String, Arc<Semaphore>> = HashMap::new();
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut tasks: tokio::task::JoinSet<anyhow::Result<JobOutcome>> =
+            tokio::task::JoinSet::new();
+        let mut in_flight: HashMap<tokio::task::Id, Job> = HashMap::new();
         loop {
             if *stop.borrow() {
                 break;
             }
-            if renewed.elapsed() >= self.worker.lease / 4 {
-                self.store
-                    .renew_leases(now_ms() + self.worker.lease.as_millis() as i64)
-                    .await?;
-                self.store.recover().await?;
-                renewed = std::time::Instant::now();
+            if beaten.is_none_or(|b| b.elapsed() >= beat_every) {
+                let ids = in_flight.values().map(|j| j.id).collect();
+                let until = now_ms() + lease.as_millis() as i64;
+                let beat = async {
+                    self.store.heartbeat(worker, ids, until).await?;
+                    self.store
+                        .recover(lease.as_millis() as i64, self.worker.quarantine_after)
+                        .await
+                };
+                match beat.await {
+                    Ok((taken, quarantined)) => {
+                        report.recovered += taken - quarantined;
+                        report.quarantined += quarantined;
+                        if quarantined > 0 {
+                            tracing::warn!(quarantined, "quarantined jobs that kept crashing their workers");
+                        }
+                        trouble = Duration::ZERO;
+                    }
+                    Err(e) => {
+                        self.back_off(&mut trouble, "beating and recovering", &e).await;
+                        continue;
+                    }
+                }
+                beaten = Some(std::time::Instant::now());
             }
             let free = global.available_permits();
             let claimed = if free > 0 {
-                let lease = now_ms() + self.worker.lease.as_millis() as i64;
+                let until = now_ms() + lease.as_millis() as i64;
                 let t = std::time::Instant::now();
-                let c = self.store.claim(free, lease).await?;
-                Stats::add(&self.stats.claim_ns, t);
-                self.stats.claims.fetch_add(1, Ordering::Relaxed);
-                c
+                match self.store.claim(worker, free, until).await {
+                    Ok(c) => {
+                        Stats::add(&self.stats.claim_ns, t);
+                        self.stats.claims.fetch_add(1, Ordering::Relaxed);
+                        c
+                    }
+                    Err(e) => {
+                        self.back_off(&mut trouble, "claiming jobs", &e).await;
+                        continue;
+                    }
+                }
             } else {
                 Vec::new()
             };
             let got = claimed.len();
             for job in claimed {
-                let g = global
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .context("worker semaphore")?;
+                let Ok(g) = global.clone().acquire_owned().await else {
+                    break;
+                };
                 let c = per_conn
                     .entry(job.connection_id.clone())
                     .or_insert_with(|| Arc::new(Semaphore::new(self.worker.per_connection)))
                     .clone();
                 let engine = self.clone();
-                tasks.spawn(async move {
+                let run = job.clone();
+                let handle = tasks.spawn(async move {
                     let _c = c.acquire_owned().await;
-                    let r = engine.execute(job).await;
+                    let r = engine.execute(run).await;
                     drop(g);
                     r
                 });
+                in_flight.insert(handle.id(), job);
             }
-            while let Some(r) = tasks.try_join_next() {
-                r.context("a sync task panicked")??;
+            while let Some(r) = tasks.try_join_next_with_id() {
+                self.task_done(r, &mut in_flight, &mut report).await;
             }
             if got == 0 {
                 // Nothing claimable now. With free hands, find when the next
                 // job is due; with none, wait for a running one to finish.
-                let mut wait = Duration::from_millis(200);
+                let mut wait = Duration::from_millis(200).min(beat_every);
                 if free > 0 {
-                    let (queued, running, next_due) = self.store.pending().await?;
-                    if until_idle && !queued && !running && tasks.is_empty() {
-                        break;
-                    }
-                    if let Some(d) = next_due {
-                        wait = Duration::from_millis((d - now_ms()).clamp(1, 200) as u64);
+                    match self.store.pending().await {
+                        Ok((queued, running, next_due)) => {
+                            if until_idle && !queued && !running && tasks.is_empty() {
+                                break;
+                            }
+                            if let Some(d) = next_due {
+                                wait = wait.min(Duration::from_millis((d - now_ms()).clamp(1, 200) as u64));
+                            }
+                        }
+                        Err(e) => {
+                            self.back_off(&mut trouble, "reading the queue", &e).await;
+                            continue;
+                        }
                     }
                 }
                 tokio::select! {
-                    Some(r) = tasks.join_next(), if !tasks.is_empty() => { r.context("a sync task panicked")??; }
+                    Some(r) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                        self.task_done(r, &mut in_flight, &mut report).await;
+                    }
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
                     _ = stop.changed() => {}
                 }
             }
         }
-        while let Some(r) = tasks.join_next().await {
-            r.context("a sync task panicked")??;
+        while let Some(r) = tasks.join_next_with_id().await {
+            self.task_done(r, &mut in_flight, &mut report).await;
         }
-        Ok(())
+        report
     }
 
-    async fn execute(&self, job: crate::store::Job) -> anyhow::Result<()> {
-        let t = std::time::Instant::now();
-        match executor::run(self, &job).await? {
-            executor::Step::Finished(f) => self.store.finish(*f).await?,
-            executor::Step::WaitForBill(bill) => self.store.wait_for_bill(job, bill).await?,
+    /// A store error in the worker's own loop: logged; the worker waits
+    /// longer each time in a row (up to 5 s) and goes on.
+    async fn back_off(&self, trouble: &mut Duration, doing: &str, e: &anyhow::Error) {
+        *trouble = (*trouble * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        tracing::warn!("the worker failed {doing}: {e:#}; retrying in {trouble:?}");
+        tokio::time::sleep(*trouble).await;
+    }
+
+    /// A task ended: its outcome counted; a host failure or a panic fails
+    /// that job alone.
+    async fn task_done(
+        &self,
+        r: Result<(tokio::task::Id, anyhow::Result<JobOutcome>), tokio::task::JoinError>,
+        in_flight: &mut HashMap<tokio::task::Id, Job>,
+        report: &mut WorkerReport,
+    ) {
+        match r {
+            Ok((id, Ok(outcome))) => {
+                in_flight.remove(&id);
+                *report.outcomes.entry(outcome.as_str().to_string()).or_default() += 1;
+            }
+            Ok((id, Err(e))) => {
+                let Some(job) = in_flight.remove(&id) else { return };
+                report.host_errors += 1;
+                tracing::warn!(job = job.id, connection = %job.connection_id, document = %job.document_id,
+                    "the host could not finish the sync, it will run again: {e:#}");
+                // Back in the queue after a pause; if even that fails, its
+                // lease runs out (no longer renewed) and recovery takes it.
+                let due = now_ms() + 5_000;
+                if let Err(e) = self.store.release(&job, due, &format!("{e:#}")).await {
+                    tracing::warn!(job = job.id, "could not put the job back, its lease will run out: {e:#}");
+                }
+            }
+            Err(join) => {
+                let Some(job) = in_flight.remove(&join.id()) else { return };
+                let why = match join.try_into_panic() {
+                    Ok(p) => p
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "a panic".into()),
+                    Err(e) => e.to_string(),
+                };
+                tracing::error!(job = job.id, "a sync task failed: {why}");
+                let message = format!("the host failed while running this sync: {why}");
+                let mut f = FinishedJob {
+                    job,
+                    outcome: JobOutcome::Failed,
+                    error: Some(message.clone()),
+                    retry_at: None,
+                    entries: Vec::new(),
+                    forget: Vec::new(),
+                    operations: Vec::new(),
+                    plugin_log: "[]".into(),
+                    attention: None,
+                    failed_exports: Vec::new(),
+                };
+                f.attention = Some((message, "This is a fault in ledgerbridge itself: report it with the worker's log; re-sync the document after upgrading.".into()));
+                *report.outcomes.entry("failed".into()).or_default() += 1;
+                if let Err(e) = self.store.finish(f).await {
+                    tracing::warn!("could not record the failed task, its lease will run out: {e:#}");
+                }
+            }
         }
+    }
+
+    async fn execute(&self, job: Job) -> anyhow::Result<JobOutcome> {
+        let t = std::time::Instant::now();
+        let outcome = match executor::run(self, &job).await? {
+            executor::Step::Finished(f) => {
+                let outcome = f.outcome;
+                if self.store.finish(*f).await? {
+                    outcome
+                } else {
+                    JobOutcome::Coalesced
+                }
+            }
+            executor::Step::WaitForBill(bill) => {
+                self.store.wait_for_bill(job, bill).await?;
+                JobOutcome::Waiting
+            }
+        };
         Stats::add(&self.stats.job_ns, t);
         self.stats.jobs.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        Ok(outcome)
     }
 }
 
-fn run_id(kind: &str) -> String {
-    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    format!(
-        "{kind}-{}-{}",
-        now_ms(),
-        SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    )
+/// A unique run id (UUID v4): unique across processes and hosts sharing a
+/// store, whenever they start.
+fn run_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    /// Issue 7 item 13: run ids of two processes started in the same
+    /// millisecond collided (`sync-<ms>-<per-process counter>`).
+    #[test]
+    fn run_ids_are_uuids() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| super::run_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in ids.iter().take(3) {
+            assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+        }
+    }
 }

@@ -6,13 +6,19 @@
 //! `not-found`, `conflict`, `duplicate-check-number`, `validation`,
 //! `rate-limited`, `unavailable`, `unauthorized`. `lookup-bill` and
 //! `lookup-payment` also take `none` (the default) and `found`.
-//! `used-checks` lists check numbers in use (`1001,1003`).
+//! `used-checks` lists check numbers in use (`1001,1003`); with
+//! `checks-outside-range` set it also answers numbers it was not asked about
+//! (a lying plugin). `retry-after-ms` sets the rate-limited answer's wait.
+//! A lookup that finds an entry answers version `2` (another writer's edit),
+//! creates and updates answer version `1`. Every operation logs its
+//! idempotency key (`<operation> key <key>`), so tests can see keys.
 
 use ledgerbridge_sdk::*;
 
 struct Scripted;
 
 fn script(ctx: &Context, op: &str, default: &str) -> Result<String, ConnectorError> {
+    log::info(format!("{op} key {}", ctx.idempotency_key));
     let answer = ctx.setting(op).unwrap_or(default).to_string();
     let msg = format!("scripted {answer} for {op}");
     match answer.as_str() {
@@ -21,7 +27,14 @@ fn script(ctx: &Context, op: &str, default: &str) -> Result<String, ConnectorErr
         "conflict" => Err(ConnectorError::Conflict(msg)),
         "duplicate-check-number" => Err(ConnectorError::duplicate_check_number(1001, msg)),
         "validation" => Err(ConnectorError::validation("lines[0].account-code", msg)),
-        "rate-limited" => Err(ConnectorError::rate_limited(Some(1500), msg)),
+        "rate-limited" => Err(ConnectorError::rate_limited(
+            Some(
+                ctx.setting("retry-after-ms")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1500),
+            ),
+            msg,
+        )),
         "unavailable" => Err(ConnectorError::Unavailable(msg)),
         "unauthorized" => Err(ConnectorError::Unauthorized(msg)),
         _ => Ok(answer),
@@ -32,6 +45,15 @@ fn entry(id: String, total: i64) -> Entry {
     Entry {
         id,
         version: Some("1".into()),
+        state: EntryState::Open,
+        total: Some(total),
+    }
+}
+
+fn found(id: String, total: i64) -> Entry {
+    Entry {
+        id,
+        version: Some("2".into()),
         state: EntryState::Open,
         total: Some(total),
     }
@@ -55,7 +77,7 @@ impl Connector for Scripted {
         known: Option<&str>,
     ) -> Result<Option<Entry>, ConnectorError> {
         Ok(match script(ctx, "lookup-bill", "none")?.as_str() {
-            "found" => Some(entry(
+            "found" => Some(found(
                 known.map_or_else(|| format!("S-{}", bill.document_id), str::to_string),
                 bill.total,
             )),
@@ -79,7 +101,7 @@ impl Connector for Scripted {
         known: Option<&str>,
     ) -> Result<Option<Entry>, ConnectorError> {
         Ok(match script(ctx, "lookup-payment", "none")?.as_str() {
-            "found" => Some(entry(
+            "found" => Some(found(
                 known.map_or_else(|| format!("SP-{}", p.payment_id), str::to_string),
                 p.amount,
             )),
@@ -105,12 +127,13 @@ impl Connector for Scripted {
     ) -> Result<Vec<u64>, ConnectorError> {
         script(ctx, "check-numbers-in-use", "ok")?;
         let last = first.saturating_add(u64::from(count));
+        let lie = ctx.setting("checks-outside-range").is_some();
         Ok(ctx
             .setting("used-checks")
             .unwrap_or("")
             .split(',')
             .filter_map(|n| n.trim().parse::<u64>().ok())
-            .filter(|n| (first..last).contains(n))
+            .filter(|n| lie || (first..last).contains(n))
             .collect())
     }
 }
