@@ -11,6 +11,7 @@ fn main() {
         "test-scripted",
         "test-future-contract",
         "test-create-only",
+        "test-minting",
     ];
     let built = ledgerbridge_plugin_build::build(
         &here.join("plugins"),

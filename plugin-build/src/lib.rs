@@ -27,9 +27,17 @@ pub fn build(workspace_dir: &Path, packages: &[&str], also_watch: &[&Path]) -> V
     for dir in std::iter::once(workspace_dir).chain(also_watch.iter().copied()) {
         watch(dir);
     }
-    ensure_target();
+    build_into(workspace_dir, packages, &wasm_target_dir())
+}
 
-    let target_dir = wasm_target_dir();
+/// Builds `packages` like [`build`], into `target_dir`, from anywhere (a
+/// test, say), without printing build-script directives.
+///
+/// # Panics
+/// When the target cannot be installed or the build fails.
+pub fn build_into(workspace_dir: &Path, packages: &[&str], target_dir: &Path) -> Vec<PathBuf> {
+    ensure_target();
+    let target_dir = target_dir.to_path_buf();
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.arg("build")

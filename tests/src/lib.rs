@@ -20,6 +20,9 @@ pub const SCRIPTED: &str = env!("TEST_PLUGIN_SCRIPTED");
 /// A plugin that creates payment entries but cannot modify them
 /// (`tests/plugins/create-only`).
 pub const CREATE_ONLY: &str = env!("TEST_PLUGIN_CREATE_ONLY");
+/// A plugin that mints its own entry ids and keeps a ledger of creates
+/// (`tests/plugins/minting`), so duplicates can be counted.
+pub const MINTING: &str = env!("TEST_PLUGIN_MINTING");
 /// A plugin built for contract 0.9.0 (`tests/plugins/future-contract`).
 pub const FUTURE_CONTRACT: &str = env!("TEST_PLUGIN_FUTURE_CONTRACT");
 

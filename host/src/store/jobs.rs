@@ -463,6 +463,42 @@ impl Store {
                 )
                 .optional()?
                 .is_some();
+            // In a manual or bulk run whose bill already failed, the payment
+            // is blocked by that failure: the run has one result per
+            // document and target, not a second attempt at the bill.
+            let failed_in_run: Option<String> = match &payment_job.run_id {
+                Some(run) if !bill_active => tx
+                    .query_row(
+                        "SELECT COALESCE(error, 'unknown error') FROM jobs WHERE run_id = ?1 AND connection_id = ?2
+                           AND document_id = ?3 AND target = 'bill' AND state = 'failed' ORDER BY id DESC LIMIT 1",
+                        params![run, payment_job.connection_id, payment_job.document_id],
+                        |r| r.get(0),
+                    )
+                    .optional()?,
+                _ => None,
+            };
+            if let Some(error) = failed_in_run {
+                let reason = format!("blocked: the bill entry could not be synced: {error}");
+                exec(&tx,
+                    "UPDATE jobs SET state = 'blocked', outcome = 'blocked', lease_until = NULL, error = ?2,
+                       finished_at = ?3 WHERE id = ?1",
+                    params![payment_job.id, reason, now_ms()],
+                )?;
+                log_line(&tx, &payment_job, now_ms(), &[], "blocked", None, Some(&reason), "[]")?;
+                exec(&tx,
+                    "INSERT INTO attention (connection_id, tenant_id, document_id, target, message, hint, created_at)
+                     VALUES (?1, ?2, ?3, 'payment', ?4, ?5, ?6)
+                     ON CONFLICT (connection_id, document_id, target) DO UPDATE SET
+                       message = excluded.message, hint = excluded.hint",
+                    params![
+                        payment_job.connection_id, payment_job.tenant_id, payment_job.document_id, reason,
+                        "Fix the bill's problem (see the bill's item); the payment follows by itself once the bill is synced.",
+                        now_ms()
+                    ],
+                )?;
+                tx.commit()?;
+                return Ok(());
+            }
             // Our own job is running; a running bill job can only be another's.
             if !bill_active {
                 enqueue_in(&tx, &bill_job)?;
