@@ -600,31 +600,9 @@ async fn r1_transient_failures_are_retried_with_backoff_then_need_a_person() {
         items[0].message
     );
 
-    // Retry-after is honoured: the next attempt is not due before it.
-    c.settings
-        .insert("create-bill".into(), "rate-limited".into());
-    e.put_connection(c).await.unwrap();
-    import(
-        &e,
-        json!({"documents": [doc_json(T, "d2", "approved", "50.00")]}),
-    )
-    .await
-    .unwrap();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let worker = {
-        let e = e.clone();
-        tokio::spawn(async move { e.run_worker(false, rx).await })
-    };
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    tx.send(true).unwrap();
-    worker.await.unwrap().unwrap();
-    let log = e.store.log_of(T, "d2", None).await.unwrap();
-    assert_eq!(
-        log.len(),
-        1,
-        "the scripted plugin asks for 1.5 s: no second attempt within 0.7 s: {log:?}"
-    );
-    assert_eq!(log[0].outcome, "retrying");
+    // Retry-After is honoured: item22_retry_after_sets_the_stored_due_time_and_is_clamped
+    // (tests/correctness.rs) checks the stored due time, not a sleep.
+    let _ = c;
 }
 
 #[tokio::test]
@@ -925,5 +903,11 @@ async fn p1_a_connections_own_deadline_reaches_the_sandbox() {
         items[0].message.starts_with("gave up after 3 attempts"),
         "{}",
         items[0].message
+    );
+    // Issue 8 item 7: the plugin failed, not the ERP, and the hint says so.
+    assert!(
+        items[0].hint.contains("hostile connector plugin") && !items[0].hint.contains("ERP kept"),
+        "{}",
+        items[0].hint
     );
 }
