@@ -520,7 +520,10 @@ pub fn payment(v: &Value, at: &str) -> Result<PaymentInput, Vec<FieldError>> {
             Value::Null
         }
         Some(other) => {
-            f.errors.push(err(&f.path("amount"), format!("`{other}` is not an amount")));
+            f.errors.push(err(
+                &f.path("amount"),
+                format!("`{other}` is not an amount"),
+            ));
             Value::Null
         }
     };
@@ -683,7 +686,10 @@ mod tests {
         let mut yen = p;
         yen["amount"] = "480.5".into();
         let input = payment(&yen, "p").unwrap();
-        assert!(resolve_payment(&input, "JPY").is_err(), "JPY has no decimals");
+        assert!(
+            resolve_payment(&input, "JPY").is_err(),
+            "JPY has no decimals"
+        );
     }
 
     fn fields_of(v: &Value) -> Vec<String> {
@@ -709,7 +715,10 @@ mod tests {
         for (k, v, field) in cases {
             let mut d = doc();
             d[k] = v.clone();
-            assert!(fields_of(&d).contains(&field.to_string()), "{k}={v} not refused");
+            assert!(
+                fields_of(&d).contains(&field.to_string()),
+                "{k}={v} not refused"
+            );
         }
         let mut d = doc();
         d["vendor"]["name"] = "Acme\u{0}".into();
@@ -755,7 +764,8 @@ mod tests {
         assert!(fields_of(&d).contains(&"d.lines[0].amount".to_string()));
         // At the maximum each, the sum of many lines overflows i64 unless checked.
         let mut d = doc();
-        let line = serde_json::json!({"description": "x", "amount": "9999999999999.99", "category": "c"});
+        let line =
+            serde_json::json!({"description": "x", "amount": "9999999999999.99", "category": "c"});
         d["lines"] = Value::Array(vec![line; 1000]);
         d["total"] = "1.00".into();
         assert!(fields_of(&d).contains(&"d.lines".to_string()));
@@ -772,14 +782,26 @@ mod tests {
                 Just(Value::Null),
                 any::<bool>().prop_map(Value::Bool),
                 any::<i64>().prop_map(|n| Value::from(n)),
-                any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+                any::<f64>().prop_map(
+                    |f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+                ),
                 "[0-9]{1,22}(\\.[0-9]{0,4})?".prop_map(Value::String),
                 "-?[0-9]{0,20}\\.?[0-9]{0,20}".prop_map(Value::String),
                 "[A-Z]{3}".prop_map(Value::String),
                 "[0-9]{4}-[0-9]{2}-[0-9]{2}".prop_map(Value::String),
                 ".{0,40}".prop_map(Value::String),
-                prop::sample::select(vec!["approved", "paid", "draft", "check", "ach", "funding_complete", "USD", "JPY", "KWD"])
-                    .prop_map(|s| Value::String(s.into())),
+                prop::sample::select(vec![
+                    "approved",
+                    "paid",
+                    "draft",
+                    "check",
+                    "ach",
+                    "funding_complete",
+                    "USD",
+                    "JPY",
+                    "KWD"
+                ])
+                .prop_map(|s| Value::String(s.into())),
             ]
         }
 
@@ -789,15 +811,37 @@ mod tests {
                     prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
                     prop::collection::btree_map(
                         prop::sample::select(vec![
-                            "tenant", "id", "number", "vendor", "name", "issue_date", "due_date",
-                            "currency", "lines", "description", "amount", "category", "department",
-                            "tax_code", "total", "status", "document_id", "date", "method",
-                            "funding_account", "bank_id", "disbursement_status", "check_number", "x",
+                            "tenant",
+                            "id",
+                            "number",
+                            "vendor",
+                            "name",
+                            "issue_date",
+                            "due_date",
+                            "currency",
+                            "lines",
+                            "description",
+                            "amount",
+                            "category",
+                            "department",
+                            "tax_code",
+                            "total",
+                            "status",
+                            "document_id",
+                            "date",
+                            "method",
+                            "funding_account",
+                            "bank_id",
+                            "disbursement_status",
+                            "check_number",
+                            "x",
                         ]),
                         inner,
                         0..12,
                     )
-                    .prop_map(|m| Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+                    .prop_map(|m| Value::Object(
+                        m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+                    )),
                 ]
             })
         }

@@ -325,7 +325,11 @@ impl LimitOverrides {
         let d = Self::DEADLINE_MS;
         check("deadline_ms", self.deadline_ms, (*d.start(), *d.end()));
         let h = Self::HTTP_TIMEOUT_MS;
-        check("http_timeout_ms", self.http_timeout_ms, (*h.start(), *h.end()));
+        check(
+            "http_timeout_ms",
+            self.http_timeout_ms,
+            (*h.start(), *h.end()),
+        );
         out
     }
 }

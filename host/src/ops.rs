@@ -87,7 +87,9 @@ pub async fn list_connections(engine: &Engine) -> anyhow::Result<()> {
 pub async fn set_enabled(engine: &Engine, id: &str, enabled: bool) -> anyhow::Result<()> {
     let changed = engine.set_enabled(id, enabled).await?;
     if !enabled {
-        println!("connection {id} disabled (its history is kept; nothing syncs until it is enabled)");
+        println!(
+            "connection {id} disabled (its history is kept; nothing syncs until it is enabled)"
+        );
     } else if changed > 0 {
         println!(
             "connection {id} enabled; {changed} documents changed while it was disabled and were not synced: run `ledgerbridge resync --connection {id} --all` to bring them in"
@@ -259,7 +261,10 @@ pub async fn log(
     };
     let tenant_id = match (tenant_id, from_connection) {
         (Some(t), Some(owner)) if t != owner => {
-            bail!("connection: {} belongs to another tenant than {t}", connection_id.unwrap_or_default())
+            bail!(
+                "connection: {} belongs to another tenant than {t}",
+                connection_id.unwrap_or_default()
+            )
         }
         (Some(t), _) => {
             tenant(engine, t).await?;
@@ -273,7 +278,12 @@ pub async fn log(
     if engine.store.document(&tenant_id, document).await?.is_none() {
         bail!("document: no document {document} for tenant {tenant_id}");
     }
-    print_log(&engine.store.log_of(&tenant_id, document, connection_id).await?);
+    print_log(
+        &engine
+            .store
+            .log_of(&tenant_id, document, connection_id)
+            .await?,
+    );
     Ok(())
 }
 
@@ -307,7 +317,11 @@ pub async fn dismiss(
     target: Target,
 ) -> anyhow::Result<()> {
     connection(engine, connection_id).await?;
-    if !engine.store.dismiss(connection_id, document, target).await? {
+    if !engine
+        .store
+        .dismiss(connection_id, document, target)
+        .await?
+    {
         bail!(
             "no attention item for document {document}, target {}, in connection {connection_id}",
             target.as_str()
@@ -324,7 +338,11 @@ pub async fn unlock(
     target: Target,
 ) -> anyhow::Result<()> {
     connection(engine, connection_id).await?;
-    if !engine.store.clear_lock(connection_id, target, subject).await? {
+    if !engine
+        .store
+        .clear_lock(connection_id, target, subject)
+        .await?
+    {
         bail!(
             "the {} entry of {subject} in connection {connection_id} has no booked lock",
             target.as_str()
@@ -369,7 +387,10 @@ fn print_report(r: &WorkerReport) {
         }
     );
     if r.recovered > 0 {
-        println!("  {} syncs taken back from workers that had stopped", r.recovered);
+        println!(
+            "  {} syncs taken back from workers that had stopped",
+            r.recovered
+        );
     }
     if r.quarantined > 0 {
         println!(
@@ -385,7 +406,11 @@ fn print_report(r: &WorkerReport) {
     }
 }
 
-pub async fn show_funding_account(engine: &Engine, tenant_id: &str, id: &str) -> anyhow::Result<()> {
+pub async fn show_funding_account(
+    engine: &Engine,
+    tenant_id: &str,
+    id: &str,
+) -> anyhow::Result<()> {
     tenant(engine, tenant_id).await?;
     if let Err(m) = check_id(id) {
         bail!("funding account: {m}");
@@ -413,7 +438,10 @@ pub async fn set_next_check_number(
     if let Err(m) = check_id(id) {
         bail!("funding account: {m}");
     }
-    engine.store.set_next_check_number(tenant_id, id, next).await?;
+    engine
+        .store
+        .set_next_check_number(tenant_id, id, next)
+        .await?;
     println!("funding account {id}: the next check gets number {next}");
     Ok(())
 }
@@ -495,7 +523,11 @@ pub async fn edit_export(
     Ok(())
 }
 
-pub async fn export(engine: &Arc<Engine>, payment: &str, connection_id: &str) -> anyhow::Result<()> {
+pub async fn export(
+    engine: &Arc<Engine>,
+    payment: &str,
+    connection_id: &str,
+) -> anyhow::Result<()> {
     let run = engine.request_export(payment, connection_id).await?;
     let summary = engine.finish_run(&run, |_| {}).await?;
     print_results(engine, &run).await?;

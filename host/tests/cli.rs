@@ -131,15 +131,17 @@ fn operators_run_it_for_a_tenant_from_the_command_line() {
     ]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not paid or marked as paid"));
-    let resync = String::from_utf8_lossy(
-        &run(&["resync", "--connection", "acme-csv", "--all", "--each"]).stdout,
-    )
-    .into_owned();
+    let resynced = run(&["resync", "--connection", "acme-csv", "--all", "--each"]);
+    let resync = String::from_utf8_lossy(&resynced.stdout).into_owned();
     assert!(
-        resync
-            .contains("2 entries: 0 created, 0 updated, 1 unchanged, 0 skipped (booked), 1 failed"),
+        resync.contains(
+            "2 results: 0 created, 0 updated, 1 unchanged, 0 skipped (booked), 0 skipped (not due), 1 failed"
+        ),
         "{resync}"
     );
+    // Issue 7 item 20: a run with a failed result exits non-zero.
+    assert!(!resynced.status.success());
+    assert!(String::from_utf8_lossy(&resynced.stderr).contains("1 of 2 results failed"));
     assert!(
         run(&["dismiss", "d2", "--connection", "acme-csv"])
             .status
@@ -238,4 +240,162 @@ fn plugin_check_explains_a_bad_file_in_one_line() {
         "{stderr}"
     );
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
+
+/// Issue 7 items 15, 16 and 20: what an operator sees from the command line.
+#[test]
+fn operators_get_named_errors_exit_codes_times_and_summaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lb.db");
+    std::fs::create_dir_all(dir.path().join("erp")).unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--db", db.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = Command::new(env!("CARGO_BIN_EXE_ledgerbridge"))
+            .args(&all)
+            .env("LEDGERBRIDGE_CACHE_DIR", cache())
+            // Item 16: a relative directory is resolved where the command runs.
+            .current_dir(dir.path())
+            .output()
+            .expect("the binary runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(run(&["tenant", "add", "acme"]).0);
+    let (ok, _, err) = run(&["tenant", "add", ".."]);
+    assert!(!ok && err.contains("tenant id:"), "{err}");
+    // Item 16: stored absolute.
+    let conn = serde_json::json!({"id": "c", "tenant_id": "acme", "plugin": "csv", "directory": "erp",
+        "mappings": {"categories": {"office": "6100"}}});
+    std::fs::write(dir.path().join("conn.json"), conn.to_string()).unwrap();
+    let (ok, out, err) = run(&["connection", "add", "conn.json"]);
+    assert!(ok, "{err}");
+    let abs = dir.path().join("erp").canonicalize().unwrap();
+    assert!(out.contains(&abs.display().to_string()), "{out}");
+    // Item 15: the CSV connector without a directory.
+    let bare = serde_json::json!({"id": "c2", "tenant_id": "acme", "plugin": "csv"});
+    std::fs::write(dir.path().join("bare.json"), bare.to_string()).unwrap();
+    let (ok, _, err) = run(&["connection", "add", "bare.json"]);
+    assert!(!ok && err.contains("directory:"), "{err}");
+
+    let doc = |id: &str, cat: &str, amount: &str| {
+        serde_json::json!({"tenant": "acme", "id": id, "number": "N1",
+        "vendor": {"id": "v", "name": "V"}, "issue_date": "2026-11-02", "due_date": "2026-12-02", "currency": "USD",
+        "lines": [{"description": "x", "amount": amount, "category": cat}], "total": amount, "status": "approved"})
+    };
+    let write = |name: &str, v: serde_json::Value| {
+        std::fs::write(dir.path().join(name), v.to_string()).unwrap();
+    };
+    write(
+        "a.json",
+        serde_json::json!({"documents": [doc("d1", "office", "5.00"), doc("bad", "travel", "5.00")]}),
+    );
+    write(
+        "b.json",
+        serde_json::json!({"documents": [doc("d1", "office", "6.00")]}),
+    );
+    // Item 20: import counts what it really queued.
+    let (_, out, _) = run(&["import", "a.json"]);
+    assert!(out.contains("2 syncs queued"), "{out}");
+    let (_, out, _) = run(&["import", "b.json"]);
+    assert!(out.contains("0 syncs queued (1 more merged"), "{out}");
+    // The worker ends with a summary.
+    let (ok, out, _) = run(&["worker", "--until-idle"]);
+    assert!(ok);
+    assert!(
+        out.contains("worker stopped: 2 syncs run (1 created, 1 failed)"),
+        "{out}"
+    );
+    // A failed sync exits non-zero; a good one zero.
+    let (ok, _, err) = run(&["sync", "bad", "--connection", "c"]);
+    assert!(!ok && err.contains("1 of 1 results failed"), "{err}");
+    assert!(run(&["sync", "d1", "--connection", "c"]).0);
+    // Times are RFC 3339.
+    let (_, log, _) = run(&["log", "d1", "--tenant", "acme"]);
+    let first = log.lines().next().unwrap_or_default();
+    assert!(
+        first.len() > 20
+            && first.as_bytes()[4] == b'-'
+            && first.as_bytes()[10] == b'T'
+            && first.contains('Z'),
+        "{log}"
+    );
+    // Unknown tenants and connections are named, never a SQL error.
+    for (args, want) in [
+        (
+            vec!["attention", "--connection", "nope"],
+            "no connection nope",
+        ),
+        (
+            vec!["failed-exports", "--connection", "nope"],
+            "no connection nope",
+        ),
+        (
+            vec!["log", "d1", "--connection", "nope"],
+            "no connection nope",
+        ),
+        (vec!["log", "d1", "--tenant", "ghost"], "no tenant ghost"),
+        (
+            vec![
+                "funding-account",
+                "set-next",
+                "op",
+                "5",
+                "--tenant",
+                "ghost",
+            ],
+            "no tenant ghost",
+        ),
+        (
+            vec!["funding-account", "show", "..", "--tenant", "acme"],
+            "funding account:",
+        ),
+        (
+            vec![
+                "funding-account",
+                "set-next",
+                "op",
+                "9223372036854775807",
+                "--tenant",
+                "acme",
+            ],
+            "next_check_number:",
+        ),
+        (
+            vec!["sync", "d1", "--connection", "nope"],
+            "no connection nope",
+        ),
+        (
+            vec!["resync", "--connection", "nope", "--all"],
+            "no connection nope",
+        ),
+        (
+            vec!["unlock", "d1", "--connection", "nope"],
+            "no connection nope",
+        ),
+    ] {
+        let (ok, _, err) = run(&args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(
+            err.contains(want) && !err.contains("FOREIGN KEY"),
+            "{args:?}: {err}"
+        );
+    }
+    // Enabling says what changed meanwhile, and how to catch up.
+    assert!(run(&["connection", "disable", "c"]).0);
+    write(
+        "c.json",
+        serde_json::json!({"documents": [doc("d9", "office", "1.00")]}),
+    );
+    assert!(run(&["import", "c.json"]).0);
+    let (ok, out, _) = run(&["connection", "enable", "c"]);
+    assert!(ok);
+    assert!(
+        out.contains("1 documents changed while it was disabled")
+            && out.contains("resync --connection c --all"),
+        "{out}"
+    );
 }

@@ -4,9 +4,9 @@
 //! is missing, nothing needs attention.
 //!
 //! The connector is the minting test connector (`tests/plugins/minting`): it
-//! mints its own entry ids, as every ERP does, and keeps a ledger of every
-//! create, so a duplicate entry shows as two creates for one reference
-//! (files or rows keyed by the reference could not show one).
+//! mints its own entry ids, as every ERP does, and records every create
+//! under its reference, so a duplicate entry shows as two creates for one
+//! reference (files or rows keyed by the reference alone could not show one).
 
 use ledgerbridge::model::Target;
 use ledgerbridge::store::Store;
@@ -42,14 +42,23 @@ fn minting_plugin() -> std::path::PathBuf {
     .remove(0)
 }
 
-/// Creates per (kind, reference), from the connector's ledger.
+/// Creates per (kind, reference), from the connector's record of each.
 fn creates(erp: &Path) -> std::collections::HashMap<(String, String), usize> {
     let mut out = std::collections::HashMap::new();
-    let text = std::fs::read_to_string(erp.join("ledger.txt")).unwrap_or_default();
-    for line in text.lines() {
-        let mut f = line.split(' ');
-        let (kind, reference) = (f.next().unwrap(), f.next().unwrap());
-        *out.entry((kind.to_string(), reference.to_string())).or_default() += 1;
+    for f in std::fs::read_dir(erp.join("refs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = f.file_name().to_string_lossy().into_owned();
+        let Some((kind, reference)) = name.split_once('-') else {
+            continue;
+        };
+        let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+        out.insert(
+            (kind.to_string(), reference.to_string()),
+            text.lines().count(),
+        );
     }
     out
 }
@@ -68,7 +77,6 @@ fn ok(mut c: Command) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
-
 
 #[test]
 fn d1_kill_9_during_a_bulk_resync_then_restart_leaves_exactly_one_entry_each() {
@@ -149,7 +157,10 @@ fn d1_kill_9_during_a_bulk_resync_then_restart_leaves_exactly_one_entry_each() {
 
     let creates = creates(&erp);
     let twice: Vec<_> = creates.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "entries created more than once: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "entries created more than once: {twice:?}"
+    );
     assert_eq!(count(&erp, "bill"), DOCS, "a bill entry for every document");
     assert_eq!(
         count(&erp, "payment"),

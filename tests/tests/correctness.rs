@@ -67,7 +67,10 @@ async fn item1_a_connection_never_moves_to_another_tenant() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("id:") && err.contains("another tenant"), "{err}");
+    assert!(
+        err.contains("id:") && err.contains("another tenant"),
+        "{err}"
+    );
     let kept = e.store.connection("b-csv").await.unwrap().unwrap();
     assert_eq!(kept.tenant_id, "b");
     assert_eq!(
@@ -120,7 +123,10 @@ async fn item2_payments_are_read_in_their_documents_currency_and_never_exceed_th
     .await
     .unwrap();
     assert_eq!(e.store.payments_of(T, "jpy").await.unwrap()[0].amount, 480);
-    assert_eq!(e.store.payments_of(T, "kwd").await.unwrap()[0].amount, 1_234);
+    assert_eq!(
+        e.store.payments_of(T, "kwd").await.unwrap()[0].amount,
+        1_234
+    );
 
     // Over the total, with what is recorded: refused naming the field, and
     // nothing of the batch stored.
@@ -347,16 +353,22 @@ async fn item7_an_update_after_a_conflict_has_its_own_idempotency_key() {
     e.store.add_tenant(T).await.unwrap();
     let mut c = connection("s", T, SCRIPTED, None);
     e.put_connection(c.clone()).await.unwrap();
-    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}))
-        .await
-        .unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}),
+    )
+    .await
+    .unwrap();
     settle(&e).await;
     c.settings.insert("update-bill".into(), "conflict".into());
     c.settings.insert("lookup-bill".into(), "found".into());
     e.put_connection(c).await.unwrap();
-    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "12.00")]}))
-        .await
-        .unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "12.00")]}),
+    )
+    .await
+    .unwrap();
     settle(&e).await;
     let keys = |row: &ledgerbridge::store::LogRow| -> Vec<String> {
         row.plugin_log
@@ -370,9 +382,19 @@ async fn item7_an_update_after_a_conflict_has_its_own_idempotency_key() {
     let log = e.store.log_of(T, "d1", None).await.unwrap();
     assert_eq!(log.len(), 4, "created, then three attempts: {log:?}");
     let (first, second) = (keys(&log[1]), keys(&log[2]));
-    assert_eq!(first.len(), 2, "update, conflict, lookup, update: {first:?}");
-    assert_ne!(first[0], first[1], "the update after the conflict is a new request");
-    assert_eq!(first, second, "a retry of the same requests keeps their keys");
+    assert_eq!(
+        first.len(),
+        2,
+        "update, conflict, lookup, update: {first:?}"
+    );
+    assert_ne!(
+        first[0], first[1],
+        "the update after the conflict is a new request"
+    );
+    assert_eq!(
+        first, second,
+        "a retry of the same requests keeps their keys"
+    );
 }
 
 /// Item 9: when the store's transaction cannot begin (another process holds
@@ -427,9 +449,12 @@ async fn item10_item11_store_failures_neither_stop_the_worker_nor_pass_for_the_e
            BEGIN SELECT RAISE(ABORT, 'injected store failure'); END;",
     )
     .unwrap();
-    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}))
-        .await
-        .unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}),
+    )
+    .await
+    .unwrap();
     let (stop, rx) = tokio::sync::watch::channel(false);
     let worker = {
         let e = e.clone();
@@ -453,7 +478,11 @@ async fn item10_item11_store_failures_neither_stop_the_worker_nor_pass_for_the_e
     assert!(report.host_errors >= 1, "{report:?}");
     let log = e.store.log_of(T, "d1", None).await.unwrap();
     let outcomes: Vec<_> = log.iter().map(|r| r.outcome.as_str()).collect();
-    assert_eq!(outcomes, ["created"], "the store's failure is not an ERP attempt");
+    assert_eq!(
+        outcomes,
+        ["created"],
+        "the store's failure is not an ERP attempt"
+    );
     assert!(
         log.iter()
             .all(|r| !r.error.as_deref().unwrap_or("").contains("unavailable")),
@@ -508,7 +537,11 @@ async fn item19_one_result_per_document_and_target_with_reasons() {
         results[3].4.as_deref().unwrap().contains("initiated"),
         "{results:?}"
     );
-    assert_eq!((s.failed, s.blocked, s.skipped, s.total), (1, 1, 1, 4), "{s:?}");
+    assert_eq!(
+        (s.failed, s.blocked, s.skipped, s.total),
+        (1, 1, 1, 4),
+        "{s:?}"
+    );
 }
 
 /// Item 22 (R1): Retry-After is honoured: the stored due time of the next
@@ -529,9 +562,12 @@ async fn item22_retry_after_sets_the_stored_due_time_and_is_clamped() {
         c.settings
             .insert("retry-after-ms".into(), asked.to_string());
         e.put_connection(c).await.unwrap();
-        import(&e, json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}))
-            .await
-            .unwrap();
+        import(
+            &e,
+            json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}),
+        )
+        .await
+        .unwrap();
         let (stop, rx) = tokio::sync::watch::channel(false);
         let worker = {
             let e = e.clone();
@@ -570,17 +606,24 @@ async fn issue8_item9_check_numbers_outside_the_range_asked_are_ignored() {
         "used-checks".into(),
         "3,1000001,9223372036854775808,18446744073709551615".into(),
     );
-    c.settings.insert("checks-outside-range".into(), "yes".into());
+    c.settings
+        .insert("checks-outside-range".into(), "yes".into());
     e.put_connection(c).await.unwrap();
-    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "10.00")],
-                      "payments": [check("p1", "d1")]}))
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "10.00")],
+                      "payments": [check("p1", "d1")]}),
+    )
     .await
     .unwrap();
     settle(&e).await;
     let n = e.store.payments_of(T, "d1").await.unwrap()[0]
         .check_number
         .unwrap();
-    assert_eq!(n, 1, "3 was asked about and skipped later; the rest ignored");
+    assert_eq!(
+        n, 1,
+        "3 was asked about and skipped later; the rest ignored"
+    );
     let fa = e.store.funding_account(T, "operating").await.unwrap();
     assert_eq!(fa.last_issued, Some(3), "{fa:?}");
     assert_eq!(fa.next_check_number, 2);
@@ -618,8 +661,14 @@ async fn item15_issue8_item13_connection_settings_are_checked() {
     let erp = tempfile::tempdir().unwrap();
     let mut cases: Vec<(ledgerbridge::model::Connection, &str)> = Vec::new();
     cases.push((connection("c", T, "csv", None), "directory:"));
-    cases.push((connection("c", T, "csv", Some(Path::new("/"))), "directory:"));
-    cases.push((connection("c", T, "csv", Some(Path::new("/etc"))), "directory:"));
+    cases.push((
+        connection("c", T, "csv", Some(Path::new("/"))),
+        "directory:",
+    ));
+    cases.push((
+        connection("c", T, "csv", Some(Path::new("/etc"))),
+        "directory:",
+    ));
     cases.push((connection("c", T, "csv", Some(dir.path())), "directory:"));
     let mut c = connection("c", T, "csv", Some(erp.path()));
     c.limits.memory_mib = Some(0);
@@ -631,7 +680,10 @@ async fn item15_issue8_item13_connection_settings_are_checked() {
     c.limits.http_timeout_ms = Some(0);
     cases.push((c, "limits.http_timeout_ms"));
     cases.push((connection("..", T, "csv", Some(erp.path())), "id:"));
-    cases.push((connection(&"x".repeat(100_000), T, "csv", Some(erp.path())), "id:"));
+    cases.push((
+        connection(&"x".repeat(100_000), T, "csv", Some(erp.path())),
+        "id:",
+    ));
     cases.push((connection("c", "..", "csv", Some(erp.path())), "tenant_id:"));
     let mut c = connection("c", T, "csv", Some(erp.path()));
     c.settings.insert("x".into(), "a\u{1b}[2J".into());

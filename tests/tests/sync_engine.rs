@@ -774,8 +774,15 @@ async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
     .unwrap();
     let now = ledgerbridge::store::now_ms;
     // A worker in another PID namespace: its label's pid means nothing here.
-    e.store.register_worker("w-elsewhere", "other-container:1").await.unwrap();
-    let claimed = e.store.claim("w-elsewhere", 1, now() + 60_000).await.unwrap();
+    e.store
+        .register_worker("w-elsewhere", "other-container:1")
+        .await
+        .unwrap();
+    let claimed = e
+        .store
+        .claim("w-elsewhere", 1, now() + 60_000)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].lease_owner, "w-elsewhere");
     // Recovery leaves it alone, and it cannot be claimed twice.
@@ -785,14 +792,25 @@ async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
     // A worker that stops beating: once the lease runs out its job is taken
     // back (and counted as a crash, since the worker is gone too).
     e.store.register_worker("w-silent", "gone:2").await.unwrap();
-    import(&e, json!({"documents": [doc_json(T, "d3", "approved", "10.00")]}))
-        .await
-        .unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d3", "approved", "10.00")]}),
+    )
+    .await
+    .unwrap();
     let lost = e.store.claim("w-silent", 1, now() - 1).await.unwrap();
     assert_eq!(lost.len(), 1);
-    assert_eq!(e.store.recover(0, 3).await.unwrap(), (1, 0), "only the silent worker's job");
+    assert_eq!(
+        e.store.recover(0, 3).await.unwrap(),
+        (1, 0),
+        "only the silent worker's job"
+    );
     let again = e.store.claim("w-here", 10, now() + 60_000).await.unwrap();
-    assert!(again.iter().any(|j| j.id == lost[0].id && j.document_id == lost[0].document_id));
+    assert!(
+        again
+            .iter()
+            .any(|j| j.id == lost[0].id && j.document_id == lost[0].document_id)
+    );
 }
 
 /// P7, issue 8 item 1: a job that was running each time its worker died is
@@ -800,24 +818,41 @@ async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
 #[tokio::test]
 async fn p7_a_job_that_keeps_crashing_its_worker_is_quarantined() {
     let (e, _dir) = setup_csv().await;
-    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}))
-        .await
-        .unwrap();
+    import(
+        &e,
+        json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}),
+    )
+    .await
+    .unwrap();
     let now = ledgerbridge::store::now_ms;
     for crash in 1..=3 {
         let worker = format!("w{crash}");
         e.store.register_worker(&worker, "doomed").await.unwrap();
         let claimed = e.store.claim(&worker, 1, now() - 1).await.unwrap();
-        assert_eq!(claimed.len(), 1, "crash {crash}: the job is claimable again");
+        assert_eq!(
+            claimed.len(),
+            1,
+            "crash {crash}: the job is claimable again"
+        );
         // The worker dies: no heartbeat (dead_after 0), lease expired.
         let (taken, quarantined) = e.store.recover(0, 3).await.unwrap();
         assert_eq!(taken, 1);
         assert_eq!(quarantined, usize::from(crash == 3), "crash {crash}");
     }
-    assert!(e.store.claim("w4", 1, now() + 1000).await.unwrap().is_empty());
+    assert!(
+        e.store
+            .claim("w4", 1, now() + 1000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let items = e.store.attention(Some("csv")).await.unwrap();
     assert_eq!(items.len(), 1);
-    assert!(items[0].message.contains("crashed the worker"), "{}", items[0].message);
+    assert!(
+        items[0].message.contains("crashed the worker"),
+        "{}",
+        items[0].message
+    );
     let log = e.store.log_of(T, "d1", None).await.unwrap();
     assert_eq!(log.last().unwrap().outcome, "failed");
 }

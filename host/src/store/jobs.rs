@@ -108,7 +108,8 @@ impl Store {
         let (id, label) = (id.to_string(), label.to_string());
         self.with(move |db| {
             let now = now_ms();
-            exec(db,
+            exec(
+                db,
                 "INSERT INTO workers (id, label, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?3)
                  ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
                 params![id, label, now],
@@ -122,7 +123,12 @@ impl Store {
     /// run until `lease_until`. Jobs it no longer names (dropped after a
     /// failure) keep their old lease, which runs out so another worker can
     /// take them back.
-    pub async fn heartbeat(&self, worker: &str, jobs: Vec<i64>, lease_until: i64) -> anyhow::Result<()> {
+    pub async fn heartbeat(
+        &self,
+        worker: &str,
+        jobs: Vec<i64>,
+        lease_until: i64,
+    ) -> anyhow::Result<()> {
         let worker = worker.to_string();
         self.with(move |db| {
             exec(db, "UPDATE workers SET heartbeat_at = ?2 WHERE id = ?1", params![worker, now_ms()])?;
@@ -151,7 +157,11 @@ impl Store {
     /// ERP) back in the queue, due at `due_at`, keeping its attempts.
     pub async fn release(&self, job: &Job, due_at: i64, why: &str) -> anyhow::Result<()> {
         let (id, owner, why) = (job.id, job.lease_owner.clone(), why.to_string());
-        let (c, d, t) = (job.connection_id.clone(), job.document_id.clone(), job.target);
+        let (c, d, t) = (
+            job.connection_id.clone(),
+            job.document_id.clone(),
+            job.target,
+        );
         self.with(move |db| {
             let tx = db.savepoint()?;
             let queued: Option<i64> = query_row(&tx,

@@ -80,7 +80,9 @@ fn serve(mut db: Db, inbox: std::sync::mpsc::Receiver<Request>) {
         // No transaction, no work: run outside one, a request's statements
         // would commit one by one while its caller hears "not stored".
         if let Err(e) = db.execute_batch("BEGIN IMMEDIATE") {
-            let why = format!("could not begin a transaction (another process holds the store's write lock?): {e}");
+            let why = format!(
+                "could not begin a transaction (another process holds the store's write lock?): {e}"
+            );
             for r in batch {
                 r(None)(Err(why.clone()));
             }
@@ -122,7 +124,11 @@ impl Store {
         self.path.as_deref().map(|p| p.as_path())
     }
 
-    fn setup(mut db: Db, options: StoreOptions, path: Option<std::path::PathBuf>) -> anyhow::Result<Store> {
+    fn setup(
+        mut db: Db,
+        options: StoreOptions,
+        path: Option<std::path::PathBuf>,
+    ) -> anyhow::Result<Store> {
         // WAL with synchronous=NORMAL: a commit survives the process being
         // killed at any point (the crash test does that); only an OS crash can
         // lose the last commits, never corrupt the file.
@@ -184,7 +190,9 @@ impl Store {
                 Box::new(move |committed: Result<(), String>| {
                     let r = match committed {
                         Ok(()) => r,
-                        Err(e) => Err(anyhow::Error::new(StoreError(format!("could not commit: {e}")))),
+                        Err(e) => Err(anyhow::Error::new(StoreError(format!(
+                            "could not commit: {e}"
+                        )))),
                     };
                     let _ = answer.send(r);
                 })

@@ -143,7 +143,11 @@ impl Store {
     }
 
     /// How many of a tenant's documents changed (or arrived) since `since`.
-    pub async fn documents_changed_since(&self, tenant_id: &str, since: i64) -> anyhow::Result<usize> {
+    pub async fn documents_changed_since(
+        &self,
+        tenant_id: &str,
+        since: i64,
+    ) -> anyhow::Result<usize> {
         let t = tenant_id.to_string();
         self.with(move |db| {
             Ok(query_row(

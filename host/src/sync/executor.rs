@@ -4,6 +4,7 @@
 //! of failures (R1, R3). Its outcome is stored in one transaction.
 
 use super::Engine;
+use super::keys::{self, digest, update_key};
 use super::mapping::{self, MappingError};
 use super::plain::{Verdict, verdict};
 use crate::model::{Connection, Document, DocumentStatus, Payment, PaymentMethod, Target, Trigger};
@@ -12,7 +13,6 @@ use crate::runtime::{
     CallError, LogLine, Operation as Call, Plugin, Reply, Sandbox, describe_connector_error,
 };
 use crate::store::{EntryRow, FinishedJob, Job, JobOutcome, NewJob, Operation, now_ms};
-use super::keys::{self, digest, update_key};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -249,7 +249,13 @@ impl Attempt<'_> {
                 );
                 return Ok((JobOutcome::Unchanged, row, forgot));
             }
-            let key = update_key(conn, target, &s.subject_id, &s.hash, entry.version.as_deref());
+            let key = update_key(
+                conn,
+                target,
+                &s.subject_id,
+                &s.hash,
+                entry.version.as_deref(),
+            );
             match self.call(&key, s.update(entry)).await {
                 Ok(Reply::Entry(e)) => {
                     learn(&mut row, &e, Some(s.hash.clone()));
@@ -637,7 +643,10 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
         }
     }
     // The host's own failure: nothing is concluded; the job runs again.
-    if let Some(pos) = results.iter().position(|r| matches!(r, Err(Failure::Host(_)))) {
+    if let Some(pos) = results
+        .iter()
+        .position(|r| matches!(r, Err(Failure::Host(_))))
+    {
         if let Err(Failure::Host(e)) = results.swap_remove(pos) {
             return Err(e.context("the host could not record the sync"));
         }
@@ -851,7 +860,8 @@ fn conclude(
         Verdict::Retry { after, message: m } if job.attempts + 1 < engine.retry.max_attempts => {
             f.outcome = JobOutcome::Retrying;
             let wait = engine.retry.backoff(job.attempts, after);
-            f.retry_at = Some(now_ms().saturating_add(wait.as_millis().min(i64::MAX as u128) as i64));
+            f.retry_at =
+                Some(now_ms().saturating_add(wait.as_millis().min(i64::MAX as u128) as i64));
             f.error = Some(format!(
                 "{m} (attempt {} of {}, next in {wait:.1?})",
                 job.attempts + 1,

@@ -14,8 +14,7 @@ const SYSTEM_TREES: &[&str] = &[
 
 /// Directories never granted whole (their subdirectories may be).
 const SYSTEM_ROOTS: &[&str] = &[
-    "/", "/home", "/media", "/mnt", "/opt", "/root", "/srv", "/tmp", "/var", "/var/lib",
-    "/var/tmp",
+    "/", "/home", "/media", "/mnt", "/opt", "/root", "/srv", "/tmp", "/var", "/var/lib", "/var/tmp",
 ];
 
 /// `dir` as an absolute, canonical path, if it may be granted at all.
@@ -26,8 +25,7 @@ pub fn resolve(dir: &str) -> Result<PathBuf, String> {
         return Err(format!("{} is not a directory", abs.display()));
     }
     let home = std::env::var_os("HOME").map(PathBuf::from);
-    if SYSTEM_ROOTS.iter().any(|r| abs == Path::new(r)) || home.as_deref() == Some(abs.as_path())
-    {
+    if SYSTEM_ROOTS.iter().any(|r| abs == Path::new(r)) || home.as_deref() == Some(abs.as_path()) {
         return Err(format!(
             "{} is too wide a grant; give the connection a directory of its own",
             abs.display()
@@ -69,9 +67,16 @@ mod tests {
         for d in ["/", "/etc", "/usr/lib", "/proc/self", "/tmp", "/var"] {
             assert!(resolve(d).is_err(), "{d} was accepted");
         }
-        assert!(resolve("/nonexistent/x").unwrap_err().contains("/nonexistent/x"));
+        assert!(
+            resolve("/nonexistent/x")
+                .unwrap_err()
+                .contains("/nonexistent/x")
+        );
         let t = tempfile::tempdir().unwrap();
-        assert_eq!(resolve(t.path().to_str().unwrap()).unwrap(), t.path().canonicalize().unwrap());
+        assert_eq!(
+            resolve(t.path().to_str().unwrap()).unwrap(),
+            t.path().canonicalize().unwrap()
+        );
         assert!(overlap(Path::new("/a/b"), Path::new("/a")));
         assert!(overlap(Path::new("/a"), Path::new("/a/b/c")));
         assert!(!overlap(Path::new("/a/bc"), Path::new("/a/b")));

@@ -281,7 +281,9 @@ impl Engine {
             owned.push(grants::canonical_or_absolute(cache));
         }
         if crate::builtin::find(&c.plugin).is_none() {
-            owned.push(grants::canonical_or_absolute(std::path::Path::new(&c.plugin)));
+            owned.push(grants::canonical_or_absolute(std::path::Path::new(
+                &c.plugin,
+            )));
         }
         owned
     }
@@ -301,7 +303,11 @@ impl Engine {
             .await?
             .ok_or_else(|| SyncRefused::NoConnection(connection.into()))?;
         match (enabled, disabled_at) {
-            (true, Some(since)) => self.store.documents_changed_since(&conn.tenant_id, since).await,
+            (true, Some(since)) => {
+                self.store
+                    .documents_changed_since(&conn.tenant_id, since)
+                    .await
+            }
             _ => Ok(0),
         }
     }
@@ -380,7 +386,10 @@ impl Engine {
                 let Some(doc) = doc else {
                     errors.push(FieldError {
                         field: format!("{}.document_id", input.at),
-                        message: format!("no document {} for tenant {}", p.document_id, p.tenant_id),
+                        message: format!(
+                            "no document {} for tenant {}",
+                            p.document_id, p.tenant_id
+                        ),
                     });
                     continue;
                 };
@@ -390,7 +399,12 @@ impl Engine {
                     .payments_of(&p.tenant_id, &p.document_id)
                     .await?
                     .iter()
-                    .filter(|r| !batch.payments.iter().any(|b| b.payment.tenant_id == r.tenant_id && b.payment.id == r.id))
+                    .filter(|r| {
+                        !batch
+                            .payments
+                            .iter()
+                            .any(|b| b.payment.tenant_id == r.tenant_id && b.payment.id == r.id)
+                    })
                     .map(|r| r.amount)
                     .fold(0i64, i64::saturating_add);
                 docs.insert(key.clone(), (doc.currency, doc.total, paid));
@@ -693,12 +707,16 @@ impl Engine {
                         report.recovered += taken - quarantined;
                         report.quarantined += quarantined;
                         if quarantined > 0 {
-                            tracing::warn!(quarantined, "quarantined jobs that kept crashing their workers");
+                            tracing::warn!(
+                                quarantined,
+                                "quarantined jobs that kept crashing their workers"
+                            );
                         }
                         trouble = Duration::ZERO;
                     }
                     Err(e) => {
-                        self.back_off(&mut trouble, "beating and recovering", &e).await;
+                        self.back_off(&mut trouble, "beating and recovering", &e)
+                            .await;
                         continue;
                     }
                 }
@@ -755,7 +773,9 @@ impl Engine {
                                 break;
                             }
                             if let Some(d) = next_due {
-                                wait = wait.min(Duration::from_millis((d - now_ms()).clamp(1, 200) as u64));
+                                wait = wait.min(Duration::from_millis(
+                                    (d - now_ms()).clamp(1, 200) as u64,
+                                ));
                             }
                         }
                         Err(e) => {
@@ -799,10 +819,15 @@ impl Engine {
         match r {
             Ok((id, Ok(outcome))) => {
                 in_flight.remove(&id);
-                *report.outcomes.entry(outcome.as_str().to_string()).or_default() += 1;
+                *report
+                    .outcomes
+                    .entry(outcome.as_str().to_string())
+                    .or_default() += 1;
             }
             Ok((id, Err(e))) => {
-                let Some(job) = in_flight.remove(&id) else { return };
+                let Some(job) = in_flight.remove(&id) else {
+                    return;
+                };
                 report.host_errors += 1;
                 tracing::warn!(job = job.id, connection = %job.connection_id, document = %job.document_id,
                     "the host could not finish the sync, it will run again: {e:#}");
@@ -810,11 +835,16 @@ impl Engine {
                 // lease runs out (no longer renewed) and recovery takes it.
                 let due = now_ms() + 5_000;
                 if let Err(e) = self.store.release(&job, due, &format!("{e:#}")).await {
-                    tracing::warn!(job = job.id, "could not put the job back, its lease will run out: {e:#}");
+                    tracing::warn!(
+                        job = job.id,
+                        "could not put the job back, its lease will run out: {e:#}"
+                    );
                 }
             }
             Err(join) => {
-                let Some(job) = in_flight.remove(&join.id()) else { return };
+                let Some(job) = in_flight.remove(&join.id()) else {
+                    return;
+                };
                 let why = match join.try_into_panic() {
                     Ok(p) => p
                         .downcast_ref::<String>()
@@ -840,7 +870,9 @@ impl Engine {
                 f.attention = Some((message, "This is a fault in ledgerbridge itself: report it with the worker's log; re-sync the document after upgrading.".into()));
                 *report.outcomes.entry("failed".into()).or_default() += 1;
                 if let Err(e) = self.store.finish(f).await {
-                    tracing::warn!("could not record the failed task, its lease will run out: {e:#}");
+                    tracing::warn!(
+                        "could not record the failed task, its lease will run out: {e:#}"
+                    );
                 }
             }
         }

@@ -1,13 +1,14 @@
 //! A connector that mints its own entry ids, as every ERP does, and keeps a
-//! ledger of every create in its granted directory, so a test can count
+//! record of every create in its granted directory, so a test can count
 //! creates per reference and see a duplicate entry, which a connector keyed
 //! by the reference alone (one file per reference) would hide.
 //!
-//! Layout under `/data`: `ledger.txt`, one line per entry created
-//! (`<kind> <reference> <minted id> <idempotency key>`); `refs/<kind>-<reference>`,
-//! the ids minted for a reference, one per line (lookup answers the first).
-//! A create repeated with the same idempotency key answers the first entry,
-//! as Xero does.
+//! Layout under `/data`: `refs/<kind>-<reference>`, one line per entry
+//! created for that reference (`<minted id> <idempotency key>`), written by
+//! one append, so a create is atomic as an ERP's is: a host killed in the
+//! middle of a call finds the entry or finds nothing. Lookup answers the
+//! first; more than one line is a duplicate. A create repeated with the same
+//! idempotency key answers the first entry, as Xero does.
 
 use ledgerbridge_sdk::*;
 use std::io::Write;
@@ -66,14 +67,6 @@ fn create(ctx: &Context, kind: &str, reference: &str) -> Result<Entry, Connector
         .map_or(0, |d| d.as_nanos());
     let id = format!("M{nanos:x}");
     std::fs::create_dir_all("/data/refs").map_err(io)?;
-    let line = format!("{kind} {reference} {id} {}\n", ctx.idempotency_key);
-    let mut ledger = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open("/data/ledger.txt")
-        .map_err(io)?;
-    ledger.write_all(line.as_bytes()).map_err(io)?;
-    ledger.sync_all().map_err(io)?;
     let mut refs = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
