@@ -182,6 +182,12 @@ pub struct Payment {
 }
 
 impl Payment {
+    /// A failed disbursement paid nothing: it does not count against the
+    /// document's total.
+    pub fn never_paid(&self) -> bool {
+        self.disbursement_status == Some(DisbursementStatus::Failed)
+    }
+
     /// Whether the payment's entry belongs in the ERP now (A3, A4).
     pub fn ready(&self) -> bool {
         matches!(

@@ -295,7 +295,8 @@ impl Store {
                 let (paid, total): (i64, i64) = query_row(
                     &tx,
                     "SELECT (SELECT COALESCE(SUM(json_extract(p.body, '$.amount')), 0) FROM payments p
-                              WHERE p.tenant_id = ?1 AND p.document_id = ?2),
+                              WHERE p.tenant_id = ?1 AND p.document_id = ?2
+                                AND COALESCE(json_extract(p.body, '$.disbursement_status'), '') != 'failed'),
                             (SELECT json_extract(d.body, '$.total') FROM documents d
                               WHERE d.tenant_id = ?1 AND d.id = ?2)",
                     params![payment.tenant_id, payment.document_id],

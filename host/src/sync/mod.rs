@@ -405,6 +405,7 @@ impl Engine {
                             .iter()
                             .any(|b| b.payment.tenant_id == r.tenant_id && b.payment.id == r.id)
                     })
+                    .filter(|r| !r.never_paid())
                     .map(|r| r.amount)
                     .fold(0i64, i64::saturating_add);
                 docs.insert(key.clone(), (doc.currency, doc.total, paid));
@@ -412,7 +413,9 @@ impl Engine {
             let (currency, total, paid) = docs.get_mut(&key).expect("inserted above");
             match crate::intake::resolve_payment(input, currency) {
                 Ok(payment) => {
-                    *paid = paid.saturating_add(payment.amount);
+                    if !payment.never_paid() {
+                        *paid = paid.saturating_add(payment.amount);
+                    }
                     if *paid > *total {
                         errors.push(FieldError {
                             field: format!("{}.amount", input.at),

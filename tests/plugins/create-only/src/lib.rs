@@ -1,6 +1,8 @@
 //! A connector whose ERP, like Xero, can create payment entries but never
 //! modify them: it declares `payments` without `update-payments`. Stateless:
-//! setting `lookup-payment` = `found` makes the payment's entry exist.
+//! an entry the host names by id exists (the ERP has what it created), and
+//! setting `lookup-payment` = `found` makes the payment's entry exist when
+//! looked up by reference.
 
 use ledgerbridge_sdk::*;
 
@@ -27,10 +29,10 @@ impl Connector for CreateOnly {
 
     fn lookup_bill(
         _: &Context,
-        _: &Bill,
-        _: Option<&str>,
+        bill: &Bill,
+        known: Option<&str>,
     ) -> Result<Option<Entry>, ConnectorError> {
-        Ok(None)
+        Ok(known.map(|id| entry(id.to_string(), bill.total)))
     }
 
     fn create_bill(_: &Context, bill: &Bill) -> Result<Entry, ConnectorError> {
@@ -44,8 +46,11 @@ impl Connector for CreateOnly {
     fn lookup_payment(
         ctx: &Context,
         p: &Payment,
-        _: Option<&str>,
+        known: Option<&str>,
     ) -> Result<Option<Entry>, ConnectorError> {
+        if let Some(id) = known {
+            return Ok(Some(entry(id.to_string(), p.amount)));
+        }
         Ok((ctx.setting("lookup-payment") == Some("found"))
             .then(|| entry(format!("P-{}", p.payment_id), p.amount)))
     }

@@ -59,6 +59,16 @@ fn found(id: String, total: i64) -> Entry {
     }
 }
 
+/// A rejected check names the payment's own number, as an ERP's would.
+fn own_number(e: ConnectorError, p: &Payment) -> ConnectorError {
+    match (e, p.check_number) {
+        (ConnectorError::DuplicateCheckNumber(_), Some(n)) => {
+            ConnectorError::duplicate_check_number(n, format!("check number {n} is already used"))
+        }
+        (e, _) => e,
+    }
+}
+
 impl Connector for Scripted {
     fn describe() -> Descriptor {
         Descriptor {
@@ -110,12 +120,12 @@ impl Connector for Scripted {
     }
 
     fn create_payment(ctx: &Context, p: &Payment) -> Result<Entry, ConnectorError> {
-        script(ctx, "create-payment", "ok")?;
+        script(ctx, "create-payment", "ok").map_err(|e| own_number(e, p))?;
         Ok(entry(format!("SP-{}", p.payment_id), p.amount))
     }
 
     fn update_payment(ctx: &Context, e: &Entry, p: &Payment) -> Result<Entry, ConnectorError> {
-        script(ctx, "update-payment", "ok")?;
+        script(ctx, "update-payment", "ok").map_err(|e| own_number(e, p))?;
         Ok(entry(e.id.clone(), p.amount))
     }
 
