@@ -834,7 +834,9 @@ async fn p7_a_job_that_keeps_crashing_its_worker_is_quarantined() {
             1,
             "crash {crash}: the job is claimable again"
         );
-        // The worker dies: no heartbeat (dead_after 0), lease expired.
+        // The worker dies: its lease has expired, and its last heartbeat
+        // is older than the (zero) time a worker may stay silent.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
         let (taken, quarantined) = e.store.recover(0, 3).await.unwrap();
         assert_eq!(taken, 1);
         assert_eq!(quarantined, usize::from(crash == 3), "crash {crash}");
