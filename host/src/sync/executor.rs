@@ -646,10 +646,9 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
     if let Some(pos) = results
         .iter()
         .position(|r| matches!(r, Err(Failure::Host(_))))
+        && let Err(Failure::Host(e)) = results.swap_remove(pos)
     {
-        if let Err(Failure::Host(e)) = results.swap_remove(pos) {
-            return Err(e.context("the host could not record the sync"));
-        }
+        return Err(e.context("the host could not record the sync"));
     }
     let plugin_name = attempt.plugin.descriptor.name.clone();
     let mut finished = conclude(

@@ -216,22 +216,24 @@ impl Engine {
         }
         match c.directory.as_deref().map(grants::resolve) {
             Some(Ok(dir)) => {
-                match self.host_owned(&c).into_iter().find(|p| grants::overlap(&dir, p)) {
-                    Some(owned) => problems.push(format!(
+                if let Some(owned) = self
+                    .host_owned(&c)
+                    .into_iter()
+                    .find(|p| grants::overlap(&dir, p))
+                {
+                    problems.push(format!(
                         "directory: {} shares files with the host's own {} (its store, cache or plugin): a plugin must never reach them; grant a directory of its own",
                         dir.display(),
                         owned.display()
-                    )),
-                    None => {}
+                    ));
                 }
-                let taken = existing.iter().find(|o| {
+                let taken = existing.iter().any(|o| {
                     o.tenant_id != c.tenant_id
                         && o.directory.as_deref().is_some_and(|d| {
                             grants::overlap(&grants::canonical_or_absolute(std::path::Path::new(d)), &dir)
                         })
                 });
-                if let Some(o) = taken {
-                    let _ = o;
+                if taken {
                     problems.push(format!(
                         "directory: {} is (or shares files with) a directory granted to another tenant's connection",
                         dir.display()
