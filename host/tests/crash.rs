@@ -206,3 +206,112 @@ fn d1_kill_9_during_a_bulk_resync_then_restart_leaves_exactly_one_entry_each() {
         assert!(!queued && !running, "nothing left queued or running");
     });
 }
+
+/// The hostile test connector, built like the tests crate builds it.
+fn hostile_plugin() -> std::path::PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    ledgerbridge_plugin_build::build_into(
+        &root.join("tests/plugins"),
+        &["test-hostile"],
+        &root.join("target/wasm"),
+    )
+    .remove(0)
+}
+
+/// P7 (issue 8 item 1): a job that takes its worker down each time is not
+/// retried into a crash loop. Here the worker dies by SIGKILL while the job
+/// runs (a plugin stuck in a loop, within a long deadline); after the third
+/// worker died running it, the next worker quarantines it: Requires
+/// attention, "the plugin crashed the worker", and it is not run again.
+#[test]
+fn p7_a_job_running_when_three_workers_died_is_quarantined() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("lb.db");
+    let conn = serde_json::json!({
+        "id": "h", "tenant_id": "acme", "plugin": hostile_plugin().display().to_string(),
+        "settings": {"mode": "loop"}, "limits": {"deadline_ms": 600000},
+        "mappings": {"categories": {"office": "6100"}}
+    });
+    std::fs::write(tmp.path().join("conn.json"), conn.to_string()).unwrap();
+    let doc = serde_json::json!({"documents": [{
+        "tenant": "acme", "id": "d1", "number": "INV-1", "vendor": {"id": "v", "name": "V"},
+        "issue_date": "2026-11-02", "due_date": "2026-12-02", "currency": "USD",
+        "lines": [{"description": "x", "amount": "1.00", "category": "office"}],
+        "total": "1.00", "status": "approved"}]});
+    std::fs::write(tmp.path().join("docs.json"), doc.to_string()).unwrap();
+    ok(lb(&db, &["tenant", "add", "acme"]));
+    ok(lb(
+        &db,
+        &[
+            "connection",
+            "add",
+            tmp.path().join("conn.json").to_str().unwrap(),
+        ],
+    ));
+    ok(lb(
+        &db,
+        &["import", tmp.path().join("docs.json").to_str().unwrap()],
+    ));
+
+    let watch = rusqlite::Connection::open(&db).unwrap();
+    let running_in = |since: i64| -> bool {
+        watch
+            .query_row(
+                "SELECT COUNT(*) FROM jobs j JOIN workers w ON w.id = j.lease_owner
+                 WHERE j.state = 'running' AND w.started_at >= ?1",
+                [since],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap()
+            > 0
+    };
+    for death in 1..=3 {
+        let since = ledgerbridge::store::now_ms();
+        let mut worker = lb(&db, &["worker"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Until the job runs in this worker (taken back from the last one
+        // once its lease ran out).
+        let started = Instant::now();
+        while !running_in(since) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "death {death}: never ran"
+            );
+            assert!(
+                worker.try_wait().unwrap().is_none(),
+                "the worker ended by itself"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        worker.kill().unwrap();
+        worker.wait().unwrap();
+    }
+    // The next worker quarantines it instead of running it; bounded, so a
+    // failure cannot hang the suite on the looping plugin.
+    let mut last = lb(&db, &["worker", "--until-idle"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while last.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            last.kill().unwrap();
+            panic!("the job ran again instead of being quarantined");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = last.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("1 syncs quarantined"), "{out}");
+    let attention = ok(lb(&db, &["attention"]));
+    assert!(
+        attention.contains("crashed the worker") && attention.contains("h d1 bill"),
+        "{attention}"
+    );
+    let log = ok(lb(&db, &["log", "d1", "--tenant", "acme"]));
+    assert!(log.contains("quarantined"), "{log}");
+}
