@@ -389,13 +389,7 @@ impl Store {
             // cleared by a success; retries and waits leave it as it is.
             match (&f.attention, f.outcome) {
                 (Some((message, hint)), _) => {
-                    exec(&tx,
-                        "INSERT INTO attention (connection_id, tenant_id, document_id, target, message, hint, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                         ON CONFLICT (connection_id, document_id, target) DO UPDATE SET
-                           message = excluded.message, hint = excluded.hint",
-                        params![job.connection_id, job.tenant_id, job.document_id, target, message, hint, now],
-                    )?;
+                    set_attention(&tx, &job.connection_id, &job.tenant_id, &job.document_id, target, message, hint, now)?;
                 }
                 (None, JobOutcome::Created | JobOutcome::Updated | JobOutcome::Unchanged) => {
                     exec(&tx,
@@ -434,17 +428,8 @@ impl Store {
                             params![job.connection_id, job.document_id, reason, now],
                         )?;
                         if blocked > 0 {
-                            exec(&tx,
-                                "INSERT INTO attention (connection_id, tenant_id, document_id, target, message, hint, created_at)
-                                 VALUES (?1, ?2, ?3, 'payment', ?4, ?5, ?6)
-                                 ON CONFLICT (connection_id, document_id, target) DO UPDATE SET
-                                   message = excluded.message, hint = excluded.hint",
-                                params![
-                                    job.connection_id, job.tenant_id, job.document_id, reason,
-                                    "Fix the bill's problem (see the bill's item); the payment follows by itself once the bill is synced.",
-                                    now
-                                ],
-                            )?;
+                            set_attention(&tx, &job.connection_id, &job.tenant_id, &job.document_id,
+                                "payment", &reason, BLOCKED_HINT, now)?;
                         }
                     }
                     _ => {}
@@ -495,17 +480,8 @@ impl Store {
                     params![payment_job.id, reason, now_ms()],
                 )?;
                 log_line(&tx, &payment_job, now_ms(), &[], "blocked", None, Some(&reason), "[]")?;
-                exec(&tx,
-                    "INSERT INTO attention (connection_id, tenant_id, document_id, target, message, hint, created_at)
-                     VALUES (?1, ?2, ?3, 'payment', ?4, ?5, ?6)
-                     ON CONFLICT (connection_id, document_id, target) DO UPDATE SET
-                       message = excluded.message, hint = excluded.hint",
-                    params![
-                        payment_job.connection_id, payment_job.tenant_id, payment_job.document_id, reason,
-                        "Fix the bill's problem (see the bill's item); the payment follows by itself once the bill is synced.",
-                        now_ms()
-                    ],
-                )?;
+                set_attention(&tx, &payment_job.connection_id, &payment_job.tenant_id,
+                    &payment_job.document_id, "payment", &reason, BLOCKED_HINT, now_ms())?;
                 tx.commit()?;
                 return Ok(());
             }
@@ -608,6 +584,31 @@ impl Store {
     }
 }
 
+/// Sets a document's Requires attention item for `target` (L2).
+#[allow(clippy::too_many_arguments)]
+fn set_attention(
+    tx: &rusqlite::Connection,
+    connection: &str,
+    tenant: &str,
+    document: &str,
+    target: &str,
+    message: &str,
+    hint: &str,
+    now: i64,
+) -> anyhow::Result<()> {
+    exec(tx,
+        "INSERT INTO attention (connection_id, tenant_id, document_id, target, message, hint, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (connection_id, document_id, target) DO UPDATE SET
+           message = excluded.message, hint = excluded.hint",
+        params![connection, tenant, document, target, message, hint, now],
+    )?;
+    Ok(())
+}
+
+/// How to fix a payment blocked by its bill (A5).
+const BLOCKED_HINT: &str = "Fix the bill's problem (see the bill's item); the payment follows by itself once the bill is synced.";
+
 /// Whether `job` is still running under its worker's lease.
 fn holds_lease(tx: &rusqlite::Connection, job: &Job) -> anyhow::Result<bool> {
     Ok(query_row(
@@ -657,11 +658,15 @@ fn quarantine(tx: &rusqlite::Connection, job: &Job, crashes: i64, now: i64) -> a
         params![job.id, message, crashes, now],
     )?;
     log_line(tx, job, now, &[], "failed", None, Some(&message), "[]")?;
-    exec(tx,
-        "INSERT INTO attention (connection_id, tenant_id, document_id, target, message, hint, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (connection_id, document_id, target) DO UPDATE SET message = excluded.message, hint = excluded.hint",
-        params![job.connection_id, job.tenant_id, job.document_id, job.target.as_str(), message, hint, now],
+    set_attention(
+        tx,
+        &job.connection_id,
+        &job.tenant_id,
+        &job.document_id,
+        job.target.as_str(),
+        &message,
+        hint,
+        now,
     )?;
     Ok(())
 }

@@ -164,6 +164,24 @@ pub struct FinishedJob {
     pub failed_exports: Vec<(String, Option<String>)>,
 }
 
+impl FinishedJob {
+    /// `job` ended with `outcome` and nothing else to record yet.
+    pub fn new(job: Job, outcome: JobOutcome) -> FinishedJob {
+        FinishedJob {
+            job,
+            outcome,
+            error: None,
+            retry_at: None,
+            entries: Vec::new(),
+            forget: Vec::new(),
+            operations: Vec::new(),
+            plugin_log: "[]".into(),
+            attention: None,
+            failed_exports: Vec::new(),
+        }
+    }
+}
+
 /// A line of a document's integration log (L1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LogRow {

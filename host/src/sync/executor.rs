@@ -430,18 +430,7 @@ pub(super) enum Step {
 }
 
 fn finished(job: &Job, outcome: JobOutcome) -> FinishedJob {
-    FinishedJob {
-        job: job.clone(),
-        outcome,
-        error: None,
-        retry_at: None,
-        entries: Vec::new(),
-        forget: Vec::new(),
-        operations: Vec::new(),
-        plugin_log: "[]".into(),
-        attention: None,
-        failed_exports: Vec::new(),
-    }
+    FinishedJob::new(job.clone(), outcome)
 }
 
 fn failed(job: &Job, message: String, hint: &str) -> Step {

@@ -860,18 +860,8 @@ impl Engine {
                 };
                 tracing::error!(job = job.id, "a sync task failed: {why}");
                 let message = format!("the host failed while running this sync: {why}");
-                let mut f = FinishedJob {
-                    job,
-                    outcome: JobOutcome::Failed,
-                    error: Some(message.clone()),
-                    retry_at: None,
-                    entries: Vec::new(),
-                    forget: Vec::new(),
-                    operations: Vec::new(),
-                    plugin_log: "[]".into(),
-                    attention: None,
-                    failed_exports: Vec::new(),
-                };
+                let mut f = FinishedJob::new(job, JobOutcome::Failed);
+                f.error = Some(message.clone());
                 f.attention = Some((message, "This is a fault in ledgerbridge itself: report it with the worker's log; re-sync the document after upgrading.".into()));
                 *report.outcomes.entry("failed".into()).or_default() += 1;
                 if let Err(e) = self.store.finish(f).await {
