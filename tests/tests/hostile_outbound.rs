@@ -331,7 +331,10 @@ async fn p2_a_credential_the_erp_reflects_never_reaches_the_plugin() {
         "no echo body seen:\n{logs}"
     );
     // The credential itself, in neither.
-    assert!(!logs.contains("s3cret"), "the plugin read the credential:\n{logs}");
+    assert!(
+        !logs.contains("s3cret"),
+        "the plugin read the credential:\n{logs}"
+    );
     assert!(!logs.contains("x-echo-authorization"), "{logs}");
     assert!(
         logs.contains("authorization: ******"),
@@ -353,10 +356,7 @@ async fn p7_a_request_flood_holds_few_sockets_and_other_connections_reach_their_
     );
 
     // One flooding call, then three at once of one connection.
-    for (calls, cap) in [
-        (1, MAX_REQUESTS_PER_CALL),
-        (3, MAX_REQUESTS_PER_CONNECTION),
-    ] {
+    for (calls, cap) in [(1, MAX_REQUESTS_PER_CALL), (3, MAX_REQUESTS_PER_CONNECTION)] {
         let holder = Holder::start().await;
         let mut flood = with_target(
             hostile(&format!("greedy-{calls}"), "request-flood"),
@@ -375,7 +375,9 @@ async fn p7_a_request_flood_holds_few_sockets_and_other_connections_reach_their_
         let floods: Vec<_> = (0..calls)
             .map(|i| {
                 let (rt, plugin, flood) = (rt.clone(), plugin.clone(), flood.clone());
-                tokio::spawn(async move { rt.call(&plugin, &flood, &format!("k{i}"), lookup()).await })
+                tokio::spawn(
+                    async move { rt.call(&plugin, &flood, &format!("k{i}"), lookup()).await },
+                )
             })
             .collect();
 
@@ -383,7 +385,11 @@ async fn p7_a_request_flood_holds_few_sockets_and_other_connections_reach_their_
         holder.wait_for(cap).await;
         // Control: another connection's request reaches its own ERP now.
         let out = rt.call(&plugin, &control, "c", lookup()).await;
-        assert_eq!(entry_id(&out.result), "status 200", "{calls} flooding calls");
+        assert_eq!(
+            entry_id(&out.result),
+            "status 200",
+            "{calls} flooding calls"
+        );
         // The host holds a bounded number of sockets (both ends are in this
         // process: the calls' and the holding server's).
         let during = open_fds();
@@ -412,11 +418,7 @@ async fn p7_a_request_flood_holds_few_sockets_and_other_connections_reach_their_
 async fn p6_a_flood_of_denied_requests_keeps_the_log_within_its_bound() {
     let rt = runtime();
     let plugin = load(HOSTILE).await;
-    let mut s = with_target(
-        hostile("c1", "denied-flood"),
-        &["127.0.0.1:9"],
-        "unused",
-    );
+    let mut s = with_target(hostile("c1", "denied-flood"), &["127.0.0.1:9"], "unused");
     s.limits = Limits {
         log_bytes: 16 << 10,
         // 20,000 requests take a while in a debug build on a busy machine.
@@ -510,7 +512,11 @@ async fn p6_oversized_replies_fail_their_call_and_host_memory_stays_modest() {
     match &message.result {
         Err(CallError::Connector(ConnectorError::Unavailable(m))) => {
             assert!(m.len() <= MAX_MESSAGE_BYTES + 100, "{} bytes kept", m.len());
-            assert!(m.ends_with(&format!("was {} bytes]", 60 << 20)), "{}", &m[m.len() - 80..]);
+            assert!(
+                m.ends_with(&format!("was {} bytes]", 60 << 20)),
+                "{}",
+                &m[m.len() - 80..]
+            );
         }
         other => panic!("expected the message cut, got {other:?}"),
     }

@@ -208,16 +208,22 @@ mod tests {
         let over = Reply::CheckNumbers(vec![1, 2, 3, 4]);
         assert!(matches!(
             result(Ok(over), Some(3)),
-            Err(CallError::Fault(PluginFault::ReplyTooLarge { limit: 3, .. }))
+            Err(CallError::Fault(PluginFault::ReplyTooLarge {
+                limit: 3,
+                ..
+            }))
         ));
     }
 
     #[test]
     fn p6_messages_are_cut_with_a_marker_and_other_values_bounded() {
         let long = "é".repeat(MAX_MESSAGE_BYTES);
-        let Err(CallError::Connector(ConnectorError::Unavailable(m))) =
-            result(Err(CallError::Connector(ConnectorError::Unavailable(long.clone()))), None)
-        else {
+        let Err(CallError::Connector(ConnectorError::Unavailable(m))) = result(
+            Err(CallError::Connector(ConnectorError::Unavailable(
+                long.clone(),
+            ))),
+            None,
+        ) else {
             panic!("still an unavailable answer")
         };
         assert!(m.len() < MAX_MESSAGE_BYTES + 100, "{}", m.len());

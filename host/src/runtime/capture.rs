@@ -363,19 +363,28 @@ mod tests {
             .iter()
             .filter(|l| l.message.starts_with("denied request"))
             .collect();
-        assert_eq!(host.len(), MAX_HOST_LOG_LINES.min(MAX_HOST_LOG_BYTES / (MAX_HOST_LINE + " …[cut]".len())));
+        assert_eq!(
+            host.len(),
+            MAX_HOST_LOG_LINES.min(MAX_HOST_LOG_BYTES / (MAX_HOST_LINE + " …[cut]".len()))
+        );
         let total: usize = lines.iter().map(|l| l.message.len()).sum();
-        assert!(total <= 1024 + MAX_HOST_LOG_BYTES + 2 * MAX_LINE, "{total} bytes");
+        assert!(
+            total <= 1024 + MAX_HOST_LOG_BYTES + 2 * MAX_LINE,
+            "{total} bytes"
+        );
         // The plugin's own line is not crowded out by the host's.
         assert!(lines.iter().any(|l| l.message == "the plugin's own line"));
         let dropped = 20_000 - host.len();
         assert!(
-            lines
-                .iter()
-                .any(|l| l.message.starts_with(&format!("{dropped} more host lines dropped"))),
+            lines.iter().any(|l| l
+                .message
+                .starts_with(&format!("{dropped} more host lines dropped"))),
             "{lines:?}"
         );
-        assert_eq!(lines.last().unwrap().message, "the plugin crashed: at the end");
+        assert_eq!(
+            lines.last().unwrap().message,
+            "the plugin crashed: at the end"
+        );
         assert_eq!(lines.last().unwrap().level, LogLevel::Error);
     }
 

@@ -89,7 +89,8 @@ impl AllowedHost {
     pub fn parse(text: &str) -> Result<AllowedHost, String> {
         let shown = clip(text, MAX_QUOTED);
         let t = text.trim();
-        let hint = "write `api.example.com`, `https://api.example.com:8443` or `http://127.0.0.1:8080`";
+        let hint =
+            "write `api.example.com`, `https://api.example.com:8443` or `http://127.0.0.1:8080`";
         let (scheme, rest) = match t.split_once("://") {
             Some((s, rest)) => match s.to_ascii_lowercase().as_str() {
                 "https" => (Some(Scheme::Https), rest),
@@ -257,10 +258,7 @@ struct SlotMap {
 impl ConnectionSlots {
     /// The semaphore of `tenant`'s connection `connection`.
     pub(crate) fn of(&self, tenant: &str, connection: &str) -> Arc<Semaphore> {
-        let mut map = self
-            .by_connection
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut map = self.by_connection.lock().unwrap_or_else(|e| e.into_inner());
         let key = (tenant.to_string(), connection.to_string());
         if let Some(s) = map.live.get(&key).and_then(Weak::upgrade) {
             return s;
@@ -363,11 +361,7 @@ impl OutboundPolicy {
         }
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = uri.port_u16().unwrap_or(scheme.default_port());
-        let target = format!(
-            "{}://{}:{port}",
-            scheme.as_str(),
-            clip(host, MAX_QUOTED)
-        );
+        let target = format!("{}://{}:{port}", scheme.as_str(), clip(host, MAX_QUOTED));
         if !self.allowed.iter().any(|a| a.admits(scheme, host, port)) {
             return self.deny(format!(
                 "denied a request to {target}: not an allowed scheme, host and port of this connection (allowed: {})",
@@ -434,7 +428,9 @@ impl OutboundPolicy {
             };
             match tokio::time::timeout_at(deadline.into(), acquire).await {
                 Ok(Some(slot)) => Ok(slot),
-                Ok(None) => Err(HttpError::InternalError(Some("request slots closed".into()))),
+                Ok(None) => Err(HttpError::InternalError(Some(
+                    "request slots closed".into(),
+                ))),
                 Err(_) => {
                     capture.host_line(format!(
                         "a request waited for a free slot until the call's deadline (at most {MAX_REQUESTS_PER_CALL} requests of a call and {MAX_REQUESTS_PER_CONNECTION} of a connection are in flight at once)"
@@ -549,7 +545,10 @@ fn redact(buf: &mut [u8], secrets: &[Vec<u8>]) {
         let Some(&first) = s.first() else { continue };
         let mut i = 0;
         while i + s.len() <= buf.len() {
-            match buf[i..=buf.len() - s.len()].iter().position(|&b| b == first) {
+            match buf[i..=buf.len() - s.len()]
+                .iter()
+                .position(|&b| b == first)
+            {
                 None => break,
                 Some(k) => {
                     let at = i + k;
@@ -842,8 +841,10 @@ mod tests {
 
     #[tokio::test]
     async fn p2_a_credential_is_redacted_from_a_body_even_split_across_chunks() {
-        let secrets: Arc<[Vec<u8>]> = vec![b"Bearer s3cret-token".to_vec(), b"s3cret-token".to_vec()].into();
-        let text = b"{\"echo\": \"Bearer s3cret-token\", \"again\": \"s3cret-token\", \"ok\": \"s3cret\"}";
+        let secrets: Arc<[Vec<u8>]> =
+            vec![b"Bearer s3cret-token".to_vec(), b"s3cret-token".to_vec()].into();
+        let text =
+            b"{\"echo\": \"Bearer s3cret-token\", \"again\": \"s3cret-token\", \"ok\": \"s3cret\"}";
         // Every way of cutting the body in two, and byte by byte.
         let mut cuts: Vec<Vec<Vec<u8>>> = (0..=text.len())
             .map(|i| vec![text[..i].to_vec(), text[i..].to_vec()])
@@ -974,7 +975,10 @@ mod tests {
             ("[::1", "unclosed"),
         ] {
             let err = AllowedHost::parse(bad).unwrap_err();
-            assert!(err.contains(says) && err.contains(bad.trim()), "{bad}: {err}");
+            assert!(
+                err.contains(says) && err.contains(bad.trim()),
+                "{bad}: {err}"
+            );
         }
         for (good, shown) in [
             ("[::1]:80", "[::1]:80"),

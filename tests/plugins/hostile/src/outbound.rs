@@ -29,9 +29,8 @@ fn number(ctx: &Context, name: &str, default: usize) -> usize {
 fn start(method: &Method, url: &str) -> Result<FutureIncomingResponse, String> {
     let (scheme, rest) = url.split_once("://").ok_or("no scheme")?;
     let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let request = OutgoingRequest::new(
-        ledgerbridge_sdk::bindings::wasi::http::types::Fields::new(),
-    );
+    let request =
+        OutgoingRequest::new(ledgerbridge_sdk::bindings::wasi::http::types::Fields::new());
     let scheme = if scheme == "https" {
         Scheme::Https
     } else {
@@ -132,9 +131,11 @@ pub fn lookup_bill(ctx: &Context, mode: &str) -> Option<Result<Option<Entry>, Co
         }
         // Oversized replies.
         "big-id" => found("i".repeat(number(ctx, "bytes", 50_000_000))),
-        "big-message" => Err(ConnectorError::Unavailable(
-            "m".repeat(number(ctx, "bytes", 60 << 20)),
-        )),
+        "big-message" => Err(ConnectorError::Unavailable("m".repeat(number(
+            ctx,
+            "bytes",
+            60 << 20,
+        )))),
         _ => return None,
     })
 }
