@@ -23,7 +23,7 @@ pub use capture::{LogLevel, LogLine, LogSource, MAX_HOST_LOG_BYTES, MAX_HOST_LOG
 pub use contract::ContractError;
 pub use outbound::{
     AllowedHost, Credential, MAX_REQUESTS_PER_CALL, MAX_REQUESTS_PER_CONNECTION,
-    MIN_REDACTED_SECRET,
+    MAX_WAITING_PER_CALL, MIN_REDACTED_SECRET,
 };
 pub use plugin::{LoadError, Plugin};
 pub use sandbox::{GUEST_DATA_DIR, Limits, Sandbox};

@@ -30,6 +30,10 @@ pub const MAX_REQUESTS_PER_CALL: usize = 8;
 /// Requests of one connection in flight at once, over all its concurrent
 /// calls.
 pub const MAX_REQUESTS_PER_CONNECTION: usize = 16;
+/// Requests of one call that may wait for a slot; more are refused at once,
+/// so that waiting requests (their headers and bodies are host memory) are
+/// bounded too.
+pub const MAX_WAITING_PER_CALL: usize = 64;
 /// Longest piece of plugin-controlled text (a host name, a URL) the host
 /// quotes in its own log lines.
 const MAX_QUOTED: usize = 200;
@@ -296,8 +300,9 @@ pub struct OutboundPolicy {
     /// Upper bound of each of connect, first-byte and between-bytes waits.
     timeout: Duration,
     capture: Capture,
-    call_slots: Arc<Semaphore>,
-    connection_slots: Option<Arc<Semaphore>>,
+    /// The call's and its connection's shares of in-flight requests;
+    /// `None` when nothing is allowed.
+    slots: Option<Slots>,
     deadline: Instant,
 }
 
@@ -318,8 +323,11 @@ impl OutboundPolicy {
             secrets: secrets.into(),
             timeout,
             capture,
-            call_slots: Arc::new(Semaphore::new(MAX_REQUESTS_PER_CALL)),
-            connection_slots: outbound.connection_slots,
+            slots: outbound.connection_slots.map(|connection| Slots {
+                outstanding: Arc::new(Semaphore::new(MAX_REQUESTS_PER_CALL + MAX_WAITING_PER_CALL)),
+                call: Arc::new(Semaphore::new(MAX_REQUESTS_PER_CALL)),
+                connection,
+            }),
             deadline: outbound.deadline,
         }
     }
@@ -406,22 +414,32 @@ impl OutboundPolicy {
         }
     }
 
-    /// Waits for a slot of the call and of the connection, until the call's
-    /// deadline. The slot is held as long as the request's connection is
-    /// open, so sockets are bounded whatever the guest does.
-    fn slot(&self) -> impl Future<Output = Result<Slot, HttpError>> + Send + 'static {
-        let call = self.call_slots.clone();
-        let connection = self.connection_slots.clone();
+    /// A request's way to a slot of the call and of the connection: refused
+    /// at once when [`MAX_WAITING_PER_CALL`] requests of the call already
+    /// wait, else a wait until the call's deadline. The slot is held as long
+    /// as the request's connection is open, so sockets are bounded whatever
+    /// the guest does.
+    fn slot(
+        &self,
+    ) -> Result<impl Future<Output = Result<Slot, HttpError>> + Send + 'static, HttpError> {
+        let Some(slots) = &self.slots else {
+            return Err(HttpError::HttpRequestDenied);
+        };
+        let Ok(outstanding) = slots.outstanding.clone().try_acquire_owned() else {
+            self.capture.host_line(format!(
+                "refused a request: {MAX_WAITING_PER_CALL} requests of this call already wait for one of its {MAX_REQUESTS_PER_CALL} slots"
+            ));
+            return Err(HttpError::ConnectionLimitReached);
+        };
+        let (call, connection) = (slots.call.clone(), slots.connection.clone());
         let deadline = self.deadline;
         let capture = self.capture.clone();
-        async move {
-            let Some(connection) = connection else {
-                return Err(HttpError::HttpRequestDenied);
-            };
+        Ok(async move {
             let acquire = async {
                 let call = call.acquire_owned().await.ok()?;
                 let connection = connection.acquire_owned().await.ok()?;
                 Some(Slot {
+                    _outstanding: outstanding,
                     _call: call,
                     _connection: connection,
                 })
@@ -438,7 +456,7 @@ impl OutboundPolicy {
                     Err(HttpError::ConnectionLimitReached)
                 }
             }
-        }
+        })
     }
 
     /// Removes every field whose name or value holds a credential value.
@@ -463,8 +481,19 @@ impl OutboundPolicy {
     }
 }
 
+/// The semaphores of one call's requests.
+struct Slots {
+    /// Requests in flight or waiting.
+    outstanding: Arc<Semaphore>,
+    /// Requests of the call in flight.
+    call: Arc<Semaphore>,
+    /// Requests of the connection in flight, over its calls.
+    connection: Arc<Semaphore>,
+}
+
 /// A request's share of the call's and the connection's in-flight requests.
 struct Slot {
+    _outstanding: OwnedSemaphorePermit,
     _call: OwnedSemaphorePermit,
     _connection: OwnedSemaphorePermit,
 }
@@ -498,15 +527,13 @@ impl WasiHttpHooks for OutboundPolicy {
             > + Send,
     > {
         _ = fut;
-        let admitted = self.admit(&mut request);
+        let slot = self.admit(&mut request).and_then(|()| self.slot());
         let options = self.bound(options);
-        let slot = self.slot();
         let secrets = self.secrets.clone();
         let capture = self.capture.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
-            admitted?;
-            let slot = slot.await?;
+            let slot = slot?.await?;
             let (res, io) =
                 wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             let (mut parts, body) = res.into_parts();
@@ -887,15 +914,15 @@ mod tests {
         let (b, _) = policy_with(&["api.xero.com"], Some(connection.clone()));
         let mut held = Vec::new();
         for _ in 0..MAX_REQUESTS_PER_CALL {
-            held.push(a.slot().await.unwrap());
+            held.push(a.slot().unwrap().await.unwrap());
         }
         // The call's own slots are taken: its next request waits.
-        let next = tokio::spawn(a.slot());
+        let next = tokio::spawn(a.slot().unwrap());
         tokio::task::yield_now().await;
         assert!(!next.is_finished());
         // Another call of the connection takes the connection's remaining slots.
         for _ in 0..MAX_REQUESTS_PER_CONNECTION - MAX_REQUESTS_PER_CALL {
-            held.push(b.slot().await.unwrap());
+            held.push(b.slot().unwrap().await.unwrap());
         }
         assert_eq!(connection.available_permits(), 0);
         // A slot freed by the first call goes to its waiting request.
@@ -919,10 +946,30 @@ mod tests {
             capture.clone(),
         );
         assert!(matches!(
-            p.slot().await,
+            p.slot().unwrap().await,
             Err(HttpError::ConnectionLimitReached)
         ));
         assert!(capture.lines().iter().any(|l| l.message.contains("slot")));
+    }
+
+    #[tokio::test]
+    async fn p6_waiting_requests_are_bounded_too() {
+        let (p, capture) = policy_with(&["api.xero.com"], Some(Arc::new(Semaphore::new(0))));
+        // Requests waiting for a slot (here none is ever free) hold their
+        // place; one more than the bound is refused at once.
+        let waiting: Vec<_> = (0..MAX_REQUESTS_PER_CALL + MAX_WAITING_PER_CALL)
+            .map(|_| p.slot().unwrap())
+            .collect();
+        assert!(matches!(p.slot(), Err(HttpError::ConnectionLimitReached)));
+        assert!(
+            capture
+                .lines()
+                .iter()
+                .any(|l| l.message.contains("already wait"))
+        );
+        // A request that gives up frees its place.
+        drop(waiting);
+        assert!(p.slot().is_ok());
     }
 
     #[test]
