@@ -408,15 +408,6 @@ async fn p7_a_request_flood_holds_few_sockets_and_other_connections_reach_their_
             let out = call.await.unwrap();
             let id = entry_id(&out.result);
             assert!(id.starts_with("started 2000, refused 0"), "{id}");
-            // Beyond those in flight and a bounded number waiting, the
-            // flood's requests were refused at once.
-            assert!(
-                out.logs
-                    .iter()
-                    .any(|l| l.source == LogSource::Host && l.message.contains("already wait")),
-                "{:?}",
-                out.logs
-            );
         }
     }
     assert_eq!(erp.received().len(), 2);

@@ -482,6 +482,7 @@ impl OutboundPolicy {
 }
 
 /// The semaphores of one call's requests.
+#[derive(Clone)]
 struct Slots {
     /// Requests in flight or waiting.
     outstanding: Arc<Semaphore>,
