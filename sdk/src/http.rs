@@ -37,8 +37,9 @@ pub struct Response {
 pub enum HttpError {
     /// The URL could not be parsed.
     BadUrl(String),
-    /// The host refused the request: its host is not allowed for this
-    /// connection, or a header is reserved to the host.
+    /// The host refused the request: its scheme, host or port is not one
+    /// the connection allows (plain `http` only to loopback), its method is
+    /// `TRACE` or `CONNECT`, or a header is reserved to the host.
     Denied(String),
     /// Timeouts, refused connections, DNS, TLS, protocol errors.
     Transport(String),
@@ -221,9 +222,10 @@ fn read_body(incoming: &IncomingBody) -> Result<Vec<u8>, HttpError> {
 
 fn error_code(code: ErrorCode) -> HttpError {
     match code {
-        ErrorCode::HttpRequestDenied => {
-            HttpError::Denied("the host is not allowed for this connection".into())
-        }
+        ErrorCode::HttpRequestDenied => HttpError::Denied(
+            "the connection does not allow this request (its scheme, host, port or method); the host's log says why"
+                .into(),
+        ),
         other => HttpError::Transport(format!("{other:?}")),
     }
 }

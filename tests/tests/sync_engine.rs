@@ -689,7 +689,7 @@ async fn v1_bad_input_names_the_field_and_stores_nothing() {
 
     // A connection with bad settings is refused naming them.
     let mut c = connection("bad", T, "csv", Some(Path::new("/nonexistent/dir")));
-    c.allowed_hosts = vec!["https://api.xero.com".into()];
+    c.allowed_hosts = vec!["https://api.xero.com/api.xro".into()];
     let err = e.put_connection(c).await.unwrap_err().to_string();
     assert!(
         err.contains("allowed_hosts[0]") && err.contains("directory"),

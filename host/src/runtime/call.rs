@@ -5,7 +5,9 @@ use super::Runtime;
 use super::bindings::{
     Bill, Capabilities, ConnectorError, Context, Descriptor, Entry, Payment, PluginPre, Setting,
 };
+use super::bounds;
 use super::capture::LogLine;
+use super::outbound::Outbound;
 use super::plugin::Plugin;
 use super::sandbox::{Sandbox, StoreState};
 use std::sync::Arc;
@@ -98,6 +100,17 @@ pub enum PluginFault {
     /// The plugin could not be instantiated.
     #[error("the plugin could not be instantiated: {0}")]
     Instantiate(String),
+    /// The plugin returned a value over its bound (an entry id, a list):
+    /// refused whole, before anything stores it.
+    #[error("the plugin's reply is too large: {what} over {limit} {unit}")]
+    ReplyTooLarge {
+        /// What was too large, for example `entry id`.
+        what: &'static str,
+        /// The bound.
+        limit: usize,
+        /// The bound's unit, for example `bytes`.
+        unit: &'static str,
+    },
 }
 
 /// Why an operation produced no reply.
@@ -163,15 +176,19 @@ impl std::error::Error for DeadlineExceeded {}
 
 /// A store for one call under `sandbox`, with its limiter and deadline.
 fn new_store(rt: &Runtime, sandbox: &Sandbox) -> Result<Store<StoreState>, PluginFault> {
-    let state = StoreState::new(
-        sandbox,
-        Arc::from(sandbox.allowed_hosts.clone()),
-        Arc::from(sandbox.credentials.clone()),
-    )
-    .map_err(|e| PluginFault::Instantiate(format!("{e:#}")))?;
+    let deadline = Instant::now() + sandbox.limits.deadline;
+    let outbound = Outbound {
+        allowed: Arc::from(sandbox.allowed_hosts.clone()),
+        credentials: Arc::from(sandbox.credentials.clone()),
+        // Nothing can be sent without an allowed host: no slots to share.
+        connection_slots: (!sandbox.allowed_hosts.is_empty())
+            .then(|| rt.outbound.of(&sandbox.tenant_id, &sandbox.connection_id)),
+        deadline,
+    };
+    let state = StoreState::new(sandbox, outbound)
+        .map_err(|e| PluginFault::Instantiate(format!("{e:#}")))?;
     let mut store = Store::new(&rt.engine, state);
     store.limiter(|s| &mut s.limiter);
-    let deadline = Instant::now() + sandbox.limits.deadline;
     store.set_epoch_deadline(1);
     // Yield at every tick so a busy plugin never starves other tasks on the
     // same thread, and stop it once its wall time is up.
@@ -232,8 +249,8 @@ pub(crate) async fn describe(
         .ledgerbridge_connector_connector()
         .call_describe(&mut store);
     match tokio::time::timeout(sandbox.limits.deadline + GRACE, run).await {
-        Ok(Ok(d)) => Ok(d),
-        Ok(Err(e)) => Err(classify(e, &store, sandbox).into()),
+        Ok(Ok(d)) => bounds::descriptor(d).map_err(CallError::Fault),
+        Ok(Err(e)) => Err(bounds::fault(classify(e, &store, sandbox)).into()),
         Err(_) => Err(PluginFault::Deadline(sandbox.limits.deadline).into()),
     }
 }
@@ -293,6 +310,10 @@ impl Runtime {
                 .collect(),
             idempotency_key: idempotency_key.to_string(),
         };
+        let asked = match &op {
+            Operation::CheckNumbersInUse { count, .. } => Some(*count),
+            _ => None,
+        };
         let run = run(&plugin.pre, &mut store, &ctx, op);
         let result = match tokio::time::timeout(sandbox.limits.deadline + GRACE, run).await {
             Ok(Ok(Ok(reply))) => Ok(reply),
@@ -302,9 +323,10 @@ impl Runtime {
                 sandbox.limits.deadline,
             ))),
         };
+        let result = bounds::result(result, asked);
         let capture = store.data().capture.clone();
         if let Err(CallError::Fault(f)) = &result {
-            capture.host_line(f.to_string());
+            capture.fault_line(f.to_string());
         }
         let logs = capture.lines();
         for line in &logs {

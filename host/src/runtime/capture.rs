@@ -44,8 +44,16 @@ pub struct LogLine {
 #[derive(Debug, Default)]
 struct Inner {
     lines: Vec<LogLine>,
+    /// Bytes of the plugin's own lines kept (against the call's limit).
     used: usize,
+    /// The plugin's own lines dropped over the limit.
     dropped: usize,
+    /// Bytes and count of host lines kept (against their own bound).
+    host_used: usize,
+    host_kept: usize,
+    host_dropped: usize,
+    /// The line that explains why the call failed: always kept, last.
+    fault: Option<LogLine>,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
 }
@@ -59,6 +67,38 @@ pub struct Capture {
 
 /// Longest single line kept; longer ones are cut.
 const MAX_LINE: usize = 4096;
+/// Host lines (denied requests and the like) have their own bound, apart
+/// from the plugin's, so that a plugin provoking them cannot grow its log
+/// without limit, nor crowd out its own lines: at most this many bytes...
+pub const MAX_HOST_LOG_BYTES: usize = 16 << 10;
+/// ...and this many lines per call.
+pub const MAX_HOST_LOG_LINES: usize = 64;
+/// Longest host line; host lines quote plugin-controlled text briefly.
+const MAX_HOST_LINE: usize = 1024;
+
+/// `text` cut to at most `max` bytes (at a character boundary), with `…`
+/// when cut: how the host quotes text a plugin controls.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut cut = max.saturating_sub('…'.len_utf8());
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}…", &text[..cut])
+}
+
+fn cut_line(line: &mut LogLine, max: usize) {
+    if line.message.len() > max {
+        let mut cut = max;
+        while !line.message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        line.message.truncate(cut);
+        line.message.push_str(" …[cut]");
+    }
+}
 
 impl Capture {
     /// A capture keeping at most `limit` bytes of messages.
@@ -71,16 +111,21 @@ impl Capture {
 
     fn push(inner: &mut Inner, limit: usize, line: LogLine) {
         let mut line = line;
-        if line.message.len() > MAX_LINE {
-            let mut cut = MAX_LINE;
-            while !line.message.is_char_boundary(cut) {
-                cut -= 1;
+        if line.source == LogSource::Host {
+            cut_line(&mut line, MAX_HOST_LINE);
+            if inner.host_kept >= MAX_HOST_LOG_LINES
+                || inner.host_used + line.message.len() > MAX_HOST_LOG_BYTES
+            {
+                inner.host_dropped += 1;
+                return;
             }
-            line.message.truncate(cut);
-            line.message.push_str(" …[cut]");
+            inner.host_kept += 1;
+            inner.host_used += line.message.len();
+            inner.lines.push(line);
+            return;
         }
-        // Host lines are always kept: they explain faults.
-        if line.source != LogSource::Host && inner.used + line.message.len() > limit {
+        cut_line(&mut line, MAX_LINE);
+        if inner.used + line.message.len() > limit {
             inner.dropped += 1;
             return;
         }
@@ -114,6 +159,19 @@ impl Capture {
                 message,
             },
         );
+    }
+
+    /// Records the line that explains why the call failed. It is always
+    /// kept, whatever was dropped before it, and comes last; a later fault
+    /// line replaces an earlier one.
+    pub fn fault_line(&self, message: String) {
+        let mut line = LogLine {
+            source: LogSource::Host,
+            level: LogLevel::Error,
+            message,
+        };
+        cut_line(&mut line, MAX_LINE);
+        self.inner.lock().unwrap().fault = Some(line);
     }
 
     fn write_stream(&self, source: LogSource, bytes: &[u8]) {
@@ -180,6 +238,17 @@ impl Capture {
                 ),
             });
         }
+        if inner.host_dropped > 0 {
+            lines.push(LogLine {
+                source: LogSource::Host,
+                level: LogLevel::Warn,
+                message: format!(
+                    "{} more host lines dropped: over {MAX_HOST_LOG_LINES} lines or {MAX_HOST_LOG_BYTES} bytes of host notes about the plugin in one call",
+                    inner.host_dropped
+                ),
+            });
+        }
+        lines.extend(inner.fault.clone());
         lines
     }
 
@@ -277,8 +346,53 @@ mod tests {
             .sum();
         assert!(kept <= 100);
         assert!(lines.last().unwrap().message.contains("dropped"));
-        c.host_line("fault".into());
-        assert!(c.lines().iter().any(|l| l.message == "fault"));
+        c.host_line("a host note".into());
+        assert!(c.lines().iter().any(|l| l.message == "a host note"));
+    }
+
+    #[test]
+    fn p6_host_lines_have_their_own_bound_and_the_fault_line_is_always_kept() {
+        let c = Capture::new(1024);
+        for i in 0..20_000 {
+            c.host_line(format!("denied request {i} to {}", "h".repeat(4000)));
+        }
+        c.plugin_line(LogLevel::Info, "the plugin's own line".into());
+        c.fault_line("the plugin crashed: at the end".into());
+        let lines = c.lines();
+        let host: Vec<_> = lines
+            .iter()
+            .filter(|l| l.message.starts_with("denied request"))
+            .collect();
+        assert_eq!(
+            host.len(),
+            MAX_HOST_LOG_LINES.min(MAX_HOST_LOG_BYTES / (MAX_HOST_LINE + " …[cut]".len()))
+        );
+        let total: usize = lines.iter().map(|l| l.message.len()).sum();
+        assert!(
+            total <= 1024 + MAX_HOST_LOG_BYTES + 2 * MAX_LINE,
+            "{total} bytes"
+        );
+        // The plugin's own line is not crowded out by the host's.
+        assert!(lines.iter().any(|l| l.message == "the plugin's own line"));
+        let dropped = 20_000 - host.len();
+        assert!(
+            lines.iter().any(|l| l
+                .message
+                .starts_with(&format!("{dropped} more host lines dropped"))),
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines.last().unwrap().message,
+            "the plugin crashed: at the end"
+        );
+        assert_eq!(lines.last().unwrap().level, LogLevel::Error);
+    }
+
+    #[test]
+    fn clip_cuts_at_a_character_boundary() {
+        assert_eq!(clip("short", 10), "short");
+        let c = clip(&"é".repeat(100), 11);
+        assert!(c.len() <= 11 && c.ends_with('…'), "{c}");
     }
 
     #[test]

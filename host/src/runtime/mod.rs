@@ -4,6 +4,7 @@
 //! between tenants or calls.
 
 pub mod bindings;
+mod bounds;
 mod call;
 mod capture;
 pub mod contract;
@@ -11,12 +12,19 @@ mod outbound;
 mod plugin;
 mod sandbox;
 
+pub use bounds::{
+    MAX_ENTRY_ID_BYTES, MAX_ENTRY_VERSION_BYTES, MAX_FIELD_BYTES, MAX_MESSAGE_BYTES,
+    MAX_RETRY_AFTER_MS,
+};
 pub use call::{
     CallError, CallOutcome, Operation, Phases, PluginFault, Reply, describe_connector_error,
 };
-pub use capture::{LogLevel, LogLine, LogSource};
+pub use capture::{LogLevel, LogLine, LogSource, MAX_HOST_LOG_BYTES, MAX_HOST_LOG_LINES};
 pub use contract::ContractError;
-pub use outbound::{AllowedHost, Credential};
+pub use outbound::{
+    AllowedHost, Credential, MAX_REQUESTS_PER_CALL, MAX_REQUESTS_PER_CONNECTION,
+    MAX_WAITING_PER_CALL, MIN_REDACTED_SECRET,
+};
 pub use plugin::{LoadError, Plugin};
 pub use sandbox::{GUEST_DATA_DIR, Limits, Sandbox};
 
@@ -59,6 +67,8 @@ pub struct Runtime {
     pub(crate) engine: Engine,
     pub(crate) linker: Linker<StoreState>,
     pub(crate) permits: Semaphore,
+    /// Each connection's share of in-flight outbound requests.
+    pub(crate) outbound: outbound::ConnectionSlots,
     pub(crate) config: RuntimeConfig,
     ticker_stop: Arc<AtomicBool>,
 }
@@ -123,6 +133,7 @@ impl Runtime {
             engine,
             linker,
             permits: Semaphore::new(n as usize),
+            outbound: outbound::ConnectionSlots::default(),
             config,
             ticker_stop,
         })

@@ -5,9 +5,8 @@
 
 use super::bindings::ledgerbridge::connector::{log, types};
 use super::capture::{Capture, LogLevel, LogSource};
-use super::outbound::{AllowedHost, Credential, OutboundPolicy};
+use super::outbound::{AllowedHost, Credential, Outbound, OutboundPolicy};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -103,12 +102,9 @@ pub struct StoreState {
 }
 
 impl StoreState {
-    /// The state for one call under `sandbox`.
-    pub(crate) fn new(
-        sandbox: &Sandbox,
-        allowed: Arc<[AllowedHost]>,
-        credentials: Arc<[Credential]>,
-    ) -> anyhow::Result<Self> {
+    /// The state for one call under `sandbox`, its outbound HTTP as
+    /// `outbound` says.
+    pub(crate) fn new(sandbox: &Sandbox, outbound: Outbound) -> anyhow::Result<Self> {
         let capture = Capture::new(sandbox.limits.log_bytes);
         let mut wasi = WasiCtxBuilder::new();
         // No env, args, network or inherited stdio: the builder starts empty.
@@ -126,12 +122,7 @@ impl StoreState {
             wasi.preopened_dir(dir, GUEST_DATA_DIR, FsPerms::ReadWrite)
                 .map_err(|e| anyhow::anyhow!("cannot grant directory {}: {e}", dir.display()))?;
         }
-        let hooks = OutboundPolicy::new(
-            allowed,
-            credentials,
-            sandbox.limits.http_timeout,
-            capture.clone(),
-        );
+        let hooks = OutboundPolicy::new(outbound, sandbox.limits.http_timeout, capture.clone());
         Ok(StoreState {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),

@@ -5,6 +5,8 @@
 use ledgerbridge_sdk::http::{HttpError, Request};
 use ledgerbridge_sdk::*;
 
+mod outbound;
+
 struct Hostile;
 
 fn found(id: String) -> Result<Option<Entry>, ConnectorError> {
@@ -21,7 +23,7 @@ impl Connector for Hostile {
         Descriptor {
             name: "hostile".into(),
             version: "0.1.0".into(),
-            capabilities: Capabilities::empty(),
+            capabilities: Capabilities::CHECK_NUMBERS_IN_USE,
             settings: vec![SettingSpec {
                 name: "mode".into(),
                 description: "which attack lookup-bill makes".into(),
@@ -153,10 +155,12 @@ impl Connector for Hostile {
                 }
                 found("flooded".into())
             }
-            other => Err(ConnectorError::validation(
-                "settings.mode",
-                format!("unknown mode `{other}`"),
-            )),
+            other => outbound::lookup_bill(ctx, other).unwrap_or_else(|| {
+                Err(ConnectorError::validation(
+                    "settings.mode",
+                    format!("unknown mode `{other}`"),
+                ))
+            }),
         }
     }
 
@@ -172,6 +176,15 @@ impl Connector for Hostile {
             "bill",
             "the hostile plugin updates nothing",
         ))
+    }
+
+    fn check_numbers_in_use(
+        ctx: &Context,
+        _bank_account: &str,
+        first: u64,
+        count: u32,
+    ) -> Result<Vec<u64>, ConnectorError> {
+        Ok(outbound::check_numbers_in_use(ctx, first, count))
     }
 }
 
