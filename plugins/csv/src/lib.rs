@@ -4,7 +4,7 @@
 //! reference, so lookup, create and update cost the same however many entries
 //! the directory holds.
 
-mod csv;
+mod dialect;
 mod files;
 
 use files::{BillFile, PaymentFile};
@@ -30,11 +30,11 @@ impl Connector for CsvConnector {
         known_id: Option<&str>,
     ) -> Result<Option<Entry>, ConnectorError> {
         let reference = known_id.unwrap_or(&bill.document_id);
-        Ok(BillFile::read(reference)?.map(|f| f.entry()))
+        Ok(BillFile::read("document-id", reference)?.map(|f| f.entry()))
     }
 
     fn create_bill(ctx: &Context, bill: &Bill) -> Result<Entry, ConnectorError> {
-        if let Some(existing) = BillFile::read(&bill.document_id)? {
+        if let Some(existing) = BillFile::read("document-id", &bill.document_id)? {
             // A repeat of the same operation answers as the first did, the way
             // ERPs honour an idempotency key.
             if existing.idempotency_key == ctx.idempotency_key {
@@ -50,25 +50,24 @@ impl Connector for CsvConnector {
         }
         let file = BillFile::from_bill(bill, 1, &ctx.idempotency_key)?;
         file.write()?;
-        log::info(format!("created {}", files::bill_path(&bill.document_id)));
+        log::info(format!("created {}", file.path));
         Ok(file.entry())
     }
 
     fn update_bill(ctx: &Context, entry: &Entry, bill: &Bill) -> Result<Entry, ConnectorError> {
-        let current = BillFile::read(&entry.id)?.ok_or_else(|| {
+        let current = BillFile::read("document-id", &entry.id)?.ok_or_else(|| {
             ConnectorError::NotFound(format!("no bill entry {} in the CSV directory", entry.id))
         })?;
         if current.booked {
             return Err(ConnectorError::Booked(format!(
                 "bill entry {} is marked booked in {}",
-                entry.id,
-                files::bill_path(&entry.id)
+                entry.id, current.path
             )));
         }
         check_version(entry, current.version)?;
         let file = BillFile::from_bill(bill, current.version + 1, &ctx.idempotency_key)?;
         file.write()?;
-        log::info(format!("updated {}", files::bill_path(&entry.id)));
+        log::info(format!("updated {}", file.path));
         Ok(file.entry())
     }
 
@@ -94,19 +93,16 @@ impl Connector for CsvConnector {
                 ),
             ));
         }
-        if BillFile::read(&payment.bill_entry_id)?.is_none() {
+        if BillFile::read("bill-entry-id", &payment.bill_entry_id)?.is_none() {
             return Err(ConnectorError::validation(
                 "bill-entry-id",
                 format!("no bill entry {} to pay", payment.bill_entry_id),
             ));
         }
         refuse_used_check_number(payment)?;
-        let file = PaymentFile::from_payment(payment, 1, &ctx.idempotency_key);
+        let file = PaymentFile::from_payment(payment, 1, &ctx.idempotency_key)?;
         file.write()?;
-        log::info(format!(
-            "created {}",
-            files::payment_path(&payment.payment_id)
-        ));
+        log::info(format!("created {}", file.path));
         Ok(file.entry())
     }
 
@@ -124,20 +120,19 @@ impl Connector for CsvConnector {
         if current.booked {
             return Err(ConnectorError::Booked(format!(
                 "payment entry {} is marked booked in {}",
-                entry.id,
-                files::payment_path(&entry.id)
+                entry.id, current.path
             )));
         }
         check_version(entry, current.version)?;
         refuse_used_check_number(payment)?;
-        let file = PaymentFile::from_payment(payment, current.version + 1, &ctx.idempotency_key);
+        let file = PaymentFile::from_payment(payment, current.version + 1, &ctx.idempotency_key)?;
         file.write()?;
         if let Some(old) = current.check_number
             && (payment.check_number != Some(old) || payment.bank_account != current.bank_account)
         {
             files::release_check(&current.bank_account, old)?;
         }
-        log::info(format!("updated {}", files::payment_path(&entry.id)));
+        log::info(format!("updated {}", file.path));
         Ok(file.entry())
     }
 
