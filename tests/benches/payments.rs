@@ -9,10 +9,8 @@
 //! real CSV connector is used; each payment also gets its check number
 //! (with the connector asked which numbers are in use).
 
-use ledgerbridge::store::{Store, now_ms};
-use ledgerbridge::sync::{Engine, RetryPolicy, WorkerConfig};
+use ledgerbridge::store::now_ms;
 use ledgerbridge_tests::*;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const RATE: u64 = 100;

@@ -6,10 +6,8 @@
 //! document does not grow with what is already synced, the CSV files
 //! included), and where the host's time per operation goes.
 
-use ledgerbridge::store::Store;
-use ledgerbridge::sync::{Engine, RetryPolicy, Selection, WorkerConfig};
+use ledgerbridge::sync::{Selection, WorkerConfig};
 use ledgerbridge_tests::*;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
