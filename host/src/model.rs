@@ -244,6 +244,10 @@ pub struct LimitOverrides {
     pub memory_mib: Option<u32>,
     pub deadline_ms: Option<u64>,
     pub http_timeout_ms: Option<u64>,
+    /// Bytes of files the granted directory may hold, in MiB.
+    pub disk_mib: Option<u64>,
+    /// Files and directories the granted directory may hold.
+    pub disk_files: Option<u64>,
 }
 
 /// A tenant's use of one connector, with its settings (P4).

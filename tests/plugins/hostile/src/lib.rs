@@ -5,6 +5,8 @@
 use ledgerbridge_sdk::http::{HttpError, Request};
 use ledgerbridge_sdk::*;
 
+mod resources;
+
 struct Hostile;
 
 fn found(id: String) -> Result<Option<Entry>, ConnectorError> {
@@ -35,6 +37,9 @@ impl Connector for Hostile {
         _bill: &Bill,
         _known: Option<&str>,
     ) -> Result<Option<Entry>, ConnectorError> {
+        if let Some(answer) = resources::attack(ctx, ctx.require_setting("mode")?) {
+            return answer;
+        }
         match ctx.require_setting("mode")? {
             "ok" => found("fine".into()),
             "loop" => {
