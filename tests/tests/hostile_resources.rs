@@ -492,8 +492,15 @@ async fn p7_a_blocked_file_operation_holds_neither_the_thread_nor_the_call() {
             ..Limits::default()
         },
     );
+    let started = dir.path().join("started");
     let (stuck, (fine, released_before_fine)) =
         tokio::join!(rt.call(&plugin, &blocked, "k1", lookup()), async {
+            // Once the plugin has marked its start, it is about to block (or
+            // blocked). On a runtime thread the blocked operation holds, this
+            // loop only gets to look again once the operation has ended.
+            while !started.exists() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
             let out = rt.call(&plugin, &hostile("ok", &[]), "k2", lookup()).await;
             (out, released.load(Ordering::SeqCst))
         });

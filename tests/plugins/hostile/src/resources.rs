@@ -119,12 +119,17 @@ pub fn attack(ctx: &Context, mode: &str) -> Option<Result<Option<Entry>, Connect
                 std::hint::black_box(rounds);
             }
         }
-        // Reads `/data/fifo`, a named pipe nobody writes to yet: the open
-        // blocks in the host until a writer comes.
-        "read-fifo" => match std::fs::read("/data/fifo") {
-            Ok(b) => found(format!("read {} bytes from the fifo", b.len())),
-            Err(e) => refused("read-fifo", e.to_string()),
-        },
+        // Marks that it started, then reads `/data/fifo`, a named pipe nobody
+        // writes to yet: the open blocks in the host until a writer comes.
+        "read-fifo" => {
+            if let Err(e) = std::fs::write("/data/started", "") {
+                return Some(refused("read-fifo", format!("cannot mark the start: {e}")));
+            }
+            match std::fs::read("/data/fifo") {
+                Ok(b) => found(format!("read {} bytes from the fifo", b.len())),
+                Err(e) => refused("read-fifo", e.to_string()),
+            }
+        }
         _ => return None,
     })
 }
