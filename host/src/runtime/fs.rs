@@ -112,26 +112,37 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// The usage of `dir`, counted by a scan the first time it is asked for.
+    /// Known under the path it was asked by and under its canonical path,
+    /// so two spellings of one directory share one count.
     pub(crate) async fn get(&self, dir: &Path) -> io::Result<Arc<DirUsage>> {
-        let root = tokio::fs::canonicalize(dir).await?;
-        if let Some(u) = self.lock().get(&root) {
+        if let Some(u) = self.lock().get(dir) {
             return Ok(u.clone());
         }
-        let counted = {
-            let root = root.clone();
-            tokio::task::spawn_blocking(move || scan(&root))
-                .await
-                .map_err(io::Error::other)??
+        let root = tokio::fs::canonicalize(dir).await?;
+        let known = self.lock().get(&root).cloned();
+        let usage = match known {
+            Some(u) => u,
+            None => {
+                let counted = {
+                    let root = root.clone();
+                    tokio::task::spawn_blocking(move || scan(&root))
+                        .await
+                        .map_err(io::Error::other)??
+                };
+                Arc::new(DirUsage {
+                    root: root.clone(),
+                    state: Mutex::new(Counted {
+                        usage: counted,
+                        scanned_at: Instant::now(),
+                    }),
+                })
+            }
         };
-        let usage = Arc::new(DirUsage {
-            root: root.clone(),
-            state: Mutex::new(Counted {
-                usage: counted,
-                scanned_at: Instant::now(),
-            }),
-        });
         // Two first calls may both scan; the first to finish is kept.
-        Ok(self.lock().entry(root).or_insert(usage).clone())
+        let mut dirs = self.lock();
+        let usage = dirs.entry(root).or_insert(usage).clone();
+        dirs.insert(dir.to_path_buf(), usage.clone());
+        Ok(usage)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<PathBuf, Arc<DirUsage>>> {
@@ -169,6 +180,16 @@ pub(crate) struct CallFs {
 /// `quota` in WASI).
 fn over_quota() -> io::Error {
     io::Error::from_raw_os_error(libc::EDQUOT)
+}
+
+/// The WASI error code of `e`: wasmtime-wasi's mapping, and `quota` for
+/// `EDQUOT`, which it does not map.
+fn code(e: io::Error) -> ErrorCode {
+    if e.raw_os_error() == Some(libc::EDQUOT) {
+        ErrorCode::Quota
+    } else {
+        ErrorCode::from(e)
+    }
 }
 
 /// What the host logs for the plugin's operator when the quota refuses.
@@ -226,7 +247,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
                     Ok(d) => Ok((Ok(store.data_mut().table().push(d)?),)),
                     Err(e) => {
                         note_refusal(store.data_mut(), &fs, &e, &format!("to create {shown}"));
-                        Ok((Err(ErrorCode::from(e)),))
+                        Ok((Err(code(e)),))
                     }
                 }
             })
@@ -265,7 +286,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
                             &e,
                             &format!("a write of {len} bytes"),
                         );
-                        Ok((Err(ErrorCode::from(e)),))
+                        Ok((Err(code(e)),))
                     }
                 }
             })
@@ -299,7 +320,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
                             &e,
                             &format!("to set a file's size to {size} bytes"),
                         );
-                        Ok((Err(ErrorCode::from(e)),))
+                        Ok((Err(code(e)),))
                     }
                 }
             })
@@ -366,7 +387,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
                             &e,
                             &format!("to create directory {shown}"),
                         );
-                        Ok((Err(ErrorCode::from(e)),))
+                        Ok((Err(code(e)),))
                     }
                 }
             })
@@ -394,7 +415,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
                     Ok(())
                 })
                 .await;
-                Ok((done.map_err(ErrorCode::from),))
+                Ok((done.map_err(code),))
             })
         },
     )?;
@@ -418,7 +439,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
                     Ok(())
                 })
                 .await;
-                Ok((done.map_err(ErrorCode::from),))
+                Ok((done.map_err(code),))
             })
         },
     )?;
@@ -460,8 +481,24 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
                     Ok(())
                 })
                 .await;
-                Ok((done.map_err(ErrorCode::from),))
+                Ok((done.map_err(code),))
             })
+        },
+    )?;
+
+    // A stream's failed write reaches the guest as an `error` resource; the
+    // guest asks for its code here. A quota refusal is `quota`.
+    i.func_wrap(
+        "filesystem-error-code",
+        |mut store: StoreContextMut<'_, StoreState>, (err,): (Resource<wasmtime::Error>,)| {
+            let err = store.data_mut().table().get(&err)?;
+            Ok((err.downcast_ref::<io::Error>().map(|e| {
+                if e.raw_os_error() == Some(libc::EDQUOT) {
+                    ErrorCode::Quota
+                } else {
+                    ErrorCode::from(e)
+                }
+            }),))
         },
     )?;
 
