@@ -271,9 +271,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
                 let written = blocking({
                     let fs = fs.clone();
                     move || {
-                        grow(&fs, &file, offset.saturating_add(len as u64), |f| {
-                            std::os::unix::fs::FileExt::write_at(f, &buf, offset)
-                        })
+                        grow(
+                            &fs,
+                            &file,
+                            |_| offset.saturating_add(len as u64),
+                            |f, _| std::os::unix::fs::FileExt::write_at(f, &buf, offset),
+                        )
                     }
                 })
                 .await;
@@ -308,7 +311,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result
                 };
                 let done = blocking({
                     let fs = fs.clone();
-                    move || grow(&fs, &file, size, |f| f.set_len(size))
+                    move || grow(&fs, &file, |_| size, |f, _| f.set_len(size))
                 })
                 .await;
                 match done {
@@ -603,27 +606,27 @@ fn release(usage: &mut Usage, meta: &cap::Metadata) {
     }
 }
 
-/// Runs `op` on `file`, which may make it `end` bytes long, under the
-/// directory's lock: refused when the growth does not fit, counted by the
-/// size it really changed by.
+/// Runs `op` on `file` under the directory's lock. `end` says, from the
+/// file's size before, how long `op` may make it: refused when the growth
+/// does not fit; counted by the size it really changed by.
 fn grow<R>(
     fs: &CallFs,
     file: &std::fs::File,
-    end: u64,
-    op: impl FnOnce(&std::fs::File) -> io::Result<R>,
+    end: impl FnOnce(u64) -> u64,
+    op: impl FnOnce(&std::fs::File, u64) -> io::Result<R>,
 ) -> io::Result<R> {
     let mut c = fs.usage.lock();
     let before = file.metadata()?.len();
     let more = Usage {
         files: 0,
-        bytes: end.saturating_sub(before),
+        bytes: end(before).saturating_sub(before),
     };
     if more.bytes > 0 && !fs.usage.admits(&mut c, fs.quota, more) {
         return Err(over_quota());
     }
-    let r = op(file);
+    let r = op(file, before);
     let after = file.metadata()?.len();
-    c.usage.bytes = (c.usage.bytes + after).saturating_sub(before);
+    c.usage.bytes = c.usage.bytes.saturating_add(after).saturating_sub(before);
     r
 }
 
@@ -770,24 +773,20 @@ impl QuotaStream {
     fn start(&self, buf: bytes::Bytes) -> tokio::task::JoinHandle<io::Result<usize>> {
         let (fs, file, mode) = (self.fs.clone(), self.file.clone(), self.mode);
         tokio::task::spawn_blocking(move || {
-            let end = |size: u64| match mode {
-                Mode::At(p) => p.saturating_add(buf.len() as u64),
-                Mode::Append => size.saturating_add(buf.len() as u64),
+            let len = buf.len() as u64;
+            let at = move |size: u64| match mode {
+                Mode::At(p) => p,
+                Mode::Append => size,
             };
-            let size = file.metadata()?.len();
-            grow(&fs, &file, end(size), |f| {
-                use std::io::Write as _;
-                match mode {
-                    Mode::At(p) => std::os::unix::fs::FileExt::write_all_at(f, &buf, p),
-                    Mode::Append => {
-                        let mut f: &std::fs::File = f;
-                        let at = f.metadata()?.len();
-                        std::os::unix::fs::FileExt::write_all_at(f, &buf, at)?;
-                        f.flush()
-                    }
-                }?;
-                Ok(buf.len())
-            })
+            grow(
+                &fs,
+                &file,
+                |size| at(size).saturating_add(len),
+                |f, size| {
+                    std::os::unix::fs::FileExt::write_all_at(f, &buf, at(size))?;
+                    Ok(buf.len())
+                },
+            )
         })
     }
 
