@@ -35,7 +35,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// Core module instances one plugin may have. A Rust plugin has about 5, a
+/// Core module instances one plugin may have. A Rust plugin has 3, a
 /// Python one (componentize-py) 14; a component with more is refused when
 /// it is loaded, so that no plugin can take more than its share of the pool.
 pub const MAX_CORE_INSTANCES_PER_PLUGIN: u32 = 32;
