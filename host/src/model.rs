@@ -298,6 +298,12 @@ pub struct LimitOverrides {
     pub deadline_ms: Option<u64>,
     /// Each HTTP wait of a call ([`LimitOverrides::HTTP_TIMEOUT_MS`]).
     pub http_timeout_ms: Option<u64>,
+    /// Bytes of files the granted directory may hold, in MiB
+    /// ([`LimitOverrides::DISK_MIB`]).
+    pub disk_mib: Option<u64>,
+    /// Files and directories the granted directory may hold
+    /// ([`LimitOverrides::DISK_FILES`]).
+    pub disk_files: Option<u64>,
 }
 
 impl LimitOverrides {
@@ -308,6 +314,10 @@ impl LimitOverrides {
     pub const DEADLINE_MS: std::ops::RangeInclusive<u64> = 10..=600_000;
     /// An HTTP wait: 10 ms to 5 minutes.
     pub const HTTP_TIMEOUT_MS: std::ops::RangeInclusive<u64> = 10..=300_000;
+    /// A directory's bytes: 1 MiB to 1 TiB.
+    pub const DISK_MIB: std::ops::RangeInclusive<u64> = 1..=1 << 20;
+    /// A directory's files: 1 to ten million.
+    pub const DISK_FILES: std::ops::RangeInclusive<u64> = 1..=10_000_000;
 
     /// Each override outside its range, as (field, message).
     pub fn problems(&self) -> Vec<(String, String)> {
@@ -336,6 +346,10 @@ impl LimitOverrides {
             self.http_timeout_ms,
             (*h.start(), *h.end()),
         );
+        let b = Self::DISK_MIB;
+        check("disk_mib", self.disk_mib, (*b.start(), *b.end()));
+        let f = Self::DISK_FILES;
+        check("disk_files", self.disk_files, (*f.start(), *f.end()));
         out
     }
 }

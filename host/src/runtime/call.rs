@@ -3,16 +3,21 @@
 
 use super::Runtime;
 use super::bindings::{
-    Bill, Capabilities, ConnectorError, Context, Descriptor, Entry, Payment, PluginPre, Setting,
+    Bill, Capabilities, ConnectorError, Context, Descriptor, Entry, Payment, PluginIndices,
+    PluginPre, Setting,
 };
 use super::bounds;
 use super::capture::LogLine;
+use super::fs::CallFs;
 use super::outbound::Outbound;
 use super::plugin::Plugin;
+use super::quota::HostMemoryExceeded;
 use super::sandbox::{Sandbox, StoreState};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-use wasmtime::{Store, UpdateDeadline};
+use wasmtime::component::{Instance, InstancePre};
+use wasmtime::{PoolConcurrencyLimitError, Store, UpdateDeadline};
 
 /// An operation of the contract.
 #[derive(Debug, Clone)]
@@ -174,9 +179,14 @@ impl std::fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
-/// A store for one call under `sandbox`, with its limiter and deadline.
-fn new_store(rt: &Runtime, sandbox: &Sandbox) -> Result<Store<StoreState>, PluginFault> {
-    let deadline = Instant::now() + sandbox.limits.deadline;
+/// A store for one call under `sandbox`, with its limiter and a deadline
+/// at `deadline`.
+fn new_store(
+    rt: &Runtime,
+    sandbox: &Sandbox,
+    fs: Option<CallFs>,
+    deadline: Instant,
+) -> Result<Store<StoreState>, PluginFault> {
     let outbound = Outbound {
         allowed: Arc::from(sandbox.allowed_hosts.clone()),
         credentials: Arc::from(sandbox.credentials.clone()),
@@ -185,7 +195,7 @@ fn new_store(rt: &Runtime, sandbox: &Sandbox) -> Result<Store<StoreState>, Plugi
             .then(|| rt.outbound.of(&sandbox.tenant_id, &sandbox.connection_id)),
         deadline,
     };
-    let state = StoreState::new(sandbox, outbound)
+    let state = StoreState::new(sandbox, outbound, fs)
         .map_err(|e| PluginFault::Instantiate(format!("{e:#}")))?;
     let mut store = Store::new(&rt.engine, state);
     store.limiter(|s| &mut s.limiter);
@@ -214,18 +224,67 @@ impl std::fmt::Display for InstantiateFailed {
 
 impl std::error::Error for InstantiateFailed {}
 
-/// Names what stopped a call: the deadline, the memory limit (the limiter
-/// saw the refused growth; the trap itself is the guest's abort), an
-/// instantiation failure, or any other trap.
-fn classify(err: wasmtime::Error, store: &Store<StoreState>, sandbox: &Sandbox) -> PluginFault {
-    if err.downcast_ref::<DeadlineExceeded>().is_some() {
+/// Names what stopped a call: the deadline (also when it passed while
+/// instantiating), the memory limit (the limiter saw the refused growth; the
+/// trap itself is the guest's abort), an instantiation failure, or any other
+/// trap.
+pub(crate) fn classify(
+    err: wasmtime::Error,
+    store: Option<&Store<StoreState>>,
+    sandbox: &Sandbox,
+) -> PluginFault {
+    if err.is::<DeadlineExceeded>() {
         PluginFault::Deadline(sandbox.limits.deadline)
-    } else if store.data().limiter.hit {
+    } else if store.is_some_and(|s| s.data().limiter.hit) || err.is::<HostMemoryExceeded>() {
         PluginFault::MemoryLimit(sandbox.limits.memory_bytes)
     } else if let Some(InstantiateFailed(m)) = err.downcast_ref::<InstantiateFailed>() {
         PluginFault::Instantiate(m.clone())
     } else {
-        PluginFault::Trap(format!("{err:#}"))
+        PluginFault::Trap(format!("{e:#}", e = err))
+    }
+}
+
+/// The longest wait between two tries when the instance pool is full.
+const POOL_RETRY_MAX: Duration = Duration::from_millis(50);
+
+/// Instantiates `pre` in a fresh store (left in `slot`, for the caller to
+/// read its limiter and log), before `deadline`. A pool momentarily full
+/// with other calls' instances is waited for, not blamed on the plugin; a
+/// deadline or the memory limit hit while instantiating is reported as
+/// such, anything else as an instantiation failure.
+pub(crate) async fn instantiate(
+    rt: &Runtime,
+    pre: &InstancePre<StoreState>,
+    sandbox: &Sandbox,
+    fs: Option<CallFs>,
+    deadline: Instant,
+    slot: &mut Option<Store<StoreState>>,
+) -> wasmtime::Result<Instance> {
+    let mut wait = Duration::from_millis(1);
+    loop {
+        // A failed instantiation may leave parts of the instance in its
+        // store: every try starts from a fresh one.
+        *slot = None;
+        let mut store = new_store(rt, sandbox, fs.clone(), deadline)
+            .map_err(|f| wasmtime::Error::new(InstantiateFailed(f.to_string())))?;
+        let result = pre.instantiate_async(&mut store).await;
+        let store = slot.insert(store);
+        match result {
+            Ok(instance) => return Ok(instance),
+            Err(e) if e.is::<PoolConcurrencyLimitError>() => {
+                if Instant::now() + wait >= deadline {
+                    store.data().capture.host_line(format!(
+                        "the host's instance pool stayed full until the deadline ({e}); the call was not started"
+                    ));
+                    return Err(wasmtime::Error::new(DeadlineExceeded));
+                }
+                rt.pool_waits.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(POOL_RETRY_MAX);
+            }
+            Err(e) if e.is::<DeadlineExceeded>() || store.data().limiter.hit => return Err(e),
+            Err(e) => return Err(wasmtime::Error::new(InstantiateFailed(format!("{e:#}")))),
+        }
     }
 }
 
@@ -240,17 +299,23 @@ pub(crate) async fn describe(
         .acquire()
         .await
         .expect("the pool's semaphore is never closed");
-    let mut store = new_store(rt, sandbox)?;
-    let instance = pre
-        .instantiate_async(&mut store)
-        .await
+    let deadline = Instant::now() + sandbox.limits.deadline;
+    let indices = PluginIndices::new(pre.instance_pre())
         .map_err(|e| PluginFault::Instantiate(format!("{e:#}")))?;
-    let run = instance
-        .ledgerbridge_connector_connector()
-        .call_describe(&mut store);
+    let mut slot = None;
+    let run = async {
+        let instance =
+            instantiate(rt, pre.instance_pre(), sandbox, None, deadline, &mut slot).await?;
+        let store = slot.as_mut().expect("instantiate leaves its store");
+        let plugin = indices.load(&mut *store, &instance)?;
+        plugin
+            .ledgerbridge_connector_connector()
+            .call_describe(store)
+            .await
+    };
     match tokio::time::timeout(sandbox.limits.deadline + GRACE, run).await {
         Ok(Ok(d)) => bounds::descriptor(d).map_err(CallError::Fault),
-        Ok(Err(e)) => Err(bounds::fault(classify(e, &store, sandbox)).into()),
+        Ok(Err(e)) => Err(bounds::fault(classify(e, slot.as_ref(), sandbox)).into()),
         Err(_) => Err(PluginFault::Deadline(sandbox.limits.deadline).into()),
     }
 }
@@ -287,15 +352,25 @@ impl Runtime {
             .acquire()
             .await
             .expect("the pool's semaphore is never closed");
-        let mut store = match new_store(self, sandbox) {
-            Ok(s) => s,
-            Err(f) => {
-                return CallOutcome {
-                    result: Err(f.into()),
-                    logs: Vec::new(),
-                    elapsed: started.elapsed(),
-                };
-            }
+        let fs = match &sandbox.directory {
+            Some(dir) => match self.disk.get(dir).await {
+                Ok(usage) => Some(CallFs {
+                    usage,
+                    quota: sandbox.limits.disk_quota(),
+                }),
+                Err(e) => {
+                    return CallOutcome {
+                        result: Err(PluginFault::Instantiate(format!(
+                            "cannot grant directory {}: {e}",
+                            dir.display()
+                        ))
+                        .into()),
+                        logs: Vec::new(),
+                        elapsed: started.elapsed(),
+                    };
+                }
+            },
+            None => None,
         };
         let ctx = Context {
             tenant_id: sandbox.tenant_id.clone(),
@@ -314,16 +389,37 @@ impl Runtime {
             Operation::CheckNumbersInUse { count, .. } => Some(*count),
             _ => None,
         };
-        let run = run(&plugin.pre, &mut store, &ctx, op);
-        let result = match tokio::time::timeout(sandbox.limits.deadline + GRACE, run).await {
+        let deadline = Instant::now() + sandbox.limits.deadline;
+        let mut slot = None;
+        let attempt = async {
+            let instance = instantiate(
+                self,
+                plugin.pre.instance_pre(),
+                sandbox,
+                fs,
+                deadline,
+                &mut slot,
+            )
+            .await?;
+            let store = slot.as_mut().expect("instantiate leaves its store");
+            run(&plugin.indices, store, &instance, &ctx, op).await
+        };
+        let result = match tokio::time::timeout(sandbox.limits.deadline + GRACE, attempt).await {
             Ok(Ok(Ok(reply))) => Ok(reply),
             Ok(Ok(Err(connector))) => Err(CallError::Connector(connector)),
-            Ok(Err(e)) => Err(CallError::Fault(classify(e, &store, sandbox))),
+            Ok(Err(e)) => Err(CallError::Fault(classify(e, slot.as_ref(), sandbox))),
             Err(_) => Err(CallError::Fault(PluginFault::Deadline(
                 sandbox.limits.deadline,
             ))),
         };
         let result = bounds::result(result, asked);
+        let Some(store) = slot else {
+            return CallOutcome {
+                result,
+                logs: Vec::new(),
+                elapsed: started.elapsed(),
+            };
+        };
         let capture = store.data().capture.clone();
         if let Err(CallError::Fault(f)) = &result {
             capture.fault_line(f.to_string());
@@ -351,15 +447,13 @@ impl Runtime {
 type Answer = wasmtime::Result<Result<Reply, ConnectorError>>;
 
 async fn run(
-    pre: &PluginPre<StoreState>,
+    indices: &PluginIndices,
     store: &mut Store<StoreState>,
+    instance: &Instance,
     ctx: &Context,
     op: Operation,
 ) -> Answer {
-    let instance = match pre.instantiate_async(&mut *store).await {
-        Ok(i) => i,
-        Err(e) => return Err(wasmtime::Error::new(InstantiateFailed(format!("{e:#}")))),
-    };
+    let instance = indices.load(&mut *store, instance)?;
     let c = instance.ledgerbridge_connector_connector();
     match op {
         Operation::LookupBill { bill, known_id } => c
@@ -412,7 +506,8 @@ impl Runtime {
     #[doc(hidden)]
     pub async fn time_phases(&self, plugin: &Plugin, sandbox: &Sandbox, bill: &Bill) -> Phases {
         let t0 = Instant::now();
-        let mut store = new_store(self, sandbox).expect("store");
+        let deadline = Instant::now() + sandbox.limits.deadline;
+        let mut store = new_store(self, sandbox, None, deadline).expect("store");
         let ctx = Context {
             tenant_id: sandbox.tenant_id.clone(),
             connection_id: sandbox.connection_id.clone(),

@@ -8,9 +8,13 @@ mod bounds;
 mod call;
 mod capture;
 pub mod contract;
+mod fs;
 mod outbound;
 mod plugin;
+mod quota;
 mod sandbox;
+#[cfg(test)]
+mod tests;
 
 pub use bounds::{
     MAX_ENTRY_ID_BYTES, MAX_ENTRY_VERSION_BYTES, MAX_FIELD_BYTES, MAX_MESSAGE_BYTES,
@@ -21,21 +25,32 @@ pub use call::{
 };
 pub use capture::{LogLevel, LogLine, LogSource, MAX_HOST_LOG_BYTES, MAX_HOST_LOG_LINES};
 pub use contract::ContractError;
+pub use fs::{DiskQuota, MAX_OPEN_DESCRIPTORS, Usage as DiskUsage, scan as scan_directory};
 pub use outbound::{
     AllowedHost, Credential, MAX_REQUESTS_PER_CALL, MAX_REQUESTS_PER_CONNECTION,
     MAX_WAITING_PER_CALL, MIN_REDACTED_SECRET,
 };
 pub use plugin::{LoadError, Plugin};
+pub use quota::{FIELD_SIZE_LIMIT, MAX_RESOURCES};
 pub use sandbox::{GUEST_DATA_DIR, Limits, Sandbox};
 
 use sandbox::StoreState;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Core module instances one plugin may have. A Rust plugin has 3, a
+/// Python one (componentize-py) 14; a component with more is refused when
+/// it is loaded, so that no plugin can take more than its share of the pool.
+pub const MAX_CORE_INSTANCES_PER_PLUGIN: u32 = 32;
+/// Linear memories one plugin may define.
+pub const MAX_MEMORIES_PER_PLUGIN: u32 = 4;
+/// Tables one plugin may define.
+pub const MAX_TABLES_PER_PLUGIN: u32 = 32;
 
 /// How the runtime is sized.
 #[derive(Debug, Clone)]
@@ -70,6 +85,10 @@ pub struct Runtime {
     /// Each connection's share of in-flight outbound requests.
     pub(crate) outbound: outbound::ConnectionSlots,
     pub(crate) config: RuntimeConfig,
+    /// Every granted directory's usage, for the disk quota.
+    pub(crate) disk: fs::Registry,
+    /// How often an instantiation found the pool full and waited.
+    pub(crate) pool_waits: AtomicU64,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -78,14 +97,18 @@ impl Runtime {
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Runtime> {
         let n = config.max_instances.max(1);
         let mut pool = PoolingAllocationConfig::new();
-        // A Rust component instantiates a handful of core modules; the
-        // totals leave room for that per component instance.
+        // Every plugin is held to the per-component maxima when it is
+        // loaded, and the totals hold `n` instances of the largest plugin
+        // allowed: the pool cannot run out while calls hold no more than
+        // the `n` permits, whatever the plugins are.
         pool.total_component_instances(n)
-            .total_core_instances(n * 8)
-            .total_memories(n * 2)
-            .total_tables(n * 8)
+            .total_core_instances(n * MAX_CORE_INSTANCES_PER_PLUGIN)
+            .total_memories(n * MAX_MEMORIES_PER_PLUGIN)
+            .total_tables(n * MAX_TABLES_PER_PLUGIN)
             .total_stacks(n)
-            .max_memories_per_component(4)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_PLUGIN)
+            .max_memories_per_component(MAX_MEMORIES_PER_PLUGIN)
+            .max_tables_per_component(MAX_TABLES_PER_PLUGIN)
             .max_memory_size(config.max_memory_bytes)
             // A fresh instance per call makes resetting a slot the hot path.
             // Keeping the low pages resident and resetting only the dirty
@@ -106,6 +129,14 @@ impl Runtime {
             .map_err(|e| wasm_error(e, "linking WASI"))?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(|e| wasm_error(e, "linking wasi:http"))?;
+        // The host's own layers over some WASI functions: the disk quota and
+        // the charge for header fields.
+        linker.allow_shadowing(true);
+        fs::add_to_linker(&mut linker)
+            .map_err(|e| wasm_error(e, "linking the filesystem quota"))?;
+        quota::add_to_linker(&mut linker)
+            .map_err(|e| wasm_error(e, "linking the header-field charge"))?;
+        linker.allow_shadowing(false);
         bindings::ledgerbridge::connector::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| wasm_error(e, "linking the log interface"))?;
         bindings::ledgerbridge::connector::types::add_to_linker::<_, HasSelf<_>>(
@@ -135,6 +166,8 @@ impl Runtime {
             permits: Semaphore::new(n as usize),
             outbound: outbound::ConnectionSlots::default(),
             config,
+            disk: fs::Registry::default(),
+            pool_waits: AtomicU64::new(0),
             ticker_stop,
         })
     }
@@ -142,6 +175,18 @@ impl Runtime {
     /// The engine, for callers that precompile.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// How many times an instantiation found the instance pool full and
+    /// waited for room (it should stay 0: see [`MAX_CORE_INSTANCES_PER_PLUGIN`]).
+    pub fn pool_waits(&self) -> u64 {
+        self.pool_waits.load(Ordering::Relaxed)
+    }
+
+    /// What the granted directory `dir` holds, as the disk quota counts it
+    /// (counted by a scan the first time).
+    pub async fn disk_usage(&self, dir: &std::path::Path) -> std::io::Result<DiskUsage> {
+        Ok(self.disk.get(dir).await?.usage())
     }
 }
 

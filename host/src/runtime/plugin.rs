@@ -3,7 +3,7 @@
 //! the plugin to describe itself.
 
 use super::Runtime;
-use super::bindings::{Descriptor, PluginPre};
+use super::bindings::{Descriptor, PluginIndices, PluginPre};
 use super::call::{self, CallError};
 use super::contract::{self, ContractError};
 use super::sandbox::{Limits, Sandbox};
@@ -31,6 +31,15 @@ pub enum LoadError {
         /// Where the bytes came from.
         source_name: String,
         /// wasmtime's reason.
+        message: String,
+    },
+    /// The component has more core instances, memories or tables than any
+    /// one plugin may (see [`super::MAX_CORE_INSTANCES_PER_PLUGIN`]).
+    #[error("{source_name} is larger than a plugin may be: {message}")]
+    TooLarge {
+        /// Where the bytes came from.
+        source_name: String,
+        /// wasmtime's count and the limit.
         message: String,
     },
     /// The component is not a plugin for an accepted contract version.
@@ -75,6 +84,8 @@ pub struct Plugin {
     /// Whether the compiled copy came from the cache.
     pub from_cache: bool,
     pub(crate) pre: PluginPre<super::sandbox::StoreState>,
+    /// Where the contract's exports are, to bind an instance made from `pre`.
+    pub(crate) indices: PluginIndices,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -120,9 +131,20 @@ impl Runtime {
                     source_name: source.clone(),
                     message: e.to_string(),
                 })?
-                .map_err(|message| LoadError::NotAComponent {
-                    source_name: source,
-                    message,
+                .map_err(|message| {
+                    // The pooling allocator checks the per-component maxima
+                    // when the component is compiled or deserialized.
+                    if message.contains("in the pooling allocator") {
+                        LoadError::TooLarge {
+                            source_name: source,
+                            message,
+                        }
+                    } else {
+                        LoadError::NotAComponent {
+                            source_name: source,
+                            message,
+                        }
+                    }
                 })?
         };
         let compile_time = started.elapsed();
@@ -154,6 +176,10 @@ impl Runtime {
                 source_name: source.clone(),
                 error,
             })?;
+        let indices = PluginIndices::new(pre.instance_pre()).map_err(|e| LoadError::Link {
+            source_name: source.clone(),
+            message: format!("{e:#}"),
+        })?;
         Ok(Arc::new(Plugin {
             descriptor,
             contract_version,
@@ -161,6 +187,7 @@ impl Runtime {
             source,
             compile_time,
             from_cache,
+            indices,
             pre,
         }))
     }

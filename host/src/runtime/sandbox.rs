@@ -1,15 +1,18 @@
 //! What one call of a plugin may use, and the store state that enforces it:
 //! no environment, no arguments, no sockets, no filesystem beyond the
-//! connection's directory, outbound HTTP only through [`OutboundPolicy`],
-//! a memory limit, and a log capture.
+//! connection's directory (through the quota of [`super::fs`]), outbound
+//! HTTP only through [`OutboundPolicy`], one memory limit over everything
+//! the call holds ([`CallLimiter`]), and a log capture.
 
 use super::bindings::ledgerbridge::connector::{log, types};
 use super::capture::{Capture, LogLevel, LogSource};
+use super::fs::{CallFs, DiskQuota};
 use super::outbound::{AllowedHost, Credential, Outbound, OutboundPolicy};
+use super::quota::{CallLimiter, FIELD_SIZE_LIMIT, MAX_RESOURCES};
 use std::path::PathBuf;
 use std::time::Duration;
-use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
+use wasmtime_wasi::filesystem::{WasiFilesystemCtxView, WasiFilesystemView};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -19,7 +22,8 @@ pub const GUEST_DATA_DIR: &str = "/data";
 /// Resource limits of every call; each connection may override them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Linear memory a call may grow to.
+    /// Memory a call may use: all its linear memories and tables together,
+    /// and the header fields the host holds for it.
     pub memory_bytes: usize,
     /// Wall time a call may take, HTTP included.
     pub deadline: Duration,
@@ -27,6 +31,20 @@ pub struct Limits {
     pub http_timeout: Duration,
     /// Bytes of log and output kept per call.
     pub log_bytes: usize,
+    /// Bytes of files the granted directory may hold.
+    pub disk_bytes: u64,
+    /// Files and directories the granted directory may hold, at any depth.
+    pub disk_files: u64,
+}
+
+impl Limits {
+    /// The granted directory's quota.
+    pub fn disk_quota(&self) -> DiskQuota {
+        DiskQuota {
+            bytes: self.disk_bytes,
+            files: self.disk_files,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -36,6 +54,8 @@ impl Default for Limits {
             deadline: Duration::from_secs(30),
             http_timeout: Duration::from_secs(10),
             log_bytes: 64 << 10,
+            disk_bytes: 1 << 30,
+            disk_files: 100_000,
         }
     }
 }
@@ -60,51 +80,26 @@ pub struct Sandbox {
     pub limits: Limits,
 }
 
-/// Memory limit of one store; remembers that it refused, so that the
-/// resulting trap is reported as the limit rather than a plugin crash.
-pub(crate) struct MemoryLimiter {
-    limit: usize,
-    pub(crate) hit: bool,
-}
-
-impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.hit = true;
-            return Ok(false);
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1 << 20)
-    }
-}
-
 /// The `T` of every `Store<T>`: one per call, dropped with it.
 pub struct StoreState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     table: ResourceTable,
     hooks: OutboundPolicy,
-    pub(crate) limiter: MemoryLimiter,
+    pub(crate) limiter: CallLimiter,
     pub(crate) capture: Capture,
+    /// The granted directory's usage and quota, when there is one.
+    pub(crate) fs: Option<CallFs>,
 }
 
 impl StoreState {
     /// The state for one call under `sandbox`, its outbound HTTP as
-    /// `outbound` says.
-    pub(crate) fn new(sandbox: &Sandbox, outbound: Outbound) -> anyhow::Result<Self> {
+    /// `outbound` says and its files as `fs`.
+    pub(crate) fn new(
+        sandbox: &Sandbox,
+        outbound: Outbound,
+        fs: Option<CallFs>,
+    ) -> anyhow::Result<Self> {
         let capture = Capture::new(sandbox.limits.log_bytes);
         let mut wasi = WasiCtxBuilder::new();
         // No env, args, network or inherited stdio: the builder starts empty.
@@ -115,25 +110,38 @@ impl StoreState {
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }));
         if let Some(dir) = &sandbox.directory {
-            // A granted directory is local: its file operations take
-            // microseconds, far less than handing each to the blocking pool
-            // and back, so they run on the calling thread.
-            wasi.allow_blocking_current_thread(true);
+            // File operations run on the blocking pool (wasmtime-wasi's
+            // default; the quota layer's own do too), never on the runtime's
+            // worker threads: a slow one (a huge directory, a stalled disk)
+            // holds no other connection's work, and the call's outer timer
+            // can still end the call at its deadline.
             wasi.preopened_dir(dir, GUEST_DATA_DIR, FsPerms::ReadWrite)
                 .map_err(|e| anyhow::anyhow!("cannot grant directory {}: {e}", dir.display()))?;
         }
         let hooks = OutboundPolicy::new(outbound, sandbox.limits.http_timeout, capture.clone());
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(FIELD_SIZE_LIMIT);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         Ok(StoreState {
             wasi: wasi.build(),
-            http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            http,
+            table,
             hooks,
-            limiter: MemoryLimiter {
-                limit: sandbox.limits.memory_bytes,
-                hit: false,
-            },
+            limiter: CallLimiter::new(sandbox.limits.memory_bytes),
             capture,
+            fs,
         })
+    }
+
+    /// The call's resources.
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// wasmtime-wasi's filesystem, for the functions the quota layer shadows.
+    pub(crate) fn filesystem_view(&mut self) -> WasiFilesystemCtxView<'_> {
+        self.filesystem()
     }
 }
 

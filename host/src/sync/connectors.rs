@@ -63,6 +63,11 @@ pub fn sandbox(c: &Connection) -> Result<Sandbox, String> {
             .http_timeout_ms
             .map_or(defaults.http_timeout, Duration::from_millis),
         log_bytes: defaults.log_bytes,
+        disk_bytes: c
+            .limits
+            .disk_mib
+            .map_or(defaults.disk_bytes, |m| m.saturating_mul(1 << 20)),
+        disk_files: c.limits.disk_files.unwrap_or(defaults.disk_files),
     };
     Ok(Sandbox {
         tenant_id: c.tenant_id.clone(),

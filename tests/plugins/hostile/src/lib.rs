@@ -6,6 +6,7 @@ use ledgerbridge_sdk::http::{HttpError, Request};
 use ledgerbridge_sdk::*;
 
 mod outbound;
+mod resources;
 
 struct Hostile;
 
@@ -37,6 +38,9 @@ impl Connector for Hostile {
         _bill: &Bill,
         _known: Option<&str>,
     ) -> Result<Option<Entry>, ConnectorError> {
+        if let Some(answer) = resources::attack(ctx, ctx.require_setting("mode")?) {
+            return answer;
+        }
         match ctx.require_setting("mode")? {
             "ok" => found("fine".into()),
             "loop" => {
