@@ -56,6 +56,10 @@ impl std::fmt::Display for FieldError {
 #[error("invalid input, nothing was stored:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
 pub struct InvalidInput(pub Vec<FieldError>);
 
+/// The end of the id of the payment the host makes for a document marked
+/// paid with no payment recorded; no payment from input may use it.
+pub const MARKED_PAID_SUFFIX: &str = ":marked-paid";
+
 /// The most lines one document may have.
 pub const MAX_LINES: usize = 1000;
 
@@ -109,6 +113,8 @@ struct RawBatch {
 
 /// Parses and validates a batch.
 pub fn parse_batch(json: &str) -> Result<Batch, InvalidInput> {
+    // A byte-order mark, as some editors write, is not part of the JSON.
+    let json = json.strip_prefix('\u{FEFF}').unwrap_or(json);
     let raw: RawBatch = serde_json::from_str(json).map_err(|e| {
         InvalidInput(vec![FieldError {
             field: "(input)".into(),
@@ -510,6 +516,12 @@ pub fn payment(v: &Value, at: &str) -> Result<PaymentInput, Vec<FieldError>> {
     }
     let tenant_id = f.id("tenant");
     let id = f.id("id");
+    if id.ends_with(MARKED_PAID_SUFFIX) {
+        f.errors.push(err(
+            &f.path("id"),
+            format!("ids ending in `{MARKED_PAID_SUFFIX}` are the host's (the payment of a document marked paid)"),
+        ));
+    }
     let document_id = f.id("document_id");
     // Read in the document's currency once it is known (resolve_payment);
     // here only its presence and type.

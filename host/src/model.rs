@@ -37,12 +37,16 @@ pub fn check_id(id: &str) -> Result<(), String> {
 /// characters (NUL, escape sequences), which would corrupt files, terminals
 /// and ERPs; a line break or tab only where `multiline`.
 pub fn check_text(text: &str, multiline: bool) -> Result<(), String> {
+    // Also the invisible characters that reorder or hide text (bidi
+    // overrides and isolates, zero-width characters, line separators, a
+    // byte-order mark): they make what a person reads differ from what is.
+    let invisible = |c: char| matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}');
     match text
         .chars()
-        .find(|&c| c.is_control() && !(multiline && (c == '\n' || c == '\t')))
+        .find(|&c| (c.is_control() && !(multiline && (c == '\n' || c == '\t'))) || invisible(c))
     {
         Some(c) => Err(format!(
-            "holds the control character U+{:04X}; remove it",
+            "holds the control or invisible character U+{:04X}; remove it",
             c as u32
         )),
         None => Ok(()),

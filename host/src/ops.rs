@@ -357,7 +357,25 @@ pub async fn unlock(
 
 pub async fn worker(engine: &Arc<Engine>, until_idle: bool) -> anyhow::Result<()> {
     let (tx, rx) = tokio::sync::watch::channel(false);
+    // Ctrl-C or SIGTERM (a container stopping) stop it cleanly: running
+    // syncs finish, nothing is left for lease recovery, and no stop of an
+    // operator's counts as a crash toward quarantine.
     let stopper = tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async {
+                    match term.as_mut() {
+                        Some(t) => { t.recv().await; }
+                        None => std::future::pending::<()>().await,
+                    }
+                } => {}
+            }
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
         let _ = tx.send(true);
     });
@@ -366,7 +384,7 @@ pub async fn worker(engine: &Arc<Engine>, until_idle: bool) -> anyhow::Result<()
         if until_idle {
             " until no sync is left"
         } else {
-            "; Ctrl-C stops it"
+            "; Ctrl-C or SIGTERM stops it once its running syncs finish"
         }
     );
     let report = engine.run_worker(until_idle, rx).await?;

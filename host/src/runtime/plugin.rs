@@ -14,6 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::Component;
 
+/// The largest plugin file the host reads: 64 MiB (a Python connector built
+/// with componentize-py is about 40 MiB).
+pub const MAX_PLUGIN_BYTES: u64 = 64 << 20;
+
 /// Why a plugin file cannot be run.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -102,10 +106,30 @@ impl std::fmt::Debug for Plugin {
 impl Runtime {
     /// Loads the plugin at `path`.
     pub async fn load_file(&self, path: &Path) -> Result<Arc<Plugin>, LoadError> {
-        let bytes = tokio::fs::read(path).await.map_err(|e| LoadError::Read {
+        let read_error = |message: String| LoadError::Read {
             path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+            message,
+        };
+        // Only a regular file of sane size: `/dev/zero` or a FIFO named as
+        // a plugin must not eat memory or hang the host.
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|e| read_error(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(read_error("not a regular file".into()));
+        }
+        if meta.len() > MAX_PLUGIN_BYTES {
+            return Err(read_error(format!(
+                "{} bytes; a plugin may be at most {MAX_PLUGIN_BYTES} bytes",
+                meta.len()
+            )));
+        }
+        let bytes = tokio::fs::read(path)
+            .await
+            .map_err(|e| read_error(e.to_string()))?;
+        if bytes.len() as u64 > MAX_PLUGIN_BYTES {
+            return Err(read_error("it grew while being read".into()));
+        }
         self.load(bytes, &path.display().to_string()).await
     }
 

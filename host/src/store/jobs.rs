@@ -417,7 +417,9 @@ impl Store {
                     JobOutcome::Created | JobOutcome::Updated | JobOutcome::Unchanged | JobOutcome::SkippedBooked => {
                         release_payments(&tx, &job.connection_id, &job.document_id, now)?;
                     }
-                    JobOutcome::Failed => {
+                    // A bill not synced on purpose (a draft) blocks its
+                    // payments too: they would otherwise wait for ever.
+                    JobOutcome::Failed | JobOutcome::Skipped => {
                         let reason = format!(
                             "blocked: the bill entry could not be synced: {}",
                             f.error.as_deref().unwrap_or("unknown error")
@@ -465,7 +467,8 @@ impl Store {
                 Some(run) if !bill_active => tx
                     .query_row(
                         "SELECT COALESCE(error, 'unknown error') FROM jobs WHERE run_id = ?1 AND connection_id = ?2
-                           AND document_id = ?3 AND target = 'bill' AND state = 'failed' ORDER BY id DESC LIMIT 1",
+                           AND document_id = ?3 AND target = 'bill'
+                           AND (state = 'failed' OR outcome = 'skipped') ORDER BY id DESC LIMIT 1",
                         params![run, payment_job.connection_id, payment_job.document_id],
                         |r| r.get(0),
                     )

@@ -11,7 +11,7 @@ mod payments;
 mod records;
 mod rows;
 
-pub use payments::{FailedExport, FundingAccount};
+pub use payments::{ChecksExhausted, FailedExport, FundingAccount};
 pub use records::{JobContext, JobPlan, Recorded};
 pub use rows::{
     AttentionItem, EntryRow, FinishedJob, Job, JobOutcome, JobState, LogRow, NewJob, Operation,

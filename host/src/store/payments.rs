@@ -36,6 +36,12 @@ pub struct FailedExport {
     pub created_at: i64,
 }
 
+/// A funding account has no check number left to issue: a person must act
+/// (the engine sends the payment to Requires attention, not to a retry).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("funding account {0} has no check number left below {MAX_CHECK_NUMBER}")]
+pub struct ChecksExhausted(pub String);
+
 /// Numbers a funding account starts at when no operator set one.
 const FIRST_CHECK_NUMBER: u64 = 1;
 
@@ -143,9 +149,7 @@ impl Store {
             }
             let n = first_free(&tx, &t, &f, next, &[])?;
             if n > MAX_CHECK_NUMBER {
-                bail!(
-                    "funding account {f} has no check number left below {MAX_CHECK_NUMBER}; set its next number with `funding-account set-next`, or clear numbers wrongly marked used"
-                );
+                return Err(ChecksExhausted(f.clone()).into());
             }
             exec(
                 &tx,
@@ -163,6 +167,20 @@ impl Store {
             Ok(n)
         })
         .await
+    }
+
+    /// Who holds check number `n` of funding account `fa`: `None` when it
+    /// is free, `Some(None)` when the ERP uses or rejected it, else the
+    /// payment it was issued to.
+    pub async fn check_number_holder(
+        &self,
+        tenant: &str,
+        fa: &str,
+        n: u64,
+    ) -> anyhow::Result<Option<Option<String>>> {
+        let (t, f) = (tenant.to_string(), fa.to_string());
+        self.with(move |db| Ok(issued(db, &t, &f, n.min(i64::MAX as u64))?))
+            .await
     }
 
     /// C3: the ERP rejected `n` as already used: it is never issued or
@@ -187,9 +205,10 @@ impl Store {
         .await
     }
 
-    /// Clears numbers marked used in the ERP (never numbers issued to
-    /// payments) from `first` to `last`, after a connector reported numbers
-    /// wrongly (issue: a plugin that lies). Returns how many were cleared.
+    /// Clears numbers a connector reported used in the ERP (never numbers
+    /// issued to payments, nor numbers the ERP rejected, which stay the
+    /// ERP's) from `first` to `last`, after a connector reported numbers
+    /// wrongly. Returns how many were cleared.
     pub async fn clear_checks_marked_used(
         &self,
         tenant: &str,
@@ -207,7 +226,7 @@ impl Store {
             Ok(exec(
                 db,
                 "DELETE FROM check_numbers WHERE tenant_id = ?1 AND funding_account = ?2 AND payment_id IS NULL
-                   AND number BETWEEN ?3 AND ?4",
+                   AND COALESCE(reason, 'in-use') != 'rejected' AND number BETWEEN ?3 AND ?4",
                 params![t, f, first as i64, last as i64],
             )?)
         })

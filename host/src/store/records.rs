@@ -279,6 +279,16 @@ impl Store {
                 }
                 // The check number is the host's (C1); an operator's bank id
                 // stays unless the AP product sends another.
+                if let Some(p) = &previous
+                    && let Some(n) = p.check_number
+                    && p.funding_account != payment.funding_account
+                {
+                    bail!(
+                        "payment {}: funding_account: it holds check number {n} of funding account {}; a check's funding account cannot change",
+                        payment.id,
+                        p.funding_account
+                    );
+                }
                 if let Some(p) = &previous {
                     payment.check_number = p.check_number;
                     if payment.bank_id.is_none() {
@@ -403,15 +413,33 @@ impl Store {
     /// Records the idempotency key of a create about to be sent (D2), so a
     /// crash between the ERP's answer and the host's commit is recovered by
     /// looking up, and a retry reuses the key.
-    pub async fn record_intent(&self, entry: EntryRow) -> anyhow::Result<()> {
+    ///
+    /// The intent's `content_hash` is the hash of the create's content, so a
+    /// retry reuses the key only for the same request. Refused when `job`'s
+    /// lease was lost (its worker stalled and another took the job): then
+    /// no ERP call may follow from this attempt.
+    pub async fn record_intent(&self, entry: EntryRow, job: &super::Job) -> anyhow::Result<()> {
+        let job = job.clone();
         self.with(move |db| {
-            exec(db,
-                "INSERT INTO entries (connection_id, target, subject_id, document_id, intent_key, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (connection_id, target, subject_id) DO UPDATE SET intent_key = excluded.intent_key,
-                   updated_at = excluded.updated_at",
-                params![entry.connection_id, entry.target, entry.subject_id, entry.document_id, entry.intent_key, now_ms()],
+            let tx = db.savepoint()?;
+            let held: bool = query_row(
+                &tx,
+                "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND state = 'running' AND lease_owner = ?2)",
+                params![job.id, job.lease_owner],
+                |r| r.get(0),
             )?;
+            if !held {
+                bail!("the job's lease was lost (another worker took it); this attempt stops before calling the ERP");
+            }
+            exec(&tx,
+                "INSERT INTO entries (connection_id, target, subject_id, document_id, intent_key, content_hash, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (connection_id, target, subject_id) DO UPDATE SET intent_key = excluded.intent_key,
+                   content_hash = excluded.content_hash, updated_at = excluded.updated_at",
+                params![entry.connection_id, entry.target, entry.subject_id, entry.document_id, entry.intent_key,
+                    entry.content_hash, now_ms()],
+            )?;
+            tx.commit()?;
             Ok(())
         })
         .await

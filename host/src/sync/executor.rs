@@ -295,6 +295,7 @@ impl Attempt<'_> {
                         }
                         _ => {
                             row.erp_id = None;
+                            row.content_hash = None;
                             forgot = true;
                         }
                     }
@@ -303,6 +304,7 @@ impl Attempt<'_> {
                 Err(CallError::Connector(wit::ConnectorError::NotFound(_))) => {
                     row.erp_id = None;
                     row.version = None;
+                    row.content_hash = None;
                     forgot = true;
                 }
                 Err(e) => return Err(Failure::Call(e)),
@@ -368,9 +370,13 @@ impl Attempt<'_> {
             Reply::Found(None) => {
                 // D2: the intent is stored before the ERP is called; a retry,
                 // or a restart after a crash, reuses its key.
+                // The same create (same content, no entry since) reuses its
+                // key; any other create is a new request with a new key.
+                let same =
+                    row.erp_id.is_none() && row.content_hash.as_deref() == Some(s.hash.as_str());
                 let key = match &row.intent_key {
-                    Some(k) => k.clone(),
-                    None => digest(&[
+                    Some(k) if same => k.clone(),
+                    _ => digest(&[
                         conn,
                         target,
                         &s.subject_id,
@@ -380,9 +386,10 @@ impl Attempt<'_> {
                     ]),
                 };
                 row.intent_key = Some(key.clone());
+                row.content_hash = Some(s.hash.clone());
                 self.engine
                     .store
-                    .record_intent(row.clone())
+                    .record_intent(row.clone(), self.job)
                     .await
                     .map_err(Failure::Host)?;
                 match self.call(&key, s.create()).await {
@@ -481,6 +488,13 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
             ));
         }
     };
+    if let Err(m) = engine.check_grant_now(&conn) {
+        return Ok(failed(
+            job,
+            m,
+            "Give the connection a directory of its own, away from the host's store, cache and plugin files, and run workers with the store and cache the connection was added with.",
+        ));
+    }
     let sandbox = match super::connectors::sandbox(&conn) {
         Ok(s) => s,
         Err(e) => {
@@ -603,7 +617,12 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
                 match &result {
                     Ok(_) => exports.push((p.id.clone(), None)),
                     Err(Failure::Call(CallError::Connector(c))) => {
-                        if let wit::ConnectorError::DuplicateCheckNumber(d) = c {
+                        // Only the number this payment was sent with can be
+                        // the one the ERP rejected; any other a connector
+                        // names is not believed (it may be another's).
+                        if let wit::ConnectorError::DuplicateCheckNumber(d) = c
+                            && p.check_number == Some(d.check_number)
+                        {
                             engine
                                 .store
                                 .mark_check_rejected(
@@ -739,7 +758,17 @@ async fn assign_check_number(
     store
         .assign_check_number(&p.tenant_id, &p.funding_account, &p.id, in_use)
         .await
-        .map_err(store_error)
+        .map_err(|e| match e.downcast_ref::<crate::store::ChecksExhausted>() {
+            Some(x) => Failure::Mapping(MappingError {
+                field: "funding_account".into(),
+                message: x.to_string(),
+                hint: format!(
+                    "Set the next check number of funding account {} lower with `funding-account set-next` (above the last issued), or clear numbers wrongly marked used with `funding-account clear-used`; then re-sync.",
+                    x.0
+                ),
+            }),
+            None => store_error(e),
+        })
 }
 
 /// How many numbers ahead the ERP is asked about.
@@ -764,7 +793,7 @@ fn payments_to_sync(mut payments: Vec<Payment>, doc: &Document, conn: &Connectio
             .to_string();
         payments.push(Payment {
             tenant_id: doc.tenant_id.clone(),
-            id: format!("{}:marked-paid", doc.id),
+            id: format!("{}{}", doc.id, crate::intake::MARKED_PAID_SUFFIX),
             document_id: doc.id.clone(),
             amount: doc.total,
             date: today,

@@ -249,6 +249,58 @@ impl Engine {
                 )),
             None => {}
         }
+        // A plugin file by path is stored absolute (a later command run
+        // elsewhere must load the same file), and may lie in no grant: a
+        // plugin that can write it could swap in other code, for this or
+        // another tenant's connection.
+        if crate::builtin::find(&c.plugin).is_none() {
+            match std::fs::canonicalize(&c.plugin) {
+                Ok(abs) => {
+                    let file = abs.clone();
+                    let mine = c.directory.as_deref().map(std::path::PathBuf::from);
+                    let grants = existing
+                        .iter()
+                        .filter(|o| o.id != c.id)
+                        .filter_map(|o| o.directory.as_deref().map(std::path::PathBuf::from))
+                        .chain(mine);
+                    for g in grants {
+                        if file.starts_with(grants::canonical_or_absolute(&g)) {
+                            problems.push(format!(
+                                "plugin: {} lies inside a directory granted to a connection; keep plugin files where no plugin can write",
+                                file.display()
+                            ));
+                            break;
+                        }
+                    }
+                    c.plugin = abs.display().to_string();
+                }
+                Err(e) => problems.push(format!("plugin: {}: {e}", c.plugin.escape_debug())),
+            }
+        }
+        if let Some(dir) = c.directory.as_deref().map(std::path::Path::new) {
+            let holds = existing.iter().filter(|o| o.id != c.id).any(|o| {
+                crate::builtin::find(&o.plugin).is_none()
+                    && grants::canonical_or_absolute(std::path::Path::new(&o.plugin))
+                        .starts_with(dir)
+            });
+            if holds {
+                problems.push(format!(
+                    "directory: {} holds another connection's plugin file; a plugin could rewrite it",
+                    dir.display()
+                ));
+            }
+        }
+        for (k, v) in c
+            .mappings
+            .categories
+            .iter()
+            .chain(c.mappings.bank_accounts.iter())
+            .chain(c.default_bank_account.iter().map(|v| (v, v)))
+        {
+            if let Err(m) = check_text(k, false).and_then(|_| check_text(v, false)) {
+                problems.push(format!("mappings: `{}`: {m}", k.escape_debug()));
+            }
+        }
         match self.connectors.plugin(&self.runtime, &c).await {
             Ok(p) => {
                 for s in p.descriptor.settings.iter().filter(|s| s.required) {
@@ -270,6 +322,37 @@ impl Engine {
             );
         }
         self.store.put_connection(c).await
+    }
+
+    /// Checks, before a plugin runs, that its connection's grant is still
+    /// what was checked when it was added (P8): the directory resolves to
+    /// itself (no link put in its place since) and shares nothing with what
+    /// this process owns (its store and cache may differ from those of the
+    /// command that added the connection).
+    pub(crate) fn check_grant_now(&self, c: &Connection) -> Result<(), String> {
+        let Some(d) = c.directory.as_deref() else {
+            return Ok(());
+        };
+        let dir = std::path::Path::new(d);
+        let now = std::fs::canonicalize(dir)
+            .map_err(|e| format!("the granted directory {d} cannot be opened: {e}"))?;
+        if now != dir {
+            return Err(format!(
+                "the granted directory {d} now resolves to {} (a link was put in its place); nothing was run",
+                now.display()
+            ));
+        }
+        if let Some(owned) = self
+            .host_owned(c)
+            .into_iter()
+            .find(|p| grants::overlap(&now, p))
+        {
+            return Err(format!(
+                "the granted directory {d} shares files with the host's own {} (its store, cache or plugin); nothing was run",
+                owned.display()
+            ));
+        }
+        Ok(())
     }
 
     /// What the host owns that no plugin may be granted (P8): the store's
@@ -371,18 +454,66 @@ impl Engine {
     async fn resolve_payments(&self, batch: &Batch) -> anyhow::Result<Vec<Payment>> {
         let mut errors = Vec::new();
         let mut out = Vec::new();
+        let in_batch: HashMap<(&str, &str), &crate::model::Document> = batch
+            .documents
+            .iter()
+            .map(|d| ((d.tenant_id.as_str(), d.id.as_str()), d))
+            .collect();
+        let replaced: std::collections::HashSet<(&str, &str)> = batch
+            .payments
+            .iter()
+            .map(|b| (b.payment.tenant_id.as_str(), b.payment.id.as_str()))
+            .collect();
+        // A document's new total or currency must still fit the payments
+        // recorded against it (those not replaced by this batch).
+        for (i, d) in batch.documents.iter().enumerate() {
+            let recorded: Vec<Payment> = self
+                .store
+                .payments_of(&d.tenant_id, &d.id)
+                .await?
+                .into_iter()
+                .filter(|r| {
+                    !replaced.contains(&(r.tenant_id.as_str(), r.id.as_str())) && !r.never_paid()
+                })
+                .collect();
+            if recorded.is_empty() {
+                continue;
+            }
+            if let Some(prev) = self.store.document(&d.tenant_id, &d.id).await?
+                && prev.currency != d.currency
+            {
+                errors.push(FieldError {
+                    field: format!("documents[{i}].currency"),
+                    message: format!(
+                        "document {} has payments in {}; its currency cannot change",
+                        d.id, prev.currency
+                    ),
+                });
+            }
+            let paid = recorded
+                .iter()
+                .map(|r| r.amount)
+                .fold(0i64, i64::saturating_add);
+            if paid > d.total {
+                errors.push(FieldError {
+                    field: format!("documents[{i}].total"),
+                    message: format!(
+                        "{} is below the {} already paid against document {}",
+                        ledgerbridge_sdk::money::to_decimal(d.total, &d.currency),
+                        ledgerbridge_sdk::money::to_decimal(paid, &d.currency),
+                        d.id
+                    ),
+                });
+            }
+        }
         // (tenant, document) → (currency, total, paid by other payments).
         let mut docs: HashMap<(String, String), (String, i64, i64)> = HashMap::new();
         for input in &batch.payments {
             let p = &input.payment;
             let key = (p.tenant_id.clone(), p.document_id.clone());
             if !docs.contains_key(&key) {
-                let doc = match batch
-                    .documents
-                    .iter()
-                    .find(|d| d.tenant_id == p.tenant_id && d.id == p.document_id)
-                {
-                    Some(d) => Some(d.clone()),
+                let doc = match in_batch.get(&(p.tenant_id.as_str(), p.document_id.as_str())) {
+                    Some(d) => Some((*d).clone()),
                     None => self.store.document(&p.tenant_id, &p.document_id).await?,
                 };
                 let Some(doc) = doc else {
@@ -401,12 +532,7 @@ impl Engine {
                     .payments_of(&p.tenant_id, &p.document_id)
                     .await?
                     .iter()
-                    .filter(|r| {
-                        !batch
-                            .payments
-                            .iter()
-                            .any(|b| b.payment.tenant_id == r.tenant_id && b.payment.id == r.id)
-                    })
+                    .filter(|r| !replaced.contains(&(r.tenant_id.as_str(), r.id.as_str())))
                     .filter(|r| !r.never_paid())
                     .map(|r| r.amount)
                     .fold(0i64, i64::saturating_add);
@@ -495,12 +621,33 @@ impl Engine {
             .await?
             .into_iter()
             .find(|f| f.payment_id == payment_id);
-        let document = match item {
-            Some(f) => f.document_id,
+        let (document, check) = match item {
+            Some(f) => (f.document_id, f.check_number),
             None => {
                 bail!("payment {payment_id} is not in Failed to export for connection {connection}")
             }
         };
+        // C3: a number the ERP rejected is not sent again; the operator
+        // gives the payment another first.
+        if let Some(n) = check {
+            let p = self
+                .store
+                .payments_of(&conn.tenant_id, &document)
+                .await?
+                .into_iter()
+                .find(|p| p.id == payment_id);
+            if let Some(p) = p {
+                let holder = self
+                    .store
+                    .check_number_holder(&conn.tenant_id, &p.funding_account, n)
+                    .await?;
+                if holder != Some(Some(payment_id.to_string())) {
+                    bail!(
+                        "check_number: {n} was rejected by the ERP (or is no longer this payment's); give payment {payment_id} another with `edit-export --check-number`, then export it"
+                    );
+                }
+            }
+        }
         self.request_sync(
             &conn.tenant_id,
             &document,
