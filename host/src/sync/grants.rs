@@ -14,8 +14,12 @@ const SYSTEM_TREES: &[&str] = &[
 
 /// Directories never granted whole (their subdirectories may be).
 const SYSTEM_ROOTS: &[&str] = &[
-    "/", "/home", "/media", "/mnt", "/opt", "/root", "/srv", "/tmp", "/var", "/var/lib", "/var/tmp",
+    "/", "/home", "/media", "/mnt", "/opt", "/root", "/srv", "/tmp", "/var", "/var/lib",
+    "/var/tmp", "/dev/shm",
 ];
+
+/// Inside a system tree, but an ordinary place for data (tmpfs).
+const DATA_UNDER_SYSTEM: &[&str] = &["/dev/shm"];
 
 /// `dir` as an absolute, canonical path, if it may be granted at all.
 pub fn resolve(dir: &str) -> Result<PathBuf, String> {
@@ -31,7 +35,9 @@ pub fn resolve(dir: &str) -> Result<PathBuf, String> {
             abs.display()
         ));
     }
-    if SYSTEM_TREES.iter().any(|r| abs.starts_with(r)) {
+    if SYSTEM_TREES.iter().any(|r| abs.starts_with(r))
+        && !DATA_UNDER_SYSTEM.iter().any(|d| abs.starts_with(d))
+    {
         return Err(format!(
             "{} is a system directory; give the connection a directory of its own",
             abs.display()
@@ -64,9 +70,21 @@ mod tests {
 
     #[test]
     fn v1_system_and_too_wide_directories_are_refused() {
-        for d in ["/", "/etc", "/usr/lib", "/proc/self", "/tmp", "/var"] {
+        for d in [
+            "/",
+            "/etc",
+            "/usr/lib",
+            "/proc/self",
+            "/tmp",
+            "/var",
+            "/dev",
+            "/dev/shm",
+        ] {
             assert!(resolve(d).is_err(), "{d} was accepted");
         }
+        // tmpfs is an ordinary place for data.
+        let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+        assert!(resolve(shm.path().to_str().unwrap()).is_ok());
         assert!(
             resolve("/nonexistent/x")
                 .unwrap_err()
