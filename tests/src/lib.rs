@@ -296,3 +296,59 @@ pub async fn settle(engine: &Arc<Engine>) {
     let (_tx, rx) = tokio::sync::watch::channel(false);
     engine.run_worker(true, rx).await.expect("the worker runs");
 }
+
+/// The built-in CSV connector called through the host runtime, granted a
+/// fresh directory: what the CSV connector's tests drive.
+pub struct Csv {
+    pub plugin: Arc<Plugin>,
+    pub sandbox: ledgerbridge::runtime::Sandbox,
+    pub dir: tempfile::TempDir,
+}
+
+impl Csv {
+    /// The connector with a fresh granted directory.
+    pub async fn new() -> Csv {
+        let dir = tempfile::tempdir().unwrap();
+        let sandbox = ledgerbridge::runtime::Sandbox {
+            tenant_id: "t1".into(),
+            connection_id: "csv-1".into(),
+            directory: Some(dir.path().to_path_buf()),
+            ..ledgerbridge::runtime::Sandbox::default()
+        };
+        Csv {
+            plugin: load_csv().await,
+            sandbox,
+            dir,
+        }
+    }
+
+    /// Runs one operation with idempotency key `key`.
+    pub async fn call(
+        &self,
+        key: &str,
+        op: ledgerbridge::runtime::Operation,
+    ) -> Result<ledgerbridge::runtime::Reply, ledgerbridge::runtime::CallError> {
+        runtime()
+            .call(&self.plugin, &self.sandbox, key, op)
+            .await
+            .result
+    }
+
+    /// Runs an operation that must answer an entry.
+    pub async fn entry(
+        &self,
+        key: &str,
+        op: ledgerbridge::runtime::Operation,
+    ) -> ledgerbridge::runtime::bindings::Entry {
+        use ledgerbridge::runtime::Reply;
+        match self.call(key, op).await {
+            Ok(Reply::Entry(e)) | Ok(Reply::Found(Some(e))) => e,
+            other => panic!("expected an entry, got {other:?}"),
+        }
+    }
+
+    /// A path inside the granted directory.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+}

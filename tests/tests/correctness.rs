@@ -659,17 +659,18 @@ async fn item15_issue8_item13_connection_settings_are_checked() {
     let e = file_engine(dir.path(), StoreOptions::default());
     e.store.add_tenant(T).await.unwrap();
     let erp = tempfile::tempdir().unwrap();
-    let mut cases: Vec<(ledgerbridge::model::Connection, &str)> = Vec::new();
-    cases.push((connection("c", T, "csv", None), "directory:"));
-    cases.push((
-        connection("c", T, "csv", Some(Path::new("/"))),
-        "directory:",
-    ));
-    cases.push((
-        connection("c", T, "csv", Some(Path::new("/etc"))),
-        "directory:",
-    ));
-    cases.push((connection("c", T, "csv", Some(dir.path())), "directory:"));
+    let mut cases: Vec<(ledgerbridge::model::Connection, &str)> = vec![
+        (connection("c", T, "csv", None), "directory:"),
+        (
+            connection("c", T, "csv", Some(Path::new("/"))),
+            "directory:",
+        ),
+        (
+            connection("c", T, "csv", Some(Path::new("/etc"))),
+            "directory:",
+        ),
+        (connection("c", T, "csv", Some(dir.path())), "directory:"),
+    ];
     let mut c = connection("c", T, "csv", Some(erp.path()));
     c.limits.memory_mib = Some(0);
     cases.push((c, "limits.memory_mib"));

@@ -3,51 +3,9 @@
 //! disk in the documented layout.
 
 use ledgerbridge::runtime::bindings::{ConnectorError, Entry, EntryState};
-use ledgerbridge::runtime::{CallError, Operation, Plugin, Reply, Sandbox};
+use ledgerbridge::runtime::{CallError, Operation, Reply};
 use ledgerbridge_tests::*;
 use std::path::Path;
-use std::sync::Arc;
-
-struct Csv {
-    plugin: Arc<Plugin>,
-    sandbox: Sandbox,
-    dir: tempfile::TempDir,
-}
-
-impl Csv {
-    async fn new() -> Csv {
-        let dir = tempfile::tempdir().unwrap();
-        let sandbox = Sandbox {
-            tenant_id: "t1".into(),
-            connection_id: "csv-1".into(),
-            directory: Some(dir.path().to_path_buf()),
-            ..Sandbox::default()
-        };
-        Csv {
-            plugin: load_csv().await,
-            sandbox,
-            dir,
-        }
-    }
-
-    async fn call(&self, key: &str, op: Operation) -> Result<Reply, CallError> {
-        runtime()
-            .call(&self.plugin, &self.sandbox, key, op)
-            .await
-            .result
-    }
-
-    async fn entry(&self, key: &str, op: Operation) -> Entry {
-        match self.call(key, op).await {
-            Ok(Reply::Entry(e)) | Ok(Reply::Found(Some(e))) => e,
-            other => panic!("expected an entry, got {other:?}"),
-        }
-    }
-
-    fn path(&self, rel: &str) -> std::path::PathBuf {
-        self.dir.path().join(rel)
-    }
-}
 
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))

@@ -15,48 +15,18 @@
 //! - a file answers only for its own reference.
 
 use ledgerbridge::runtime::bindings::{Bill, ConnectorError, Entry, EntryState, Payment};
-use ledgerbridge::runtime::{CallError, Operation, Plugin, Reply, Sandbox};
+use ledgerbridge::runtime::{CallError, Operation, Reply};
 use ledgerbridge_tests::*;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-struct Csv {
-    plugin: Arc<Plugin>,
-    sandbox: Sandbox,
-    dir: tempfile::TempDir,
+/// Operations the safety tests repeat.
+trait CsvOps {
+    async fn create_bill(&self, key: &str, bill: &Bill) -> Entry;
+    async fn lookup_bill(&self, bill: &Bill) -> Result<Reply, CallError>;
 }
 
-impl Csv {
-    async fn new() -> Csv {
-        let dir = tempfile::tempdir().unwrap();
-        let sandbox = Sandbox {
-            tenant_id: "t1".into(),
-            connection_id: "csv-1".into(),
-            directory: Some(dir.path().to_path_buf()),
-            ..Sandbox::default()
-        };
-        Csv {
-            plugin: load_csv().await,
-            sandbox,
-            dir,
-        }
-    }
-
-    async fn call(&self, key: &str, op: Operation) -> Result<Reply, CallError> {
-        runtime()
-            .call(&self.plugin, &self.sandbox, key, op)
-            .await
-            .result
-    }
-
-    async fn entry(&self, key: &str, op: Operation) -> Entry {
-        match self.call(key, op).await {
-            Ok(Reply::Entry(e)) | Ok(Reply::Found(Some(e))) => e,
-            other => panic!("expected an entry, got {other:?}"),
-        }
-    }
-
+impl CsvOps for Csv {
     async fn create_bill(&self, key: &str, bill: &Bill) -> Entry {
         self.entry(key, Operation::CreateBill { bill: bill.clone() })
             .await
@@ -71,10 +41,6 @@ impl Csv {
             },
         )
         .await
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
     }
 }
 

@@ -199,7 +199,7 @@ async fn hold(rt: &Runtime, bytes: Vec<u8>, count: usize) -> Vec<wasmtime::Store
     let mut store = wasmtime::Store::new(rt.engine(), ());
     let refused = linker.instantiate_async(&mut store, &component).await;
     assert!(
-        format!("{:#}", refused.err().expect("the pool is full"))
+        format!("{:#}", refused.expect_err("the pool is full"))
             .contains("maximum concurrent limit"),
     );
     held
