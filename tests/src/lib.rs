@@ -352,3 +352,30 @@ impl Csv {
         self.dir.path().join(rel)
     }
 }
+
+/// An engine with tenant `tenant` and a connection `s` of the scripted test
+/// plugin with `settings`; the connection is returned to be changed later.
+pub async fn scripted_engine(tenant: &str, settings: &[(&str, &str)]) -> (Arc<Engine>, Connection) {
+    let e = engine();
+    e.store.add_tenant(tenant).await.unwrap();
+    let mut c = connection("s", tenant, SCRIPTED, None);
+    for (k, v) in settings {
+        c.settings.insert(k.to_string(), v.to_string());
+    }
+    e.put_connection(c.clone()).await.unwrap();
+    (e, c)
+}
+
+/// The idempotency keys a scripted plugin logged for operation `op`
+/// (`create-bill`, `update-bill`, ...), in order.
+pub fn logged_keys(log: &[ledgerbridge::store::LogRow], op: &str) -> Vec<String> {
+    log.iter()
+        .flat_map(|r| r.plugin_log.as_array().cloned().unwrap_or_default())
+        .filter_map(|l| {
+            l["message"]
+                .as_str()?
+                .strip_prefix(&format!("{op} key "))
+                .map(str::to_string)
+        })
+        .collect()
+}

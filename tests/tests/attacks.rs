@@ -17,18 +17,6 @@ fn check(id: &str, document: &str) -> serde_json::Value {
     p
 }
 
-fn keys(log: &[ledgerbridge::store::LogRow], op: &str) -> Vec<String> {
-    log.iter()
-        .flat_map(|r| r.plugin_log.as_array().cloned().unwrap_or_default())
-        .filter_map(|l| {
-            l["message"]
-                .as_str()?
-                .strip_prefix(&format!("{op} key "))
-                .map(str::to_string)
-        })
-        .collect()
-}
-
 /// Attack 1 and 11 (P8): a plugin file inside any connection's grant would
 /// let that connection's plugin swap in code, so it is refused, in either
 /// order; a plugin path is stored absolute.
@@ -124,12 +112,7 @@ async fn a2_a_grant_swapped_for_a_link_is_refused_when_the_plugin_runs() {
 /// funding account cannot change; a rejected number is not exported again.
 #[tokio::test]
 async fn a3_check_numbers_cannot_be_issued_twice_by_any_path() {
-    let e = engine();
-    e.store.add_tenant(T).await.unwrap();
-    let mut c = connection("s", T, SCRIPTED, None);
-    c.settings
-        .insert("create-payment".into(), "duplicate-check-number".into());
-    e.put_connection(c.clone()).await.unwrap();
+    let (e, _) = scripted_engine(T, &[("create-payment", "duplicate-check-number")]).await;
     import(&e, json!({"documents": [doc_json(T, "d0", "approved", "10.00"), doc_json(T, "d1", "approved", "10.00")],
                       "payments": [check("p0", "d0"), check("p1", "d1")]}))
     .await
@@ -168,10 +151,7 @@ async fn a3_check_numbers_cannot_be_issued_twice_by_any_path() {
 /// believed.
 #[tokio::test]
 async fn a3b_a_rejection_of_a_number_not_sent_is_not_believed() {
-    let e = engine();
-    e.store.add_tenant(T).await.unwrap();
-    let mut c = connection("s", T, SCRIPTED, None);
-    e.put_connection(c.clone()).await.unwrap();
+    let (e, mut c) = scripted_engine(T, &[]).await;
     import(&e, json!({"documents": [doc_json(T, "d0", "approved", "10.00"), doc_json(T, "d1", "approved", "10.00")],
                       "payments": [check("p0", "d0")]}))
     .await
@@ -214,10 +194,7 @@ async fn a3b_a_rejection_of_a_number_not_sent_is_not_believed() {
 /// its own.
 #[tokio::test]
 async fn a4_a_new_create_never_reuses_an_old_creates_key() {
-    let e = engine();
-    e.store.add_tenant(T).await.unwrap();
-    let mut c = connection("s", T, SCRIPTED, None);
-    e.put_connection(c.clone()).await.unwrap();
+    let (e, mut c) = scripted_engine(T, &[]).await;
     import(
         &e,
         json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}),
@@ -237,7 +214,7 @@ async fn a4_a_new_create_never_reuses_an_old_creates_key() {
     .unwrap();
     settle(&e).await;
     let log = e.store.log_of(T, "d1", None).await.unwrap();
-    let creates = keys(&log, "create-bill");
+    let creates = logged_keys(&log, "create-bill");
     assert_eq!(creates.len(), 2, "{log:?}");
     assert_ne!(creates[0], creates[1], "the re-create is a new request");
 }

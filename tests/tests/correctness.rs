@@ -349,10 +349,7 @@ async fn item6_drafts_never_get_a_bill_entry_on_any_path() {
 /// with a key of its own; a retry of the same update keeps its key.
 #[tokio::test]
 async fn item7_an_update_after_a_conflict_has_its_own_idempotency_key() {
-    let e = engine();
-    e.store.add_tenant(T).await.unwrap();
-    let mut c = connection("s", T, SCRIPTED, None);
-    e.put_connection(c.clone()).await.unwrap();
+    let (e, mut c) = scripted_engine(T, &[]).await;
     import(
         &e,
         json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}),
@@ -370,18 +367,12 @@ async fn item7_an_update_after_a_conflict_has_its_own_idempotency_key() {
     .await
     .unwrap();
     settle(&e).await;
-    let keys = |row: &ledgerbridge::store::LogRow| -> Vec<String> {
-        row.plugin_log
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|l| l["message"].as_str()?.strip_prefix("update-bill key "))
-            .map(str::to_string)
-            .collect()
-    };
     let log = e.store.log_of(T, "d1", None).await.unwrap();
     assert_eq!(log.len(), 4, "created, then three attempts: {log:?}");
-    let (first, second) = (keys(&log[1]), keys(&log[2]));
+    let (first, second) = (
+        logged_keys(&log[1..2], "update-bill"),
+        logged_keys(&log[2..3], "update-bill"),
+    );
     assert_eq!(
         first.len(),
         2,
