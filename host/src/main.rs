@@ -117,6 +117,16 @@ enum Command {
         #[arg(long)]
         connection: Option<String>,
     },
+    /// Shows each connection's queue by kind, its call budget and calls
+    /// made, and whether it is paused and until when (R5).
+    Status {
+        /// Only this tenant's connections.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Lists what Requires attention.
     Attention {
         /// Only this connection's items.
@@ -379,6 +389,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 connection.as_deref(),
             )
             .await
+        }
+        Command::Status { tenant, json } => {
+            ops::status(&*engine(runtime)?, tenant.as_deref(), *json).await
         }
         Command::Attention { connection } => {
             ops::attention(&*engine(runtime)?, connection.as_deref()).await

@@ -308,6 +308,15 @@ pub struct LimitOverrides {
     /// Files and directories the granted directory may hold
     /// ([`LimitOverrides::DISK_FILES`]).
     pub disk_files: Option<u64>,
+    /// R2: calls to the ERP in flight at once (Xero: 5, QuickBooks Online:
+    /// 10); [`LimitOverrides::DEFAULT_CALLS_AT_ONCE`] when not set.
+    pub calls_at_once: Option<u32>,
+    /// R2: calls to the ERP in any minute (Xero: 60, QuickBooks Online:
+    /// 500); no budget when not set.
+    pub calls_per_minute: Option<u32>,
+    /// R2: calls to the ERP in any 24 hours (Xero: 5,000); no budget when
+    /// not set.
+    pub calls_per_day: Option<u32>,
 }
 
 impl LimitOverrides {
@@ -322,6 +331,19 @@ impl LimitOverrides {
     pub const DISK_MIB: std::ops::RangeInclusive<u64> = 1..=1 << 20;
     /// A directory's files: 1 to ten million.
     pub const DISK_FILES: std::ops::RangeInclusive<u64> = 1..=10_000_000;
+    /// Calls at once: 1 to 1,000.
+    pub const CALLS_AT_ONCE: std::ops::RangeInclusive<u64> = 1..=1_000;
+    /// Calls a minute: 1 to a million.
+    pub const CALLS_PER_MINUTE: std::ops::RangeInclusive<u64> = 1..=1_000_000;
+    /// Calls a day: 1 to a billion.
+    pub const CALLS_PER_DAY: std::ops::RangeInclusive<u64> = 1..=1_000_000_000;
+    /// Calls at once when the connection does not say.
+    pub const DEFAULT_CALLS_AT_ONCE: u32 = 8;
+
+    /// Calls at once to the connection's ERP.
+    pub fn calls_at_once(&self) -> u32 {
+        self.calls_at_once.unwrap_or(Self::DEFAULT_CALLS_AT_ONCE)
+    }
 
     /// Each override outside its range, as (field, message).
     pub fn problems(&self) -> Vec<(String, String)> {
@@ -354,6 +376,13 @@ impl LimitOverrides {
         check("disk_mib", self.disk_mib, (*b.start(), *b.end()));
         let f = Self::DISK_FILES;
         check("disk_files", self.disk_files, (*f.start(), *f.end()));
+        for (field, v, r) in [
+            ("calls_at_once", self.calls_at_once, Self::CALLS_AT_ONCE),
+            ("calls_per_minute", self.calls_per_minute, Self::CALLS_PER_MINUTE),
+            ("calls_per_day", self.calls_per_day, Self::CALLS_PER_DAY),
+        ] {
+            check(field, v.map(u64::from), (*r.start(), *r.end()));
+        }
         out
     }
 }

@@ -287,6 +287,50 @@ pub async fn log(
     Ok(())
 }
 
+/// `status`: each connection's queue, budget and pause.
+pub async fn status(engine: &Engine, tenant: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let all = engine.status(tenant).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+        return Ok(());
+    }
+    if all.is_empty() {
+        println!("no connections");
+    }
+    for c in all {
+        let state = match (&c.paused_until, c.enabled) {
+            (_, false) => "disabled".to_string(),
+            (Some(until), true) => format!(
+                "paused until {} ({})",
+                rfc3339(*until),
+                c.paused_reason.as_deref().unwrap_or("no reason recorded")
+            ),
+            (None, true) => "active".to_string(),
+        };
+        println!("{} (tenant {}, plugin {}): {state}", c.id, c.tenant_id, c.plugin);
+        let queued: usize = c.queued.values().sum();
+        let kinds: Vec<String> = c.queued.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        println!(
+            "    queued {queued}{} ({} due now); running {}; waiting for their bill {}; blocked {}",
+            if kinds.is_empty() { String::new() } else { format!(": {}", kinds.join(", ")) },
+            c.due,
+            c.running,
+            c.waiting,
+            c.blocked
+        );
+        let of = |n: Option<u32>| n.map_or("no limit".to_string(), |n| format!("of {n}"));
+        println!(
+            "    budget: {} calls at once; {} calls in the last minute ({}); {} in the last 24 hours ({})",
+            c.limits.calls_at_once(),
+            c.calls_last_minute,
+            of(c.limits.calls_per_minute),
+            c.calls_last_day,
+            of(c.limits.calls_per_day),
+        );
+    }
+    Ok(())
+}
+
 pub async fn attention(engine: &Engine, connection_id: Option<&str>) -> anyhow::Result<()> {
     if let Some(c) = connection_id {
         connection(engine, c).await?;

@@ -127,6 +127,11 @@ pub enum CallError {
     /// The plugin misbehaved.
     #[error(transparent)]
     Fault(#[from] PluginFault),
+    /// The call was not made: the connection's call budget (R2) has no
+    /// room for this long, or the connection is paused. Nothing reached the
+    /// plugin or the ERP.
+    #[error("not sent: the connection's call budget has no room for {0:.0?} (or it is paused)")]
+    HeldBack(Duration),
     /// The plugin does not declare the capability the operation needs.
     #[error("the {plugin} connector does not support {operation}")]
     Unsupported {
@@ -191,8 +196,14 @@ fn new_store(
         allowed: Arc::from(sandbox.allowed_hosts.clone()),
         credentials: Arc::from(sandbox.credentials.clone()),
         // Nothing can be sent without an allowed host: no slots to share.
-        connection_slots: (!sandbox.allowed_hosts.is_empty())
-            .then(|| rt.outbound.of(&sandbox.tenant_id, &sandbox.connection_id)),
+        connection_slots: (!sandbox.allowed_hosts.is_empty()).then(|| {
+            rt.outbound.of(
+                &sandbox.tenant_id,
+                &sandbox.connection_id,
+                sandbox.limits.calls_at_once,
+            )
+        }),
+        budget: sandbox.budget.clone(),
         deadline,
     };
     let state = StoreState::new(sandbox, outbound, fs)

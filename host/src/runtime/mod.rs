@@ -32,7 +32,7 @@ pub use outbound::{
 };
 pub use plugin::{LoadError, Plugin};
 pub use quota::{FIELD_SIZE_LIMIT, MAX_RESOURCES};
-pub use sandbox::{GUEST_DATA_DIR, Limits, Sandbox};
+pub use sandbox::{Budget, GUEST_DATA_DIR, Limits, RequestBudget, Sandbox};
 
 use sandbox::StoreState;
 use std::path::PathBuf;

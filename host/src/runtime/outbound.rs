@@ -254,25 +254,33 @@ pub(crate) struct ConnectionSlots {
 
 #[derive(Default)]
 struct SlotMap {
-    live: HashMap<(String, String), Weak<Semaphore>>,
+    /// Each connection's semaphore, with its size.
+    live: HashMap<(String, String), (Weak<Semaphore>, usize)>,
     /// Size at which dead entries are swept next.
     sweep_at: usize,
 }
 
 impl ConnectionSlots {
-    /// The semaphore of `tenant`'s connection `connection`.
-    pub(crate) fn of(&self, tenant: &str, connection: &str) -> Arc<Semaphore> {
+    /// The semaphore of `tenant`'s connection `connection`, letting
+    /// `at_once` requests (at most [`MAX_REQUESTS_PER_CONNECTION`]) be in
+    /// flight. Limits changed while calls run take effect for the calls
+    /// that start after all of those ended.
+    pub(crate) fn of(&self, tenant: &str, connection: &str, at_once: usize) -> Arc<Semaphore> {
+        let at_once = at_once.clamp(1, MAX_REQUESTS_PER_CONNECTION);
         let mut map = self.by_connection.lock().unwrap_or_else(|e| e.into_inner());
         let key = (tenant.to_string(), connection.to_string());
-        if let Some(s) = map.live.get(&key).and_then(Weak::upgrade) {
+        if let Some((s, size)) = map.live.get(&key)
+            && let Some(s) = s.upgrade()
+            && (*size == at_once || s.available_permits() < *size)
+        {
             return s;
         }
         if map.live.len() >= map.sweep_at {
-            map.live.retain(|_, w| w.strong_count() > 0);
+            map.live.retain(|_, (w, _)| w.strong_count() > 0);
             map.sweep_at = (map.live.len() * 2).max(64);
         }
-        let s = Arc::new(Semaphore::new(MAX_REQUESTS_PER_CONNECTION));
-        map.live.insert(key, Arc::downgrade(&s));
+        let s = Arc::new(Semaphore::new(at_once));
+        map.live.insert(key, (Arc::downgrade(&s), at_once));
         s
     }
 }
@@ -288,6 +296,8 @@ pub(crate) struct Outbound {
     pub connection_slots: Option<Arc<Semaphore>>,
     /// The call's deadline: a request waiting for a slot gives up then.
     pub deadline: Instant,
+    /// The connection's call budget (R2), if it has one.
+    pub budget: Option<super::Budget>,
 }
 
 /// The policy for one call.
@@ -304,6 +314,63 @@ pub struct OutboundPolicy {
     /// `None` when nothing is allowed.
     slots: Option<Slots>,
     deadline: Instant,
+    budget: Option<CallBudget>,
+}
+
+/// A call's use of its connection's budget: the first request was paid for
+/// by the engine before the call.
+#[derive(Clone)]
+struct CallBudget {
+    budget: super::Budget,
+    prepaid: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The longest a request waits for its connection's budget before it is
+/// answered `429` without being sent: a pace, not a pause.
+pub const MAX_BUDGET_WAIT: Duration = Duration::from_secs(5);
+
+impl CallBudget {
+    /// Takes one request's share, waiting up to [`MAX_BUDGET_WAIT`] (and
+    /// never past `deadline`); else how long the plugin should wait.
+    async fn take(&self, deadline: Instant) -> Result<(), Duration> {
+        if self.prepaid.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        let give_up = (Instant::now() + MAX_BUDGET_WAIT).min(deadline);
+        loop {
+            match self.budget.0.take() {
+                Ok(()) => return Ok(()),
+                Err(wait) if Instant::now() + wait <= give_up => {
+                    tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
+                }
+                Err(wait) => return Err(wait),
+            }
+        }
+    }
+}
+
+/// The answer to a request the connection's budget held back: a `429` as
+/// the ERP would give, with `Retry-After`, so the plugin reports
+/// `rate-limited` and the host pauses the connection.
+fn held_back(wait: Duration) -> http::Response<WasiBody> {
+    use http_body_util::BodyExt;
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let body = format!(
+        "not sent: the connection's call budget (calls a minute or a day) has no room for {secs} s"
+    );
+    let mut res = http::Response::new(
+        http_body_util::Full::new(bytes::Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *res.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
+    res.headers_mut()
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs.max(1)));
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain"),
+    );
+    res
 }
 
 impl OutboundPolicy {
@@ -329,6 +396,10 @@ impl OutboundPolicy {
                 connection,
             }),
             deadline: outbound.deadline,
+            budget: outbound.budget.map(|budget| CallBudget {
+                budget,
+                prepaid: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            }),
         }
     }
 
@@ -532,9 +603,25 @@ impl WasiHttpHooks for OutboundPolicy {
         let options = self.bound(options);
         let secrets = self.secrets.clone();
         let capture = self.capture.clone();
+        let (budget, deadline) = (self.budget.clone(), self.deadline);
         Box::new(async move {
             use http_body_util::BodyExt;
             let slot = slot?.await?;
+            if let Some(budget) = budget
+                && let Err(wait) = budget.take(deadline).await
+            {
+                capture.host_line(format!(
+                    "held back a request: the connection's call budget has no room for {wait:.1?}; answered 429 without sending it"
+                ));
+                let io = async move {
+                    drop(slot);
+                    Ok(())
+                };
+                return Ok((
+                    held_back(wait),
+                    Box::new(io) as Box<dyn Future<Output = _> + Send>,
+                ));
+            }
             let (res, io) =
                 wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
             let (mut parts, body) = res.into_parts();
@@ -707,6 +794,7 @@ mod tests {
                     credentials: creds.into(),
                     connection_slots: slots,
                     deadline: Instant::now() + Duration::from_secs(30),
+                    budget: None,
                 },
                 Duration::from_secs(5),
                 capture.clone(),
@@ -942,6 +1030,7 @@ mod tests {
                 credentials: Arc::from(Vec::new()),
                 connection_slots: Some(connection),
                 deadline: Instant::now() + Duration::from_millis(20),
+                budget: None,
             },
             Duration::from_secs(5),
             capture.clone(),
@@ -976,9 +1065,9 @@ mod tests {
     #[test]
     fn connections_share_slots_and_others_do_not() {
         let slots = ConnectionSlots::default();
-        let a1 = slots.of("t", "a");
-        let a2 = slots.of("t", "a");
-        let b = slots.of("t", "b");
+        let a1 = slots.of("t", "a", MAX_REQUESTS_PER_CONNECTION);
+        let a2 = slots.of("t", "a", MAX_REQUESTS_PER_CONNECTION);
+        let b = slots.of("t", "b", MAX_REQUESTS_PER_CONNECTION);
         assert!(Arc::ptr_eq(&a1, &a2));
         assert!(!Arc::ptr_eq(&a1, &b));
         assert_eq!(a1.available_permits(), MAX_REQUESTS_PER_CONNECTION);

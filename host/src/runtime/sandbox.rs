@@ -35,6 +35,9 @@ pub struct Limits {
     pub disk_bytes: u64,
     /// Files and directories the granted directory may hold, at any depth.
     pub disk_files: u64,
+    /// Requests of the connection in flight at once, over its calls (R2),
+    /// at most [`super::MAX_REQUESTS_PER_CONNECTION`].
+    pub calls_at_once: usize,
 }
 
 impl Limits {
@@ -56,7 +59,26 @@ impl Default for Limits {
             log_bytes: 64 << 10,
             disk_bytes: 1 << 30,
             disk_files: 100_000,
+            calls_at_once: super::MAX_REQUESTS_PER_CONNECTION,
         }
+    }
+}
+
+/// A connection's call budget as the runtime sees it (R2), kept by the
+/// engine. The engine takes a call's share before each call, which pays for
+/// the call's first request; the runtime asks for each further one.
+pub trait RequestBudget: Send + Sync {
+    /// Takes one request's share, or says how long until one is free.
+    fn take(&self) -> Result<(), Duration>;
+}
+
+/// A shared [`RequestBudget`].
+#[derive(Clone)]
+pub struct Budget(pub std::sync::Arc<dyn RequestBudget>);
+
+impl std::fmt::Debug for Budget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Budget")
     }
 }
 
@@ -78,6 +100,9 @@ pub struct Sandbox {
     pub directory: Option<PathBuf>,
     /// This connection's limits.
     pub limits: Limits,
+    /// The connection's call budget, asked before every request after a
+    /// call's first; `None`: no budget.
+    pub budget: Option<Budget>,
 }
 
 /// The `T` of every `Store<T>`: one per call, dropped with it.

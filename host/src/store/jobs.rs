@@ -2,12 +2,11 @@
 //! (the outcome and everything it changes, in one transaction), recovery of
 //! jobs whose worker died.
 
-use super::rows::{FinishedJob, Job, JobOutcome, JobState, NewJob, RunSummary};
+use super::rows::{FinishedJob, Job, JobOutcome, JobState, NewJob, Priority, RunSummary};
 use super::{Store, now_ms};
 use super::{exec, query_row};
 use crate::model::{Target, Trigger};
 use rusqlite::{OptionalExtension, params};
-use std::collections::HashSet;
 
 /// Queues `job`, coalescing with a queued job for the same connection,
 /// document and target (D1: events delivered twice make one sync). Returns
@@ -22,13 +21,15 @@ pub(super) fn enqueue_in(db: &rusqlite::Connection, job: &NewJob) -> anyhow::Res
     .optional()?
     .is_some();
     exec(db,
-        "INSERT INTO jobs (connection_id, tenant_id, document_id, target, trigger, force, state, due_at, run_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9)
+        "INSERT INTO jobs (connection_id, tenant_id, document_id, target, trigger, force, state, due_at, run_id,
+           created_at, priority)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9, ?10)
          ON CONFLICT (connection_id, document_id, target) WHERE state = 'queued' DO UPDATE SET
            trigger = excluded.trigger,
            force = force OR excluded.force,
            due_at = MIN(due_at, excluded.due_at),
-           run_id = COALESCE(excluded.run_id, run_id)",
+           run_id = COALESCE(excluded.run_id, run_id),
+           priority = MIN(priority, excluded.priority)",
         params![
             job.connection_id,
             job.tenant_id,
@@ -38,13 +39,14 @@ pub(super) fn enqueue_in(db: &rusqlite::Connection, job: &NewJob) -> anyhow::Res
             job.force,
             job.due_at,
             job.run_id,
-            now_ms()
+            now_ms(),
+            job.priority.as_i64()
         ],
     )?;
     Ok(!queued)
 }
 
-fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<Job> {
+pub(super) fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<Job> {
     let target: String = r.get(4)?;
     let trigger: String = r.get(5)?;
     Ok(Job {
@@ -58,10 +60,11 @@ fn job_from_row(r: &rusqlite::Row) -> rusqlite::Result<Job> {
         attempts: r.get::<_, i64>(7)? as u32,
         run_id: r.get(8)?,
         lease_owner: r.get(9)?,
+        priority: Priority::from_i64(r.get(10)?),
     })
 }
 
-const JOB_COLUMNS: &str = "id, connection_id, tenant_id, document_id, target, trigger, force, attempts, run_id, COALESCE(lease_owner, '')";
+pub(super) const JOB_COLUMNS: &str = "id, connection_id, tenant_id, document_id, target, trigger, force, attempts, run_id, COALESCE(lease_owner, ''), priority";
 
 impl Store {
     /// Queues jobs (coalescing), in one transaction. Returns how many new
@@ -91,10 +94,10 @@ impl Store {
             for (j, outcome, reason) in &jobs {
                 exec(&tx,
                     "INSERT INTO jobs (connection_id, tenant_id, document_id, target, trigger, force, state, due_at,
-                       run_id, outcome, error, created_at, finished_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'done', ?7, ?8, ?9, ?10, ?7, ?7)",
+                       run_id, outcome, error, created_at, finished_at, priority)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'done', ?7, ?8, ?9, ?10, ?7, ?7, ?11)",
                     params![j.connection_id, j.tenant_id, j.document_id, j.target.as_str(), j.trigger.as_str(),
-                        j.force, now, j.run_id, outcome.as_str(), reason],
+                        j.force, now, j.run_id, outcome.as_str(), reason, j.priority.as_i64()],
                 )?;
             }
             tx.commit()?;
@@ -169,7 +172,8 @@ impl Store {
                 params![c, d, t.as_str()], |r| r.get(0)).optional()?;
             if let Some(q) = queued {
                 exec(&tx,
-                    "UPDATE jobs SET run_id = COALESCE(run_id, (SELECT run_id FROM jobs WHERE id = ?1)) WHERE id = ?2",
+                    "UPDATE jobs SET run_id = COALESCE(run_id, (SELECT run_id FROM jobs WHERE id = ?1)),
+                       priority = MIN(priority, (SELECT priority FROM jobs WHERE id = ?1)) WHERE id = ?2",
                     params![id, q])?;
                 exec(&tx, "DELETE FROM jobs WHERE id = ?1 AND lease_owner = ?2 AND state = 'running'", params![id, owner])?;
             } else {
@@ -180,54 +184,6 @@ impl Store {
             }
             tx.commit()?;
             Ok(())
-        })
-        .await
-    }
-
-    /// Claims up to `limit` due jobs, at most one per connection and
-    /// document, none for a document with a job still running there (so a
-    /// manual and an automatic sync of one document never run at once), bill
-    /// jobs before payment jobs. Each is leased to this process until
-    /// `lease_until`.
-    pub async fn claim(
-        &self,
-        worker: &str,
-        limit: usize,
-        lease_until: i64,
-    ) -> anyhow::Result<Vec<Job>> {
-        let worker = worker.to_string();
-        self.with(move |db| {
-            let tx = db.savepoint()?;
-            let now = now_ms();
-            let mut stmt = tx.prepare_cached(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs j WHERE state = 'queued' AND due_at <= ?1
-                   AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.state = 'running'
-                       AND r.connection_id = j.connection_id AND r.document_id = j.document_id)
-                 ORDER BY due_at, target, id LIMIT ?2"
-            ))?;
-            let candidates: Vec<Job> = stmt
-                .query_map(params![now, (limit * 4) as i64], job_from_row)?
-                .collect::<Result<_, _>>()?;
-            drop(stmt);
-            let mut seen = HashSet::new();
-            let mut claimed = Vec::new();
-            for mut job in candidates {
-                if claimed.len() == limit {
-                    break;
-                }
-                if !seen.insert((job.connection_id.clone(), job.document_id.clone())) {
-                    continue;
-                }
-                exec(
-                    &tx,
-                    "UPDATE jobs SET state = 'running', lease_until = ?2, lease_owner = ?3 WHERE id = ?1",
-                    params![job.id, lease_until, worker],
-                )?;
-                job.lease_owner = worker.clone();
-                claimed.push(job);
-            }
-            tx.commit()?;
-            Ok(claimed)
         })
         .await
     }
@@ -254,7 +210,7 @@ impl Store {
                      FROM jobs j WHERE state = 'running' AND (lease_until IS NULL OR lease_until < ?1)"
                 ))?;
                 let rows = stmt.query_map(params![now, now - dead_after_ms], |r| {
-                    Ok((job_from_row(r)?, r.get::<_, bool>(11)?, r.get::<_, i64>(10)?))
+                    Ok((job_from_row(r)?, r.get::<_, bool>(12)?, r.get::<_, i64>(11)?))
                 })?;
                 rows.collect::<Result<_, _>>()?
             };
@@ -278,7 +234,8 @@ impl Store {
                 if let Some(q) = queued {
                     exec(&tx,
                         "UPDATE jobs SET run_id = COALESCE((SELECT run_id FROM jobs WHERE id = ?1), run_id),
-                           crashes = MAX(crashes, ?3) WHERE id = ?2",
+                           crashes = MAX(crashes, ?3), priority = MIN(priority, (SELECT priority FROM jobs WHERE id = ?1))
+                         WHERE id = ?2",
                         params![job.id, q, crashes],
                     )?;
                     exec(&tx, "DELETE FROM jobs WHERE id = ?1", [job.id])?;
@@ -361,8 +318,8 @@ impl Store {
                 if let Some(q) = queued {
                     exec(&tx,
                         "UPDATE jobs SET due_at = MIN(due_at, ?2), attempts = MAX(attempts, ?3),
-                           run_id = COALESCE(run_id, ?4) WHERE id = ?1",
-                        params![q, due_at, attempts, job.run_id],
+                           run_id = COALESCE(run_id, ?4), priority = MIN(priority, ?5) WHERE id = ?1",
+                        params![q, due_at, attempts, job.run_id, job.priority.as_i64()],
                     )?;
                     exec(&tx, "DELETE FROM jobs WHERE id = ?1", [job.id])?;
                 } else {

@@ -8,14 +8,16 @@
 
 mod jobs;
 mod payments;
+mod queue;
 mod records;
 mod rows;
 
 pub use payments::{ChecksExhausted, FailedExport, FundingAccount};
+pub use queue::{ConnectionStatus, DueConnection};
 pub use records::{JobContext, JobPlan, Recorded};
 pub use rows::{
     AttentionItem, EntryRow, FinishedJob, Job, JobOutcome, JobState, LogRow, NewJob, Operation,
-    RunSummary,
+    Priority, RunSummary,
 };
 
 use anyhow::Context as _;
@@ -28,6 +30,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     include_str!("schema_2.sql"),
     include_str!("schema_3.sql"),
+    include_str!("schema_4.sql"),
 ];
 
 /// A handle on the database. Cheap to clone.

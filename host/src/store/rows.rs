@@ -35,6 +35,44 @@ impl JobState {
     }
 }
 
+/// A job's place in its connection's queue (R5): claims take a
+/// connection's due jobs in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    /// A payment whose funding completed (A4): before everything else.
+    FundingComplete = 0,
+    /// An automatic sync (or a person's manual one).
+    Automatic = 1,
+    /// Bulk re-sync work: after everything else on its connection.
+    Bulk = 2,
+}
+
+impl Priority {
+    /// The value in SQL.
+    pub fn as_i64(self) -> i64 {
+        self as i64
+    }
+
+    /// From its SQL value (unknown values sort as automatic).
+    pub fn from_i64(v: i64) -> Priority {
+        match v {
+            0 => Priority::FundingComplete,
+            2 => Priority::Bulk,
+            _ => Priority::Automatic,
+        }
+    }
+
+    /// The name operators see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::FundingComplete => "funding_complete",
+            Priority::Automatic => "automatic",
+            Priority::Bulk => "bulk",
+        }
+    }
+}
+
 /// A job to queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewJob {
@@ -49,6 +87,8 @@ pub struct NewJob {
     pub due_at: i64,
     /// The manual or bulk run the job belongs to, for its results.
     pub run_id: Option<String>,
+    /// Its place in the connection's queue (decided by the engine).
+    pub priority: Priority,
 }
 
 /// A claimed job.
@@ -66,6 +106,8 @@ pub struct Job {
     pub run_id: Option<String>,
     /// The worker holding the job's lease.
     pub lease_owner: String,
+    /// Its place in the connection's queue.
+    pub priority: Priority,
 }
 
 /// The host's record of an entry in one connection.

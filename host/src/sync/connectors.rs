@@ -68,6 +68,7 @@ pub fn sandbox(c: &Connection) -> Result<Sandbox, String> {
             .disk_mib
             .map_or(defaults.disk_bytes, |m| m.saturating_mul(1 << 20)),
         disk_files: c.limits.disk_files.unwrap_or(defaults.disk_files),
+        calls_at_once: c.limits.calls_at_once() as usize,
     };
     Ok(Sandbox {
         tenant_id: c.tenant_id.clone(),
@@ -81,5 +82,7 @@ pub fn sandbox(c: &Connection) -> Result<Sandbox, String> {
         credentials,
         directory: c.directory.as_ref().map(Into::into),
         limits,
+        // The engine attaches the connection's budget when it runs a job.
+        budget: None,
     })
 }

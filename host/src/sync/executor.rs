@@ -7,7 +7,9 @@ use super::Engine;
 use super::keys::{self, digest, update_key};
 use super::mapping::{self, MappingError};
 use super::plain::{Verdict, verdict};
-use crate::model::{Connection, Document, DocumentStatus, Payment, PaymentMethod, Target, Trigger};
+use crate::model::{
+    Connection, Document, DocumentStatus, LimitOverrides, Payment, PaymentMethod, Target, Trigger,
+};
 use crate::runtime::bindings as wit;
 use crate::runtime::{
     CallError, LogLine, Operation as Call, Plugin, Reply, Sandbox, describe_connector_error,
@@ -113,6 +115,10 @@ struct Attempt<'a> {
     logs: Vec<LogLine>,
     /// Lookups made so far in this attempt: each is a request of its own.
     lookups: u32,
+    /// The connection's limits, for its call budget (R2).
+    limits: LimitOverrides,
+    /// Whether the next call is paid for (the claim paid for the first).
+    prepaid: bool,
 }
 
 impl Attempt<'_> {
@@ -130,8 +136,21 @@ impl Attempt<'_> {
         ])
     }
 
+    /// Makes one plugin call: every call goes through here. It first takes
+    /// a call's share of the connection's budget (R2), waiting for one if
+    /// need be; a `rate-limited` answer pauses the whole connection (R5).
     async fn call(&mut self, key: &str, op: Call) -> Result<Reply, CallError> {
         let name = op.name();
+        if !std::mem::take(&mut self.prepaid)
+            && let Err(wait) = self
+                .engine
+                .pace(&self.job.connection_id, &self.limits)
+                .await
+        {
+            let e = CallError::HeldBack(wait);
+            self.note(name, format!("error: {e}"));
+            return Err(e);
+        }
         let started = std::time::Instant::now();
         let out = self
             .engine
@@ -147,6 +166,17 @@ impl Attempt<'_> {
             .plugin_calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.logs.extend(out.logs);
+        if let Err(CallError::Connector(wit::ConnectorError::RateLimited(r))) = &out.result {
+            let after = r
+                .retry_after_ms
+                .map_or(self.engine.retry.base, Duration::from_millis)
+                .min(MAX_RETRY_AFTER);
+            let until = now_ms().saturating_add(after.as_millis() as i64);
+            let reason = format!("the ERP answered rate-limited: {}", r.message);
+            self.engine
+                .pause(&self.job.connection_id, &self.limits, until, &reason)
+                .await;
+        }
         let result = match &out.result {
             Ok(Reply::Found(None)) => "none".to_string(),
             Ok(Reply::Found(Some(e))) => format!("found {} ({})", e.id, entry_state(e.state)),
@@ -496,7 +526,12 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
         ));
     }
     let sandbox = match super::connectors::sandbox(&conn) {
-        Ok(s) => s,
+        Ok(mut s) => {
+            s.budget = Some(crate::runtime::Budget(
+                engine.budgets.of(&conn.id, &conn.limits),
+            ));
+            s
+        }
         Err(e) => {
             return Ok(failed(
                 job,
@@ -513,6 +548,8 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
         operations: Vec::new(),
         logs: Vec::new(),
         lookups: 0,
+        limits: conn.limits.clone(),
+        prepaid: true,
     };
     let mut results = Vec::new();
     let mut exports = Vec::new();
@@ -557,6 +594,8 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
                     force: false,
                     due_at: now_ms(),
                     run_id: job.run_id.clone(),
+                    // The bill goes ahead with its payment's priority.
+                    priority: job.priority,
                 }));
             };
             let can_update = attempt
@@ -994,6 +1033,7 @@ pub(super) fn manual_jobs(
             force,
             due_at: now_ms(),
             run_id: Some(run_id.to_string()),
+            priority: super::policy::priority(trigger),
         })
         .collect()
 }

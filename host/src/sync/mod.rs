@@ -7,6 +7,7 @@
 //! the outcome (entry, log line, attention item, next retry) is stored in
 //! one transaction.
 
+pub mod budget;
 mod connectors;
 pub mod executor;
 mod grants;
@@ -32,10 +33,9 @@ use tokio::sync::{Notify, Semaphore};
 /// How the worker runs.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerConfig {
-    /// Jobs running at once, over all connections.
+    /// Jobs running at once, over all connections. Within a connection,
+    /// its `limits.calls_at_once` bounds them (R2).
     pub concurrency: usize,
-    /// Jobs running at once in one connection.
-    pub per_connection: usize,
     /// How long a claimed job stays leased without its worker's heartbeat
     /// before another worker may take it back. The worker beats every fifth
     /// of it.
@@ -49,7 +49,6 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             concurrency: 16,
-            per_connection: 8,
             lease: Duration::from_secs(30),
             quarantine_after: 3,
         }
@@ -129,7 +128,15 @@ pub struct Engine {
     pub(crate) retry: RetryPolicy,
     worker: WorkerConfig,
     wake: Notify,
+    /// Each connection's call budget in this process (R2).
+    pub(crate) budgets: budget::Budgets,
+    /// Which connection claims go to first, turning each claim (R5).
+    turn: std::sync::atomic::AtomicUsize,
 }
+
+/// A wait for a connection's budget longer than this pauses the connection
+/// (and releases its jobs) instead of holding a worker.
+pub const PAUSE_AFTER: Duration = Duration::from_secs(30);
 
 /// Why a manual sync was refused (M1).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -172,6 +179,8 @@ impl Engine {
             retry,
             worker,
             wake: Notify::new(),
+            budgets: budget::Budgets::default(),
+            turn: Default::default(),
         }
     }
 
@@ -837,7 +846,7 @@ impl Engine {
         let mut beaten: Option<std::time::Instant> = None;
         let mut trouble = Duration::ZERO;
         let global = Arc::new(Semaphore::new(self.worker.concurrency));
-        let mut per_conn: HashMap<String, Arc<Semaphore>> = HashMap::new();
+        let mut logged: Option<std::time::Instant> = None;
         let mut tasks: tokio::task::JoinSet<anyhow::Result<JobOutcome>> =
             tokio::task::JoinSet::new();
         let mut in_flight: HashMap<tokio::task::Id, Job> = HashMap::new();
@@ -854,6 +863,13 @@ impl Engine {
                         .recover(lease.as_millis() as i64, self.worker.quarantine_after)
                         .await
                 };
+                if let Err(e) = self.share_budgets(worker).await {
+                    tracing::warn!("could not exchange budgets and pauses with the store: {e:#}");
+                }
+                if logged.is_none_or(|l| l.elapsed() >= STATUS_LOG_EVERY) {
+                    logged = Some(std::time::Instant::now());
+                    self.log_status().await;
+                }
                 match beat.await {
                     Ok((taken, quarantined)) => {
                         report.recovered += taken - quarantined;
@@ -878,7 +894,7 @@ impl Engine {
             let claimed = if free > 0 {
                 let until = now_ms() + lease.as_millis() as i64;
                 let t = std::time::Instant::now();
-                match self.store.claim(worker, free, until).await {
+                match self.claim_fairly(worker, free, until).await {
                     Ok(c) => {
                         Stats::add(&self.stats.claim_ns, t);
                         self.stats.claims.fetch_add(1, Ordering::Relaxed);
@@ -897,14 +913,9 @@ impl Engine {
                 let Ok(g) = global.clone().acquire_owned().await else {
                     break;
                 };
-                let c = per_conn
-                    .entry(job.connection_id.clone())
-                    .or_insert_with(|| Arc::new(Semaphore::new(self.worker.per_connection)))
-                    .clone();
                 let engine = self.clone();
                 let run = job.clone();
                 let handle = tasks.spawn(async move {
-                    let _c = c.acquire_owned().await;
                     let r = engine.execute(run).await;
                     drop(g);
                     r
@@ -950,6 +961,210 @@ impl Engine {
             self.task_done(r, &mut in_flight, &mut report).await;
         }
         report
+    }
+
+    /// Each connection's queue by kind, budget, calls made and pause (R5),
+    /// for operators; only `tenant`'s connections when given (an unknown
+    /// tenant is an error).
+    pub async fn status(
+        &self,
+        tenant: Option<&str>,
+    ) -> anyhow::Result<Vec<crate::store::ConnectionStatus>> {
+        if let Some(t) = tenant
+            && !self.store.tenant_exists(t).await?
+        {
+            return Err(SyncRefused::NoTenant(t.to_string()).into());
+        }
+        let mut all = self.store.queue_status().await?;
+        all.retain(|c| tenant.is_none_or(|t| c.tenant_id == t));
+        Ok(all)
+    }
+
+    /// Claims up to `free` due jobs fairly (R5): round-robin over the
+    /// connections that have due work, budget left and no pause, the
+    /// connections whose best job is a funding-complete payment first; the
+    /// turn moves on each claim so no connection is always first. Within a
+    /// connection the store takes its best jobs first (funding-complete
+    /// payments, then automatic syncs, then bulk work), never more than its
+    /// calls at once. Each job claimed takes one call's share of its
+    /// connection's budget, which pays for its first plugin call; a job the
+    /// budget has no share for goes back to the queue untouched, due when a
+    /// share will be free, and the connection is left out of claims until
+    /// then (shares are taken only for jobs claimed, so none is lost to a
+    /// claim that found nothing).
+    async fn claim_fairly(
+        &self,
+        worker: &str,
+        free: usize,
+        lease_until: i64,
+    ) -> anyhow::Result<Vec<Job>> {
+        let mut due = self.store.due_connections().await?;
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = now_ms();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let len = due.len();
+        due.rotate_left(turn % len);
+        due.sort_by_key(|d| d.best);
+        let budgets: Vec<_> = due
+            .iter()
+            .map(|d| self.budgets.of(&d.id, &d.limits))
+            .collect();
+        let caps: Vec<usize> = due
+            .iter()
+            .zip(&budgets)
+            .map(|(d, b)| {
+                if b.paused_for(now).is_some() || b.empty_at(now) {
+                    0
+                } else {
+                    d.due
+                        .min((d.limits.calls_at_once() as usize).saturating_sub(d.running))
+                }
+            })
+            .collect();
+        let mut plan = vec![0usize; len];
+        let mut total = 0;
+        'rounds: loop {
+            let before = total;
+            for i in 0..len {
+                if total == free {
+                    break 'rounds;
+                }
+                if plan[i] < caps[i] {
+                    plan[i] += 1;
+                    total += 1;
+                }
+            }
+            if total == before {
+                break;
+            }
+        }
+        let plan: Vec<(String, usize)> = due
+            .iter()
+            .zip(plan)
+            .filter(|(_, n)| *n > 0)
+            .map(|(d, n)| (d.id.clone(), n))
+            .collect();
+        let claimed = self.store.claim(worker, plan, lease_until).await?;
+        let mut run = Vec::with_capacity(claimed.len());
+        for job in claimed {
+            let i = due
+                .iter()
+                .position(|d| d.id == job.connection_id)
+                .expect("claimed from a planned connection");
+            match budgets[i].try_take(now) {
+                Ok(()) => run.push(job),
+                Err(wait) => {
+                    let until = now.saturating_add(wait.as_millis().min(i64::MAX as u128) as i64);
+                    if wait > PAUSE_AFTER && budgets[i].paused_for(now).is_none() {
+                        self.pause(&due[i].id, &due[i].limits, until, &budget_spent(&due[i].limits))
+                            .await;
+                    }
+                    let why = format!("waiting for the connection's call budget ({wait:.1?})");
+                    self.store.release(&job, until, &why).await?;
+                }
+            }
+        }
+        Ok(run)
+    }
+
+    /// Waits for one call's share of `connection`'s budget (R2): up to
+    /// [`PAUSE_AFTER`]; when the budget has none for longer, the connection
+    /// is paused until then and the wait returned, as it is while the
+    /// connection is paused.
+    pub(crate) async fn pace(
+        &self,
+        connection: &str,
+        limits: &crate::model::LimitOverrides,
+    ) -> Result<(), Duration> {
+        let budget = self.budgets.of(connection, limits);
+        loop {
+            let now = now_ms();
+            if let Some(left) = budget.paused_for(now) {
+                return Err(left);
+            }
+            match budget.try_take(now) {
+                Ok(()) => return Ok(()),
+                Err(wait) if wait > PAUSE_AFTER => {
+                    let until = now.saturating_add(wait.as_millis().min(i64::MAX as u128) as i64);
+                    self.pause(connection, limits, until, &budget_spent(limits)).await;
+                    return Err(wait);
+                }
+                Err(wait) => tokio::time::sleep(wait.max(Duration::from_millis(1))).await,
+            }
+        }
+    }
+
+    /// Pauses `connection` until `until` (ms since the epoch) for `reason`
+    /// (R5): in this process at once, and in the store, where every worker
+    /// and `status` see it. A failure to record it is logged: this
+    /// process's pause still holds.
+    pub(crate) async fn pause(
+        &self,
+        connection: &str,
+        limits: &crate::model::LimitOverrides,
+        until: i64,
+        reason: &str,
+    ) {
+        self.budgets.of(connection, limits).pause_until(until);
+        if let Err(e) = self.store.pause_connection(connection, until, reason).await {
+            tracing::warn!(connection, "could not record the connection's pause: {e:#}");
+        }
+        tracing::info!(
+            connection,
+            resumes = %ms_to_rfc3339(until),
+            "connection paused: {reason}"
+        );
+    }
+
+    /// Reports this process's calls per connection to the store, and learns
+    /// the pauses other processes recorded.
+    async fn share_budgets(&self, worker: &str) -> anyhow::Result<()> {
+        let now = now_ms();
+        let usage = self
+            .budgets
+            .all()
+            .into_iter()
+            .map(|(c, b)| {
+                let (minute, day) = b.used(now);
+                (c, minute, day)
+            })
+            .filter(|(_, m, d)| *m > 0 || *d > 0)
+            .collect();
+        self.store.record_usage(worker, usage).await?;
+        for (connection, until) in self.store.pauses().await? {
+            if let Some(c) = self.store.connection(&connection).await? {
+                self.budgets.of(&connection, &c.limits).pause_until(until);
+            }
+        }
+        Ok(())
+    }
+
+    /// Logs each connection with work: its queue by kind, running jobs,
+    /// calls used and pause (R5, for operators).
+    async fn log_status(&self) {
+        match self.store.queue_status().await {
+            Ok(all) => {
+                for c in all.iter().filter(|c| {
+                    !c.queued.is_empty() || c.running > 0 || c.paused_until.is_some()
+                }) {
+                    tracing::info!(
+                        connection = %c.id,
+                        tenant = %c.tenant_id,
+                        queued = ?c.queued,
+                        due = c.due,
+                        running = c.running,
+                        waiting = c.waiting,
+                        calls_last_minute = c.calls_last_minute,
+                        calls_last_day = c.calls_last_day,
+                        paused_until = c.paused_until.map(ms_to_rfc3339),
+                        "queue"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!("could not read the queue's status: {e:#}"),
+        }
     }
 
     /// A store error in the worker's own loop: logged; the worker waits
@@ -1040,6 +1255,30 @@ impl Engine {
         self.stats.jobs.fetch_add(1, Ordering::Relaxed);
         Ok(outcome)
     }
+}
+
+/// How often the worker logs each busy connection's queue.
+pub const STATUS_LOG_EVERY: Duration = Duration::from_secs(30);
+
+/// Why a connection's own budget paused it.
+fn budget_spent(limits: &crate::model::LimitOverrides) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = limits.calls_per_minute {
+        parts.push(format!("{n} a minute"));
+    }
+    if let Some(n) = limits.calls_per_day {
+        parts.push(format!("{n} a day"));
+    }
+    format!(
+        "the connection's call budget ({}) is spent",
+        parts.join(", ")
+    )
+}
+
+/// A time in ms since the epoch as RFC 3339, to the second.
+pub fn ms_to_rfc3339(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// A unique run id (UUID v4): unique across processes and hosts sharing a

@@ -29,6 +29,10 @@ pub fn verdict(e: &CallError) -> Verdict {
             message: f.to_string(),
             hint: "This is a fault in the connector plugin, not in the document: report it to the plugin's author. Re-sync once a fixed plugin is installed.".into(),
         },
+        CallError::HeldBack(d) => Verdict::Retry {
+            after: Some(*d),
+            message: e.to_string(),
+        },
         CallError::Unsupported { .. } => Verdict::Attention {
             message: e.to_string(),
             hint: "Turn off the switch that asks for this in the connection, or use a connector that supports it.".into(),

@@ -5,7 +5,7 @@
 use crate::model::{
     Connection, DisbursementStatus, Document, DocumentStatus, Payment, Target, Trigger,
 };
-use crate::store::NewJob;
+use crate::store::{NewJob, Priority};
 
 fn job(c: &Connection, document_id: &str, target: Target, trigger: Trigger, now: i64) -> NewJob {
     NewJob {
@@ -17,6 +17,21 @@ fn job(c: &Connection, document_id: &str, target: Target, trigger: Trigger, now:
         force: false,
         due_at: now,
         run_id: None,
+        priority: priority(trigger),
+    }
+}
+
+/// A job's place in its connection's queue (R5): a funding-complete payment
+/// first (A4: seconds), then automatic and manual syncs, bulk work last.
+pub fn priority(trigger: Trigger) -> Priority {
+    match trigger {
+        Trigger::FundingComplete => Priority::FundingComplete,
+        Trigger::Bulk => Priority::Bulk,
+        Trigger::Approved
+        | Trigger::Changed
+        | Trigger::Paid
+        | Trigger::Manual
+        | Trigger::Retry => Priority::Automatic,
     }
 }
 

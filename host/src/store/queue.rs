@@ -1,0 +1,344 @@
+//! The queue as the scheduler sees it (R2, R5): which connections have due
+//! work, claims per connection, pauses, and what operators are shown.
+//!
+//! Claims are per connection, as a queue shared by many tenants should be
+//! (DESIGN: "Fair queues"): the engine decides how many of each
+//! connection's jobs to take, in which order; the store takes them, best
+//! priority first, inside one transaction that counts the connection's
+//! running jobs again, so two workers (or two processes) claiming at once
+//! never run more of a connection's jobs than its calls at once.
+
+use super::rows::{Job, Priority};
+use super::{Store, exec, now_ms, query_row};
+use crate::model::{Connection, LimitOverrides};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+
+/// A connection with due work, as a claim sees it.
+#[derive(Debug, Clone)]
+pub struct DueConnection {
+    pub id: String,
+    pub limits: LimitOverrides,
+    /// Its jobs running now, in every worker.
+    pub running: usize,
+    /// Its due queued jobs (counted up to 256).
+    pub due: usize,
+    /// The best priority among them.
+    pub best: Priority,
+}
+
+/// One connection's queue and budget, for operators (`status`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionStatus {
+    pub id: String,
+    pub tenant_id: String,
+    pub plugin: String,
+    pub enabled: bool,
+    /// Queued jobs by priority (`funding_complete`, `automatic`, `bulk`)
+    /// and target, as `"<priority> <target>"`.
+    pub queued: BTreeMap<String, usize>,
+    /// Queued jobs due now (the rest wait for a retry time).
+    pub due: usize,
+    pub running: usize,
+    /// Payments waiting for their bill entry (A5).
+    pub waiting: usize,
+    /// Payments blocked by their bill.
+    pub blocked: usize,
+    pub limits: LimitOverrides,
+    /// Calls in the last minute (over the workers that reported in the
+    /// last two minutes) and the last 24 hours (as each worker last
+    /// reported them): what is left of the budget, near enough.
+    pub calls_last_minute: u64,
+    pub calls_last_day: u64,
+    /// Paused until (ms since the epoch), and why.
+    pub paused_until: Option<i64>,
+    pub paused_reason: Option<String>,
+}
+
+impl Store {
+    /// The enabled connections that have queued jobs due now and are not
+    /// paused, with their running jobs and best priority.
+    pub async fn due_connections(&self) -> anyhow::Result<Vec<DueConnection>> {
+        self.with(|db| {
+            let now = now_ms();
+            let conns: Vec<(String, String)> = {
+                let mut stmt = db.prepare_cached(
+                    "SELECT id, config FROM connections
+                     WHERE enabled AND (paused_until IS NULL OR paused_until <= ?1) ORDER BY id",
+                )?;
+                stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?
+            };
+            let mut out = Vec::new();
+            for (id, config) in conns {
+                let best: Option<i64> = query_row(
+                    db,
+                    "SELECT priority FROM jobs WHERE state = 'queued' AND connection_id = ?1 AND due_at <= ?2
+                     ORDER BY priority LIMIT 1",
+                    params![id, now],
+                    |r| r.get(0),
+                )
+                .optional()?;
+                let Some(best) = best else { continue };
+                let due: i64 = query_row(
+                    db,
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE state = 'queued' AND connection_id = ?1
+                       AND due_at <= ?2 LIMIT 256)",
+                    params![id, now],
+                    |r| r.get(0),
+                )?;
+                let running: i64 = query_row(
+                    db,
+                    "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND connection_id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )?;
+                out.push(DueConnection {
+                    id,
+                    limits: limits_of(&config),
+                    running: running as usize,
+                    due: due as usize,
+                    best: Priority::from_i64(best),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Claims, for each `(connection, n)` of `plan`, up to `n` of its due
+    /// jobs, best priority first (then due time, bills before payments),
+    /// leased to `worker` until `lease_until`. Never more than the
+    /// connection's calls at once run, counted again here; never two jobs
+    /// of one document at once (a manual and an automatic sync of it never
+    /// overlap). The result keeps `plan`'s order, so the engine's rotation
+    /// over connections decides who runs first.
+    pub async fn claim(
+        &self,
+        worker: &str,
+        plan: Vec<(String, usize)>,
+        lease_until: i64,
+    ) -> anyhow::Result<Vec<Job>> {
+        let worker = worker.to_string();
+        self.with(move |db| {
+            let tx = db.savepoint()?;
+            let now = now_ms();
+            let mut claimed = Vec::new();
+            for (connection, n) in plan {
+                let Some(config): Option<String> = query_row(
+                    &tx,
+                    "SELECT config FROM connections WHERE id = ?1 AND enabled
+                       AND (paused_until IS NULL OR paused_until <= ?2)",
+                    params![connection, now],
+                    |r| r.get(0),
+                )
+                .optional()?
+                else {
+                    continue;
+                };
+                let at_once = limits_of(&config).calls_at_once() as usize;
+                let running: i64 = query_row(
+                    &tx,
+                    "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND connection_id = ?1",
+                    [&connection],
+                    |r| r.get(0),
+                )?;
+                let n = n.min(at_once.saturating_sub(running as usize));
+                if n == 0 {
+                    continue;
+                }
+                let candidates: Vec<Job> = {
+                    let mut stmt = tx.prepare_cached(&format!(
+                        "SELECT {} FROM jobs j WHERE state = 'queued' AND connection_id = ?1 AND due_at <= ?2
+                           AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.state = 'running'
+                               AND r.connection_id = j.connection_id AND r.document_id = j.document_id)
+                         ORDER BY priority, due_at, target, id LIMIT ?3",
+                        super::jobs::JOB_COLUMNS
+                    ))?;
+                    stmt.query_map(params![connection, now, (n * 2) as i64], super::jobs::job_from_row)?
+                        .collect::<Result<_, _>>()?
+                };
+                let mut documents = HashSet::new();
+                let mut taken = 0;
+                for mut job in candidates {
+                    if taken == n {
+                        break;
+                    }
+                    if !documents.insert(job.document_id.clone()) {
+                        continue;
+                    }
+                    exec(
+                        &tx,
+                        "UPDATE jobs SET state = 'running', lease_until = ?2, lease_owner = ?3 WHERE id = ?1",
+                        params![job.id, lease_until, worker],
+                    )?;
+                    job.lease_owner = worker.clone();
+                    claimed.push(job);
+                    taken += 1;
+                }
+            }
+            tx.commit()?;
+            Ok(claimed)
+        })
+        .await
+    }
+
+    /// Pauses `connection` until `until` (ms since the epoch) with
+    /// `reason`, unless it already is until later (R5). Every worker's
+    /// claims skip it until then.
+    pub async fn pause_connection(
+        &self,
+        connection: &str,
+        until: i64,
+        reason: &str,
+    ) -> anyhow::Result<()> {
+        let (c, r) = (connection.to_string(), reason.to_string());
+        self.with(move |db| {
+            exec(
+                db,
+                "UPDATE connections SET paused_until = ?2, paused_reason = ?3
+                 WHERE id = ?1 AND (paused_until IS NULL OR paused_until < ?2)",
+                params![c, until, r],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// When each paused connection resumes (ms since the epoch): for the
+    /// worker's own record of pauses another process made.
+    pub async fn pauses(&self) -> anyhow::Result<Vec<(String, i64)>> {
+        self.with(|db| {
+            let mut stmt = db.prepare_cached(
+                "SELECT id, paused_until FROM connections WHERE paused_until > ?1",
+            )?;
+            let rows = stmt.query_map([now_ms()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Records `worker`'s calls in the last minute and day, per connection.
+    pub async fn record_usage(
+        &self,
+        worker: &str,
+        usage: Vec<(String, u64, u64)>,
+    ) -> anyhow::Result<()> {
+        let worker = worker.to_string();
+        self.with(move |db| {
+            let tx = db.savepoint()?;
+            let now = now_ms();
+            for (connection, minute, day) in usage {
+                exec(
+                    &tx,
+                    "INSERT INTO connection_usage (connection_id, worker_id, calls_minute, calls_day, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (connection_id, worker_id) DO UPDATE SET calls_minute = excluded.calls_minute,
+                       calls_day = excluded.calls_day, at = excluded.at",
+                    params![connection, worker, minute as i64, day as i64, now],
+                )?;
+            }
+            // A day's usage of a worker long gone no longer counts.
+            exec(&tx, "DELETE FROM connection_usage WHERE at < ?1", [now - 24 * 3600 * 1000])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every connection's queue, budget and pause (R5), for operators.
+    pub async fn queue_status(&self) -> anyhow::Result<Vec<ConnectionStatus>> {
+        self.with(|db| {
+            let now = now_ms();
+            let conns: Vec<(Connection, Option<i64>, Option<String>)> = {
+                let mut stmt = db.prepare_cached(
+                    "SELECT config, enabled, paused_until, paused_reason FROM connections ORDER BY tenant_id, id",
+                )?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, bool>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                })?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (config, enabled, until, reason) = row?;
+                    let c = super::records::parse_connection(&config, "{}", enabled)?;
+                    out.push((c, until, reason));
+                }
+                out
+            };
+            let mut out = Vec::new();
+            for (c, paused_until, paused_reason) in conns {
+                let mut s = ConnectionStatus {
+                    id: c.id.clone(),
+                    tenant_id: c.tenant_id.clone(),
+                    plugin: c.plugin.clone(),
+                    enabled: c.enabled,
+                    queued: BTreeMap::new(),
+                    due: 0,
+                    running: 0,
+                    waiting: 0,
+                    blocked: 0,
+                    limits: c.limits.clone(),
+                    calls_last_minute: 0,
+                    calls_last_day: 0,
+                    paused_until: paused_until.filter(|u| *u > now),
+                    paused_reason: paused_reason.filter(|_| paused_until.is_some_and(|u| u > now)),
+                };
+                let mut stmt = db.prepare_cached(
+                    "SELECT state, priority, target, COUNT(*), SUM(due_at <= ?2) FROM jobs
+                     WHERE connection_id = ?1 AND state IN ('queued', 'running', 'waiting', 'blocked')
+                     GROUP BY 1, 2, 3",
+                )?;
+                let rows = stmt.query_map(params![c.id, now], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)? as usize,
+                        r.get::<_, i64>(4)? as usize,
+                    ))
+                })?;
+                for row in rows {
+                    let (state, priority, target, n, due) = row?;
+                    match state.as_str() {
+                        "queued" => {
+                            let kind = format!("{} {target}", Priority::from_i64(priority).as_str());
+                            *s.queued.entry(kind).or_default() += n;
+                            s.due += due;
+                        }
+                        "running" => s.running += n,
+                        "waiting" => s.waiting += n,
+                        _ => s.blocked += n,
+                    }
+                }
+                drop(stmt);
+                let (minute, day): (i64, i64) = query_row(
+                    db,
+                    "SELECT COALESCE(SUM(CASE WHEN at >= ?2 THEN calls_minute END), 0), COALESCE(SUM(calls_day), 0)
+                     FROM connection_usage WHERE connection_id = ?1",
+                    params![c.id, now - 120_000],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                s.calls_last_minute = minute as u64;
+                s.calls_last_day = day as u64;
+                out.push(s);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// The limits in a connection's stored config (defaults if unreadable:
+/// the config was checked when stored).
+fn limits_of(config: &str) -> LimitOverrides {
+    serde_json::from_str::<serde_json::Value>(config)
+        .ok()
+        .and_then(|v| serde_json::from_value(v.get("limits")?.clone()).ok())
+        .unwrap_or_default()
+}
