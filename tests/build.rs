@@ -12,6 +12,7 @@ fn main() {
         "test-future-contract",
         "test-create-only",
         "test-minting",
+        "test-metered",
     ];
     let built = ledgerbridge_plugin_build::build(
         &here.join("plugins"),

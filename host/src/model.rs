@@ -378,7 +378,11 @@ impl LimitOverrides {
         check("disk_files", self.disk_files, (*f.start(), *f.end()));
         for (field, v, r) in [
             ("calls_at_once", self.calls_at_once, Self::CALLS_AT_ONCE),
-            ("calls_per_minute", self.calls_per_minute, Self::CALLS_PER_MINUTE),
+            (
+                "calls_per_minute",
+                self.calls_per_minute,
+                Self::CALLS_PER_MINUTE,
+            ),
             ("calls_per_day", self.calls_per_day, Self::CALLS_PER_DAY),
         ] {
             check(field, v.map(u64::from), (*r.start(), *r.end()));

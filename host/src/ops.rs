@@ -307,12 +307,19 @@ pub async fn status(engine: &Engine, tenant: Option<&str>, json: bool) -> anyhow
             ),
             (None, true) => "active".to_string(),
         };
-        println!("{} (tenant {}, plugin {}): {state}", c.id, c.tenant_id, c.plugin);
+        println!(
+            "{} (tenant {}, plugin {}): {state}",
+            c.id, c.tenant_id, c.plugin
+        );
         let queued: usize = c.queued.values().sum();
         let kinds: Vec<String> = c.queued.iter().map(|(k, n)| format!("{n} {k}")).collect();
         println!(
             "    queued {queued}{} ({} due now); running {}; waiting for their bill {}; blocked {}",
-            if kinds.is_empty() { String::new() } else { format!(": {}", kinds.join(", ")) },
+            if kinds.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", kinds.join(", "))
+            },
             c.due,
             c.running,
             c.waiting,

@@ -2,6 +2,8 @@
 //! shared runtime, sample documents, and a loopback HTTP server that records
 //! what it receives.
 
+pub mod metered;
+
 use ledgerbridge::model::{Connection, LimitOverrides, Mappings, TrackingMapping};
 use ledgerbridge::runtime::bindings::{
     Bill, BillLine, BillStatus, Payment, PaymentMethod, Tracking, Vendor,
@@ -23,6 +25,9 @@ pub const CREATE_ONLY: &str = env!("TEST_PLUGIN_CREATE_ONLY");
 /// A plugin that mints its own entry ids and keeps a ledger of creates
 /// (`tests/plugins/minting`), so duplicates can be counted.
 pub const MINTING: &str = env!("TEST_PLUGIN_MINTING");
+/// The connector for the metered test ERP ([`metered`]), one request per
+/// operation (`tests/plugins/metered`).
+pub const METERED: &str = env!("TEST_PLUGIN_METERED");
 /// A plugin built for contract 0.9.0 (`tests/plugins/future-contract`).
 pub const FUTURE_CONTRACT: &str = env!("TEST_PLUGIN_FUTURE_CONTRACT");
 

@@ -780,14 +780,18 @@ async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
         .unwrap();
     let claimed = e
         .store
-        .claim("w-elsewhere", 1, now() + 60_000)
+        .claim("w-elsewhere", vec![("csv".to_string(), 1)], now() + 60_000)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].lease_owner, "w-elsewhere");
     // Recovery leaves it alone, and it cannot be claimed twice.
     assert_eq!(e.store.recover(30_000, 3).await.unwrap(), (0, 0));
-    let other = e.store.claim("w-here", 10, now() + 60_000).await.unwrap();
+    let other = e
+        .store
+        .claim("w-here", vec![("csv".to_string(), 10)], now() + 60_000)
+        .await
+        .unwrap();
     assert!(other.iter().all(|j| j.id != claimed[0].id));
     // A worker that stops beating: once the lease runs out its job is taken
     // back (and counted as a crash, since the worker is gone too).
@@ -798,14 +802,22 @@ async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
     )
     .await
     .unwrap();
-    let lost = e.store.claim("w-silent", 1, now() - 1).await.unwrap();
+    let lost = e
+        .store
+        .claim("w-silent", vec![("csv".to_string(), 1)], now() - 1)
+        .await
+        .unwrap();
     assert_eq!(lost.len(), 1);
     assert_eq!(
         e.store.recover(0, 3).await.unwrap(),
         (1, 0),
         "only the silent worker's job"
     );
-    let again = e.store.claim("w-here", 10, now() + 60_000).await.unwrap();
+    let again = e
+        .store
+        .claim("w-here", vec![("csv".to_string(), 10)], now() + 60_000)
+        .await
+        .unwrap();
     assert!(
         again
             .iter()
@@ -828,7 +840,11 @@ async fn p7_a_job_that_keeps_crashing_its_worker_is_quarantined() {
     for crash in 1..=3 {
         let worker = format!("w{crash}");
         e.store.register_worker(&worker, "doomed").await.unwrap();
-        let claimed = e.store.claim(&worker, 1, now() - 1).await.unwrap();
+        let claimed = e
+            .store
+            .claim(&worker, vec![("csv".to_string(), 1)], now() - 1)
+            .await
+            .unwrap();
         assert_eq!(
             claimed.len(),
             1,
@@ -843,7 +859,7 @@ async fn p7_a_job_that_keeps_crashing_its_worker_is_quarantined() {
     }
     assert!(
         e.store
-            .claim("w4", 1, now() + 1000)
+            .claim("w4", vec![("csv".to_string(), 1)], now() + 1000)
             .await
             .unwrap()
             .is_empty()

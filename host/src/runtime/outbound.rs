@@ -333,7 +333,10 @@ impl CallBudget {
     /// Takes one request's share, waiting up to [`MAX_BUDGET_WAIT`] (and
     /// never past `deadline`); else how long the plugin should wait.
     async fn take(&self, deadline: Instant) -> Result<(), Duration> {
-        if self.prepaid.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        if self
+            .prepaid
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
             return Ok(());
         }
         let give_up = (Instant::now() + MAX_BUDGET_WAIT).min(deadline);
@@ -364,8 +367,10 @@ fn held_back(wait: Duration) -> http::Response<WasiBody> {
             .boxed_unsync(),
     );
     *res.status_mut() = http::StatusCode::TOO_MANY_REQUESTS;
-    res.headers_mut()
-        .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs.max(1)));
+    res.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from(secs.max(1)),
+    );
     res.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain"),

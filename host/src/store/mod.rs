@@ -13,7 +13,7 @@ mod records;
 mod rows;
 
 pub use payments::{ChecksExhausted, FailedExport, FundingAccount};
-pub use queue::{ConnectionStatus, DueConnection};
+pub use queue::{ConnectionStatus, DueConnection, PausedBy};
 pub use records::{JobContext, JobPlan, Recorded};
 pub use rows::{
     AttentionItem, EntryRow, FinishedJob, Job, JobOutcome, JobState, LogRow, NewJob, Operation,

@@ -15,6 +15,26 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 
+/// What paused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PausedBy {
+    /// Its ERP answered `rate-limited`: nothing is sent until the pause ends.
+    Erp,
+    /// Its own call budget (R2) has no call left until then: calls already
+    /// paid for may still be made.
+    Budget,
+}
+
+impl PausedBy {
+    /// The name in SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PausedBy::Erp => "erp",
+            PausedBy::Budget => "budget",
+        }
+    }
+}
+
 /// A connection with due work, as a claim sees it.
 #[derive(Debug, Clone)]
 pub struct DueConnection {
@@ -184,34 +204,35 @@ impl Store {
         .await
     }
 
-    /// Pauses `connection` until `until` (ms since the epoch) with
-    /// `reason`, unless it already is until later (R5). Every worker's
-    /// claims skip it until then.
+    /// Pauses `connection` until `until` (ms since the epoch), by `by`,
+    /// with `reason`, unless it already is until later (R5). Every
+    /// worker's claims skip it until then.
     pub async fn pause_connection(
         &self,
         connection: &str,
         until: i64,
+        by: PausedBy,
         reason: &str,
     ) -> anyhow::Result<()> {
         let (c, r) = (connection.to_string(), reason.to_string());
         self.with(move |db| {
             exec(
                 db,
-                "UPDATE connections SET paused_until = ?2, paused_reason = ?3
+                "UPDATE connections SET paused_until = ?2, paused_by = ?3, paused_reason = ?4
                  WHERE id = ?1 AND (paused_until IS NULL OR paused_until < ?2)",
-                params![c, until, r],
+                params![c, until, by.as_str(), r],
             )?;
             Ok(())
         })
         .await
     }
 
-    /// When each paused connection resumes (ms since the epoch): for the
-    /// worker's own record of pauses another process made.
+    /// When each connection its ERP paused resumes (ms since the epoch):
+    /// for the worker's own record of pauses another process made.
     pub async fn pauses(&self) -> anyhow::Result<Vec<(String, i64)>> {
         self.with(|db| {
             let mut stmt = db.prepare_cached(
-                "SELECT id, paused_until FROM connections WHERE paused_until > ?1",
+                "SELECT id, paused_until FROM connections WHERE paused_until > ?1 AND paused_by = 'erp'",
             )?;
             let rows = stmt.query_map([now_ms()], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<Result<_, _>>()?)

@@ -558,7 +558,11 @@ impl Store {
     }
 }
 
-pub(super) fn parse_connection(config: &str, credentials: &str, enabled: bool) -> anyhow::Result<Connection> {
+pub(super) fn parse_connection(
+    config: &str,
+    credentials: &str,
+    enabled: bool,
+) -> anyhow::Result<Connection> {
     let mut c: Connection = serde_json::from_str(config).context("a stored connection")?;
     c.credentials =
         serde_json::from_str(credentials).context("a stored connection's credentials")?;

@@ -8,9 +8,11 @@ UPDATE jobs SET priority = 0 WHERE trigger = 'funding_complete';
 UPDATE jobs SET priority = 2 WHERE trigger = 'bulk';
 CREATE INDEX jobs_by_connection ON jobs(state, connection_id, priority, due_at, target, id);
 
--- A connection paused by its ERP's rate limit (or its own daily budget)
--- until `paused_until`; claims skip it until then.
+-- A connection paused until `paused_until`, by its ERP's rate limit
+-- (`paused_by` = 'erp': nothing may be sent) or by its own call budget
+-- ('budget': calls already paid for may still go); claims skip it till then.
 ALTER TABLE connections ADD COLUMN paused_until INTEGER;
+ALTER TABLE connections ADD COLUMN paused_by TEXT;
 ALTER TABLE connections ADD COLUMN paused_reason TEXT;
 
 -- Each worker's count of calls made per connection, for operators: the

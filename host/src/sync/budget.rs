@@ -230,7 +230,12 @@ mod tests {
 
     /// Greedy callers take every share the budget gives, stepping a fake
     /// clock by `step`; returns the times of the calls let through.
-    fn greedy(b: &Budget<FakeRelativeClock>, clock: &FakeRelativeClock, step: Duration, span: Duration) -> Vec<Duration> {
+    fn greedy(
+        b: &Budget<FakeRelativeClock>,
+        clock: &FakeRelativeClock,
+        step: Duration,
+        span: Duration,
+    ) -> Vec<Duration> {
         let mut t = Duration::ZERO;
         let mut calls = Vec::new();
         while t <= span {
@@ -264,14 +269,25 @@ mod tests {
         for n in [1, 2, 5, 60, 500] {
             let clock = FakeRelativeClock::default();
             let b = Budget::with_clock(&limits(Some(n), None), clock.clone());
-            let calls = greedy(&b, &clock, Duration::from_millis(7), Duration::from_secs(3600));
+            let calls = greedy(
+                &b,
+                &clock,
+                Duration::from_millis(7),
+                Duration::from_secs(3600),
+            );
             let most = most_in_window(&calls, MINUTE);
-            assert!(most <= n as usize, "{n} a minute: {most} calls in one minute");
+            assert!(
+                most <= n as usize,
+                "{n} a minute: {most} calls in one minute"
+            );
             // The budget is used: in the long run the spread part of it,
             // (n - n/10) / 1.02 a minute, at least one.
             let per_minute = calls.len() as f64 / 60.0;
             let spread = f64::from(n - (n / 10).max(1)).max(1.0);
-            assert!(per_minute >= spread / 1.03, "{n} a minute: only {per_minute:.1} used");
+            assert!(
+                per_minute >= spread / 1.03,
+                "{n} a minute: only {per_minute:.1} used"
+            );
         }
     }
 
@@ -285,7 +301,11 @@ mod tests {
         assert!(most_in_window(&calls, DAY) <= 5000);
         assert!(most_in_window(&calls, MINUTE) <= 60);
         // The day's budget binds: most of it is used each day.
-        assert!(calls.len() >= 3 * 4500, "{} calls in three days", calls.len());
+        assert!(
+            calls.len() >= 3 * 4500,
+            "{} calls in three days",
+            calls.len()
+        );
     }
 
     /// A refusal says how long until a share is free, and takes nothing.
@@ -299,7 +319,10 @@ mod tests {
         }
         assert_eq!(taken, 6, "a tenth of the minute's budget at once");
         let wait = b.try_take(0).unwrap_err();
-        assert!(wait > Duration::from_millis(900) && wait < Duration::from_millis(1400), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(900) && wait < Duration::from_millis(1400),
+            "{wait:?}"
+        );
         clock.advance(wait);
         assert!(b.try_take(wait.as_millis() as i64).is_ok());
         assert_eq!(b.used(wait.as_millis() as i64).0, 7);

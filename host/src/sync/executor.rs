@@ -141,11 +141,11 @@ impl Attempt<'_> {
     /// need be; a `rate-limited` answer pauses the whole connection (R5).
     async fn call(&mut self, key: &str, op: Call) -> Result<Reply, CallError> {
         let name = op.name();
-        if !std::mem::take(&mut self.prepaid)
-            && let Err(wait) = self
-                .engine
-                .pace(&self.job.connection_id, &self.limits)
-                .await
+        let prepaid = std::mem::take(&mut self.prepaid);
+        if let Err(wait) = self
+            .engine
+            .pace(&self.job.connection_id, &self.limits, prepaid)
+            .await
         {
             let e = CallError::HeldBack(wait);
             self.note(name, format!("error: {e}"));
@@ -174,7 +174,13 @@ impl Attempt<'_> {
             let until = now_ms().saturating_add(after.as_millis() as i64);
             let reason = format!("the ERP answered rate-limited: {}", r.message);
             self.engine
-                .pause(&self.job.connection_id, &self.limits, until, &reason)
+                .pause(
+                    &self.job.connection_id,
+                    &self.limits,
+                    until,
+                    crate::store::PausedBy::Erp,
+                    &reason,
+                )
                 .await;
         }
         let result = match &out.result {

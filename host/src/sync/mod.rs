@@ -21,7 +21,7 @@ pub use executor::RetryPolicy;
 use crate::intake::{Batch, FieldError, InvalidInput};
 use crate::model::{Connection, Payment, Target, Trigger, check_id, check_text};
 use crate::runtime::Runtime;
-use crate::store::{FinishedJob, Job, JobOutcome, RunSummary, Store, now_ms};
+use crate::store::{FinishedJob, Job, JobOutcome, PausedBy, RunSummary, Store, now_ms};
 use anyhow::{Context as _, bail};
 use connectors::Connectors;
 use std::collections::HashMap;
@@ -1048,6 +1048,7 @@ impl Engine {
             .collect();
         let claimed = self.store.claim(worker, plan, lease_until).await?;
         let mut run = Vec::with_capacity(claimed.len());
+        let mut paused = Vec::new();
         for job in claimed {
             let i = due
                 .iter()
@@ -1057,8 +1058,10 @@ impl Engine {
                 Ok(()) => run.push(job),
                 Err(wait) => {
                     let until = now.saturating_add(wait.as_millis().min(i64::MAX as u128) as i64);
-                    if wait > PAUSE_AFTER && budgets[i].paused_for(now).is_none() {
-                        self.pause(&due[i].id, &due[i].limits, until, &budget_spent(&due[i].limits))
+                    if wait > PAUSE_AFTER && !paused.contains(&i) {
+                        paused.push(i);
+                        let reason = budget_spent(&due[i].limits);
+                        self.pause(&due[i].id, &due[i].limits, until, PausedBy::Budget, &reason)
                             .await;
                     }
                     let why = format!("waiting for the connection's call budget ({wait:.1?})");
@@ -1069,14 +1072,16 @@ impl Engine {
         Ok(run)
     }
 
-    /// Waits for one call's share of `connection`'s budget (R2): up to
+    /// Waits for one call's share of `connection`'s budget (R2) unless the
+    /// call is `prepaid` (a job's first, paid for by its claim): up to
     /// [`PAUSE_AFTER`]; when the budget has none for longer, the connection
     /// is paused until then and the wait returned, as it is while the
-    /// connection is paused.
+    /// connection is paused (prepaid or not).
     pub(crate) async fn pace(
         &self,
         connection: &str,
         limits: &crate::model::LimitOverrides,
+        prepaid: bool,
     ) -> Result<(), Duration> {
         let budget = self.budgets.of(connection, limits);
         loop {
@@ -1084,11 +1089,16 @@ impl Engine {
             if let Some(left) = budget.paused_for(now) {
                 return Err(left);
             }
+            if prepaid {
+                return Ok(());
+            }
             match budget.try_take(now) {
                 Ok(()) => return Ok(()),
                 Err(wait) if wait > PAUSE_AFTER => {
                     let until = now.saturating_add(wait.as_millis().min(i64::MAX as u128) as i64);
-                    self.pause(connection, limits, until, &budget_spent(limits)).await;
+                    let reason = budget_spent(limits);
+                    self.pause(connection, limits, until, PausedBy::Budget, &reason)
+                        .await;
                     return Err(wait);
                 }
                 Err(wait) => tokio::time::sleep(wait.max(Duration::from_millis(1))).await,
@@ -1097,18 +1107,26 @@ impl Engine {
     }
 
     /// Pauses `connection` until `until` (ms since the epoch) for `reason`
-    /// (R5): in this process at once, and in the store, where every worker
-    /// and `status` see it. A failure to record it is logged: this
-    /// process's pause still holds.
+    /// (R5), in the store, where every worker and `status` see it. A pause
+    /// by the ERP also holds in this process at once, for calls already
+    /// claimed (a budget's own pause needs not: its limiter refuses them). A
+    /// failure to record it is logged: this process's pause still holds.
     pub(crate) async fn pause(
         &self,
         connection: &str,
         limits: &crate::model::LimitOverrides,
         until: i64,
+        by: crate::store::PausedBy,
         reason: &str,
     ) {
-        self.budgets.of(connection, limits).pause_until(until);
-        if let Err(e) = self.store.pause_connection(connection, until, reason).await {
+        if by == crate::store::PausedBy::Erp {
+            self.budgets.of(connection, limits).pause_until(until);
+        }
+        if let Err(e) = self
+            .store
+            .pause_connection(connection, until, by, reason)
+            .await
+        {
             tracing::warn!(connection, "could not record the connection's pause: {e:#}");
         }
         tracing::info!(
@@ -1146,9 +1164,10 @@ impl Engine {
     async fn log_status(&self) {
         match self.store.queue_status().await {
             Ok(all) => {
-                for c in all.iter().filter(|c| {
-                    !c.queued.is_empty() || c.running > 0 || c.paused_until.is_some()
-                }) {
+                for c in all
+                    .iter()
+                    .filter(|c| !c.queued.is_empty() || c.running > 0 || c.paused_until.is_some())
+                {
                     tracing::info!(
                         connection = %c.id,
                         tenant = %c.tenant_id,

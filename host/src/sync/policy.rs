@@ -27,11 +27,9 @@ pub fn priority(trigger: Trigger) -> Priority {
     match trigger {
         Trigger::FundingComplete => Priority::FundingComplete,
         Trigger::Bulk => Priority::Bulk,
-        Trigger::Approved
-        | Trigger::Changed
-        | Trigger::Paid
-        | Trigger::Manual
-        | Trigger::Retry => Priority::Automatic,
+        Trigger::Approved | Trigger::Changed | Trigger::Paid | Trigger::Manual | Trigger::Retry => {
+            Priority::Automatic
+        }
     }
 }
 

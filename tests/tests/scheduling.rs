@@ -1,0 +1,379 @@
+//! Issue 9: rate limits (R2) and fair scheduling (R5), through the engine's
+//! public API, the real runtime and, for the limits, a test ERP that
+//! enforces them by its own count over HTTP on loopback.
+
+use ledgerbridge::model::LimitOverrides;
+use ledgerbridge::store::now_ms;
+use ledgerbridge::sync::{Engine, Selection};
+use ledgerbridge_tests::metered::{MeterLimits, MeteredErp};
+use ledgerbridge_tests::*;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// A connection `id` of `tenant` to the metered ERP, with `limits` (and
+/// the ERP's 5 calls at once when they say nothing of it).
+async fn metered_connection(
+    engine: &Engine,
+    id: &str,
+    tenant: &str,
+    erp: &MeteredErp,
+    limits: LimitOverrides,
+) {
+    let mut c = connection(id, tenant, METERED, None);
+    c.settings.insert("base-url".into(), erp.base_url.clone());
+    c.allowed_hosts = vec![erp.base_url.trim_start_matches("http://").to_string()];
+    c.limits = LimitOverrides {
+        calls_at_once: limits.calls_at_once.or(Some(5)),
+        ..limits
+    };
+    engine.put_connection(c).await.unwrap();
+}
+
+fn docs(tenant: &str, prefix: &str, n: usize) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| doc_json(tenant, &format!("{prefix}{i:05}"), "approved", "10.00"))
+        .collect()
+}
+
+async fn import_all(engine: &Engine, docs: Vec<serde_json::Value>) {
+    for chunk in docs.chunks(1000) {
+        import(engine, serde_json::json!({"documents": chunk}))
+            .await
+            .unwrap();
+    }
+}
+
+/// Runs a worker in the background; `stop` ends it.
+fn worker(
+    engine: &Arc<Engine>,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let e = engine.clone();
+    let h = tokio::spawn(async move {
+        e.run_worker(false, rx).await.unwrap();
+    });
+    (stop, h)
+}
+
+/// R2: a bulk re-sync of 2,000 documents (4,000 calls: a lookup and a
+/// create each) against an ERP that allows 5 calls at once and 3,600 a
+/// minute, counted by the ERP itself over a rolling minute. The host makes
+/// no call over either limit, and the run finishes. (The minute's budget
+/// binds: 4,000 calls do not fit in one minute.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r2_a_bulk_resync_makes_no_call_over_the_erps_limits() {
+    let erp = MeteredErp::start(MeterLimits {
+        at_once: 5,
+        per_minute: 3600,
+        latency: Duration::from_millis(5),
+    })
+    .await;
+    let engine = engine();
+    engine.store.add_tenant("acme").await.unwrap();
+    import_all(&engine, docs("acme", "d", 2000)).await;
+    // Added after the documents: only the bulk re-sync queues their syncs.
+    let limits = LimitOverrides {
+        calls_at_once: Some(5),
+        calls_per_minute: Some(3600),
+        ..LimitOverrides::default()
+    };
+    metered_connection(&engine, "xero", "acme", &erp, limits).await;
+    let (run, queued) = engine
+        .request_resync("xero", Selection::All, false)
+        .await
+        .unwrap();
+    assert_eq!(queued, 2000);
+    let started = Instant::now();
+    settle(&engine).await;
+    let took = started.elapsed();
+    let s = engine.store.run_summary(&run).await.unwrap();
+    assert_eq!((s.created, s.failed, s.pending), (2000, 0, 0), "{s:?}");
+    let m = erp.meter();
+    assert_eq!(
+        m.over_at_once.load(Ordering::SeqCst),
+        0,
+        "calls over the ERP's 5 at once"
+    );
+    assert_eq!(
+        m.over_minute.load(Ordering::SeqCst),
+        0,
+        "calls over the ERP's 3,600 a minute"
+    );
+    assert!(m.most_at_once.load(Ordering::SeqCst) <= 5);
+    assert_eq!(
+        m.calls.load(Ordering::SeqCst),
+        4000,
+        "a lookup and a create per document, nothing retried"
+    );
+    assert_eq!(erp.entries(), 2000);
+    // The minute's budget was what bound: more than a minute went by.
+    assert!(
+        took > Duration::from_secs(55),
+        "4,000 calls at 3,600 a minute took only {took:?}"
+    );
+    let status = engine.status(Some("acme")).await.unwrap();
+    assert!(status[0].paused_until.is_none());
+}
+
+/// R5: while connection A re-syncs 10,000 documents, funding-complete
+/// payments on another tenant's connection B and on A itself are synced
+/// at once: the order of the log shows they went ahead of the bulk work
+/// queued before them, which is still far from done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r5_funding_complete_payments_go_ahead_of_a_bulk_resync() {
+    let engine = engine();
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for t in ["a", "b"] {
+        engine.store.add_tenant(t).await.unwrap();
+    }
+    engine
+        .put_connection(connection("csv-a", "a", "csv", Some(dir_a.path())))
+        .await
+        .unwrap();
+    engine
+        .put_connection(connection("csv-b", "b", "csv", Some(dir_b.path())))
+        .await
+        .unwrap();
+    // The bills the payments pay are in the ERPs already.
+    import(
+        &engine,
+        serde_json::json!({"documents": [
+            doc_json("a", "pay-a", "approved", "10.00"),
+            doc_json("b", "pay-b", "approved", "10.00"),
+        ]}),
+    )
+    .await
+    .unwrap();
+    settle(&engine).await;
+    engine.set_enabled("csv-a", false).await.unwrap();
+    import_all(&engine, docs("a", "bulk", 10_000)).await;
+    engine.set_enabled("csv-a", true).await.unwrap();
+    let (run, queued) = engine
+        .request_resync("csv-a", Selection::All, false)
+        .await
+        .unwrap();
+    assert_eq!(queued, 10_001);
+
+    let (stop, w) = worker(&engine);
+    // Let the bulk run get going.
+    while engine.store.run_summary(&run).await.unwrap().created < 200 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let funded = |tenant: &str, doc: &str| {
+        let mut p = payment_json(tenant, &format!("p-{doc}"), doc, "10.00");
+        p["disbursement_status"] = "funding_complete".into();
+        p
+    };
+    let at = now_ms();
+    import(
+        &engine,
+        serde_json::json!({"payments": [funded("a", "pay-a"), funded("b", "pay-b")]}),
+    )
+    .await
+    .unwrap();
+    let created = |tenant: &'static str, doc: &'static str| {
+        let engine = engine.clone();
+        async move {
+            loop {
+                let log = engine.store.log_of(tenant, doc, None).await.unwrap();
+                if let Some(r) = log
+                    .iter()
+                    .find(|r| r.target == "payment" && r.outcome == "created")
+                {
+                    return r.at;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let (done_a, done_b) = tokio::time::timeout(Duration::from_secs(120), async {
+        tokio::join!(created("a", "pay-a"), created("b", "pay-b"))
+    })
+    .await
+    .expect("both payment entries are created while the bulk run goes on");
+    let progress = engine.store.run_summary(&run).await.unwrap();
+    stop.send(true).unwrap();
+    w.await.unwrap();
+
+    // Order: between the payments' arrival and their entries, A's bulk
+    // work went on only with the jobs already running (at most its calls
+    // at once) and a claim's worth more, not the 9,800 queued before them.
+    let bulk_between = |until: i64| {
+        let engine = engine.clone();
+        async move {
+            let mut n = 0;
+            for i in 0..10_000 {
+                let log = engine
+                    .store
+                    .log_of("a", &format!("bulk{i:05}"), Some("csv-a"))
+                    .await
+                    .unwrap();
+                n += log.iter().filter(|r| r.at > at && r.at < until).count();
+            }
+            n
+        }
+    };
+    let at_once = LimitOverrides::default().calls_at_once() as usize;
+    let before_a = bulk_between(done_a).await;
+    assert!(
+        before_a <= 3 * at_once,
+        "{before_a} bulk jobs of A finished before A's funding-complete payment"
+    );
+    // B's payment waited for no bulk work at all: its bill is in, so the
+    // sync is one job on a connection of its own.
+    assert!(done_b - at < 10_000, "B's payment took {} ms", done_b - at);
+    assert!(
+        progress.pending > 5_000,
+        "the bulk run was still far from done when the payments were in: {progress:?}"
+    );
+}
+
+/// R5: a `rate-limited` answer pauses the whole connection until its
+/// `Retry-After`, not just the job that got it: no call reaches the ERP
+/// meanwhile, `status` shows the pause with when it resumes, and the
+/// connection resumes by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r5_a_rate_limited_answer_pauses_the_connection_until_retry_after() {
+    let erp = MeteredErp::start(MeterLimits {
+        at_once: 5,
+        per_minute: 10_000,
+        latency: Duration::from_millis(1),
+    })
+    .await;
+    let engine = engine();
+    engine.store.add_tenant("acme").await.unwrap();
+    metered_connection(&engine, "xero", "acme", &erp, LimitOverrides::default()).await;
+    erp.refuse_next(1, 429, 3, "minute");
+    let t0 = Instant::now();
+    import_all(&engine, docs("acme", "d", 20)).await;
+    let (stop, w) = worker(&engine);
+    // The pause shows while it lasts.
+    let status = loop {
+        let s = engine.status(Some("acme")).await.unwrap().remove(0);
+        if s.paused_until.is_some() || t0.elapsed() > Duration::from_secs(20) {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let until = status.paused_until.expect("the connection shows as paused");
+    assert!(
+        until > now_ms() && until <= now_ms() + 3_100,
+        "paused until {until}"
+    );
+    assert!(status.paused_reason.unwrap().contains("rate-limited"));
+    while engine.store.pending().await.unwrap() != (false, false, None) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    w.await.unwrap();
+    // The refusal came first; every other call waited out the 3 seconds
+    // (calls already in flight at the refusal excepted: at most 4 more).
+    let arrivals = erp.arrivals();
+    let refused_at = arrivals[0];
+    let during = arrivals
+        .iter()
+        .filter(|t| t.duration_since(refused_at) < Duration::from_millis(2_900))
+        .count();
+    assert!(during <= 1 + 4, "{during} calls arrived during the pause");
+    assert_eq!(erp.meter().over_at_once.load(Ordering::SeqCst), 0);
+    assert!(
+        arrivals.len() >= 40,
+        "every document synced after the pause"
+    );
+    assert_eq!(erp.entries(), 20);
+    assert!(
+        engine.status(Some("acme")).await.unwrap()[0]
+            .paused_until
+            .is_none(),
+        "resumed"
+    );
+}
+
+/// R5: a daily-limit answer (`Retry-After` of an hour, as Xero gives when
+/// the day's calls are spent) shows the connection paused until the
+/// window's end, and no job runs on it meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r5_a_daily_limit_answer_shows_the_connection_paused_until_the_windows_end() {
+    let erp = MeteredErp::start(MeterLimits {
+        at_once: 5,
+        per_minute: 10_000,
+        latency: Duration::from_millis(1),
+    })
+    .await;
+    let engine = engine();
+    engine.store.add_tenant("acme").await.unwrap();
+    metered_connection(&engine, "xero", "acme", &erp, LimitOverrides::default()).await;
+    erp.refuse_next(1, 429, 3600, "day");
+    import_all(&engine, docs("acme", "d", 3)).await;
+    let (stop, w) = worker(&engine);
+    let t0 = Instant::now();
+    let status = loop {
+        let s = engine.status(Some("acme")).await.unwrap().remove(0);
+        if s.paused_until.is_some() || t0.elapsed() > Duration::from_secs(20) {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let until = status.paused_until.expect("the connection shows as paused");
+    let hour = 3_600_000;
+    assert!(
+        (until - now_ms() - hour).abs() < 5_000,
+        "paused until {until}, not an hour from now"
+    );
+    // Nothing more reaches the ERP: the other jobs wait out the window.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let calls = erp.meter().calls.load(Ordering::SeqCst);
+    assert!(
+        calls <= 3,
+        "{calls} calls reached the ERP after its daily limit"
+    );
+    let s = engine.status(Some("acme")).await.unwrap().remove(0);
+    assert_eq!(s.running, 0);
+    assert_eq!(s.queued.values().sum::<usize>(), 3, "{s:?}");
+    stop.send(true).unwrap();
+    w.await.unwrap();
+}
+
+/// R2: the connection's own daily budget. With 5 calls a day (a tenth at
+/// once, the rest spread over the day), the host makes one call, then
+/// pauses the connection until a call is free again instead of making a
+/// second: the ERP never sees a call over budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r2_a_spent_daily_budget_pauses_the_connection() {
+    let erp = MeteredErp::start(MeterLimits {
+        at_once: 5,
+        per_minute: 10_000,
+        latency: Duration::from_millis(1),
+    })
+    .await;
+    let engine = engine();
+    engine.store.add_tenant("acme").await.unwrap();
+    let limits = LimitOverrides {
+        calls_per_day: Some(5),
+        ..LimitOverrides::default()
+    };
+    metered_connection(&engine, "xero", "acme", &erp, limits).await;
+    import_all(&engine, docs("acme", "d", 3)).await;
+    let (stop, w) = worker(&engine);
+    let t0 = Instant::now();
+    let status = loop {
+        let s = engine.status(Some("acme")).await.unwrap().remove(0);
+        if s.paused_until.is_some() || t0.elapsed() > Duration::from_secs(20) {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    stop.send(true).unwrap();
+    w.await.unwrap();
+    let until = status.paused_until.expect("paused by its own budget");
+    assert!(
+        until - now_ms() > 3_600_000,
+        "a call is free only hours later"
+    );
+    assert!(status.paused_reason.unwrap().contains("5 a day"));
+    assert_eq!(erp.meter().calls.load(Ordering::SeqCst), 1);
+}
