@@ -79,7 +79,7 @@ fn ok(mut c: Command) -> String {
 }
 
 #[test]
-fn d1_kill_9_during_a_bulk_resync_then_restart_leaves_exactly_one_entry_each() {
+fn d1_kill_9_during_a_bulk_resync_with_two_worker_processes_leaves_exactly_one_entry_each() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("lb.db");
     let erp = tmp.path().join("erp");
@@ -133,6 +133,21 @@ fn d1_kill_9_during_a_bulk_resync_then_restart_leaves_exactly_one_entry_each() {
         .spawn()
         .unwrap();
     let started = Instant::now();
+    // A second worker process on the same store, started once the re-sync
+    // has queued its jobs: the two share them (issue 9).
+    while count(&erp, "bill") < DOCS / 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the re-sync made no progress"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let second_log = tmp.path().join("second.log");
+    let mut second = lb(&db, &["worker", "--until-idle"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&second_log).unwrap())
+        .spawn()
+        .unwrap();
     while count(&erp, "bill") < DOCS / 4 {
         assert!(
             started.elapsed() < Duration::from_secs(300),
@@ -152,6 +167,14 @@ fn d1_kill_9_during_a_bulk_resync_then_restart_leaves_exactly_one_entry_each() {
         "killed too late to test anything ({at_kill} of {DOCS} done)"
     );
 
+    // The second worker takes the killed one's jobs back once their
+    // leases run out, and finishes the run.
+    let status = second.wait().unwrap();
+    assert!(
+        status.success(),
+        "the second worker failed: {}",
+        std::fs::read_to_string(&second_log).unwrap_or_default()
+    );
     let out = ok(lb(&db, &["worker", "--until-idle"]));
     let _ = out;
 
