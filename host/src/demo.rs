@@ -92,8 +92,8 @@ async fn settle(engine: &Arc<Engine>) -> anyhow::Result<()> {
 
 /// Prints what happened to each document since `since`.
 async fn report(engine: &Engine, since: i64) -> anyhow::Result<()> {
-    for id in engine.store.document_ids(TENANT).await? {
-        for row in engine.store.log_of(TENANT, &id, Some(CONNECTION)).await? {
+    for id in engine.document_ids(TENANT).await? {
+        for row in engine.log_of(TENANT, &id, Some(CONNECTION)).await? {
             if row.at < since {
                 continue;
             }
@@ -139,7 +139,7 @@ pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
         ..RetryPolicy::default()
     };
     let engine = Arc::new(Engine::new(store, runtime, retry, WorkerConfig::default()));
-    engine.store.add_tenant(TENANT).await?;
+    engine.add_tenant(TENANT).await?;
     let mappings = Mappings {
         categories: [
             ("office", "6100"),
@@ -196,7 +196,6 @@ pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
     );
     // The ERP's own checks are near 100: ours start at 10001 (C2).
     engine
-        .store
         .set_next_check_number(TENANT, "operating", 10_001)
         .await?;
     let t = now_ms();
@@ -229,7 +228,7 @@ pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
     report(&engine, t).await?;
 
     println!("\n4. Requires attention:");
-    for a in engine.store.attention(Some(CONNECTION)).await? {
+    for a in engine.attention(Some(CONNECTION)).await? {
         println!(
             "  {} {}: {}\n      how to fix: {}",
             a.document_id, a.target, a.message, a.hint
@@ -237,7 +236,7 @@ pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
     }
 
     println!("\n5. The integration log of doc-1002:");
-    for row in engine.store.log_of(TENANT, "doc-1002", None).await? {
+    for row in engine.log_of(TENANT, "doc-1002", None).await? {
         println!("  {} {} -> {}", row.trigger, row.target, row.outcome);
         for op in &row.operations {
             println!("      {:<14} {}", op.operation, op.result);

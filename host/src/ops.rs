@@ -3,7 +3,7 @@
 
 use anyhow::{Context as _, bail};
 use ledgerbridge::intake;
-use ledgerbridge::model::{Connection, Target, check_id};
+use ledgerbridge::model::{Connection, Target};
 use ledgerbridge::store::{LogRow, RunSummary};
 use ledgerbridge::sync::{Engine, Selection, WorkerReport};
 use std::io::IsTerminal;
@@ -20,31 +20,8 @@ fn rfc3339(ms: i64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-/// The connection, or an error naming it.
-async fn connection(engine: &Engine, id: &str) -> anyhow::Result<Connection> {
-    engine
-        .store
-        .connection(id)
-        .await?
-        .with_context(|| format!("connection: no connection {id}"))
-}
-
-/// The tenant exists, or an error naming it.
-async fn tenant(engine: &Engine, id: &str) -> anyhow::Result<()> {
-    if let Err(m) = check_id(id) {
-        bail!("tenant: {m}");
-    }
-    if !engine.store.tenant_exists(id).await? {
-        bail!("tenant: no tenant {id}");
-    }
-    Ok(())
-}
-
 pub async fn add_tenant(engine: &Engine, id: &str) -> anyhow::Result<()> {
-    if let Err(m) = check_id(id) {
-        bail!("tenant id: {m}");
-    }
-    engine.store.add_tenant(id).await?;
+    engine.add_tenant(id).await?;
     println!("tenant {id}");
     Ok(())
 }
@@ -58,7 +35,7 @@ pub async fn add_connection(engine: &Engine, file: &Path) -> anyhow::Result<()> 
     })?;
     let id = c.id.clone();
     engine.put_connection(c).await?;
-    let saved = connection(engine, &id).await?;
+    let saved = engine.connection(&id).await?;
     match saved.directory {
         Some(d) => println!("connection {id} saved; it is granted {d}"),
         None => println!("connection {id} saved"),
@@ -67,12 +44,12 @@ pub async fn add_connection(engine: &Engine, file: &Path) -> anyhow::Result<()> 
 }
 
 pub async fn list_connections(engine: &Engine) -> anyhow::Result<()> {
-    let all = engine.store.connections().await?;
+    let all = engine.connections(None).await?;
     if all.is_empty() {
         println!("no connections; add one with `ledgerbridge connection add FILE.json`");
     }
-    for c in all {
-        let (bills, payments) = engine.store.entry_counts(&c.id).await?;
+    for s in all {
+        let (c, bills, payments) = (s.connection, s.bill_entries, s.payment_entries);
         println!(
             "{:<20} tenant {:<12} plugin {:<10} {:<8} {bills} bill entries, {payments} payment entries",
             c.id,
@@ -139,7 +116,7 @@ fn fail_if_failed(s: &RunSummary) -> anyhow::Result<()> {
 }
 
 async fn print_results(engine: &Engine, run: &str) -> anyhow::Result<()> {
-    for (doc, target, state, outcome, error) in engine.store.run_results(run).await? {
+    for (doc, target, state, outcome, error) in engine.run_results(run).await? {
         let outcome = outcome.unwrap_or(state);
         match error {
             Some(e) if outcome != "created" && outcome != "updated" && outcome != "unchanged" => {
@@ -158,7 +135,7 @@ pub async fn sync_one(
     target: Target,
     force: bool,
 ) -> anyhow::Result<()> {
-    let tenant = connection(engine, connection_id).await?.tenant_id;
+    let tenant = engine.connection(connection_id).await?.tenant_id;
     let run = engine
         .request_sync(&tenant, document, connection_id, target, force)
         .await?;
@@ -255,35 +232,15 @@ pub async fn log(
     tenant_id: Option<&str>,
     connection_id: Option<&str>,
 ) -> anyhow::Result<()> {
-    let from_connection = match connection_id {
-        Some(c) => Some(connection(engine, c).await?.tenant_id),
-        None => None,
-    };
-    let tenant_id = match (tenant_id, from_connection) {
-        (Some(t), Some(owner)) if t != owner => {
-            bail!(
-                "connection: {} belongs to another tenant than {t}",
-                connection_id.unwrap_or_default()
-            )
-        }
-        (Some(t), _) => {
-            tenant(engine, t).await?;
-            t.to_string()
-        }
-        (None, Some(owner)) => owner,
+    let tenant_id = match (tenant_id, connection_id) {
+        (Some(t), _) => t.to_string(),
+        (None, Some(c)) => engine.connection(c).await?.tenant_id,
         (None, None) => {
             bail!("name the document's tenant with --tenant (or a connection with --connection)")
         }
     };
-    if engine.store.document(&tenant_id, document).await?.is_none() {
-        bail!("document: no document {document} for tenant {tenant_id}");
-    }
-    print_log(
-        &engine
-            .store
-            .log_of(&tenant_id, document, connection_id)
-            .await?,
-    );
+    engine.document(&tenant_id, document).await?;
+    print_log(&engine.log_of(&tenant_id, document, connection_id).await?);
     Ok(())
 }
 
@@ -339,10 +296,7 @@ pub async fn status(engine: &Engine, tenant: Option<&str>, json: bool) -> anyhow
 }
 
 pub async fn attention(engine: &Engine, connection_id: Option<&str>) -> anyhow::Result<()> {
-    if let Some(c) = connection_id {
-        connection(engine, c).await?;
-    }
-    let items = engine.store.attention(connection_id).await?;
+    let items = engine.attention(connection_id).await?;
     if items.is_empty() {
         println!("nothing requires attention");
     }
@@ -367,17 +321,7 @@ pub async fn dismiss(
     connection_id: &str,
     target: Target,
 ) -> anyhow::Result<()> {
-    connection(engine, connection_id).await?;
-    if !engine
-        .store
-        .dismiss(connection_id, document, target)
-        .await?
-    {
-        bail!(
-            "no attention item for document {document}, target {}, in connection {connection_id}",
-            target.as_str()
-        );
-    }
+    engine.dismiss(connection_id, document, target).await?;
     println!("dismissed");
     Ok(())
 }
@@ -388,17 +332,7 @@ pub async fn unlock(
     connection_id: &str,
     target: Target,
 ) -> anyhow::Result<()> {
-    connection(engine, connection_id).await?;
-    if !engine
-        .store
-        .clear_lock(connection_id, target, subject)
-        .await?
-    {
-        bail!(
-            "the {} entry of {subject} in connection {connection_id} has no booked lock",
-            target.as_str()
-        );
-    }
+    engine.unlock(connection_id, subject, target).await?;
     println!(
         "lock cleared: the next sync of {subject} updates its {} entry",
         target.as_str()
@@ -480,11 +414,7 @@ pub async fn show_funding_account(
     tenant_id: &str,
     id: &str,
 ) -> anyhow::Result<()> {
-    tenant(engine, tenant_id).await?;
-    if let Err(m) = check_id(id) {
-        bail!("funding account: {m}");
-    }
-    let fa = engine.store.funding_account(tenant_id, id).await?;
+    let fa = engine.funding_account(tenant_id, id).await?;
     println!("funding account {} (tenant {})", fa.id, fa.tenant_id);
     println!("  next check number  {}", fa.next_check_number);
     match fa.last_issued {
@@ -503,14 +433,7 @@ pub async fn set_next_check_number(
     id: &str,
     next: u64,
 ) -> anyhow::Result<()> {
-    tenant(engine, tenant_id).await?;
-    if let Err(m) = check_id(id) {
-        bail!("funding account: {m}");
-    }
-    engine
-        .store
-        .set_next_check_number(tenant_id, id, next)
-        .await?;
+    engine.set_next_check_number(tenant_id, id, next).await?;
     println!("funding account {id}: the next check gets number {next}");
     Ok(())
 }
@@ -522,12 +445,7 @@ pub async fn clear_checks_marked_used(
     first: u64,
     last: u64,
 ) -> anyhow::Result<()> {
-    tenant(engine, tenant_id).await?;
-    if let Err(m) = check_id(id) {
-        bail!("funding account: {m}");
-    }
     let n = engine
-        .store
         .clear_checks_marked_used(tenant_id, id, first, last)
         .await?;
     println!(
@@ -537,10 +455,7 @@ pub async fn clear_checks_marked_used(
 }
 
 pub async fn failed_exports(engine: &Engine, connection_id: Option<&str>) -> anyhow::Result<()> {
-    if let Some(c) = connection_id {
-        connection(engine, c).await?;
-    }
-    let items = engine.store.failed_exports(connection_id).await?;
+    let items = engine.failed_exports(connection_id).await?;
     if items.is_empty() {
         println!("no payment failed to export");
     }
@@ -576,10 +491,8 @@ pub async fn edit_export(
     if check_number.is_none() && bank_id.is_none() {
         bail!("say what to change: --check-number N and/or --bank-id ID");
     }
-    tenant(engine, tenant_id).await?;
     let p = engine
-        .store
-        .edit_payment(tenant_id, payment, check_number, bank_id)
+        .edit_export(tenant_id, payment, check_number, bank_id)
         .await?;
     println!(
         "payment {}: check number {}, bank id {}; `export` sends it again",

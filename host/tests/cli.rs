@@ -266,7 +266,7 @@ fn operators_get_named_errors_exit_codes_times_and_summaries() {
     };
     assert!(run(&["tenant", "add", "acme"]).0);
     let (ok, _, err) = run(&["tenant", "add", ".."]);
-    assert!(!ok && err.contains("tenant id:"), "{err}");
+    assert!(!ok && err.contains("tenant: `..` is not an id"), "{err}");
     // Item 16: stored absolute.
     let conn = serde_json::json!({"id": "c", "tenant_id": "acme", "plugin": "csv", "directory": "erp",
         "mappings": {"categories": {"office": "6100"}}});

@@ -67,7 +67,7 @@ fn main() {
         }
         println!();
 
-        let (calls, busy) = engine.store.busy();
+        let (calls, busy) = engine.store_busy();
         println!("store: {calls} calls holding the database {busy:.2?} in all ({:.0}% of the run)", 100.0 * busy.as_secs_f64() / total.as_secs_f64());
         let s = &engine.stats;
         let per = |ns: &std::sync::atomic::AtomicU64, n: &std::sync::atomic::AtomicU64| {

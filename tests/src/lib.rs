@@ -191,17 +191,26 @@ impl Recorder {
 
 /// An engine over a fresh in-memory store, with quick retries.
 pub fn engine() -> Arc<Engine> {
+    engine_with_store().0
+}
+
+/// [`engine`], with a handle on its store: for the tests of the store
+/// itself (claims, leases, check-number allocation), which nothing above
+/// the engine may reach.
+pub fn engine_with_store() -> (Arc<Engine>, Store) {
     let retry = RetryPolicy {
         max_attempts: 3,
         base: Duration::from_millis(20),
         cap: Duration::from_millis(200),
     };
-    Arc::new(Engine::new(
-        Store::open_in_memory().unwrap(),
+    let store = Store::open_in_memory().unwrap();
+    let engine = Arc::new(Engine::new(
+        store.clone(),
         runtime().clone(),
         retry,
         WorkerConfig::default(),
-    ))
+    ));
+    (engine, store)
 }
 
 /// An engine over a durable store in `dir` (production retries), with
@@ -214,20 +223,26 @@ pub async fn durable_engine(dir: &std::path::Path, tenant: &str) -> Arc<Engine> 
         RetryPolicy::default(),
         WorkerConfig::default(),
     ));
-    engine.store.add_tenant(tenant).await.unwrap();
+    engine.add_tenant(tenant).await.unwrap();
     engine
 }
 
 /// A quick engine with tenant `tenant` and a CSV connection `csv` granted
 /// a fresh directory (returned, so it lives as long as the test needs).
 pub async fn csv_engine(tenant: &str) -> (Arc<Engine>, tempfile::TempDir) {
-    let e = engine();
-    e.store.add_tenant(tenant).await.unwrap();
+    let (e, _, dir) = csv_engine_with_store(tenant).await;
+    (e, dir)
+}
+
+/// [`csv_engine`], with a handle on its store (see [`engine_with_store`]).
+pub async fn csv_engine_with_store(tenant: &str) -> (Arc<Engine>, Store, tempfile::TempDir) {
+    let (e, store) = engine_with_store();
+    e.add_tenant(tenant).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     e.put_connection(connection("csv", tenant, "csv", Some(dir.path())))
         .await
         .unwrap();
-    (e, dir)
+    (e, store, dir)
 }
 
 /// A connection of tenant `tenant` with the usual mappings: categories
@@ -362,7 +377,7 @@ impl Csv {
 /// plugin with `settings`; the connection is returned to be changed later.
 pub async fn scripted_engine(tenant: &str, settings: &[(&str, &str)]) -> (Arc<Engine>, Connection) {
     let e = engine();
-    e.store.add_tenant(tenant).await.unwrap();
+    e.add_tenant(tenant).await.unwrap();
     let mut c = connection("s", tenant, SCRIPTED, None);
     for (k, v) in settings {
         c.settings.insert(k.to_string(), v.to_string());

@@ -23,8 +23,8 @@ fn check(id: &str, document: &str) -> serde_json::Value {
 #[tokio::test]
 async fn a1_a11_no_plugin_file_lies_in_a_grant_and_paths_are_stored_absolute() {
     let e = engine();
-    e.store.add_tenant("a").await.unwrap();
-    e.store.add_tenant("b").await.unwrap();
+    e.add_tenant("a").await.unwrap();
+    e.add_tenant("b").await.unwrap();
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     e.put_connection(connection("ca", "a", "csv", Some(da.path())))
         .await
@@ -66,7 +66,7 @@ async fn a1_a11_no_plugin_file_lies_in_a_grant_and_paths_are_stored_absolute() {
         err.contains("holds another connection's plugin file"),
         "{err}"
     );
-    let saved = e.store.connection("cb").await.unwrap().unwrap();
+    let saved = e.connection("cb").await.unwrap();
     assert_eq!(Path::new(&saved.plugin), outside.canonicalize().unwrap());
 }
 
@@ -75,14 +75,7 @@ async fn a1_a11_no_plugin_file_lies_in_a_grant_and_paths_are_stored_absolute() {
 #[tokio::test]
 async fn a2_a_grant_swapped_for_a_link_is_refused_when_the_plugin_runs() {
     let (e, dir) = csv_engine(T).await;
-    let granted = e
-        .store
-        .connection("csv")
-        .await
-        .unwrap()
-        .unwrap()
-        .directory
-        .unwrap();
+    let granted = e.connection("csv").await.unwrap().directory.unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
     std::fs::remove_dir(&granted).unwrap();
     std::os::unix::fs::symlink(elsewhere.path(), &granted).unwrap();
@@ -93,7 +86,7 @@ async fn a2_a_grant_swapped_for_a_link_is_refused_when_the_plugin_runs() {
     .await
     .unwrap();
     settle(&e).await;
-    let items = e.store.attention(Some("csv")).await.unwrap();
+    let items = e.attention(Some("csv")).await.unwrap();
     assert!(
         items[0].message.contains("a link was put in its place"),
         "{items:?}"
@@ -120,15 +113,13 @@ async fn a3_check_numbers_cannot_be_issued_twice_by_any_path() {
     settle(&e).await;
     // Both rejected (1 and 2): clearing "used" numbers never frees them.
     assert_eq!(
-        e.store
-            .clear_checks_marked_used(T, "operating", 1, 2)
+        e.clear_checks_marked_used(T, "operating", 1, 2)
             .await
             .unwrap(),
         0
     );
     let err = e
-        .store
-        .edit_payment(T, "p0", Some(2), None)
+        .edit_export(T, "p0", Some(2), None)
         .await
         .unwrap_err()
         .to_string();
@@ -157,7 +148,7 @@ async fn a3b_a_rejection_of_a_number_not_sent_is_not_believed() {
     .await
     .unwrap();
     settle(&e).await;
-    let n = e.store.payments_of(T, "d0").await.unwrap()[0]
+    let n = e.payments_of(T, "d0").await.unwrap()[0]
         .check_number
         .unwrap();
     // The scripted ERP rejects an ACH payment "with check 1001" (its
@@ -173,18 +164,12 @@ async fn a3b_a_rejection_of_a_number_not_sent_is_not_believed() {
     .unwrap();
     settle(&e).await;
     assert_eq!(
-        e.store
-            .check_number_holder(T, "operating", n)
-            .await
-            .unwrap(),
+        e.check_number_holder(T, "operating", n).await.unwrap(),
         Some(Some("p0".to_string())),
         "p0 keeps its number"
     );
     assert_eq!(
-        e.store
-            .check_number_holder(T, "operating", 1001)
-            .await
-            .unwrap(),
+        e.check_number_holder(T, "operating", 1001).await.unwrap(),
         None
     );
 }
@@ -213,7 +198,7 @@ async fn a4_a_new_create_never_reuses_an_old_creates_key() {
     .await
     .unwrap();
     settle(&e).await;
-    let log = e.store.log_of(T, "d1", None).await.unwrap();
+    let log = e.log_of(T, "d1", None).await.unwrap();
     let creates = logged_keys(&log, "create-bill");
     assert_eq!(creates.len(), 2, "{log:?}");
     assert_ne!(creates[0], creates[1], "the re-create is a new request");
@@ -246,10 +231,7 @@ async fn a5_a_documents_total_and_currency_must_fit_its_payments() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("documents[0].currency"), "{err}");
-    assert_eq!(
-        e.store.document(T, "d1").await.unwrap().unwrap().total,
-        10_000
-    );
+    assert_eq!(e.document(T, "d1").await.unwrap().total, 10_000);
 }
 
 /// Attack 6 (A5, M4): a payment whose bill is skipped (a draft) is blocked
@@ -275,7 +257,7 @@ async fn a6_a_payment_of_a_skipped_bill_is_blocked_not_waiting_for_ever() {
         (1, 1, 0, 0),
         "{s:?}"
     );
-    let items = e.store.attention(Some("csv")).await.unwrap();
+    let items = e.attention(Some("csv")).await.unwrap();
     assert!(
         items
             .iter()
@@ -289,8 +271,7 @@ async fn a6_a_payment_of_a_skipped_bill_is_blocked_not_waiting_for_ever() {
 #[tokio::test]
 async fn a8_no_check_number_left_needs_a_person_not_a_loop() {
     let (e, _dir) = csv_engine(T).await;
-    e.store
-        .set_next_check_number(T, "operating", 999_999_999_999_999)
+    e.set_next_check_number(T, "operating", 999_999_999_999_999)
         .await
         .unwrap();
     import(&e, json!({"documents": [doc_json(T, "d0", "approved", "10.00"), doc_json(T, "d1", "approved", "10.00")],
@@ -298,7 +279,7 @@ async fn a8_no_check_number_left_needs_a_person_not_a_loop() {
     .await
     .unwrap();
     settle(&e).await;
-    let items = e.store.attention(Some("csv")).await.unwrap();
+    let items = e.attention(Some("csv")).await.unwrap();
     assert!(
         items
             .iter()
@@ -308,8 +289,7 @@ async fn a8_no_check_number_left_needs_a_person_not_a_loop() {
     let mut synced = 0;
     for p in ["p0", "p1"] {
         synced += usize::from(
-            e.store
-                .entry("csv", Target::Payment, p)
+            e.entry("csv", Target::Payment, p)
                 .await
                 .unwrap()
                 .and_then(|x| x.erp_id)

@@ -55,8 +55,8 @@ fn file_engine(dir: &Path, options: StoreOptions) -> Arc<Engine> {
 #[tokio::test]
 async fn item1_a_connection_never_moves_to_another_tenant() {
     let e = engine();
-    e.store.add_tenant("a").await.unwrap();
-    e.store.add_tenant("b").await.unwrap();
+    e.add_tenant("a").await.unwrap();
+    e.add_tenant("b").await.unwrap();
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     e.put_connection(connection("b-csv", "b", "csv", Some(db.path())))
         .await
@@ -71,7 +71,7 @@ async fn item1_a_connection_never_moves_to_another_tenant() {
         err.contains("id:") && err.contains("another tenant"),
         "{err}"
     );
-    let kept = e.store.connection("b-csv").await.unwrap().unwrap();
+    let kept = e.connection("b-csv").await.unwrap();
     assert_eq!(kept.tenant_id, "b");
     assert_eq!(
         Path::new(kept.directory.as_deref().unwrap()),
@@ -91,7 +91,7 @@ async fn item1_a_connection_never_moves_to_another_tenant() {
             "{err}"
         );
     }
-    assert!(e.store.connection("a-csv").await.unwrap().is_none());
+    assert!(e.connection("a-csv").await.is_err());
     // Its own directory is fine; B may still replace its own connection.
     e.put_connection(connection("a-csv", "a", "csv", Some(da.path())))
         .await
@@ -122,11 +122,8 @@ async fn item2_payments_are_read_in_their_documents_currency_and_never_exceed_th
     )
     .await
     .unwrap();
-    assert_eq!(e.store.payments_of(T, "jpy").await.unwrap()[0].amount, 480);
-    assert_eq!(
-        e.store.payments_of(T, "kwd").await.unwrap()[0].amount,
-        1_234
-    );
+    assert_eq!(e.payments_of(T, "jpy").await.unwrap()[0].amount, 480);
+    assert_eq!(e.payments_of(T, "kwd").await.unwrap()[0].amount, 1_234);
 
     // Over the total, with what is recorded: refused naming the field, and
     // nothing of the batch stored.
@@ -139,8 +136,8 @@ async fn item2_payments_are_read_in_their_documents_currency_and_never_exceed_th
     .unwrap_err()
     .to_string();
     assert!(err.contains("payments[0].amount"), "{err}");
-    assert!(e.store.document(T, "other").await.unwrap().is_none());
-    assert_eq!(e.store.payments_of(T, "jpy").await.unwrap().len(), 1);
+    assert!(e.document(T, "other").await.is_err());
+    assert_eq!(e.payments_of(T, "jpy").await.unwrap().len(), 1);
     // Decimals a currency does not have are refused.
     let err = import(
         &e,
@@ -165,16 +162,13 @@ async fn item2_payments_are_read_in_their_documents_currency_and_never_exceed_th
 #[tokio::test]
 async fn item3_a_rejected_check_number_is_never_issued_or_accepted_again() {
     let e = engine();
-    e.store.add_tenant(T).await.unwrap();
+    e.add_tenant(T).await.unwrap();
     let mut c = connection("s", T, SCRIPTED, None);
     // The scripted ERP rejects check 1001 as already used.
     c.settings
         .insert("create-payment".into(), "duplicate-check-number".into());
     e.put_connection(c.clone()).await.unwrap();
-    e.store
-        .set_next_check_number(T, "operating", 1001)
-        .await
-        .unwrap();
+    e.set_next_check_number(T, "operating", 1001).await.unwrap();
     import(&e, json!({"documents": [doc_json(T, "d1", "approved", "10.00"), doc_json(T, "d2", "approved", "10.00"), doc_json(T, "d3", "approved", "10.00")]}))
         .await
         .unwrap();
@@ -183,14 +177,11 @@ async fn item3_a_rejected_check_number_is_never_issued_or_accepted_again() {
         .await
         .unwrap();
     settle(&e).await;
-    let failed = e.store.failed_exports(Some("s")).await.unwrap();
+    let failed = e.failed_exports(Some("s")).await.unwrap();
     assert_eq!(failed[0].check_number, Some(1001));
 
     // p1 moves to another number; 1001 must not become free again.
-    e.store
-        .edit_payment(T, "p1", Some(1050), None)
-        .await
-        .unwrap();
+    e.edit_export(T, "p1", Some(1050), None).await.unwrap();
     c.settings.remove("create-payment");
     e.put_connection(c.clone()).await.unwrap();
     let run = e.request_export("p1", "s").await.unwrap();
@@ -204,8 +195,7 @@ async fn item3_a_rejected_check_number_is_never_issued_or_accepted_again() {
         .unwrap();
     settle(&e).await;
     let err = e
-        .store
-        .edit_payment(T, "p2", Some(1001), None)
+        .edit_export(T, "p2", Some(1001), None)
         .await
         .unwrap_err()
         .to_string();
@@ -216,23 +206,21 @@ async fn item3_a_rejected_check_number_is_never_issued_or_accepted_again() {
     // ...and it is never issued to a new payment either.
     c.settings.remove("create-payment");
     e.put_connection(c.clone()).await.unwrap();
-    e.store
-        .clear_checks_marked_used(T, "operating", 1, 1000)
+    e.clear_checks_marked_used(T, "operating", 1, 1000)
         .await
         .unwrap();
     import(&e, json!({"payments": [check("p3", "d3")]}))
         .await
         .unwrap();
     settle(&e).await;
-    let p3 = e.store.payments_of(T, "d3").await.unwrap()[0]
+    let p3 = e.payments_of(T, "d3").await.unwrap()[0]
         .check_number
         .unwrap();
     assert_ne!(p3, 1001);
 
     // Edit-export applies only to a payment in Failed to export.
     let err = e
-        .store
-        .edit_payment(T, "p3", Some(4000), None)
+        .edit_export(T, "p3", Some(4000), None)
         .await
         .unwrap_err()
         .to_string();
@@ -240,8 +228,7 @@ async fn item3_a_rejected_check_number_is_never_issued_or_accepted_again() {
     // A bank id is checked like every other id.
     for bad in ["../x", "", "a b"] {
         let err = e
-            .store
-            .edit_payment(T, "p2", None, Some(bad.into()))
+            .edit_export(T, "p2", None, Some(bad.into()))
             .await
             .unwrap_err()
             .to_string();
@@ -250,7 +237,6 @@ async fn item3_a_rejected_check_number_is_never_issued_or_accepted_again() {
     // set-next cannot overflow the store's integers.
     for n in [9_223_372_036_854_775_807u64, u64::MAX, 0] {
         let err = e
-            .store
             .set_next_check_number(T, "operating", n)
             .await
             .unwrap_err()
@@ -322,7 +308,7 @@ async fn item6_drafts_never_get_a_bill_entry_on_any_path() {
         .unwrap();
     let s = e.finish_run(&run, |_| {}).await.unwrap();
     assert_eq!((s.skipped, s.created), (1, 0), "{s:?}");
-    let results = e.store.run_results(&run).await.unwrap();
+    let results = e.run_results(&run).await.unwrap();
     assert!(
         results[0].4.as_deref().unwrap().contains("draft"),
         "{results:?}"
@@ -335,7 +321,7 @@ async fn item6_drafts_never_get_a_bill_entry_on_any_path() {
     assert_eq!((s.total, s.skipped, s.created), (2, 2, 0), "{s:?}");
     assert!(files(dir.path(), "bills").is_empty());
     // With sync before approval on, they are synced.
-    let mut c = e.store.connection("csv").await.unwrap().unwrap();
+    let mut c = e.connection("csv").await.unwrap();
     c.sync_before_approval = true;
     e.put_connection(c).await.unwrap();
     let (run, _) = e
@@ -367,7 +353,7 @@ async fn item7_an_update_after_a_conflict_has_its_own_idempotency_key() {
     .await
     .unwrap();
     settle(&e).await;
-    let log = e.store.log_of(T, "d1", None).await.unwrap();
+    let log = e.log_of(T, "d1", None).await.unwrap();
     assert_eq!(log.len(), 4, "created, then three attempts: {log:?}");
     let (first, second) = (
         logged_keys(&log[1..2], "update-bill"),
@@ -425,7 +411,7 @@ async fn item9_a_transaction_that_cannot_begin_runs_nothing() {
 async fn item10_item11_store_failures_neither_stop_the_worker_nor_pass_for_the_erps() {
     let dir = tempfile::tempdir().unwrap();
     let e = file_engine(dir.path(), StoreOptions::default());
-    e.store.add_tenant(T).await.unwrap();
+    e.add_tenant(T).await.unwrap();
     e.put_connection(connection("s", T, SCRIPTED, None))
         .await
         .unwrap();
@@ -467,7 +453,7 @@ async fn item10_item11_store_failures_neither_stop_the_worker_nor_pass_for_the_e
     stop.send(true).unwrap();
     let report = worker.await.unwrap().unwrap();
     assert!(report.host_errors >= 1, "{report:?}");
-    let log = e.store.log_of(T, "d1", None).await.unwrap();
+    let log = e.log_of(T, "d1", None).await.unwrap();
     let outcomes: Vec<_> = log.iter().map(|r| r.outcome.as_str()).collect();
     assert_eq!(
         outcomes,
@@ -479,7 +465,7 @@ async fn item10_item11_store_failures_neither_stop_the_worker_nor_pass_for_the_e
             .all(|r| !r.error.as_deref().unwrap_or("").contains("unavailable")),
         "{log:?}"
     );
-    assert!(e.store.attention(None).await.unwrap().is_empty());
+    assert!(e.attention(None).await.unwrap().is_empty());
 }
 
 /// Item 19 (M4): one result per document and target, with a reason for
@@ -509,7 +495,7 @@ async fn item19_one_result_per_document_and_target_with_reasons() {
         .unwrap();
     assert_eq!(n, 2, "a document named twice is one document");
     let s = e.finish_run(&run, |_| {}).await.unwrap();
-    let results = e.store.run_results(&run).await.unwrap();
+    let results = e.run_results(&run).await.unwrap();
     let seen: Vec<(String, String, String)> = results
         .iter()
         .map(|(d, t, st, o, _)| (d.clone(), t.clone(), o.clone().unwrap_or(st.clone())))
@@ -546,7 +532,7 @@ async fn item22_retry_after_sets_the_stored_due_time_and_is_clamped() {
         (u64::MAX, 86_399_000, 86_401_000),
     ] {
         let e = engine();
-        e.store.add_tenant(T).await.unwrap();
+        e.add_tenant(T).await.unwrap();
         let mut c = connection("s", T, SCRIPTED, None);
         c.settings
             .insert("create-bill".into(), "rate-limited".into());
@@ -565,7 +551,7 @@ async fn item22_retry_after_sets_the_stored_due_time_and_is_clamped() {
             tokio::spawn(async move { e.run_worker(false, rx).await })
         };
         let log = loop {
-            let log = e.store.log_of(T, "d1", None).await.unwrap();
+            let log = e.log_of(T, "d1", None).await.unwrap();
             if !log.is_empty() {
                 break log;
             }
@@ -575,7 +561,7 @@ async fn item22_retry_after_sets_the_stored_due_time_and_is_clamped() {
         stop.send(true).unwrap();
         worker.await.unwrap().unwrap();
         assert_eq!(log[0].outcome, "retrying");
-        let (queued, _, due) = e.store.pending().await.unwrap();
+        let (queued, _, due) = e.pending().await.unwrap();
         let due = due.expect("queued again");
         assert!(queued);
         let wait = due - log[0].at;
@@ -591,7 +577,7 @@ async fn item22_retry_after_sets_the_stored_due_time_and_is_clamped() {
 #[tokio::test]
 async fn issue8_item9_check_numbers_outside_the_range_asked_are_ignored() {
     let e = engine();
-    e.store.add_tenant(T).await.unwrap();
+    e.add_tenant(T).await.unwrap();
     let mut c = connection("s", T, SCRIPTED, None);
     c.settings.insert(
         "used-checks".into(),
@@ -608,30 +594,26 @@ async fn issue8_item9_check_numbers_outside_the_range_asked_are_ignored() {
     .await
     .unwrap();
     settle(&e).await;
-    let n = e.store.payments_of(T, "d1").await.unwrap()[0]
+    let n = e.payments_of(T, "d1").await.unwrap()[0]
         .check_number
         .unwrap();
     assert_eq!(
         n, 1,
         "3 was asked about and skipped later; the rest ignored"
     );
-    let fa = e.store.funding_account(T, "operating").await.unwrap();
+    let fa = e.funding_account(T, "operating").await.unwrap();
     assert_eq!(fa.last_issued, Some(3), "{fa:?}");
     assert_eq!(fa.next_check_number, 2);
     // The operator clears what the connector wrongly reported, and can set
     // the next number freely above what was issued to payments.
     assert_eq!(
-        e.store
-            .clear_checks_marked_used(T, "operating", 1, 100)
+        e.clear_checks_marked_used(T, "operating", 1, 100)
             .await
             .unwrap(),
         1
     );
-    e.store
-        .set_next_check_number(T, "operating", 2)
-        .await
-        .unwrap();
-    let log = e.store.log_of(T, "d1", None).await.unwrap();
+    e.set_next_check_number(T, "operating", 2).await.unwrap();
+    let log = e.log_of(T, "d1", None).await.unwrap();
     assert!(
         log.iter().any(|r| r
             .operations
@@ -648,7 +630,7 @@ async fn issue8_item9_check_numbers_outside_the_range_asked_are_ignored() {
 async fn item15_issue8_item13_connection_settings_are_checked() {
     let dir = tempfile::tempdir().unwrap();
     let e = file_engine(dir.path(), StoreOptions::default());
-    e.store.add_tenant(T).await.unwrap();
+    e.add_tenant(T).await.unwrap();
     let erp = tempfile::tempdir().unwrap();
     let mut cases: Vec<(ledgerbridge::model::Connection, &str)> = vec![
         (connection("c", T, "csv", None), "directory:"),
@@ -684,7 +666,7 @@ async fn item15_issue8_item13_connection_settings_are_checked() {
         let err = e.put_connection(c).await.unwrap_err().to_string();
         assert!(err.contains(field), "{field}: {err}");
     }
-    assert!(e.store.connections().await.unwrap().is_empty());
+    assert!(e.connections(None).await.unwrap().is_empty());
     // The store's own directory holds the database: never granted. A
     // directory of its own beside it is fine, and stored absolute.
     let own = dir.path().join("erp");
@@ -692,7 +674,7 @@ async fn item15_issue8_item13_connection_settings_are_checked() {
     e.put_connection(connection("c", T, "csv", Some(&own.join("../erp"))))
         .await
         .unwrap();
-    let saved = e.store.connection("c").await.unwrap().unwrap();
+    let saved = e.connection("c").await.unwrap();
     assert_eq!(
         Path::new(saved.directory.as_deref().unwrap()),
         own.canonicalize().unwrap()

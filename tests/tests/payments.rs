@@ -63,7 +63,7 @@ async fn a4_funding_complete_starts_the_payment_sync_at_once() {
         !dir.path().join("payments/p2.csv").exists(),
         "a failed disbursement is not synced"
     );
-    let log = e.store.log_of(T, "d1", None).await.unwrap();
+    let log = e.log_of(T, "d1", None).await.unwrap();
     let last = log.last().unwrap();
     assert_eq!(
         (
@@ -84,8 +84,7 @@ async fn a4_funding_complete_starts_the_payment_sync_at_once() {
     .await
     .unwrap();
     assert_eq!(
-        e.store
-            .payments_of(T, "d1")
+        e.payments_of(T, "d1")
             .await
             .unwrap()
             .iter()
@@ -98,15 +97,12 @@ async fn a4_funding_complete_starts_the_payment_sync_at_once() {
 
 #[tokio::test]
 async fn c1_concurrent_assignments_are_unique_and_leave_no_gaps() {
-    let e = engine();
-    e.store.add_tenant(T).await.unwrap();
-    e.store
-        .set_next_check_number(T, "operating", 5000)
-        .await
-        .unwrap();
+    let (e, store) = engine_with_store();
+    e.add_tenant(T).await.unwrap();
+    e.set_next_check_number(T, "operating", 5000).await.unwrap();
     let mut tasks = Vec::new();
     for i in 0..300 {
-        let store = e.store.clone();
+        let store = store.clone();
         tasks.push(tokio::spawn(async move {
             store
                 .assign_check_number(T, "operating", &format!("p{i}"), Vec::new())
@@ -127,15 +123,14 @@ async fn c1_concurrent_assignments_are_unique_and_leave_no_gaps() {
     );
     // Asking again for a payment gives its number, not a new one.
     assert_eq!(
-        e.store
+        store
             .assign_check_number(T, "operating", "p7", Vec::new())
             .await
             .unwrap(),
         numbers[7]
     );
     assert_eq!(
-        e.store
-            .funding_account(T, "operating")
+        e.funding_account(T, "operating")
             .await
             .unwrap()
             .next_check_number,
@@ -163,19 +158,18 @@ async fn c1_concurrent_assignments_are_unique_and_leave_no_gaps() {
         .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(markers.len(), 40);
-    assert!(e.store.failed_exports(None).await.unwrap().is_empty());
+    assert!(e.failed_exports(None).await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn c2_the_next_number_can_be_raised_never_lowered_below_what_was_issued() {
-    let e = engine();
-    e.store.add_tenant(T).await.unwrap();
-    e.store
-        .set_next_check_number(T, "operating", 10_000)
+    let (e, store) = engine_with_store();
+    e.add_tenant(T).await.unwrap();
+    e.set_next_check_number(T, "operating", 10_000)
         .await
         .unwrap();
     assert_eq!(
-        e.store
+        store
             .assign_check_number(T, "operating", "p1", vec![])
             .await
             .unwrap(),
@@ -183,7 +177,6 @@ async fn c2_the_next_number_can_be_raised_never_lowered_below_what_was_issued() 
     );
     for refused in [9_999, 10_000] {
         let err = e
-            .store
             .set_next_check_number(T, "operating", refused)
             .await
             .unwrap_err()
@@ -193,18 +186,17 @@ async fn c2_the_next_number_can_be_raised_never_lowered_below_what_was_issued() 
             "{err}"
         );
     }
-    e.store
-        .set_next_check_number(T, "operating", 20_000)
+    e.set_next_check_number(T, "operating", 20_000)
         .await
         .unwrap();
     assert_eq!(
-        e.store
+        store
             .assign_check_number(T, "operating", "p2", vec![])
             .await
             .unwrap(),
         20_000
     );
-    let fa = e.store.funding_account(T, "operating").await.unwrap();
+    let fa = e.funding_account(T, "operating").await.unwrap();
     assert_eq!(
         (fa.next_check_number, fa.last_issued, fa.issued),
         (20_001, Some(20_000), 2)
@@ -214,15 +206,12 @@ async fn c2_the_next_number_can_be_raised_never_lowered_below_what_was_issued() 
 #[tokio::test]
 async fn c3_numbers_the_erp_already_uses_are_skipped() {
     let e = engine();
-    e.store.add_tenant(T).await.unwrap();
+    e.add_tenant(T).await.unwrap();
     let mut c = connection("s", T, SCRIPTED, None);
     c.settings
         .insert("used-checks".into(), "100,101,103".into());
     e.put_connection(c).await.unwrap();
-    e.store
-        .set_next_check_number(T, "operating", 100)
-        .await
-        .unwrap();
+    e.set_next_check_number(T, "operating", 100).await.unwrap();
     import(&e, json!({"documents": [doc_json(T, "d1", "approved", "10.00"), doc_json(T, "d2", "approved", "10.00")]}))
         .await
         .unwrap();
@@ -244,8 +233,7 @@ async fn c3_numbers_the_erp_already_uses_are_skipped() {
     let n = |d: &'static str, p: &'static str| {
         let e = e.clone();
         async move {
-            e.store
-                .payments_of(T, d)
+            e.payments_of(T, d)
                 .await
                 .unwrap()
                 .into_iter()
@@ -256,7 +244,7 @@ async fn c3_numbers_the_erp_already_uses_are_skipped() {
     };
     assert_eq!(n("d1", "p1").await, Some(102));
     assert_eq!(n("d2", "p2").await, Some(104));
-    let log = e.store.log_of(T, "d1", None).await.unwrap();
+    let log = e.log_of(T, "d1", None).await.unwrap();
     assert!(
         log.last()
             .unwrap()
@@ -269,15 +257,12 @@ async fn c3_numbers_the_erp_already_uses_are_skipped() {
 #[tokio::test]
 async fn l3_a_duplicate_check_number_is_edited_and_exported_once() {
     let e = engine();
-    e.store.add_tenant(T).await.unwrap();
+    e.add_tenant(T).await.unwrap();
     let mut c = connection("s", T, SCRIPTED, None);
     c.settings
         .insert("create-payment".into(), "duplicate-check-number".into());
     e.put_connection(c.clone()).await.unwrap();
-    e.store
-        .set_next_check_number(T, "operating", 1001)
-        .await
-        .unwrap();
+    e.set_next_check_number(T, "operating", 1001).await.unwrap();
     import(&e, json!({"documents": [doc_json(T, "d1", "approved", "10.00"), doc_json(T, "d2", "approved", "10.00")]}))
         .await
         .unwrap();
@@ -291,7 +276,7 @@ async fn l3_a_duplicate_check_number_is_edited_and_exported_once() {
     settle(&e).await;
 
     // Rejected: listed with its check number and a suggested free one.
-    let failed = e.store.failed_exports(Some("s")).await.unwrap();
+    let failed = e.failed_exports(Some("s")).await.unwrap();
     assert_eq!(failed.len(), 1, "{failed:?}");
     let f = &failed[0];
     assert_eq!((f.payment_id.as_str(), f.check_number), ("p1", Some(1001)));
@@ -302,8 +287,7 @@ async fn l3_a_duplicate_check_number_is_edited_and_exported_once() {
     );
     assert_eq!(f.suggested_check_number, Some(1002));
     assert!(
-        e.store
-            .entry("s", Target::Payment, "p1")
+        e.entry("s", Target::Payment, "p1")
             .await
             .unwrap()
             .and_then(|x| x.erp_id)
@@ -318,12 +302,11 @@ async fn l3_a_duplicate_check_number_is_edited_and_exported_once() {
     .await
     .unwrap();
     settle(&e).await;
-    let p2 = e.store.payments_of(T, "d2").await.unwrap()[0]
+    let p2 = e.payments_of(T, "d2").await.unwrap()[0]
         .check_number
         .unwrap();
     let err = e
-        .store
-        .edit_payment(T, "p1", Some(p2), None)
+        .edit_export(T, "p1", Some(p2), None)
         .await
         .unwrap_err()
         .to_string();
@@ -337,12 +320,11 @@ async fn l3_a_duplicate_check_number_is_edited_and_exported_once() {
     // and the log shows both attempts.
     c.settings.remove("create-payment");
     e.put_connection(c).await.unwrap();
-    let free = e.store.failed_exports(Some("s")).await.unwrap()[0]
+    let free = e.failed_exports(Some("s")).await.unwrap()[0]
         .suggested_check_number
         .unwrap();
     let edited = e
-        .store
-        .edit_payment(T, "p1", Some(free), Some("1020".into()))
+        .edit_export(T, "p1", Some(free), Some("1020".into()))
         .await
         .unwrap();
     assert_eq!(
@@ -353,22 +335,15 @@ async fn l3_a_duplicate_check_number_is_edited_and_exported_once() {
     let s = e.finish_run(&run, |_| {}).await.unwrap();
     assert_eq!(s.created, 1, "{s:?}");
     assert!(
-        e.store
-            .failed_exports(Some("s"))
+        e.failed_exports(Some("s"))
             .await
             .unwrap()
             .iter()
             .all(|f| f.payment_id != "p1")
     );
-    let entry = e
-        .store
-        .entry("s", Target::Payment, "p1")
-        .await
-        .unwrap()
-        .unwrap();
+    let entry = e.entry("s", Target::Payment, "p1").await.unwrap().unwrap();
     assert_eq!(entry.erp_id.as_deref(), Some("SP-p1"));
     let payment_log: Vec<_> = e
-        .store
         .log_of(T, "d1", None)
         .await
         .unwrap()
@@ -384,7 +359,7 @@ async fn l3_a_duplicate_check_number_is_edited_and_exported_once() {
 #[tokio::test]
 async fn m2_a_payment_entry_the_erp_cannot_modify_is_reported_never_duplicated() {
     let e = engine();
-    e.store.add_tenant(T).await.unwrap();
+    e.add_tenant(T).await.unwrap();
     e.put_connection(connection("x", T, CREATE_ONLY, None))
         .await
         .unwrap();
@@ -393,8 +368,7 @@ async fn m2_a_payment_entry_the_erp_cannot_modify_is_reported_never_duplicated()
         .unwrap();
     settle(&e).await;
     assert_eq!(
-        e.store
-            .entry("x", Target::Payment, "p1")
+        e.entry("x", Target::Payment, "p1")
             .await
             .unwrap()
             .unwrap()
@@ -419,7 +393,7 @@ async fn m2_a_payment_entry_the_erp_cannot_modify_is_reported_never_duplicated()
         .unwrap();
     let s = e.finish_run(&run, |_| {}).await.unwrap();
     assert_eq!((s.created, s.failed), (0, 0), "{s:?}");
-    let log = e.store.log_of(T, "d1", Some("x")).await.unwrap();
+    let log = e.log_of(T, "d1", Some("x")).await.unwrap();
     let creates = log
         .iter()
         .flat_map(|r| &r.operations)

@@ -73,7 +73,7 @@ async fn r2_a_bulk_resync_makes_no_call_over_the_erps_limits() {
     })
     .await;
     let engine = engine();
-    engine.store.add_tenant("acme").await.unwrap();
+    engine.add_tenant("acme").await.unwrap();
     import_all(&engine, docs("acme", "d", 2000)).await;
     // Added after the documents: only the bulk re-sync queues their syncs.
     let limits = LimitOverrides {
@@ -90,7 +90,7 @@ async fn r2_a_bulk_resync_makes_no_call_over_the_erps_limits() {
     let started = Instant::now();
     settle(&engine).await;
     let took = started.elapsed();
-    let s = engine.store.run_summary(&run).await.unwrap();
+    let s = engine.run_summary(&run).await.unwrap();
     assert_eq!((s.created, s.failed, s.pending), (2000, 0, 0), "{s:?}");
     let m = erp.meter();
     assert_eq!(
@@ -128,7 +128,7 @@ async fn r5_funding_complete_payments_go_ahead_of_a_bulk_resync() {
     let engine = engine();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     for t in ["a", "b"] {
-        engine.store.add_tenant(t).await.unwrap();
+        engine.add_tenant(t).await.unwrap();
     }
     engine
         .put_connection(connection("csv-a", "a", "csv", Some(dir_a.path())))
@@ -160,7 +160,7 @@ async fn r5_funding_complete_payments_go_ahead_of_a_bulk_resync() {
 
     let (stop, w) = worker(&engine);
     // Let the bulk run get going.
-    while engine.store.run_summary(&run).await.unwrap().created < 200 {
+    while engine.run_summary(&run).await.unwrap().created < 200 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let funded = |tenant: &str, doc: &str| {
@@ -179,7 +179,7 @@ async fn r5_funding_complete_payments_go_ahead_of_a_bulk_resync() {
         let engine = engine.clone();
         async move {
             loop {
-                let log = engine.store.log_of(tenant, doc, None).await.unwrap();
+                let log = engine.log_of(tenant, doc, None).await.unwrap();
                 if let Some(r) = log
                     .iter()
                     .find(|r| r.target == "payment" && r.outcome == "created")
@@ -195,7 +195,7 @@ async fn r5_funding_complete_payments_go_ahead_of_a_bulk_resync() {
     })
     .await
     .expect("both payment entries are created while the bulk run goes on");
-    let progress = engine.store.run_summary(&run).await.unwrap();
+    let progress = engine.run_summary(&run).await.unwrap();
     stop.send(true).unwrap();
     w.await.unwrap();
 
@@ -208,7 +208,6 @@ async fn r5_funding_complete_payments_go_ahead_of_a_bulk_resync() {
             let mut n = 0;
             for i in 0..10_000 {
                 let log = engine
-                    .store
                     .log_of("a", &format!("bulk{i:05}"), Some("csv-a"))
                     .await
                     .unwrap();
@@ -245,7 +244,7 @@ async fn r5_a_rate_limited_answer_pauses_the_connection_until_retry_after() {
     })
     .await;
     let engine = engine();
-    engine.store.add_tenant("acme").await.unwrap();
+    engine.add_tenant("acme").await.unwrap();
     metered_connection(&engine, "xero", "acme", &erp, LimitOverrides::default()).await;
     erp.refuse_next(1, 429, 3, "minute");
     let t0 = Instant::now();
@@ -265,7 +264,7 @@ async fn r5_a_rate_limited_answer_pauses_the_connection_until_retry_after() {
         "paused until {until}"
     );
     assert!(status.paused_reason.unwrap().contains("rate-limited"));
-    while engine.store.pending().await.unwrap() != (false, false, None) {
+    while engine.pending().await.unwrap() != (false, false, None) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop.send(true).unwrap();
@@ -305,7 +304,7 @@ async fn r5_a_daily_limit_answer_shows_the_connection_paused_until_the_windows_e
     })
     .await;
     let engine = engine();
-    engine.store.add_tenant("acme").await.unwrap();
+    engine.add_tenant("acme").await.unwrap();
     metered_connection(&engine, "xero", "acme", &erp, LimitOverrides::default()).await;
     erp.refuse_next(1, 429, 3600, "day");
     import_all(&engine, docs("acme", "d", 3)).await;
@@ -351,7 +350,7 @@ async fn r2_a_spent_daily_budget_pauses_the_connection() {
     })
     .await;
     let engine = engine();
-    engine.store.add_tenant("acme").await.unwrap();
+    engine.add_tenant("acme").await.unwrap();
     let limits = LimitOverrides {
         calls_per_day: Some(5),
         ..LimitOverrides::default()

@@ -4,7 +4,7 @@
 
 use ledgerbridge::model::Target;
 use ledgerbridge::store::JobOutcome;
-use ledgerbridge::sync::{Selection, SyncRefused};
+use ledgerbridge::sync::{EngineError, Selection};
 use ledgerbridge_tests::*;
 use serde_json::json;
 use std::path::Path;
@@ -43,8 +43,8 @@ async fn setup_csv() -> (
 #[tokio::test]
 async fn a1_approval_creates_the_bill_entry_in_every_enabled_connection() {
     let e = engine();
-    e.store.add_tenant(T).await.unwrap();
-    e.store.add_tenant("other").await.unwrap();
+    e.add_tenant(T).await.unwrap();
+    e.add_tenant("other").await.unwrap();
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     e.put_connection(connection("one", T, "csv", Some(dirs[0].path())))
         .await
@@ -90,14 +90,9 @@ async fn a1_approval_creates_the_bill_entry_in_every_enabled_connection() {
         files(dirs[3].path(), "bills").is_empty(),
         "another tenant's connection gets nothing"
     );
-    let entry = e
-        .store
-        .entry("one", Target::Bill, "d1")
-        .await
-        .unwrap()
-        .unwrap();
+    let entry = e.entry("one", Target::Bill, "d1").await.unwrap().unwrap();
     assert_eq!(entry.erp_id.as_deref(), Some("d1"));
-    let log = e.store.log_of(T, "d1", Some("one")).await.unwrap();
+    let log = e.log_of(T, "d1", Some("one")).await.unwrap();
     assert_eq!(log.len(), 1);
     assert_eq!(
         (log[0].trigger.as_str(), log[0].outcome.as_str()),
@@ -108,7 +103,7 @@ async fn a1_approval_creates_the_bill_entry_in_every_enabled_connection() {
 #[tokio::test]
 async fn a1_sync_before_approval_syncs_as_soon_as_the_document_exists() {
     let e = engine();
-    e.store.add_tenant(T).await.unwrap();
+    e.add_tenant(T).await.unwrap();
     let (early, late) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut c = connection("early", T, "csv", Some(early.path()));
     c.sync_before_approval = true;
@@ -144,7 +139,7 @@ async fn a2_d1_d3_changes_update_duplicates_coalesce_identical_content_is_skippe
     .await
     .unwrap();
     settle(&e).await;
-    let log = e.store.log_of(T, "d1", None).await.unwrap();
+    let log = e.log_of(T, "d1", None).await.unwrap();
     assert_eq!(log.len(), 1, "{log:?}");
 
     // A2: a change of amount updates the entry.
@@ -156,7 +151,7 @@ async fn a2_d1_d3_changes_update_duplicates_coalesce_identical_content_is_skippe
     .unwrap();
     settle(&e).await;
     assert!(csv_text(dir.path(), "bills/d1.csv").contains(",120.00,"));
-    let log = e.store.log_of(T, "d1", None).await.unwrap();
+    let log = e.log_of(T, "d1", None).await.unwrap();
     assert_eq!(
         (log[1].trigger.as_str(), log[1].outcome.as_str()),
         ("changed", "updated")
@@ -169,7 +164,7 @@ async fn a2_d1_d3_changes_update_duplicates_coalesce_identical_content_is_skippe
         .unwrap();
     let s = e.finish_run(&run, |_| {}).await.unwrap();
     assert_eq!(s.unchanged, 1);
-    let last = e.store.log_of(T, "d1", None).await.unwrap().pop().unwrap();
+    let last = e.log_of(T, "d1", None).await.unwrap().pop().unwrap();
     assert!(
         last.operations
             .iter()
@@ -215,7 +210,6 @@ async fn a3_a5_payments_follow_their_bill() {
     assert_eq!(files(dir.path(), "bills"), ["d1.csv"]);
     assert_eq!(files(dir.path(), "payments"), ["p1.csv"]);
     let p = e
-        .store
         .entry("csv", Target::Payment, "p1")
         .await
         .unwrap()
@@ -247,7 +241,7 @@ async fn a3_a5_payments_follow_their_bill() {
 #[tokio::test]
 async fn a5_a_payment_whose_bill_fails_is_blocked_with_the_bills_reason() {
     let e = engine();
-    e.store.add_tenant(T).await.unwrap();
+    e.add_tenant(T).await.unwrap();
     let mut c = connection("s", T, SCRIPTED, None);
     c.settings.insert("create-bill".into(), "validation".into());
     e.put_connection(c.clone()).await.unwrap();
@@ -270,7 +264,7 @@ async fn a5_a_payment_whose_bill_fails_is_blocked_with_the_bills_reason() {
     let s = e.finish_run(&run, |_| {}).await.unwrap();
     settle(&e).await;
     assert!(s.failed >= 1, "{s:?}");
-    let items = e.store.attention(Some("s")).await.unwrap();
+    let items = e.attention(Some("s")).await.unwrap();
     let pay = items
         .iter()
         .find(|a| a.target == "payment")
@@ -293,15 +287,14 @@ async fn a5_a_payment_whose_bill_fails_is_blocked_with_the_bills_reason() {
     e.finish_run(&run, |_| {}).await.unwrap();
     settle(&e).await;
     assert!(
-        e.store
-            .entry("s", Target::Payment, "p1")
+        e.entry("s", Target::Payment, "p1")
             .await
             .unwrap()
             .and_then(|p| p.erp_id)
             .is_some()
     );
     assert!(
-        e.store.attention(Some("s")).await.unwrap().is_empty(),
+        e.attention(Some("s")).await.unwrap().is_empty(),
         "L2: items leave on success"
     );
 }
@@ -320,8 +313,8 @@ async fn m1_the_payment_target_is_refused_unless_paid() {
         .await
         .unwrap_err();
     assert_eq!(
-        err.downcast_ref::<SyncRefused>(),
-        Some(&SyncRefused::NotPaid("d1".into()))
+        err.downcast_ref::<EngineError>(),
+        Some(&EngineError::NotPaid("d1".into()))
     );
     assert!(
         err.to_string().contains("not paid or marked as paid"),
@@ -346,7 +339,7 @@ async fn m1_the_payment_target_is_refused_unless_paid() {
 async fn m2_m3_m4_bulk_resync_updates_what_exists_creates_what_does_not_and_never_replaces_a_booked_entry()
  {
     let e = engine();
-    e.store.add_tenant(T).await.unwrap();
+    e.add_tenant(T).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Documents recorded before the connection exists: no automatic syncs.
     let docs: Vec<_> = (0..30)
@@ -369,7 +362,7 @@ async fn m2_m3_m4_bulk_resync_updates_what_exists_creates_what_does_not_and_neve
     // The ERP already has d00..d09 (an earlier integration made them), d05 booked.
     let seed = tempfile::tempdir().unwrap();
     let s = engine();
-    s.store.add_tenant(T).await.unwrap();
+    s.add_tenant(T).await.unwrap();
     s.put_connection(connection("seed", T, "csv", Some(dir.path())))
         .await
         .unwrap();
@@ -406,16 +399,11 @@ async fn m2_m3_m4_bulk_resync_updates_what_exists_creates_what_does_not_and_neve
     assert_eq!(csv_text(dir.path(), "bills/d05.csv"), booked_before);
     assert_eq!(files(dir.path(), "bills").len(), 30);
     assert_eq!(files(dir.path(), "payments").len(), 10);
-    let d05 = e
-        .store
-        .entry("csv", Target::Bill, "d05")
-        .await
-        .unwrap()
-        .unwrap();
+    let d05 = e.entry("csv", Target::Bill, "d05").await.unwrap().unwrap();
     assert!(d05.booked);
     // Rule 1: the existing entries now match the documents as they are.
     assert!(csv_text(dir.path(), "bills/d01.csv").contains(",10.00,"));
-    let results = e.store.run_results(&run).await.unwrap();
+    let results = e.run_results(&run).await.unwrap();
     assert_eq!(results.len(), 40);
     let d05_result = results
         .iter()
@@ -446,14 +434,9 @@ async fn b1_b2_b3_a_booked_entry_is_locked_until_the_operator_clears_it() {
     .await
     .unwrap();
     settle(&e).await;
-    let entry = e
-        .store
-        .entry("csv", Target::Bill, "d1")
-        .await
-        .unwrap()
-        .unwrap();
+    let entry = e.entry("csv", Target::Bill, "d1").await.unwrap().unwrap();
     assert!(entry.booked, "B1: the booked answer records a lock");
-    let log = e.store.log_of(T, "d1", None).await.unwrap();
+    let log = e.log_of(T, "d1", None).await.unwrap();
     assert_eq!(log.last().unwrap().outcome, "skipped_booked");
 
     // B2: later changes send nothing at all, and say why.
@@ -464,7 +447,7 @@ async fn b1_b2_b3_a_booked_entry_is_locked_until_the_operator_clears_it() {
     .await
     .unwrap();
     settle(&e).await;
-    let last = e.store.log_of(T, "d1", None).await.unwrap().pop().unwrap();
+    let last = e.log_of(T, "d1", None).await.unwrap().pop().unwrap();
     assert_eq!(last.outcome, "skipped_booked");
     assert!(
         last.operations.iter().all(|o| o.operation == "skip"),
@@ -482,7 +465,7 @@ async fn b1_b2_b3_a_booked_entry_is_locked_until_the_operator_clears_it() {
     // B3: the accountant reopens the period, the operator clears the lock.
     let text = csv_text(dir.path(), "bills/d1.csv").replace(",yes\r\n", ",\r\n");
     std::fs::write(dir.path().join("bills/d1.csv"), text).unwrap();
-    assert!(e.store.clear_lock("csv", Target::Bill, "d1").await.unwrap());
+    assert!(e.unlock("csv", "d1", Target::Bill).await.is_ok());
     let run = e
         .request_sync(T, "d1", "csv", Target::Bill, false)
         .await
@@ -504,7 +487,7 @@ async fn l1_l2_the_log_records_each_attempt_and_attention_says_how_to_fix() {
     .unwrap();
     settle(&e).await;
 
-    let items = e.store.attention(Some("csv")).await.unwrap();
+    let items = e.attention(Some("csv")).await.unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].document_id, "d1");
     assert!(
@@ -520,7 +503,7 @@ async fn l1_l2_the_log_records_each_attempt_and_attention_says_how_to_fix() {
         items[0].hint
     );
 
-    let ok = e.store.log_of(T, "d2", Some("csv")).await.unwrap();
+    let ok = e.log_of(T, "d2", Some("csv")).await.unwrap();
     assert_eq!(ok.len(), 1);
     let row = &ok[0];
     assert_eq!(
@@ -556,7 +539,7 @@ async fn l1_l2_the_log_records_each_attempt_and_attention_says_how_to_fix() {
         .unwrap();
     assert_eq!(n, 1);
     assert_eq!(e.finish_run(&run, |_| {}).await.unwrap().created, 1);
-    assert!(e.store.attention(Some("csv")).await.unwrap().is_empty());
+    assert!(e.attention(Some("csv")).await.unwrap().is_empty());
 
     // An item can also be dismissed.
     bad["id"] = "d3".into();
@@ -566,14 +549,14 @@ async fn l1_l2_the_log_records_each_attempt_and_attention_says_how_to_fix() {
     .await
     .unwrap();
     settle(&e).await;
-    assert!(e.store.dismiss("csv", "d3", Target::Bill).await.unwrap());
-    assert!(e.store.attention(Some("csv")).await.unwrap().is_empty());
+    assert!(e.dismiss("csv", "d3", Target::Bill).await.is_ok());
+    assert!(e.attention(Some("csv")).await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn r1_transient_failures_are_retried_with_backoff_then_need_a_person() {
     let e = engine();
-    e.store.add_tenant(T).await.unwrap();
+    e.add_tenant(T).await.unwrap();
     let mut c = connection("s", T, SCRIPTED, None);
     c.settings
         .insert("create-bill".into(), "unavailable".into());
@@ -585,7 +568,7 @@ async fn r1_transient_failures_are_retried_with_backoff_then_need_a_person() {
     .await
     .unwrap();
     settle(&e).await;
-    let log = e.store.log_of(T, "d1", None).await.unwrap();
+    let log = e.log_of(T, "d1", None).await.unwrap();
     let outcomes: Vec<_> = log.iter().map(|r| r.outcome.as_str()).collect();
     assert_eq!(
         outcomes,
@@ -593,7 +576,7 @@ async fn r1_transient_failures_are_retried_with_backoff_then_need_a_person() {
         "3 attempts in all"
     );
     assert!(log[0].error.as_deref().unwrap().contains("attempt 1 of 3"));
-    let items = e.store.attention(Some("s")).await.unwrap();
+    let items = e.attention(Some("s")).await.unwrap();
     assert!(
         items[0].message.starts_with("gave up after 3 attempts"),
         "{}",
@@ -609,7 +592,7 @@ async fn r1_transient_failures_are_retried_with_backoff_then_need_a_person() {
 async fn r3_validation_and_unauthorized_answers_are_not_retried() {
     for answer in ["validation", "unauthorized"] {
         let e = engine();
-        e.store.add_tenant(T).await.unwrap();
+        e.add_tenant(T).await.unwrap();
         let mut c = connection("s", T, SCRIPTED, None);
         c.settings.insert("create-bill".into(), answer.into());
         e.put_connection(c).await.unwrap();
@@ -620,10 +603,10 @@ async fn r3_validation_and_unauthorized_answers_are_not_retried() {
         .await
         .unwrap();
         settle(&e).await;
-        let log = e.store.log_of(T, "d1", None).await.unwrap();
+        let log = e.log_of(T, "d1", None).await.unwrap();
         assert_eq!(log.len(), 1, "{answer}: one attempt only");
         assert_eq!(log[0].outcome, "failed");
-        assert_eq!(e.store.attention(Some("s")).await.unwrap().len(), 1);
+        assert_eq!(e.attention(Some("s")).await.unwrap().len(), 1);
     }
 }
 
@@ -648,11 +631,7 @@ async fn d1_a_manual_and_an_automatic_sync_racing_make_one_entry() {
     settle(&e).await;
     assert_eq!(files(dir.path(), "bills").len(), 5);
     for round in 0..5 {
-        let log = e
-            .store
-            .log_of(T, &format!("race{round}"), None)
-            .await
-            .unwrap();
+        let log = e.log_of(T, &format!("race{round}"), None).await.unwrap();
         let created = log.iter().filter(|r| r.outcome == "created").count();
         assert_eq!(created, 1, "{log:?}");
         assert!(log.iter().all(|r| r.outcome != "failed"), "{log:?}");
@@ -682,7 +661,7 @@ async fn v1_bad_input_names_the_field_and_stores_nothing() {
     assert!(err.to_string().contains("document_id"), "{err}");
     settle(&e).await;
     assert!(
-        e.store.document(T, "d1").await.unwrap().is_none(),
+        e.document(T, "d1").await.is_err(),
         "nothing was partly stored"
     );
     assert!(files(dir.path(), "bills").is_empty());
@@ -695,7 +674,7 @@ async fn v1_bad_input_names_the_field_and_stores_nothing() {
         err.contains("allowed_hosts[0]") && err.contains("directory"),
         "{err}"
     );
-    assert!(e.store.connection("bad").await.unwrap().is_none());
+    assert!(e.connection("bad").await.is_err());
 }
 
 #[tokio::test]
@@ -716,7 +695,7 @@ async fn m3_an_entry_deleted_in_the_erp_is_created_again_and_a_stale_version_is_
     .await
     .unwrap();
     settle(&e).await;
-    let last = e.store.log_of(T, "d1", None).await.unwrap().pop().unwrap();
+    let last = e.log_of(T, "d1", None).await.unwrap().pop().unwrap();
     assert_eq!(last.outcome, "created", "{last:?}");
     let ops: Vec<_> = last
         .operations
@@ -737,7 +716,7 @@ async fn m3_an_entry_deleted_in_the_erp_is_created_again_and_a_stale_version_is_
     .await
     .unwrap();
     settle(&e).await;
-    let last = e.store.log_of(T, "d2", None).await.unwrap().pop().unwrap();
+    let last = e.log_of(T, "d2", None).await.unwrap().pop().unwrap();
     assert_eq!(last.outcome, "updated", "{last:?}");
     let ops: Vec<_> = last
         .operations
@@ -747,8 +726,7 @@ async fn m3_an_entry_deleted_in_the_erp_is_created_again_and_a_stale_version_is_
     assert_eq!(ops, ["update-bill", "lookup-bill", "update-bill"]);
     assert!(csv_text(dir.path(), "bills/d2.csv").contains(",12.00,"));
     assert_eq!(
-        e.store
-            .entry("csv", Target::Bill, "d2")
+        e.entry("csv", Target::Bill, "d2")
             .await
             .unwrap()
             .unwrap()
@@ -765,7 +743,7 @@ async fn m3_an_entry_deleted_in_the_erp_is_created_again_and_a_stale_version_is_
 /// lease runs out, and that counts as a crash of the job.
 #[tokio::test]
 async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
-    let (e, _dir) = setup_csv().await;
+    let (e, store, _dir) = csv_engine_with_store(T).await;
     import(
         &e,
         json!({"documents": [doc_json(T, "d1", "approved", "10.00"), doc_json(T, "d2", "approved", "10.00")]}),
@@ -774,47 +752,43 @@ async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
     .unwrap();
     let now = ledgerbridge::store::now_ms;
     // A worker in another PID namespace: its label's pid means nothing here.
-    e.store
+    store
         .register_worker("w-elsewhere", "other-container:1")
         .await
         .unwrap();
-    let claimed = e
-        .store
+    let claimed = store
         .claim("w-elsewhere", vec![("csv".to_string(), 1)], now() + 60_000)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].lease_owner, "w-elsewhere");
     // Recovery leaves it alone, and it cannot be claimed twice.
-    assert_eq!(e.store.recover(30_000, 3).await.unwrap(), (0, 0));
-    let other = e
-        .store
+    assert_eq!(store.recover(30_000, 3).await.unwrap(), (0, 0));
+    let other = store
         .claim("w-here", vec![("csv".to_string(), 10)], now() + 60_000)
         .await
         .unwrap();
     assert!(other.iter().all(|j| j.id != claimed[0].id));
     // A worker that stops beating: once the lease runs out its job is taken
     // back (and counted as a crash, since the worker is gone too).
-    e.store.register_worker("w-silent", "gone:2").await.unwrap();
+    store.register_worker("w-silent", "gone:2").await.unwrap();
     import(
         &e,
         json!({"documents": [doc_json(T, "d3", "approved", "10.00")]}),
     )
     .await
     .unwrap();
-    let lost = e
-        .store
+    let lost = store
         .claim("w-silent", vec![("csv".to_string(), 1)], now() - 1)
         .await
         .unwrap();
     assert_eq!(lost.len(), 1);
     assert_eq!(
-        e.store.recover(0, 3).await.unwrap(),
+        store.recover(0, 3).await.unwrap(),
         (1, 0),
         "only the silent worker's job"
     );
-    let again = e
-        .store
+    let again = store
         .claim("w-here", vec![("csv".to_string(), 10)], now() + 60_000)
         .await
         .unwrap();
@@ -829,7 +803,7 @@ async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
 /// quarantined after the third, not retried into a crash loop.
 #[tokio::test]
 async fn p7_a_job_that_keeps_crashing_its_worker_is_quarantined() {
-    let (e, _dir) = setup_csv().await;
+    let (e, store, _dir) = csv_engine_with_store(T).await;
     import(
         &e,
         json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}),
@@ -839,9 +813,8 @@ async fn p7_a_job_that_keeps_crashing_its_worker_is_quarantined() {
     let now = ledgerbridge::store::now_ms;
     for crash in 1..=3 {
         let worker = format!("w{crash}");
-        e.store.register_worker(&worker, "doomed").await.unwrap();
-        let claimed = e
-            .store
+        store.register_worker(&worker, "doomed").await.unwrap();
+        let claimed = store
             .claim(&worker, vec![("csv".to_string(), 1)], now() - 1)
             .await
             .unwrap();
@@ -853,32 +826,32 @@ async fn p7_a_job_that_keeps_crashing_its_worker_is_quarantined() {
         // The worker dies: its lease has expired, and its last heartbeat
         // is older than the (zero) time a worker may stay silent.
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
-        let (taken, quarantined) = e.store.recover(0, 3).await.unwrap();
+        let (taken, quarantined) = store.recover(0, 3).await.unwrap();
         assert_eq!(taken, 1);
         assert_eq!(quarantined, usize::from(crash == 3), "crash {crash}");
     }
     assert!(
-        e.store
+        store
             .claim("w4", vec![("csv".to_string(), 1)], now() + 1000)
             .await
             .unwrap()
             .is_empty()
     );
-    let items = e.store.attention(Some("csv")).await.unwrap();
+    let items = e.attention(Some("csv")).await.unwrap();
     assert_eq!(items.len(), 1);
     assert!(
         items[0].message.contains("crashed the worker"),
         "{}",
         items[0].message
     );
-    let log = e.store.log_of(T, "d1", None).await.unwrap();
+    let log = e.log_of(T, "d1", None).await.unwrap();
     assert_eq!(log.last().unwrap().outcome, "failed");
 }
 
 #[tokio::test]
 async fn d2_a_create_keeps_its_idempotency_key_across_retries() {
     let e = engine();
-    e.store.add_tenant(T).await.unwrap();
+    e.add_tenant(T).await.unwrap();
     let mut c = connection("s", T, SCRIPTED, None);
     c.settings
         .insert("create-bill".into(), "unavailable".into());
@@ -892,7 +865,6 @@ async fn d2_a_create_keeps_its_idempotency_key_across_retries() {
     settle(&e).await;
     // The intent was stored before the first call and survived three failures.
     let key = e
-        .store
         .entry("s", Target::Bill, "d1")
         .await
         .unwrap()
@@ -907,12 +879,7 @@ async fn d2_a_create_keeps_its_idempotency_key_across_retries() {
         .await
         .unwrap();
     assert_eq!(e.finish_run(&run, |_| {}).await.unwrap().created, 1);
-    let entry = e
-        .store
-        .entry("s", Target::Bill, "d1")
-        .await
-        .unwrap()
-        .unwrap();
+    let entry = e.entry("s", Target::Bill, "d1").await.unwrap().unwrap();
     assert_eq!(
         entry.intent_key.as_deref(),
         Some(key.as_str()),
@@ -924,7 +891,7 @@ async fn d2_a_create_keeps_its_idempotency_key_across_retries() {
 #[tokio::test]
 async fn p1_a_connections_own_deadline_reaches_the_sandbox() {
     let e = engine();
-    e.store.add_tenant(T).await.unwrap();
+    e.add_tenant(T).await.unwrap();
     let mut c = connection("h", T, HOSTILE, None);
     c.settings.insert("mode".into(), "loop".into());
     c.limits.deadline_ms = Some(300);
@@ -936,7 +903,7 @@ async fn p1_a_connections_own_deadline_reaches_the_sandbox() {
     .await
     .unwrap();
     settle(&e).await;
-    let log = e.store.log_of(T, "d1", None).await.unwrap();
+    let log = e.log_of(T, "d1", None).await.unwrap();
     assert_eq!(
         log.len(),
         3,
@@ -951,7 +918,7 @@ async fn p1_a_connections_own_deadline_reaches_the_sandbox() {
         "{:?}",
         log[0].error
     );
-    let items = e.store.attention(Some("h")).await.unwrap();
+    let items = e.attention(Some("h")).await.unwrap();
     assert!(
         items[0].message.starts_with("gave up after 3 attempts"),
         "{}",

@@ -7,6 +7,7 @@
 //! the outcome (entry, log line, attention item, next retry) is stored in
 //! one transaction.
 
+mod api;
 pub mod budget;
 mod connectors;
 pub mod executor;
@@ -16,6 +17,7 @@ pub mod mapping;
 pub mod plain;
 pub mod policy;
 
+pub use api::{ConnectionSummary, EngineError};
 pub use executor::RetryPolicy;
 
 use crate::intake::{Batch, FieldError, InvalidInput};
@@ -122,7 +124,8 @@ impl Stats {
 pub struct Engine {
     /// Time spent, by kind.
     pub stats: Stats,
-    pub store: Store,
+    /// The engine's own: everything above it goes through its methods.
+    pub(crate) store: Store,
     pub(crate) runtime: Arc<Runtime>,
     connectors: Connectors,
     pub(crate) retry: RetryPolicy,
@@ -137,31 +140,6 @@ pub struct Engine {
 /// A wait for a connection's budget longer than this pauses the connection
 /// (and releases its jobs) instead of holding a worker.
 pub const PAUSE_AFTER: Duration = Duration::from_secs(30);
-
-/// Why a manual sync was refused (M1).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum SyncRefused {
-    #[error("no document {document} for tenant {tenant}")]
-    NoDocument { tenant: String, document: String },
-    #[error("no connection {0}")]
-    NoConnection(String),
-    #[error("no tenant {0}")]
-    NoTenant(String),
-    #[error("connection {connection} belongs to tenant {owner}, not {tenant}")]
-    OtherTenant {
-        connection: String,
-        owner: String,
-        tenant: String,
-    },
-    #[error("connection {0} is disabled")]
-    Disabled(String),
-    #[error(
-        "target payment: document {0} is not paid or marked as paid, so it has no payment entry to sync"
-    )]
-    NotPaid(String),
-    #[error("target payment: connection {0} does not sync payments")]
-    PaymentsOff(String),
-}
 
 impl Engine {
     /// An engine over `store`, running plugins on `runtime`.
@@ -390,12 +368,12 @@ impl Engine {
             .store
             .connection(connection)
             .await?
-            .ok_or_else(|| SyncRefused::NoConnection(connection.into()))?;
+            .ok_or_else(|| EngineError::NoConnection(connection.into()))?;
         let disabled_at = self
             .store
             .set_connection_enabled(connection, enabled)
             .await?
-            .ok_or_else(|| SyncRefused::NoConnection(connection.into()))?;
+            .ok_or_else(|| EngineError::NoConnection(connection.into()))?;
         match (enabled, disabled_at) {
             (true, Some(since)) => {
                 self.store
@@ -591,10 +569,10 @@ impl Engine {
         let payments = self.store.payments_of(tenant, document).await?;
         if target == Target::Payment {
             if doc.status != crate::model::DocumentStatus::Paid && payments.is_empty() {
-                return Err(SyncRefused::NotPaid(document.into()).into());
+                return Err(EngineError::NotPaid(document.into()).into());
             }
             if !conn.sync_payments {
-                return Err(SyncRefused::PaymentsOff(connection.into()).into());
+                return Err(EngineError::PaymentsOff(connection.into()).into());
             }
         }
         let run = run_id();
@@ -623,7 +601,7 @@ impl Engine {
             .store
             .connection(connection)
             .await?
-            .ok_or_else(|| SyncRefused::NoConnection(connection.into()))?;
+            .ok_or_else(|| EngineError::NoConnection(connection.into()))?;
         let item = self
             .store
             .failed_exports(Some(connection))
@@ -677,7 +655,7 @@ impl Engine {
             .store
             .document(tenant, document)
             .await?
-            .ok_or_else(|| SyncRefused::NoDocument {
+            .ok_or_else(|| EngineError::NoDocument {
                 tenant: tenant.into(),
                 document: document.into(),
             })?;
@@ -685,9 +663,9 @@ impl Engine {
             .store
             .connection(connection)
             .await?
-            .ok_or_else(|| SyncRefused::NoConnection(connection.into()))?;
+            .ok_or_else(|| EngineError::NoConnection(connection.into()))?;
         if conn.tenant_id != tenant {
-            return Err(SyncRefused::OtherTenant {
+            return Err(EngineError::OtherTenant {
                 connection: connection.into(),
                 owner: conn.tenant_id,
                 tenant: tenant.into(),
@@ -695,7 +673,7 @@ impl Engine {
             .into());
         }
         if !conn.enabled {
-            return Err(SyncRefused::Disabled(connection.into()).into());
+            return Err(EngineError::Disabled(connection.into()).into());
         }
         Ok((doc, conn))
     }
@@ -713,9 +691,9 @@ impl Engine {
             .store
             .connection(connection)
             .await?
-            .ok_or_else(|| SyncRefused::NoConnection(connection.into()))?;
+            .ok_or_else(|| EngineError::NoConnection(connection.into()))?;
         if !conn.enabled {
-            return Err(SyncRefused::Disabled(connection.into()).into());
+            return Err(EngineError::Disabled(connection.into()).into());
         }
         let ids: Vec<String> = match selection {
             // One result per document and target: a document named twice is
@@ -973,7 +951,7 @@ impl Engine {
         if let Some(t) = tenant
             && !self.store.tenant_exists(t).await?
         {
-            return Err(SyncRefused::NoTenant(t.to_string()).into());
+            return Err(EngineError::NoTenant(t.to_string()).into());
         }
         let mut all = self.store.queue_status().await?;
         all.retain(|c| tenant.is_none_or(|t| c.tenant_id == t));
