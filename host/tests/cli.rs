@@ -399,3 +399,76 @@ fn operators_get_named_errors_exit_codes_times_and_summaries() {
         "{out}"
     );
 }
+
+/// Issue 9 (R2, R5): `status` shows each connection's queue by kind and its
+/// budget; limits out of range are refused naming the field; an unknown
+/// tenant is named.
+#[test]
+fn operators_see_queues_and_budgets_and_bad_limits_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("lb.db");
+    std::fs::create_dir_all(dir.path().join("erp")).unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec!["--db", db.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = Command::new(env!("CARGO_BIN_EXE_ledgerbridge"))
+            .args(&all)
+            .env("LEDGERBRIDGE_CACHE_DIR", cache())
+            .current_dir(dir.path())
+            .output()
+            .expect("the binary runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(run(&["tenant", "add", "acme"]).0);
+    for (field, value) in [
+        ("calls_at_once", 0u64),
+        ("calls_at_once", 1001),
+        ("calls_per_minute", 0),
+        ("calls_per_day", 2_000_000_000),
+    ] {
+        let conn = serde_json::json!({"id": "c", "tenant_id": "acme", "plugin": "csv", "directory": "erp",
+            "limits": {field: value}});
+        std::fs::write(dir.path().join("c.json"), conn.to_string()).unwrap();
+        let (ok, _, err) = run(&["connection", "add", "c.json"]);
+        assert!(!ok && err.contains(&format!("limits.{field}")), "{field}={value}: {err}");
+    }
+    let conn = serde_json::json!({"id": "c", "tenant_id": "acme", "plugin": "csv", "directory": "erp",
+        "mappings": {"categories": {"office": "6100"}},
+        "limits": {"calls_at_once": 5, "calls_per_minute": 60, "calls_per_day": 5000}});
+    std::fs::write(dir.path().join("c.json"), conn.to_string()).unwrap();
+    assert!(run(&["connection", "add", "c.json"]).0);
+    let docs: Vec<_> = (1..=2)
+        .map(|i| {
+            serde_json::json!({"tenant": "acme", "id": format!("d{i}"), "number": format!("INV-{i}"),
+            "vendor": {"id": "v", "name": "V"}, "issue_date": "2026-11-02", "due_date": "2026-12-02",
+            "currency": "USD", "lines": [{"description": "x", "amount": "1.00", "category": "office"}],
+            "total": "1.00", "status": "approved"})
+        })
+        .collect();
+    std::fs::write(dir.path().join("d.json"), serde_json::json!({"documents": docs}).to_string()).unwrap();
+    assert!(run(&["import", "d.json"]).0);
+    let (ok, out, err) = run(&["status"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("c (tenant acme, plugin csv): active"), "{out}");
+    assert!(out.contains("queued 2: 2 automatic bill (2 due now)"), "{out}");
+    assert!(
+        out.contains("budget: 5 calls at once; 0 calls in the last minute (of 60); 0 in the last 24 hours (of 5000)"),
+        "{out}"
+    );
+    let (ok, out, _) = run(&["status", "--json", "--tenant", "acme"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["queued"]["automatic bill"], 2);
+    let (ok, _, err) = run(&["status", "--tenant", "nope"]);
+    assert!(!ok && err.contains("no tenant nope"), "{err}");
+    let (ok, _, err) = run(&["status", "--tenant", "../x"]);
+    assert!(!ok && err.contains("tenant:"), "{err}");
+    // After the sync, the calls are counted and nothing is queued.
+    assert!(run(&["worker", "--until-idle"]).0);
+    let (_, out, _) = run(&["status"]);
+    assert!(out.contains("queued 0 (0 due now); running 0"), "{out}");
+}

@@ -948,10 +948,8 @@ impl Engine {
         &self,
         tenant: Option<&str>,
     ) -> anyhow::Result<Vec<crate::store::ConnectionStatus>> {
-        if let Some(t) = tenant
-            && !self.store.tenant_exists(t).await?
-        {
-            return Err(EngineError::NoTenant(t.to_string()).into());
+        if let Some(t) = tenant {
+            self.require_tenant(t).await?;
         }
         let mut all = self.store.queue_status().await?;
         all.retain(|c| tenant.is_none_or(|t| c.tenant_id == t));
