@@ -27,7 +27,7 @@ fn document(
         .map(|l| ledgerbridge_sdk::money::from_decimal(l.1, "USD").unwrap())
         .sum();
     json!({
-        "tenant": TENANT, "id": id, "number": number,
+        "tenant_id": TENANT, "id": id, "number": number,
         "vendor": {"id": format!("v-{}", vendor.to_lowercase().replace(' ', "-")), "name": vendor},
         "issue_date": "2026-11-02", "due_date": "2026-12-02", "currency": "USD",
         "lines": lines.iter().map(|(d, a, c)| json!({"description": d, "amount": a, "category": c, "department": "ops"})).collect::<Vec<_>>(),
@@ -203,7 +203,7 @@ pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
     docs[2]["status"] = "paid".into();
     import(
         &engine,
-        json!({"documents": [docs[2].clone()], "payments": [{"tenant": TENANT, "id": "pay-9001", "document_id": "doc-1001",
+        json!({"documents": [docs[2].clone()], "payments": [{"tenant_id": TENANT, "id": "pay-9001", "document_id": "doc-1001",
             "amount": "480.00", "date": "2026-11-20", "method": "check", "funding_account": "operating",
             "disbursement_status": "funding_complete"}]}),
     )

@@ -5,14 +5,14 @@
 //! ```json
 //! {
 //!   "documents": [{
-//!     "tenant": "acme", "id": "doc-1001", "number": "INV-7731",
+//!     "tenant_id": "acme", "id": "doc-1001", "number": "INV-7731",
 //!     "vendor": {"id": "v-1", "name": "Acme Paper"},
 //!     "issue_date": "2026-11-02", "due_date": "2026-12-02", "currency": "USD",
 //!     "lines": [{"description": "Paper", "amount": "480.00", "category": "office", "department": "ops"}],
 //!     "total": "480.00", "status": "approved"
 //!   }],
 //!   "payments": [{
-//!     "tenant": "acme", "id": "pay-1", "document_id": "doc-1001", "amount": "480.00",
+//!     "tenant_id": "acme", "id": "pay-1", "document_id": "doc-1001", "amount": "480.00",
 //!     "date": "2026-11-20", "method": "check", "funding_account": "operating", "check_number": 10001
 //!   }]
 //! }
@@ -327,7 +327,7 @@ pub fn document(v: &Value, at: &str) -> Result<Document, Vec<FieldError>> {
         v,
         at,
         &[
-            "tenant",
+            "tenant_id",
             "id",
             "number",
             "vendor",
@@ -339,7 +339,7 @@ pub fn document(v: &Value, at: &str) -> Result<Document, Vec<FieldError>> {
             "status",
         ],
     )?;
-    let tenant_id = f.id("tenant");
+    let tenant_id = f.id("tenant_id");
     let id = f.id("id");
     let number = f.string("number", 64);
     let vendor = match f.obj.get("vendor") {
@@ -496,7 +496,7 @@ pub fn payment(v: &Value, at: &str) -> Result<PaymentInput, Vec<FieldError>> {
         v,
         at,
         &[
-            "tenant",
+            "tenant_id",
             "id",
             "document_id",
             "amount",
@@ -514,7 +514,7 @@ pub fn payment(v: &Value, at: &str) -> Result<PaymentInput, Vec<FieldError>> {
             "check numbers are assigned by ledgerbridge from the funding account: set its next number with `funding-account set-next`, or change a rejected payment's with `edit-export`",
         ));
     }
-    let tenant_id = f.id("tenant");
+    let tenant_id = f.id("tenant_id");
     let id = f.id("id");
     if id.ends_with(MARKED_PAID_SUFFIX) {
         f.errors.push(err(
@@ -605,7 +605,7 @@ mod tests {
 
     fn doc() -> Value {
         serde_json::json!({
-            "tenant": "acme", "id": "doc-1", "number": "INV-1",
+            "tenant_id": "acme", "id": "doc-1", "number": "INV-1",
             "vendor": {"id": "v-1", "name": "Acme"},
             "issue_date": "2026-11-02", "due_date": "2026-12-02", "currency": "USD",
             "lines": [{"description": "Paper", "amount": "100.50", "category": "office"},
@@ -665,7 +665,7 @@ mod tests {
 
     #[test]
     fn v1_payments_are_checked() {
-        let p = serde_json::json!({"tenant": "acme", "id": "p1", "document_id": "doc-1", "amount": "0",
+        let p = serde_json::json!({"tenant_id": "acme", "id": "p1", "document_id": "doc-1", "amount": "0",
             "date": "2026-11-20", "method": "ach", "funding_account": "op", "check_number": 7,
             "disbursement_status": "sent"});
         let errors = payment(&p, "p").unwrap_err();
@@ -685,7 +685,7 @@ mod tests {
     /// Issue 7 item 2: a payment's amount is read in its document's currency.
     #[test]
     fn v1_payment_amounts_are_read_in_the_documents_currency() {
-        let p = serde_json::json!({"tenant": "acme", "id": "p1", "document_id": "doc-1", "amount": "480",
+        let p = serde_json::json!({"tenant_id": "acme", "id": "p1", "document_id": "doc-1", "amount": "480",
             "date": "2026-11-20", "method": "ach", "funding_account": "op"});
         let input = payment(&p, "p").unwrap();
         assert_eq!(resolve_payment(&input, "JPY").unwrap().amount, 480);
@@ -753,8 +753,11 @@ mod tests {
         // Ids: one rule everywhere.
         for bad in ["..", ".", "", "a/b"] {
             let mut d = doc();
-            d["tenant"] = bad.into();
-            assert!(fields_of(&d).contains(&"d.tenant".to_string()), "{bad:?}");
+            d["tenant_id"] = bad.into();
+            assert!(
+                fields_of(&d).contains(&"d.tenant_id".to_string()),
+                "{bad:?}"
+            );
         }
         let mut d = doc();
         d["id"] = "x".repeat(100_000).into();
@@ -823,7 +826,7 @@ mod tests {
                     prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
                     prop::collection::btree_map(
                         prop::sample::select(vec![
-                            "tenant",
+                            "tenant_id",
                             "id",
                             "number",
                             "vendor",
@@ -873,7 +876,7 @@ mod tests {
                         .map(|a| serde_json::json!({"description": "x", "amount": a, "category": "c"}))
                         .collect();
                     serde_json::json!({
-                        "tenant": "t", "id": "d", "number": "n", "vendor": {"id": "v", "name": "V"},
+                        "tenant_id": "t", "id": "d", "number": "n", "vendor": {"id": "v", "name": "V"},
                         "issue_date": date, "due_date": "2026-12-01", "currency": currency,
                         "lines": lines, "total": total, "status": "approved"
                     })

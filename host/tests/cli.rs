@@ -75,7 +75,7 @@ fn operators_run_it_for_a_tenant_from_the_command_line() {
         "directory": erp.display().to_string(), "mappings": {"categories": {"office": "6100"}}});
     std::fs::write(dir.path().join("conn.json"), conn.to_string()).unwrap();
     let doc = |id: &str, cat: &str| {
-        serde_json::json!({"tenant": "acme", "id": id, "number": "N1",
+        serde_json::json!({"tenant_id": "acme", "id": id, "number": "N1",
         "vendor": {"id": "v", "name": "V"}, "issue_date": "2026-11-02", "due_date": "2026-12-02", "currency": "USD",
         "lines": [{"description": "x", "amount": "5.00", "category": cat}], "total": "5.00", "status": "approved"})
     };
@@ -154,7 +154,7 @@ fn operators_run_it_for_a_tenant_from_the_command_line() {
     // Bad input: named field, nothing stored.
     std::fs::write(
         dir.path().join("bad.json"),
-        r#"{"documents": [{"tenant": "acme", "id": "d3"}]}"#,
+        r#"{"documents": [{"tenant_id": "acme", "id": "d3"}]}"#,
     )
     .unwrap();
     let bad = run(&["import", dir.path().join("bad.json").to_str().unwrap()]);
@@ -266,7 +266,7 @@ fn operators_get_named_errors_exit_codes_times_and_summaries() {
     };
     assert!(run(&["tenant", "add", "acme"]).0);
     let (ok, _, err) = run(&["tenant", "add", ".."]);
-    assert!(!ok && err.contains("tenant: `..` is not an id"), "{err}");
+    assert!(!ok && err.contains("tenant_id: `..` is not an id"), "{err}");
     // Item 16: stored absolute.
     let conn = serde_json::json!({"id": "c", "tenant_id": "acme", "plugin": "csv", "directory": "erp",
         "mappings": {"categories": {"office": "6100"}}});
@@ -282,7 +282,7 @@ fn operators_get_named_errors_exit_codes_times_and_summaries() {
     assert!(!ok && err.contains("directory:"), "{err}");
 
     let doc = |id: &str, cat: &str, amount: &str| {
-        serde_json::json!({"tenant": "acme", "id": id, "number": "N1",
+        serde_json::json!({"tenant_id": "acme", "id": id, "number": "N1",
         "vendor": {"id": "v", "name": "V"}, "issue_date": "2026-11-02", "due_date": "2026-12-02", "currency": "USD",
         "lines": [{"description": "x", "amount": amount, "category": cat}], "total": amount, "status": "approved"})
     };
@@ -434,7 +434,10 @@ fn operators_see_queues_and_budgets_and_bad_limits_are_named() {
             "limits": {field: value}});
         std::fs::write(dir.path().join("c.json"), conn.to_string()).unwrap();
         let (ok, _, err) = run(&["connection", "add", "c.json"]);
-        assert!(!ok && err.contains(&format!("limits.{field}")), "{field}={value}: {err}");
+        assert!(
+            !ok && err.contains(&format!("limits.{field}")),
+            "{field}={value}: {err}"
+        );
     }
     let conn = serde_json::json!({"id": "c", "tenant_id": "acme", "plugin": "csv", "directory": "erp",
         "mappings": {"categories": {"office": "6100"}},
@@ -443,18 +446,25 @@ fn operators_see_queues_and_budgets_and_bad_limits_are_named() {
     assert!(run(&["connection", "add", "c.json"]).0);
     let docs: Vec<_> = (1..=2)
         .map(|i| {
-            serde_json::json!({"tenant": "acme", "id": format!("d{i}"), "number": format!("INV-{i}"),
+            serde_json::json!({"tenant_id": "acme", "id": format!("d{i}"), "number": format!("INV-{i}"),
             "vendor": {"id": "v", "name": "V"}, "issue_date": "2026-11-02", "due_date": "2026-12-02",
             "currency": "USD", "lines": [{"description": "x", "amount": "1.00", "category": "office"}],
             "total": "1.00", "status": "approved"})
         })
         .collect();
-    std::fs::write(dir.path().join("d.json"), serde_json::json!({"documents": docs}).to_string()).unwrap();
+    std::fs::write(
+        dir.path().join("d.json"),
+        serde_json::json!({"documents": docs}).to_string(),
+    )
+    .unwrap();
     assert!(run(&["import", "d.json"]).0);
     let (ok, out, err) = run(&["status"]);
     assert!(ok, "{err}");
     assert!(out.contains("c (tenant acme, plugin csv): active"), "{out}");
-    assert!(out.contains("queued 2: 2 automatic bill (2 due now)"), "{out}");
+    assert!(
+        out.contains("queued 2: 2 automatic bill (2 due now)"),
+        "{out}"
+    );
     assert!(
         out.contains("budget: 5 calls at once; 0 calls in the last minute (of 60); 0 in the last 24 hours (of 5000)"),
         "{out}"
@@ -466,7 +476,7 @@ fn operators_see_queues_and_budgets_and_bad_limits_are_named() {
     let (ok, _, err) = run(&["status", "--tenant", "nope"]);
     assert!(!ok && err.contains("no tenant nope"), "{err}");
     let (ok, _, err) = run(&["status", "--tenant", "../x"]);
-    assert!(!ok && err.contains("tenant:"), "{err}");
+    assert!(!ok && err.contains("tenant_id:"), "{err}");
     // After the sync, the calls are counted and nothing is queued.
     assert!(run(&["worker", "--until-idle"]).0);
     let (_, out, _) = run(&["status"]);

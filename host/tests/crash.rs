@@ -88,7 +88,7 @@ fn d1_kill_9_during_a_bulk_resync_with_two_worker_processes_leaves_exactly_one_e
     let docs: Vec<_> = (0..DOCS)
         .map(|i| {
             serde_json::json!({
-                "tenant": "acme", "id": format!("d{i:05}"), "number": format!("INV-{i}"),
+                "tenant_id": "acme", "id": format!("d{i:05}"), "number": format!("INV-{i}"),
                 "vendor": {"id": "v-1", "name": "Acme"}, "issue_date": "2026-11-02", "due_date": "2026-12-02",
                 "currency": "USD", "lines": [{"description": "Paper", "amount": "10.00", "category": "office"}],
                 "total": "10.00", "status": if i % 3 == 0 { "paid" } else { "approved" }
@@ -97,7 +97,7 @@ fn d1_kill_9_during_a_bulk_resync_with_two_worker_processes_leaves_exactly_one_e
         .collect();
     let payments: Vec<_> = (0..DOCS)
         .step_by(3)
-        .map(|i| serde_json::json!({"tenant": "acme", "id": format!("p{i:05}"), "document_id": format!("d{i:05}"),
+        .map(|i| serde_json::json!({"tenant_id": "acme", "id": format!("p{i:05}"), "document_id": format!("d{i:05}"),
             "amount": "10.00", "date": "2026-11-20", "method": "ach", "funding_account": "operating"}))
         .collect();
     std::fs::write(
@@ -257,7 +257,7 @@ fn p7_a_job_running_when_three_workers_died_is_quarantined() {
     });
     std::fs::write(tmp.path().join("conn.json"), conn.to_string()).unwrap();
     let doc = serde_json::json!({"documents": [{
-        "tenant": "acme", "id": "d1", "number": "INV-1", "vendor": {"id": "v", "name": "V"},
+        "tenant_id": "acme", "id": "d1", "number": "INV-1", "vendor": {"id": "v", "name": "V"},
         "issue_date": "2026-11-02", "due_date": "2026-12-02", "currency": "USD",
         "lines": [{"description": "x", "amount": "1.00", "category": "office"}],
         "total": "1.00", "status": "approved"}]});

@@ -289,7 +289,7 @@ pub fn connection(
 /// A document as the AP product sends it: one `office` line of `amount`.
 pub fn doc_json(tenant: &str, id: &str, status: &str, amount: &str) -> serde_json::Value {
     serde_json::json!({
-        "tenant": tenant, "id": id, "number": format!("INV-{id}"),
+        "tenant_id": tenant, "id": id, "number": format!("INV-{id}"),
         "vendor": {"id": "v-1", "name": "Acme Paper"},
         "issue_date": "2026-11-02", "due_date": "2026-12-02", "currency": "USD",
         "lines": [{"description": "Paper", "amount": amount, "category": "office", "department": "ops"}],
@@ -300,7 +300,7 @@ pub fn doc_json(tenant: &str, id: &str, status: &str, amount: &str) -> serde_jso
 /// A payment of `amount` against `document`.
 pub fn payment_json(tenant: &str, id: &str, document: &str, amount: &str) -> serde_json::Value {
     serde_json::json!({
-        "tenant": tenant, "id": id, "document_id": document, "amount": amount,
+        "tenant_id": tenant, "id": id, "document_id": document, "amount": amount,
         "date": "2026-11-20", "method": "ach", "funding_account": "operating"
     })
 }

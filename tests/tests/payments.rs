@@ -381,7 +381,7 @@ async fn m2_a_payment_entry_the_erp_cannot_modify_is_reported_never_duplicated()
     // says so, and creates no second one.
     import(
         &e,
-        json!({"payments": [{"tenant": T, "id": "p1", "document_id": "d1", "amount": "9.00",
+        json!({"payments": [{"tenant_id": T, "id": "p1", "document_id": "d1", "amount": "9.00",
         "date": "2026-11-21", "method": "ach", "funding_account": "operating"}]}),
     )
     .await

@@ -543,7 +543,7 @@ async fn l1_l2_the_log_records_each_attempt_and_attention_says_how_to_fix() {
 
     // An item can also be dismissed.
     bad["id"] = "d3".into();
-    import(&e, json!({"documents": [{"tenant": T, "id": "d3", "number": "X", "vendor": {"id": "v", "name": "V"},
+    import(&e, json!({"documents": [{"tenant_id": T, "id": "d3", "number": "X", "vendor": {"id": "v", "name": "V"},
         "issue_date": "2026-11-02", "due_date": "2026-12-02", "currency": "USD",
         "lines": [{"description": "x", "amount": "1.00", "category": "unknown"}], "total": "1.00", "status": "approved"}]}))
     .await

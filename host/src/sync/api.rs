@@ -81,13 +81,13 @@ fn id(field: &str, value: &str) -> Result<(), EngineError> {
 impl Engine {
     /// Adds tenant `id` (adding one that exists is not an error).
     pub async fn add_tenant(&self, id_: &str) -> anyhow::Result<()> {
-        id("tenant", id_)?;
+        id("tenant_id", id_)?;
         self.store.add_tenant(id_).await
     }
 
     /// Whether tenant `id` exists.
     pub async fn tenant_exists(&self, id_: &str) -> anyhow::Result<bool> {
-        id("tenant", id_)?;
+        id("tenant_id", id_)?;
         self.store.tenant_exists(id_).await
     }
 
