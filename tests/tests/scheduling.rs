@@ -376,3 +376,78 @@ async fn r2_a_spent_daily_budget_pauses_the_connection() {
     assert!(status.paused_reason.unwrap().contains("5 a day"));
     assert_eq!(erp.meter().calls.load(Ordering::SeqCst), 1);
 }
+
+/// R2 with two worker processes (two engines, each with its own store
+/// handle) on one store: together they keep within the connection's
+/// budget, each taking half of the minute's, while calls at once are
+/// counted in the store over both. 700 documents are 1,400 calls: more
+/// than the 1,200 a minute the ERP allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r2_two_worker_processes_keep_within_one_budget() {
+    use ledgerbridge::store::Store;
+    use ledgerbridge::sync::{RetryPolicy, WorkerConfig};
+    let erp = MeteredErp::start(MeterLimits {
+        at_once: 5,
+        per_minute: 1200,
+        latency: Duration::from_millis(5),
+    })
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("shared.db");
+    let process = || {
+        Arc::new(Engine::new(
+            Store::open(&db).unwrap(),
+            runtime().clone(),
+            RetryPolicy::default(),
+            WorkerConfig {
+                lease: Duration::from_secs(1),
+                ..WorkerConfig::default()
+            },
+        ))
+    };
+    let (a, b) = (process(), process());
+    a.add_tenant("acme").await.unwrap();
+    import_all(&a, docs("acme", "d", 700)).await;
+    let limits = LimitOverrides {
+        calls_at_once: Some(5),
+        calls_per_minute: Some(1200),
+        ..LimitOverrides::default()
+    };
+    metered_connection(&a, "xero", "acme", &erp, limits).await;
+    let (stop_a, wa) = worker(&a);
+    let (stop_b, wb) = worker(&b);
+    // Both know of each other (each beats every 200 ms) before work comes.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (run, _) = b
+        .request_resync("xero", Selection::All, false)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let s = a.run_summary(&run).await.unwrap();
+        if s.pending == 0 && s.waiting == 0 {
+            assert_eq!((s.created, s.failed), (700, 0), "{s:?}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "{s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for s in [stop_a, stop_b] {
+        s.send(true).unwrap();
+    }
+    wa.await.unwrap();
+    wb.await.unwrap();
+    let m = erp.meter();
+    assert_eq!(
+        m.over_at_once.load(Ordering::SeqCst),
+        0,
+        "over the ERP's 5 at once"
+    );
+    assert_eq!(
+        m.over_minute.load(Ordering::SeqCst),
+        0,
+        "over the ERP's 1,200 a minute"
+    );
+    assert_eq!(m.calls.load(Ordering::SeqCst), 1400);
+    assert_eq!(erp.entries(), 700);
+}

@@ -240,6 +240,21 @@ impl Store {
         .await
     }
 
+    /// How many workers beat in the last `within_ms`: the processes that
+    /// share each connection's budget.
+    pub async fn live_workers(&self, within_ms: i64) -> anyhow::Result<u32> {
+        self.with(move |db| {
+            let n: i64 = query_row(
+                db,
+                "SELECT COUNT(*) FROM workers WHERE heartbeat_at >= ?1",
+                [now_ms() - within_ms],
+                |r| r.get(0),
+            )?;
+            Ok(n.clamp(1, i64::from(u32::MAX)) as u32)
+        })
+        .await
+    }
+
     /// Records `worker`'s calls in the last minute and day, per connection.
     pub async fn record_usage(
         &self,

@@ -186,26 +186,77 @@ impl Usage {
 }
 
 /// Every connection's budget in this process, rebuilt when its limits
-/// change.
-#[derive(Default)]
+/// change or the number of worker processes sharing the store does.
+///
+/// With `k` worker processes on one store, each keeps `1/k` of every
+/// connection's minute and day budget, so together they keep within it
+/// (calls at once are counted in the store, over all of them). When `k`
+/// changes, a rebuilt budget starts with the calls this process made in
+/// the last minute and day already spent.
 pub struct Budgets {
     by_connection: Mutex<HashMap<String, Arc<Budget>>>,
+    /// Worker processes sharing each budget.
+    share: std::sync::atomic::AtomicU32,
+}
+
+impl Default for Budgets {
+    fn default() -> Self {
+        Budgets {
+            by_connection: Mutex::default(),
+            share: std::sync::atomic::AtomicU32::new(1),
+        }
+    }
+}
+
+/// `limits` with the minute's and day's budget divided among `share`
+/// processes (never below one call).
+fn part(limits: &LimitOverrides, share: u32) -> LimitOverrides {
+    let split = |n: Option<u32>| n.map(|n| (n / share.max(1)).max(1));
+    LimitOverrides {
+        calls_per_minute: split(limits.calls_per_minute),
+        calls_per_day: split(limits.calls_per_day),
+        ..limits.clone()
+    }
 }
 
 impl Budgets {
-    /// The budget of `connection`, whose limits are `limits`.
+    /// The budget of `connection`, whose limits are `limits`: this
+    /// process's part of it.
     pub fn of(&self, connection: &str, limits: &LimitOverrides) -> Arc<Budget> {
+        let limits = part(limits, self.share.load(Ordering::Relaxed));
         let mut map = self.by_connection.lock().unwrap_or_else(|e| e.into_inner());
         match map.get(connection) {
-            Some(b) if b.limits == *limits => b.clone(),
+            Some(b) if b.limits == limits => b.clone(),
             old => {
-                let paused = old.map_or(0, |b| b.paused_until.load(Ordering::Relaxed));
-                let b = Arc::new(Budget::new(limits));
-                b.pause_until(paused);
+                let b = Arc::new(Budget::new(&limits));
+                if let Some(old) = old {
+                    b.pause_until(old.paused_until.load(Ordering::Relaxed));
+                    // What this process spent still counts against the new
+                    // budget: taken again now (a conservative stand-in for
+                    // when it was spent).
+                    let now = crate::store::now_ms();
+                    let (minute, day) = old.used(now);
+                    for (limiter, used) in [(&b.minute, minute), (&b.day, day)] {
+                        if let Some(l) = limiter {
+                            for _ in 0..used {
+                                if l.check().is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    *b.usage.lock().unwrap_or_else(|e| e.into_inner()) =
+                        std::mem::take(&mut *old.usage.lock().unwrap_or_else(|e| e.into_inner()));
+                }
                 map.insert(connection.to_string(), b.clone());
                 b
             }
         }
+    }
+
+    /// Sets how many worker processes share each budget (at least one).
+    pub fn set_share(&self, processes: u32) {
+        self.share.store(processes.max(1), Ordering::Relaxed);
     }
 
     /// The budgets known, by connection.
@@ -336,6 +387,34 @@ mod tests {
         }
         assert_eq!(b.used(0), (100_000, 100_000));
         assert_eq!(b.used(61_000).0, 0);
+    }
+
+    /// R2 with two worker processes on one store: each keeps half of the
+    /// minute's budget, and one that learns of the other keeps what it
+    /// already spent counted.
+    #[test]
+    fn r2_processes_sharing_a_store_share_each_budget() {
+        let budgets = Budgets::default();
+        let l = limits(Some(60), Some(5000));
+        let now = crate::store::now_ms();
+        let alone = budgets.of("c", &l);
+        assert_eq!(alone.limits.calls_per_minute, Some(60));
+        let mut taken = 0;
+        while alone.try_take(now).is_ok() {
+            taken += 1;
+        }
+        assert_eq!(taken, 6);
+        budgets.set_share(2);
+        let half = budgets.of("c", &l);
+        assert_eq!(
+            (half.limits.calls_per_minute, half.limits.calls_per_day),
+            (Some(30), Some(2500))
+        );
+        // The 6 calls already made fill the half budget's burst of 3.
+        assert!(half.try_take(now).is_err());
+        assert_eq!(half.used(now).0, 6);
+        budgets.set_share(1000);
+        assert_eq!(budgets.of("c", &l).limits.calls_per_minute, Some(1));
     }
 
     #[test]

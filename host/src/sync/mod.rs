@@ -1112,9 +1112,15 @@ impl Engine {
         );
     }
 
-    /// Reports this process's calls per connection to the store, and learns
-    /// the pauses other processes recorded.
+    /// Reports this process's calls per connection to the store, learns
+    /// the pauses other processes recorded, and how many worker processes
+    /// share each budget.
     async fn share_budgets(&self, worker: &str) -> anyhow::Result<()> {
+        let live = self
+            .store
+            .live_workers(self.worker.lease.as_millis() as i64)
+            .await?;
+        self.budgets.set_share(live);
         let now = now_ms();
         let usage = self
             .budgets
