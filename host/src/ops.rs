@@ -99,12 +99,27 @@ fn print_summary(s: &RunSummary) {
     if s.blocked > 0 {
         print!(", {} payments blocked by their bill", s.blocked);
     }
+    if s.pending > 0 {
+        print!(", {} not in yet", s.pending);
+    }
     println!();
 }
 
 /// Scripts notice a failure: a run with a failed or blocked result exits
-/// non-zero (issue 7 item 20).
-fn fail_if_failed(s: &RunSummary) -> anyhow::Result<()> {
+/// non-zero (issue 7 item 20), and so does one left deferred (its syncs
+/// wait for a retry time or a paused connection), saying until when.
+async fn fail_if_failed(engine: &Engine, run: &str, s: &RunSummary) -> anyhow::Result<()> {
+    if s.pending > 0 {
+        let when = engine
+            .run_deferred_until(run)
+            .await?
+            .map_or_else(|| "later".to_string(), |t| format!("at {}", rfc3339(t)));
+        bail!(
+            "{} of {} results are not in yet: they run again {when} (a retry, or the connection is paused: see `ledgerbridge status`), in a running `ledgerbridge worker`",
+            s.pending,
+            s.total
+        );
+    }
     if s.failed + s.blocked > 0 {
         bail!(
             "{} of {} results failed; `ledgerbridge attention` says how to fix each",
@@ -142,7 +157,7 @@ pub async fn sync_one(
     let summary = engine.finish_run(&run, |_| {}).await?;
     print_results(engine, &run).await?;
     print_summary(&summary);
-    fail_if_failed(&summary)
+    fail_if_failed(engine, &run, &summary).await
 }
 
 pub async fn resync(
@@ -187,7 +202,7 @@ pub async fn resync(
         print_results(engine, &run).await?;
     }
     print_summary(&summary);
-    fail_if_failed(&summary)
+    fail_if_failed(engine, &run, &summary).await
 }
 
 fn print_log(rows: &[LogRow]) {
@@ -514,5 +529,5 @@ pub async fn export(
     let summary = engine.finish_run(&run, |_| {}).await?;
     print_results(engine, &run).await?;
     print_summary(&summary);
-    fail_if_failed(&summary)
+    fail_if_failed(engine, &run, &summary).await
 }

@@ -451,3 +451,48 @@ async fn r2_two_worker_processes_keep_within_one_budget() {
     assert_eq!(m.calls.load(Ordering::SeqCst), 1400);
     assert_eq!(erp.entries(), 700);
 }
+
+/// A manual sync whose ERP answers rate-limited for an hour: the caller
+/// hears at once that the result is deferred and until when (the
+/// connection shows paused), instead of waiting the hour out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r5_a_sync_deferred_by_a_pause_returns_saying_until_when() {
+    let (engine, _) = scripted_engine(
+        "acme",
+        &[
+            ("create-bill", "rate-limited"),
+            ("retry-after-ms", "3600000"),
+        ],
+    )
+    .await;
+    import(
+        &engine,
+        serde_json::json!({"documents": [doc_json("acme", "d1", "approved", "10.00")]}),
+    )
+    .await
+    .unwrap();
+    // The automatic sync meets the rate limit first.
+    let run = engine
+        .request_sync("acme", "d1", "s", ledgerbridge::model::Target::Bill, false)
+        .await
+        .unwrap();
+    let s = tokio::time::timeout(Duration::from_secs(30), engine.finish_run(&run, |_| {}))
+        .await
+        .expect("finish_run returns while the connection is paused")
+        .unwrap();
+    assert_eq!((s.pending, s.failed), (1, 0), "{s:?}");
+    let until = engine
+        .run_deferred_until(&run)
+        .await
+        .unwrap()
+        .expect("deferred");
+    assert!(
+        (until - now_ms() - 3_600_000).abs() < 60_000,
+        "deferred until {until}"
+    );
+    let status = engine.status(Some("acme")).await.unwrap().remove(0);
+    assert!(
+        status.paused_until.is_some_and(|p| p >= until - 60_000),
+        "{status:?}"
+    );
+}

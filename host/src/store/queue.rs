@@ -255,6 +255,25 @@ impl Store {
         .await
     }
 
+    /// When the rest of `run` is next due, if none of it runs now and all of
+    /// it is queued past `before` (a retry time, or a paused connection):
+    /// such a run is deferred, and a waiting caller need not wait for it.
+    pub async fn run_deferred_until(&self, run: &str, before: i64) -> anyhow::Result<Option<i64>> {
+        let run = run.to_string();
+        self.with(move |db| {
+            let (queued, running, next): (i64, i64, Option<i64>) = query_row(
+                db,
+                "SELECT COALESCE(SUM(state = 'queued'), 0), COALESCE(SUM(state = 'running'), 0),
+                   MIN(CASE WHEN state = 'queued' THEN due_at END)
+                 FROM jobs WHERE run_id = ?1 AND state IN ('queued', 'running')",
+                [run],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            Ok(next.filter(|n| queued > 0 && running == 0 && *n >= before))
+        })
+        .await
+    }
+
     /// Records `worker`'s calls in the last minute and day, per connection.
     pub async fn record_usage(
         &self,

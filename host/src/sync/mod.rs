@@ -753,8 +753,10 @@ impl Engine {
         Ok((run, ids.len()))
     }
 
-    /// Runs the worker until `run` has no job left to do, reporting its
-    /// summary to `progress` as it goes.
+    /// Runs the worker until `run` has no job left to do, or all it has
+    /// left waits for a time more than [`PAUSE_AFTER`] away (a retry, a
+    /// paused connection: see [`Engine::run_deferred_until`]), reporting
+    /// its summary to `progress` as it goes.
     pub async fn finish_run(
         self: &Arc<Self>,
         run: &str,
@@ -766,7 +768,10 @@ impl Engine {
             loop {
                 let s = self.store.run_summary(run).await?;
                 progress(&s);
-                if s.pending == 0 && s.waiting == 0 {
+                let deferred = s.waiting == 0
+                    && s.pending > 0
+                    && self.run_deferred_until(run).await?.is_some();
+                if (s.pending == 0 && s.waiting == 0) || deferred {
                     let _ = done.0.send(true);
                     return anyhow::Ok(s);
                 }
@@ -776,6 +781,14 @@ impl Engine {
         let (w, s) = tokio::join!(worker, watch);
         w?;
         s
+    }
+
+    /// When the rest of `run` is next due (ms since the epoch), if none of
+    /// it runs now and all of it waits more than [`PAUSE_AFTER`]: a retry
+    /// time or a paused connection. A running worker finishes it then.
+    pub async fn run_deferred_until(&self, run: &str) -> anyhow::Result<Option<i64>> {
+        let before = now_ms() + PAUSE_AFTER.as_millis() as i64;
+        self.store.run_deferred_until(run, before).await
     }
 
     /// Claims and runs due jobs until `stop` turns true, or, with
