@@ -496,3 +496,70 @@ async fn r5_a_sync_deferred_by_a_pause_returns_saying_until_when() {
         "{status:?}"
     );
 }
+
+/// While a connection's work is due but not claimable (its one call at
+/// once in use), the worker waits for the running job or the usual poll,
+/// never polling the queue in a tight loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r5_due_work_that_cannot_be_claimed_is_not_polled_in_a_tight_loop() {
+    let erp = MeteredErp::start(MeterLimits {
+        at_once: 1,
+        per_minute: 10_000,
+        latency: Duration::from_millis(400),
+    })
+    .await;
+    let engine = engine();
+    engine.add_tenant("acme").await.unwrap();
+    let limits = LimitOverrides {
+        calls_at_once: Some(1),
+        ..LimitOverrides::default()
+    };
+    metered_connection(&engine, "xero", "acme", &erp, limits).await;
+    import_all(&engine, docs("acme", "d", 5)).await;
+    let (stop, w) = worker(&engine);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.send(true).unwrap();
+    w.await.unwrap();
+    let claims = engine.stats.claims.load(Ordering::Relaxed);
+    assert!(claims < 100, "{claims} claims in 2 s");
+    assert_eq!(erp.meter().over_at_once.load(Ordering::SeqCst), 0);
+}
+
+/// `worker --until-idle` (here `settle`) ends when what is left waits for
+/// a paused connection (an hour), and a disabled connection's queued
+/// syncs end, not synced, instead of keeping the worker waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p4_until_idle_ends_with_paused_and_disabled_connections() {
+    let (engine, _) = scripted_engine(
+        "acme",
+        &[
+            ("create-bill", "rate-limited"),
+            ("retry-after-ms", "3600000"),
+        ],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    engine
+        .put_connection(connection("csv", "acme", "csv", Some(dir.path())))
+        .await
+        .unwrap();
+    import_all(&engine, docs("acme", "d", 3)).await;
+    engine.set_enabled("csv", false).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), settle(&engine))
+        .await
+        .expect("the worker stops although syncs are left for later");
+    let status = engine.status(Some("acme")).await.unwrap();
+    let csv = status.iter().find(|c| c.id == "csv").unwrap();
+    assert_eq!(csv.queued.values().sum::<usize>(), 0, "{csv:?}");
+    let log = engine.log_of("acme", "d00000", Some("csv")).await.unwrap();
+    assert!(
+        log.iter()
+            .any(|r| r.error.as_deref().is_some_and(|e| e.contains("disabled"))),
+        "{log:?}"
+    );
+    let scripted = status.iter().find(|c| c.id == "s").unwrap();
+    assert!(
+        scripted.paused_until.is_some() && scripted.queued.values().sum::<usize>() == 3,
+        "{scripted:?}"
+    );
+}

@@ -521,14 +521,17 @@ impl Store {
         .await
     }
 
-    /// Whether any job is queued, whether any is running, and the earliest
-    /// due time of the queued. Index lookups only: the cost does not grow
-    /// with the queue.
+    /// Whether any job is queued, whether any is running, and when the
+    /// queued work can next be claimed: its earliest due time on a
+    /// connection not paused then (a pause ends at `paused_until`).
     pub async fn pending(&self) -> anyhow::Result<(bool, bool, Option<i64>)> {
         self.with(|db| {
             let next: Option<i64> = query_row(
                 db,
-                "SELECT MIN(due_at) FROM jobs WHERE state = 'queued'",
+                "SELECT MIN(MAX(q.due, COALESCE(c.paused_until, 0)))
+                 FROM (SELECT connection_id, MIN(due_at) AS due FROM jobs WHERE state = 'queued'
+                       GROUP BY connection_id) q
+                 LEFT JOIN connections c ON c.id = q.connection_id",
                 [],
                 |r| r.get(0),
             )?;

@@ -77,15 +77,16 @@ pub struct ConnectionStatus {
 }
 
 impl Store {
-    /// The enabled connections that have queued jobs due now and are not
-    /// paused, with their running jobs and best priority.
+    /// The connections that have queued jobs due now and are not paused,
+    /// with their running jobs and best priority. A disabled connection's
+    /// jobs are claimed too: the executor ends them, not synced.
     pub async fn due_connections(&self) -> anyhow::Result<Vec<DueConnection>> {
         self.with(|db| {
             let now = now_ms();
             let conns: Vec<(String, String)> = {
                 let mut stmt = db.prepare_cached(
                     "SELECT id, config FROM connections
-                     WHERE enabled AND (paused_until IS NULL OR paused_until <= ?1) ORDER BY id",
+                     WHERE paused_until IS NULL OR paused_until <= ?1 ORDER BY id",
                 )?;
                 stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<Result<_, _>>()?
@@ -148,7 +149,7 @@ impl Store {
             for (connection, n) in plan {
                 let Some(config): Option<String> = query_row(
                     &tx,
-                    "SELECT config FROM connections WHERE id = ?1 AND enabled
+                    "SELECT config FROM connections WHERE id = ?1
                        AND (paused_until IS NULL OR paused_until <= ?2)",
                     params![connection, now],
                     |r| r.get(0),

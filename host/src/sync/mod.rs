@@ -917,19 +917,34 @@ impl Engine {
                 self.task_done(r, &mut in_flight, &mut report).await;
             }
             if got == 0 {
-                // Nothing claimable now. With free hands, find when the next
-                // job is due; with none, wait for a running one to finish.
+                // Nothing claimable now: a finished job, a new event or a
+                // stop wakes the worker. With nothing running here, it also
+                // looks when the queue has work next (due, and its
+                // connection not paused), and with `until_idle` stops once
+                // nothing is left, or all that is left waits past
+                // PAUSE_AFTER. Due work it could not claim (its connection's
+                // calls at once or budget in use) is looked at again after
+                // the usual wait, never in a tight loop.
                 let mut wait = Duration::from_millis(200).min(beat_every);
-                if free > 0 {
+                if free > 0 && tasks.is_empty() {
                     match self.store.pending().await {
-                        Ok((queued, running, next_due)) => {
-                            if until_idle && !queued && !running && tasks.is_empty() {
+                        Ok((queued, running, next)) => {
+                            let now = now_ms();
+                            let deferred =
+                                next.is_some_and(|d| d > now + PAUSE_AFTER.as_millis() as i64);
+                            if until_idle && !running && (!queued || deferred) {
+                                if deferred {
+                                    tracing::info!(
+                                        resumes = %ms_to_rfc3339(next.unwrap_or(now)),
+                                        "stopping: every sync left waits for a retry time or a paused connection"
+                                    );
+                                }
                                 break;
                             }
-                            if let Some(d) = next_due {
-                                wait = wait.min(Duration::from_millis(
-                                    (d - now_ms()).clamp(1, 200) as u64,
-                                ));
+                            if let Some(d) = next
+                                && d > now
+                            {
+                                wait = wait.min(Duration::from_millis((d - now) as u64));
                             }
                         }
                         Err(e) => {
