@@ -14,7 +14,10 @@ use crate::runtime::bindings as wit;
 use crate::runtime::{
     CallError, LogLine, Operation as Call, Plugin, Reply, Sandbox, describe_connector_error,
 };
-use crate::store::{EntryRow, FinishedJob, Job, JobOutcome, NewJob, Operation, now_ms};
+use crate::store::{
+    Attention, AttentionChange, AttentionKind, EntryRow, FinishedJob, Job, JobOutcome, NewJob,
+    Operation, now_ms,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -478,7 +481,8 @@ fn finished(job: &Job, outcome: JobOutcome) -> FinishedJob {
 
 fn failed(job: &Job, message: String, hint: &str) -> Step {
     let mut f = finished(job, JobOutcome::Failed);
-    f.attention = Some((message.clone(), hint.to_string()));
+    f.attention =
+        AttentionChange::Set(Attention::new(AttentionKind::Failed, message.clone(), hint));
     f.error = Some(message);
     Step::Finished(Box::new(f))
 }
@@ -897,6 +901,7 @@ fn conclude(
         ));
     }
     let Some(failure) = failure else { return f };
+    let mut kind = AttentionKind::Failed;
     let (verdict, message) = match failure {
         Failure::Mapping(m) => (
             Verdict::Attention {
@@ -909,13 +914,16 @@ fn conclude(
             let v = verdict(&e);
             (v, Some(e))
         }
-        Failure::Host(e) => (
-            Verdict::Attention {
-                message: format!("the host failed: {e:#}"),
-                hint: "Check the host's store and logs, then re-sync.".into(),
-            },
-            None,
-        ),
+        Failure::Host(e) => {
+            kind = AttentionKind::HostFault;
+            (
+                Verdict::Attention {
+                    message: format!("the host failed: {e:#}"),
+                    hint: "Check the host's store and logs, then re-sync.".into(),
+                },
+                None,
+            )
+        }
     };
     let plugin_at_fault = matches!(message, Some(CallError::Fault(_)));
     match verdict {
@@ -941,12 +949,12 @@ fn conclude(
             } else {
                 "The ERP kept failing for a while; check its status page and the connection, then re-sync.".into()
             };
-            f.attention = Some((text, hint));
+            f.attention = AttentionChange::Set(Attention::new(AttentionKind::GaveUp, text, hint));
         }
         Verdict::Attention { message: m, hint } => {
             f.outcome = JobOutcome::Failed;
             f.error = Some(m.clone());
-            f.attention = Some((m, hint));
+            f.attention = AttentionChange::Set(Attention::new(kind, m, hint));
         }
     }
     if let Some(CallError::Connector(c)) = &message {

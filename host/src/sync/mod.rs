@@ -7,12 +7,15 @@
 //! the outcome (entry, log line, attention item, next retry) is stored in
 //! one transaction.
 
+pub mod a5;
 pub mod budget;
 mod connectors;
 pub mod executor;
+pub mod finish;
 mod grants;
 mod keys;
 pub mod mapping;
+pub mod notices;
 pub mod plain;
 pub mod policy;
 
@@ -21,7 +24,7 @@ pub use executor::RetryPolicy;
 use crate::intake::{Batch, FieldError, InvalidInput};
 use crate::model::{Connection, Payment, Target, Trigger, check_id, check_text};
 use crate::runtime::Runtime;
-use crate::store::{FinishedJob, Job, JobOutcome, PausedBy, RunSummary, Store, now_ms};
+use crate::store::{Job, JobOutcome, PausedBy, RunSummary, Store, now_ms};
 use anyhow::{Context as _, bail};
 use connectors::Connectors;
 use std::collections::HashMap;
@@ -447,7 +450,8 @@ impl Engine {
                 (p, plan)
             })
             .collect();
-        let recorded = self.store.record(documents, payments).await?;
+        let merge: crate::store::PaymentMerge = |prev, p| Ok(policy::merge_payment(prev, p)?);
+        let recorded = self.store.record(documents, payments, merge).await?;
         self.wake.notify_one();
         Ok(Imported {
             documents: n_docs,
@@ -1240,12 +1244,8 @@ impl Engine {
                     Err(e) => e.to_string(),
                 };
                 tracing::error!(job = job.id, "a sync task failed: {why}");
-                let message = format!("the host failed while running this sync: {why}");
-                let mut f = FinishedJob::new(job, JobOutcome::Failed);
-                f.error = Some(message.clone());
-                f.attention = Some((message, "This is a fault in ledgerbridge itself: report it with the worker's log; re-sync the document after upgrading.".into()));
                 *report.outcomes.entry("failed".into()).or_default() += 1;
-                if let Err(e) = self.store.finish(f).await {
+                if let Err(e) = self.finish(notices::task_failed(job, &why)).await {
                     tracing::warn!(
                         "could not record the failed task, its lease will run out: {e:#}"
                     );
@@ -1259,14 +1259,16 @@ impl Engine {
         let outcome = match executor::run(self, &job).await? {
             executor::Step::Finished(f) => {
                 let outcome = f.outcome;
-                if self.store.finish(*f).await? {
+                if self.finish(*f).await? {
                     outcome
                 } else {
                     JobOutcome::Coalesced
                 }
             }
             executor::Step::WaitForBill(bill) => {
-                self.store.wait_for_bill(job, bill).await?;
+                self.store
+                    .wait_for_bill(job, bill, a5::payment_waits)
+                    .await?;
                 JobOutcome::Waiting
             }
         };
