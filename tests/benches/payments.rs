@@ -40,14 +40,8 @@ fn main() {
     );
     for (bulk, name) in [
         (Bulk::None, "no bulk run"),
-        (
-            Bulk::SameConnection,
-            "bulk re-sync of 10,000 documents on the same connection",
-        ),
-        (
-            Bulk::OtherConnection,
-            "bulk re-sync of 10,000 documents on another tenant's connection",
-        ),
+        (Bulk::SameConnection, "bulk re-sync of 10,000 documents on the same connection"),
+        (Bulk::OtherConnection, "bulk re-sync of 10,000 documents on another tenant's connection"),
     ] {
         println!("== {name}");
         tokio.block_on(case(bulk));
@@ -74,27 +68,16 @@ async fn case(bulk: Bulk) {
     for d in [&erp, &other_erp] {
         std::fs::create_dir_all(d).unwrap();
     }
-    engine
-        .put_connection(connection("csv", "acme", "csv", Some(&erp)))
-        .await
-        .unwrap();
+    engine.put_connection(connection("csv", "acme", "csv", Some(&erp))).await.unwrap();
     engine
         .put_connection(connection("csv-other", "other", "csv", Some(&other_erp)))
         .await
         .unwrap();
-    engine
-        .store
-        .set_next_check_number("acme", "operating", 10_000)
-        .await
-        .unwrap();
+    engine.store.set_next_check_number("acme", "operating", 10_000).await.unwrap();
     // The bills exist first (A5 is measured elsewhere).
-    let docs: Vec<_> = (0..n)
-        .map(|i| doc_json("acme", &format!("d{i:05}"), "approved", "10.00"))
-        .collect();
+    let docs: Vec<_> = (0..n).map(|i| doc_json("acme", &format!("d{i:05}"), "approved", "10.00")).collect();
     for chunk in docs.chunks(1000) {
-        import(&engine, serde_json::json!({"documents": chunk}))
-            .await
-            .unwrap();
+        import(&engine, serde_json::json!({"documents": chunk})).await.unwrap();
     }
     settle(&engine).await;
     if bulk != Bulk::None {
@@ -103,19 +86,13 @@ async fn case(bulk: Bulk) {
             _ => ("other", "csv-other"),
         };
         engine.set_enabled(conn, false).await.unwrap();
-        let docs: Vec<_> = (0..BULK)
-            .map(|i| doc_json(tenant, &format!("bulk{i:05}"), "approved", "10.00"))
-            .collect();
+        let docs: Vec<_> =
+            (0..BULK).map(|i| doc_json(tenant, &format!("bulk{i:05}"), "approved", "10.00")).collect();
         for chunk in docs.chunks(1000) {
-            import(&engine, serde_json::json!({"documents": chunk}))
-                .await
-                .unwrap();
+            import(&engine, serde_json::json!({"documents": chunk})).await.unwrap();
         }
         engine.set_enabled(conn, true).await.unwrap();
-        engine
-            .request_resync(conn, Selection::All, false)
-            .await
-            .unwrap();
+        engine.request_resync(conn, Selection::All, false).await.unwrap();
     }
 
     let (stop, rx) = tokio::sync::watch::channel(false);
@@ -131,11 +108,7 @@ async fn case(bulk: Bulk) {
             let mut samples = Vec::new();
             let start = Instant::now();
             loop {
-                samples.push((
-                    start.elapsed().as_secs(),
-                    queued(&e, "csv").await,
-                    queued(&e, "csv-other").await,
-                ));
+                samples.push((start.elapsed().as_secs(), queued(&e, "csv").await, queued(&e, "csv-other").await));
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     _ = depth_rx.changed() => break,
@@ -153,24 +126,15 @@ async fn case(bulk: Bulk) {
         p["method"] = "check".into();
         p["disbursement_status"] = "funding_complete".into();
         sent.push(now_ms());
-        import(&engine, serde_json::json!({"payments": [p]}))
-            .await
-            .unwrap();
+        import(&engine, serde_json::json!({"payments": [p]})).await.unwrap();
     }
     let offered = start.elapsed();
     // Until the last payment entry exists (the bulk run may go on).
     let mut latencies = Vec::with_capacity(n);
     for (i, t0) in sent.iter().enumerate() {
         loop {
-            let log = engine
-                .store
-                .log_of("acme", &format!("d{i:05}"), Some("csv"))
-                .await
-                .unwrap();
-            if let Some(row) = log
-                .iter()
-                .find(|r| r.target == "payment" && r.outcome == "created")
-            {
+            let log = engine.store.log_of("acme", &format!("d{i:05}"), Some("csv")).await.unwrap();
+            if let Some(row) = log.iter().find(|r| r.target == "payment" && r.outcome == "created") {
                 latencies.push(row.at - t0);
                 break;
             }
@@ -179,19 +143,13 @@ async fn case(bulk: Bulk) {
     }
     depth_stop.send(true).unwrap();
     let samples = depth.await.unwrap();
-    let left = (
-        queued(&engine, "csv").await,
-        queued(&engine, "csv-other").await,
-    );
+    let left = (queued(&engine, "csv").await, queued(&engine, "csv-other").await);
     stop.send(true).unwrap();
     worker.await.unwrap().unwrap();
 
     latencies.sort_unstable();
     let pct = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
-    println!(
-        "offered {n} payments in {offered:.2?} ({:.0}/s)",
-        n as f64 / offered.as_secs_f64()
-    );
+    println!("offered {n} payments in {offered:.2?} ({:.0}/s)", n as f64 / offered.as_secs_f64());
     println!(
         "funding complete -> payment entry created: median {} ms, p90 {} ms, p99 {} ms, max {} ms",
         pct(0.5),
@@ -199,16 +157,7 @@ async fn case(bulk: Bulk) {
         pct(0.99),
         latencies.last().unwrap()
     );
-    let line: Vec<String> = samples
-        .iter()
-        .map(|(s, a, b)| format!("{s}s {a}/{b}"))
-        .collect();
-    println!(
-        "queue depth (queued + running), csv/csv-other, once a second: {}",
-        line.join(", ")
-    );
-    println!(
-        "left when the last payment entry was in: csv {}, csv-other {}",
-        left.0, left.1
-    );
+    let line: Vec<String> = samples.iter().map(|(s, a, b)| format!("{s}s {a}/{b}")).collect();
+    println!("queue depth (queued + running), csv/csv-other, once a second: {}", line.join(", "));
+    println!("left when the last payment entry was in: csv {}, csv-other {}", left.0, left.1);
 }
