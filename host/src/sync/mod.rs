@@ -8,18 +8,26 @@
 //! one transaction.
 
 pub mod a5;
+mod attempt;
 pub mod budget;
+mod checks;
 mod connectors;
+mod convert;
+mod due;
 pub mod executor;
 pub mod finish;
 mod grants;
 mod keys;
+pub(crate) mod m3;
+mod manual;
 pub mod mapping;
 pub mod notices;
+pub mod outcome;
 pub mod plain;
 pub mod policy;
+pub mod retry;
 
-pub use executor::RetryPolicy;
+pub use retry::RetryPolicy;
 
 use crate::intake::{Batch, FieldError, InvalidInput};
 use crate::model::{Connection, Payment, Target, Trigger, check_id, check_text};
@@ -602,7 +610,7 @@ impl Engine {
             }
         }
         let run = run_id();
-        let jobs = executor::manual_jobs(
+        let jobs = manual::manual_jobs(
             &doc,
             !payments.is_empty(),
             &conn,
@@ -754,7 +762,7 @@ impl Engine {
                         .await?
                         .is_empty();
                     let target = (!conn.sync_payments).then_some(Target::Bill);
-                    jobs.extend(executor::manual_jobs(
+                    jobs.extend(manual::manual_jobs(
                         &doc,
                         has_payments,
                         &conn,
