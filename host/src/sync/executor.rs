@@ -1,6 +1,6 @@
 //! Runs one job: reads what it needs, checks the connection can run it,
 //! maps the document for the connection, and brings each of its entries in
-//! line ([`m3`](super::m3)): the bill entry, or the entry of each payment
+//! line (`m3`): the bill entry, or the entry of each payment
 //! due (with its check number). What it decided is stored by the engine in
 //! one transaction.
 
