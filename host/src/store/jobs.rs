@@ -276,7 +276,8 @@ impl Store {
 
     /// Stores everything a finished attempt changes, in one transaction: the
     /// job's new state, the entry, the log line, the attention item, and the
-    /// payments waiting on a bill.
+    /// payments waiting on a bill, each as `f` says (the engine decided;
+    /// see `sync::finish`).
     /// Returns `false` when the job was no longer this worker's (its lease
     /// ran out and another worker took it): then only the log line is kept,
     /// and the other worker's run decides the outcome.
