@@ -3,7 +3,7 @@
 //! Each test names the SPEC behaviours it shows.
 
 use ledgerbridge::model::Target;
-use ledgerbridge::store::JobOutcome;
+use ledgerbridge::store::{AttentionKind, JobOutcome};
 use ledgerbridge::sync::{EngineError, Selection};
 use ledgerbridge_tests::*;
 use serde_json::json;
@@ -274,7 +274,12 @@ async fn a5_a_payment_whose_bill_fails_is_blocked_with_the_bills_reason() {
         "{}",
         pay.message
     );
-    assert!(items.iter().any(|a| a.target == "bill"));
+    assert_eq!(pay.kind, AttentionKind::Blocked);
+    assert!(
+        items
+            .iter()
+            .any(|a| a.target == "bill" && a.kind == AttentionKind::Failed)
+    );
 
     // The bill is fixed; re-syncing what needs attention syncs the bill and
     // the payment follows by itself.
@@ -839,6 +844,7 @@ async fn p7_a_job_that_keeps_crashing_its_worker_is_quarantined() {
     );
     let items = e.attention(Some("csv")).await.unwrap();
     assert_eq!(items.len(), 1);
+    assert_eq!(items[0].kind, AttentionKind::Quarantined);
     assert!(
         items[0].message.contains("crashed the worker"),
         "{}",

@@ -2,7 +2,10 @@
 //! (the outcome and everything it changes, in one transaction), recovery of
 //! jobs whose worker died.
 
-use super::rows::{FinishedJob, Job, JobOutcome, JobState, NewJob, Priority, RunSummary};
+use super::rows::{
+    Attention, AttentionChange, AttentionKind, BillFacts, FinishedJob, Job, JobOutcome, JobState,
+    NewJob, PaymentWait, Priority, RunSummary, WaitingPayments,
+};
 use super::{Store, now_ms};
 use super::{exec, query_row};
 use crate::model::{Target, Trigger};
@@ -200,6 +203,22 @@ impl Store {
         dead_after_ms: i64,
         quarantine_after: u32,
     ) -> anyhow::Result<(usize, usize)> {
+        self.recover_with(
+            dead_after_ms,
+            quarantine_after,
+            crate::sync::notices::quarantined,
+        )
+        .await
+    }
+
+    /// [`Store::recover`], with the engine's words for a quarantined job:
+    /// `notice(crashes)` is its Requires attention item.
+    pub async fn recover_with(
+        &self,
+        dead_after_ms: i64,
+        quarantine_after: u32,
+        notice: fn(i64) -> Attention,
+    ) -> anyhow::Result<(usize, usize)> {
         self.with(move |db| {
             let tx = db.savepoint()?;
             let now = now_ms();
@@ -219,7 +238,7 @@ impl Store {
                 let crashes = crashes + i64::from(*dead);
                 if *dead && crashes >= i64::from(quarantine_after) {
                     quarantined += 1;
-                    quarantine(&tx, job, crashes, now)?;
+                    quarantine(&tx, job, crashes, &notice(crashes), now)?;
                     continue;
                 }
                 // A newer event may have queued the same sync meanwhile: the
@@ -257,7 +276,8 @@ impl Store {
 
     /// Stores everything a finished attempt changes, in one transaction: the
     /// job's new state, the entry, the log line, the attention item, and the
-    /// payments waiting on a bill.
+    /// payments waiting on a bill, each as `f` says (the engine decided;
+    /// see `sync::finish`).
     /// Returns `false` when the job was no longer this worker's (its lease
     /// ran out and another worker took it): then only the log line is kept,
     /// and the other worker's run decides the outcome.
@@ -298,12 +318,10 @@ impl Store {
                 )?;
             }
 
-            let (state, due_at) = match f.outcome {
-                JobOutcome::Retrying => (JobState::Queued, f.retry_at.unwrap_or(now)),
-                JobOutcome::Waiting => (JobState::Waiting, now),
-                JobOutcome::Blocked => (JobState::Blocked, now),
-                JobOutcome::Failed => (JobState::Failed, now),
-                _ => (JobState::Done, now),
+            let state = f.outcome.state();
+            let due_at = match state {
+                JobState::Queued => f.retry_at.unwrap_or(now),
+                _ => now,
             };
             let attempts = job.attempts as i64 + 1;
             if state == JobState::Queued {
@@ -342,19 +360,18 @@ impl Store {
             log_line(&tx, job, now, &f.operations, f.outcome.as_str(), erp_id.as_deref(),
                 f.error.as_deref(), &f.plugin_log)?;
 
-            // Requires attention (L2): set on failures a person must fix,
-            // cleared by a success; retries and waits leave it as it is.
-            match (&f.attention, f.outcome) {
-                (Some((message, hint)), _) => {
-                    set_attention(&tx, &job.connection_id, &job.tenant_id, &job.document_id, target, message, hint, now)?;
+            // Requires attention (L2), as the engine decided.
+            match &f.attention {
+                AttentionChange::Set(a) => {
+                    set_attention(&tx, &job.connection_id, &job.tenant_id, &job.document_id, target, a, now)?;
                 }
-                (None, JobOutcome::Created | JobOutcome::Updated | JobOutcome::Unchanged) => {
+                AttentionChange::Resolve => {
                     exec(&tx,
                         "DELETE FROM attention WHERE connection_id = ?1 AND document_id = ?2 AND target = ?3",
                         params![job.connection_id, job.document_id, target],
                     )?;
                 }
-                _ => {}
+                AttentionChange::Leave => {}
             }
 
             for (payment, error) in &f.failed_exports {
@@ -368,31 +385,24 @@ impl Store {
                 )?;
             }
 
-            // A5: a bill's fate decides its waiting payments'.
-            if job.target == Target::Bill {
-                match f.outcome {
-                    JobOutcome::Created | JobOutcome::Updated | JobOutcome::Unchanged | JobOutcome::SkippedBooked => {
-                        release_payments(&tx, &job.connection_id, &job.document_id, now)?;
-                    }
-                    // A bill not synced on purpose (a draft) blocks its
-                    // payments too: they would otherwise wait for ever.
-                    JobOutcome::Failed | JobOutcome::Skipped => {
-                        let reason = format!(
-                            "blocked: the bill entry could not be synced: {}",
-                            f.error.as_deref().unwrap_or("unknown error")
-                        );
-                        let blocked = exec(&tx,
-                            "UPDATE jobs SET state = 'blocked', outcome = 'blocked', error = ?3, finished_at = ?4
-                             WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment' AND state = 'waiting'",
-                            params![job.connection_id, job.document_id, reason, now],
-                        )?;
-                        if blocked > 0 {
-                            set_attention(&tx, &job.connection_id, &job.tenant_id, &job.document_id,
-                                "payment", &reason, BLOCKED_HINT, now)?;
-                        }
-                    }
-                    _ => {}
+            // A5: the payments waiting for this bill, as the engine decided.
+            match &f.waiting_payments {
+                WaitingPayments::Release => {
+                    release_payments(&tx, &job.connection_id, &job.document_id, now)?;
                 }
+                WaitingPayments::Block(a) => {
+                    let blocked = exec(&tx,
+                        "UPDATE jobs SET state = ?3, outcome = ?4, error = ?5, finished_at = ?6
+                         WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment' AND state = ?7",
+                        params![job.connection_id, job.document_id, JobState::Blocked.as_str(),
+                            JobOutcome::Blocked.as_str(), a.message, now, JobState::Waiting.as_str()],
+                    )?;
+                    if blocked > 0 {
+                        set_attention(&tx, &job.connection_id, &job.tenant_id, &job.document_id,
+                            Target::Payment.as_str(), a, now)?;
+                    }
+                }
+                WaitingPayments::Leave => {}
             }
             tx.commit()?;
             Ok(true)
@@ -400,15 +410,22 @@ impl Store {
         .await
     }
 
-    /// Puts a payment job in `waiting` for its bill, and makes sure the bill
-    /// is queued (A5), in one transaction.
-    pub async fn wait_for_bill(&self, payment_job: Job, bill_job: NewJob) -> anyhow::Result<()> {
+    /// A payment job whose bill entry is missing (A5): gathers what is
+    /// known of its bill job, lets `decide` choose, and carries that out, in
+    /// one transaction: the payment waits (queueing `bill_job` if asked) or
+    /// is blocked. Nothing happens when the job's lease was lost.
+    pub async fn wait_for_bill(
+        &self,
+        payment_job: Job,
+        bill_job: NewJob,
+        decide: impl FnOnce(&BillFacts) -> PaymentWait + Send + 'static,
+    ) -> anyhow::Result<()> {
         self.with(move |db| {
             let tx = db.savepoint()?;
             if !holds_lease(&tx, &payment_job)? {
                 return Ok(());
             }
-            let bill_active: bool = tx
+            let active: bool = tx
                 .query_row(
                     "SELECT 1 FROM jobs WHERE connection_id = ?1 AND document_id = ?2 AND target = 'bill'
                        AND state IN ('queued', 'running')",
@@ -417,53 +434,45 @@ impl Store {
                 )
                 .optional()?
                 .is_some();
-            // In a manual or bulk run whose bill already failed, the payment
-            // is blocked by that failure: the run has one result per
-            // document and target, not a second attempt at the bill.
             let failed_in_run: Option<String> = match &payment_job.run_id {
-                Some(run) if !bill_active => tx
+                Some(run) if !active => tx
                     .query_row(
                         "SELECT COALESCE(error, 'unknown error') FROM jobs WHERE run_id = ?1 AND connection_id = ?2
                            AND document_id = ?3 AND target = 'bill'
-                           AND (state = 'failed' OR outcome = 'skipped') ORDER BY id DESC LIMIT 1",
-                        params![run, payment_job.connection_id, payment_job.document_id],
+                           AND (state = ?4 OR outcome = ?5) ORDER BY id DESC LIMIT 1",
+                        params![run, payment_job.connection_id, payment_job.document_id,
+                            JobState::Failed.as_str(), JobOutcome::Skipped.as_str()],
                         |r| r.get(0),
                     )
                     .optional()?,
                 _ => None,
             };
-            if let Some(error) = failed_in_run {
-                let reason = format!("blocked: the bill entry could not be synced: {error}");
-                exec(&tx,
-                    "UPDATE jobs SET state = 'blocked', outcome = 'blocked', lease_until = NULL, error = ?2,
-                       finished_at = ?3 WHERE id = ?1",
-                    params![payment_job.id, reason, now_ms()],
-                )?;
-                log_line(&tx, &payment_job, now_ms(), &[], "blocked", None, Some(&reason), "[]")?;
-                set_attention(&tx, &payment_job.connection_id, &payment_job.tenant_id,
-                    &payment_job.document_id, "payment", &reason, BLOCKED_HINT, now_ms())?;
-                tx.commit()?;
-                return Ok(());
+            let now = now_ms();
+            match decide(&BillFacts { active, failed_in_run }) {
+                PaymentWait::Block(a) => {
+                    exec(&tx,
+                        "UPDATE jobs SET state = ?2, outcome = ?3, lease_until = NULL, error = ?4,
+                           finished_at = ?5 WHERE id = ?1",
+                        params![payment_job.id, JobState::Blocked.as_str(), JobOutcome::Blocked.as_str(),
+                            a.message, now],
+                    )?;
+                    log_line(&tx, &payment_job, now, &[], JobOutcome::Blocked.as_str(), None,
+                        Some(&a.message), "[]")?;
+                    set_attention(&tx, &payment_job.connection_id, &payment_job.tenant_id,
+                        &payment_job.document_id, Target::Payment.as_str(), &a, now)?;
+                }
+                PaymentWait::Wait { queue_bill, reason, log_note } => {
+                    if queue_bill {
+                        enqueue_in(&tx, &bill_job)?;
+                    }
+                    exec(&tx,
+                        "UPDATE jobs SET state = ?2, outcome = ?3, lease_until = NULL, error = ?4 WHERE id = ?1",
+                        params![payment_job.id, JobState::Waiting.as_str(), JobOutcome::Waiting.as_str(), reason],
+                    )?;
+                    log_line(&tx, &payment_job, now, &[], JobOutcome::Waiting.as_str(), None,
+                        Some(&log_note), "[]")?;
+                }
             }
-            // Our own job is running; a running bill job can only be another's.
-            if !bill_active {
-                enqueue_in(&tx, &bill_job)?;
-            }
-            exec(&tx,
-                "UPDATE jobs SET state = 'waiting', outcome = 'waiting', lease_until = NULL,
-                   error = 'waiting for the bill entry' WHERE id = ?1",
-                [payment_job.id],
-            )?;
-            exec(&tx,
-                "INSERT INTO sync_log (tenant_id, connection_id, document_id, at, trigger, target, operations,
-                   outcome, erp_id, error, plugin_log)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'payment', '[]', 'waiting', NULL,
-                   'waiting for the bill entry: the bill is synced first, the payment follows', '[]')",
-                params![
-                    payment_job.tenant_id, payment_job.connection_id, payment_job.document_id,
-                    now_ms(), payment_job.trigger.as_str()
-                ],
-            )?;
             tx.commit()?;
             Ok(())
         })
@@ -481,23 +490,7 @@ impl Store {
             let rows = stmt.query_map([run], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?)))?;
             for row in rows {
                 let (state, outcome, n) = row?;
-                let n = n as usize;
-                if outcome == "coalesced" {
-                    // Merged into another job of the run: not a result of its own.
-                    continue;
-                }
-                s.total += n;
-                match (state.as_str(), outcome.as_str()) {
-                    ("done", "created") => s.created += n,
-                    ("done", "updated") => s.updated += n,
-                    ("done", "unchanged") => s.unchanged += n,
-                    ("done", "skipped_booked") => s.skipped_booked += n,
-                    ("done", "skipped") => s.skipped += n,
-                    ("failed", _) => s.failed += n,
-                    ("blocked", _) => s.blocked += n,
-                    ("waiting", _) => s.waiting += n,
-                    _ => s.pending += n,
-                }
+                s.count(JobState::parse(&state), JobOutcome::parse(&outcome), n as usize);
             }
             Ok(s)
         })
@@ -513,9 +506,11 @@ impl Store {
         self.with(move |db| {
             let mut stmt = db.prepare_cached(
                 "SELECT document_id, target, state, outcome, error FROM jobs
-                 WHERE run_id = ?1 AND COALESCE(outcome, '') != 'coalesced' ORDER BY document_id, target",
+                 WHERE run_id = ?1 AND COALESCE(outcome, '') != ?2 ORDER BY document_id, target",
             )?;
-            let rows = stmt.query_map([run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+            let rows = stmt.query_map(params![run, JobOutcome::Coalesced.as_str()], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
@@ -548,29 +543,24 @@ impl Store {
 }
 
 /// Sets a document's Requires attention item for `target` (L2).
-#[allow(clippy::too_many_arguments)]
 fn set_attention(
     tx: &rusqlite::Connection,
     connection: &str,
     tenant: &str,
     document: &str,
     target: &str,
-    message: &str,
-    hint: &str,
+    a: &Attention,
     now: i64,
 ) -> anyhow::Result<()> {
     exec(tx,
-        "INSERT INTO attention (connection_id, tenant_id, document_id, target, message, hint, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+        "INSERT INTO attention (connection_id, tenant_id, document_id, target, kind, message, hint, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (connection_id, document_id, target) DO UPDATE SET
-           message = excluded.message, hint = excluded.hint",
-        params![connection, tenant, document, target, message, hint, now],
+           kind = excluded.kind, message = excluded.message, hint = excluded.hint",
+        params![connection, tenant, document, target, a.kind.as_str(), a.message, a.hint, now],
     )?;
     Ok(())
 }
-
-/// How to fix a payment blocked by its bill (A5).
-const BLOCKED_HINT: &str = "Fix the bill's problem (see the bill's item); the payment follows by itself once the bill is synced.";
 
 /// Whether `job` is still running under its worker's lease.
 fn holds_lease(tx: &rusqlite::Connection, job: &Job) -> anyhow::Result<bool> {
@@ -609,26 +599,44 @@ pub(super) fn log_line(
 }
 
 /// Fails a job that was running each time one of `crashes` workers stopped
-/// without finishing it, and asks a person to look (P7).
-fn quarantine(tx: &rusqlite::Connection, job: &Job, crashes: i64, now: i64) -> anyhow::Result<()> {
-    let message = format!(
-        "quarantined: the plugin crashed the worker ({crashes} workers stopped while running this sync); it is not run again by itself"
-    );
-    let hint = "Look at the connection's plugin (a newer build, its memory and deadline limits) and the workers' logs; re-sync the document once fixed.";
-    exec(tx,
-        "UPDATE jobs SET state = 'failed', outcome = 'failed', error = ?2, crashes = ?3, lease_until = NULL,
+/// without finishing it, and asks a person to look (P7) with `notice`.
+fn quarantine(
+    tx: &rusqlite::Connection,
+    job: &Job,
+    crashes: i64,
+    notice: &Attention,
+    now: i64,
+) -> anyhow::Result<()> {
+    exec(
+        tx,
+        "UPDATE jobs SET state = ?5, outcome = ?6, error = ?2, crashes = ?3, lease_until = NULL,
            finished_at = ?4 WHERE id = ?1",
-        params![job.id, message, crashes, now],
+        params![
+            job.id,
+            notice.message,
+            crashes,
+            now,
+            JobState::Failed.as_str(),
+            JobOutcome::Failed.as_str()
+        ],
     )?;
-    log_line(tx, job, now, &[], "failed", None, Some(&message), "[]")?;
+    log_line(
+        tx,
+        job,
+        now,
+        &[],
+        JobOutcome::Failed.as_str(),
+        None,
+        Some(&notice.message),
+        "[]",
+    )?;
     set_attention(
         tx,
         &job.connection_id,
         &job.tenant_id,
         &job.document_id,
         job.target.as_str(),
-        &message,
-        hint,
+        notice,
         now,
     )?;
     Ok(())
@@ -652,9 +660,9 @@ fn release_payments(
     if queued {
         // One queued payment job already covers the document's payments.
         exec(tx,
-            "UPDATE jobs SET state = 'done', outcome = 'coalesced', finished_at = ?3
+            "UPDATE jobs SET state = ?4, outcome = ?5, finished_at = ?3
              WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment' AND state IN ('waiting', 'blocked')",
-            params![connection, document, now],
+            params![connection, document, now, JobState::Done.as_str(), JobOutcome::Coalesced.as_str()],
         )?;
         return Ok(());
     }
@@ -676,16 +684,21 @@ fn release_payments(
         } else {
             exec(
                 tx,
-                "UPDATE jobs SET state = 'done', outcome = 'coalesced', finished_at = ?2 WHERE id = ?1",
-                params![id, now],
+                "UPDATE jobs SET state = ?3, outcome = ?4, finished_at = ?2 WHERE id = ?1",
+                params![
+                    id,
+                    now,
+                    JobState::Done.as_str(),
+                    JobOutcome::Coalesced.as_str()
+                ],
             )?;
         }
     }
     exec(
         tx,
         "DELETE FROM attention WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment'
-           AND message LIKE 'blocked:%'",
-        params![connection, document],
+           AND kind = ?3",
+        params![connection, document, AttentionKind::Blocked.as_str()],
     )?;
     Ok(())
 }

@@ -14,10 +14,11 @@ mod rows;
 
 pub use payments::{ChecksExhausted, FailedExport, FundingAccount};
 pub use queue::{ConnectionStatus, DueConnection, PausedBy};
-pub use records::{JobContext, JobPlan, Recorded};
+pub use records::{JobContext, JobPlan, PaymentMerge, Recorded};
 pub use rows::{
-    AttentionItem, EntryRow, FinishedJob, Job, JobOutcome, JobState, LogRow, NewJob, Operation,
-    Priority, RunSummary,
+    Attention, AttentionChange, AttentionItem, AttentionKind, BillFacts, EntryRow, FinishedJob,
+    Job, JobOutcome, JobState, LogRow, NewJob, Operation, PaymentWait, Priority, RunSummary,
+    WaitingPayments,
 };
 
 use anyhow::Context as _;
@@ -31,6 +32,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_2.sql"),
     include_str!("schema_3.sql"),
     include_str!("schema_4.sql"),
+    include_str!("schema_5.sql"),
 ];
 
 /// A handle on the database. Cheap to clone.
@@ -245,4 +247,52 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Migration 5 gives the items recorded before it their kind, from the
+    /// words the engine wrote until then.
+    #[test]
+    fn migration_5_gives_existing_attention_items_a_kind() {
+        let db = Db::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..4] {
+            db.execute_batch(sql).unwrap();
+        }
+        let messages = [
+            ("d1", "blocked: the bill entry could not be synced: x"),
+            (
+                "d2",
+                "quarantined: the plugin crashed the worker (3 workers stopped ...)",
+            ),
+            ("d3", "gave up after 6 attempts: the ERP is unavailable"),
+            ("d4", "the host failed while running this sync: a panic"),
+            (
+                "d5",
+                "lines[0].account_code: GL account 6100 does not exist",
+            ),
+        ];
+        for (doc, message) in messages {
+            db.execute(
+                "INSERT INTO attention (connection_id, tenant_id, document_id, target, message, hint, created_at)
+                 VALUES ('c', 't', ?1, 'bill', ?2, 'h', 0)",
+                rusqlite::params![doc, message],
+            )
+            .unwrap();
+        }
+        db.execute_batch(MIGRATIONS[4]).unwrap();
+        let kinds: Vec<String> = db
+            .prepare("SELECT kind FROM attention ORDER BY document_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            kinds,
+            ["blocked", "quarantined", "gave_up", "host_fault", "failed"]
+        );
+    }
 }

@@ -11,6 +11,11 @@ use rusqlite::{OptionalExtension, params};
 /// Decides the jobs a change causes, inside the transaction that records it.
 pub type JobPlan<T> = Box<dyn FnOnce(Option<&T>, &T, &[Connection]) -> Vec<NewJob> + Send>;
 
+/// Decides what an incoming payment keeps of the one already recorded
+/// (`None` for a new payment), or refuses the change; run inside the
+/// transaction that records it.
+pub type PaymentMerge = fn(Option<&Payment>, Payment) -> anyhow::Result<Payment>;
+
 /// What [`Store::record`] did.
 #[derive(Debug, Clone, Default)]
 pub struct Recorded {
@@ -224,11 +229,13 @@ impl Store {
     }
 
     /// Records documents and payments, and the jobs each change causes, in
-    /// one transaction: all of them or none (V1).
+    /// one transaction: all of them or none (V1). Each payment is first
+    /// merged with the one recorded, by `merge`.
     pub async fn record(
         &self,
         documents: Vec<(Document, JobPlan<Document>)>,
         payments: Vec<(Payment, JobPlan<Payment>)>,
+        merge: PaymentMerge,
     ) -> anyhow::Result<Recorded> {
         self.with(move |db| {
             let tx = db.savepoint()?;
@@ -249,7 +256,7 @@ impl Store {
                 }
                 queued.extend(jobs);
             }
-            for (mut payment, plan) in payments {
+            for (payment, plan) in payments {
                 if document_in(&tx, &payment.tenant_id, &payment.document_id)?.is_none() {
                     bail!(
                         "payment {}: document_id: no document {} for tenant {}",
@@ -277,24 +284,7 @@ impl Store {
                         payment.document_id
                     );
                 }
-                // The check number is the host's (C1); an operator's bank id
-                // stays unless the AP product sends another.
-                if let Some(p) = &previous
-                    && let Some(n) = p.check_number
-                    && p.funding_account != payment.funding_account
-                {
-                    bail!(
-                        "payment {}: funding_account: it holds check number {n} of funding account {}; a check's funding account cannot change",
-                        payment.id,
-                        p.funding_account
-                    );
-                }
-                if let Some(p) = &previous {
-                    payment.check_number = p.check_number;
-                    if payment.bank_id.is_none() {
-                        payment.bank_id = p.bank_id.clone();
-                    }
-                }
+                let payment = merge(previous.as_ref(), payment)?;
                 let conns = all_connections(&tx, Some(&payment.tenant_id))?;
                 exec(&tx,
                     "INSERT INTO payments (tenant_id, id, document_id, body, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -521,11 +511,12 @@ impl Store {
         let c = connection_id.map(str::to_string);
         self.with(move |db| {
             let mut stmt = db.prepare_cached(
-                "SELECT connection_id, tenant_id, document_id, target, message, hint, created_at
+                "SELECT connection_id, tenant_id, document_id, target, message, hint, created_at, kind
                  FROM attention WHERE (?1 IS NULL OR connection_id = ?1) ORDER BY created_at, document_id",
             )?;
             let rows = stmt.query_map(params![c], |r| {
                 Ok(AttentionItem {
+                    kind: super::rows::AttentionKind::parse(&r.get::<_, String>(7)?),
                     connection_id: r.get(0)?,
                     tenant_id: r.get(1)?,
                     document_id: r.get(2)?,

@@ -22,6 +22,19 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// From its name in SQL.
+    pub fn parse(s: &str) -> Option<JobState> {
+        Some(match s {
+            "queued" => JobState::Queued,
+            "running" => JobState::Running,
+            "waiting" => JobState::Waiting,
+            "blocked" => JobState::Blocked,
+            "done" => JobState::Done,
+            "failed" => JobState::Failed,
+            _ => return None,
+        })
+    }
+
     /// The name in SQL.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -160,7 +173,9 @@ pub enum JobOutcome {
     /// Not synced, on purpose: the error field says why (a draft, a payment
     /// not due yet). Nothing was sent.
     Skipped,
-    /// Merged into another job of the same document and target.
+    /// Merged into another job of the same document and target, or its
+    /// attempt discarded because another worker took the job over: not a
+    /// result of its own.
     Coalesced,
 }
 
@@ -180,6 +195,152 @@ impl JobOutcome {
             JobOutcome::Coalesced => "coalesced",
         }
     }
+
+    /// From its name in SQL.
+    pub fn parse(s: &str) -> Option<JobOutcome> {
+        Some(match s {
+            "created" => JobOutcome::Created,
+            "updated" => JobOutcome::Updated,
+            "unchanged" => JobOutcome::Unchanged,
+            "skipped_booked" => JobOutcome::SkippedBooked,
+            "retrying" => JobOutcome::Retrying,
+            "waiting" => JobOutcome::Waiting,
+            "blocked" => JobOutcome::Blocked,
+            "failed" => JobOutcome::Failed,
+            "skipped" => JobOutcome::Skipped,
+            "coalesced" => JobOutcome::Coalesced,
+            _ => return None,
+        })
+    }
+
+    /// The state a job ending with this outcome is left in.
+    pub fn state(self) -> JobState {
+        match self {
+            JobOutcome::Retrying => JobState::Queued,
+            JobOutcome::Waiting => JobState::Waiting,
+            JobOutcome::Blocked => JobState::Blocked,
+            JobOutcome::Failed => JobState::Failed,
+            JobOutcome::Created
+            | JobOutcome::Updated
+            | JobOutcome::Unchanged
+            | JobOutcome::SkippedBooked
+            | JobOutcome::Skipped
+            | JobOutcome::Coalesced => JobState::Done,
+        }
+    }
+}
+
+/// What kind of item of Requires attention (L2) a person is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttentionKind {
+    /// A sync failed in a way a person must fix (a mapping, a validation,
+    /// the connection's settings or plugin).
+    Failed,
+    /// A transient failure went on past the last retry.
+    GaveUp,
+    /// A payment blocked because its bill entry could not be synced (A5).
+    Blocked,
+    /// A job that kept crashing its workers, no longer run by itself (P7).
+    Quarantined,
+    /// The host itself failed while running the sync.
+    HostFault,
+}
+
+impl AttentionKind {
+    /// The name in SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttentionKind::Failed => "failed",
+            AttentionKind::GaveUp => "gave_up",
+            AttentionKind::Blocked => "blocked",
+            AttentionKind::Quarantined => "quarantined",
+            AttentionKind::HostFault => "host_fault",
+        }
+    }
+
+    /// From its name in SQL (unknown names read as `failed`).
+    pub fn parse(s: &str) -> AttentionKind {
+        match s {
+            "gave_up" => AttentionKind::GaveUp,
+            "blocked" => AttentionKind::Blocked,
+            "quarantined" => AttentionKind::Quarantined,
+            "host_fault" => AttentionKind::HostFault,
+            _ => AttentionKind::Failed,
+        }
+    }
+}
+
+/// An item of Requires attention as the engine words it: what went wrong
+/// and how to fix it (L2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attention {
+    pub kind: AttentionKind,
+    pub message: String,
+    pub hint: String,
+}
+
+impl Attention {
+    /// An item of `kind`.
+    pub fn new(kind: AttentionKind, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Attention {
+            kind,
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+}
+
+/// What a finished job does to the document's Requires attention item for
+/// its target.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum AttentionChange {
+    /// Leave it as it is (a retry, a wait, a skip).
+    #[default]
+    Leave,
+    /// Set it (replacing any).
+    Set(Attention),
+    /// Resolve it: the document synced.
+    Resolve,
+}
+
+/// What a finished bill job does to the document's payment jobs waiting
+/// for it (A5).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum WaitingPayments {
+    /// Leave them waiting.
+    #[default]
+    Leave,
+    /// Queue them (one job covers them all) and resolve their blocked item.
+    Release,
+    /// Block them with this reason (also their jobs' error) and hint.
+    Block(Attention),
+}
+
+/// What the store knows, inside its transaction, about a payment's bill job
+/// when the payment must wait for it (A5).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BillFacts {
+    /// A bill job for the document is queued or running.
+    pub active: bool,
+    /// The payment's job belongs to a manual or bulk run in which the bill
+    /// already failed (or was skipped), and no bill job is active: that
+    /// bill job's error.
+    pub failed_in_run: Option<String>,
+}
+
+/// What the engine decided for a payment whose bill entry is missing (A5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentWait {
+    /// The payment waits: its job's error says `reason`, its log line
+    /// `log_note`; with `queue_bill`, the bill job is queued too.
+    Wait {
+        queue_bill: bool,
+        reason: String,
+        log_note: String,
+    },
+    /// The payment is blocked (the run's bill failed).
+    Block(Attention),
 }
 
 /// Everything a finished attempt changes, stored in one transaction.
@@ -198,9 +359,11 @@ pub struct FinishedJob {
     pub operations: Vec<Operation>,
     /// The plugin's log lines, as JSON.
     pub plugin_log: String,
-    /// A person must act: (message, hint). `None` with a success resolves
-    /// the document's item for this target.
-    pub attention: Option<(String, String)>,
+    /// What happens to the document's Requires attention item for the
+    /// job's target (L2).
+    pub attention: AttentionChange,
+    /// For a bill job: what happens to the payments waiting for it (A5).
+    pub waiting_payments: WaitingPayments,
     /// Payments whose export failed (`Some(error)`) or succeeded (`None`):
     /// their Failed to export items are set or cleared (L3).
     pub failed_exports: Vec<(String, Option<String>)>,
@@ -218,7 +381,8 @@ impl FinishedJob {
             forget: Vec::new(),
             operations: Vec::new(),
             plugin_log: "[]".into(),
-            attention: None,
+            attention: AttentionChange::Leave,
+            waiting_payments: WaitingPayments::Leave,
             failed_exports: Vec::new(),
         }
     }
@@ -242,6 +406,7 @@ pub struct LogRow {
 /// An item of Requires attention (L2).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AttentionItem {
+    pub kind: AttentionKind,
     pub connection_id: String,
     pub tenant_id: String,
     pub document_id: String,
@@ -266,4 +431,94 @@ pub struct RunSummary {
     /// Payments blocked because their bill failed (the bill counts as failed).
     pub blocked: usize,
     pub waiting: usize,
+}
+
+impl RunSummary {
+    /// Counts `n` jobs of a run in `state` with `outcome` (M4). A coalesced
+    /// job merged into another of the run: it is not a result of its own.
+    pub fn count(&mut self, state: Option<JobState>, outcome: Option<JobOutcome>, n: usize) {
+        if outcome == Some(JobOutcome::Coalesced) {
+            return;
+        }
+        self.total += n;
+        match (state, outcome) {
+            (Some(JobState::Done), Some(JobOutcome::Created)) => self.created += n,
+            (Some(JobState::Done), Some(JobOutcome::Updated)) => self.updated += n,
+            (Some(JobState::Done), Some(JobOutcome::Unchanged)) => self.unchanged += n,
+            (Some(JobState::Done), Some(JobOutcome::SkippedBooked)) => self.skipped_booked += n,
+            (Some(JobState::Done), Some(JobOutcome::Skipped)) => self.skipped += n,
+            (Some(JobState::Failed), _) => self.failed += n,
+            (Some(JobState::Blocked), _) => self.blocked += n,
+            (Some(JobState::Waiting), _) => self.waiting += n,
+            _ => self.pending += n,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for o in [
+            JobOutcome::Created,
+            JobOutcome::Updated,
+            JobOutcome::Unchanged,
+            JobOutcome::SkippedBooked,
+            JobOutcome::Retrying,
+            JobOutcome::Waiting,
+            JobOutcome::Blocked,
+            JobOutcome::Failed,
+            JobOutcome::Skipped,
+            JobOutcome::Coalesced,
+        ] {
+            assert_eq!(JobOutcome::parse(o.as_str()), Some(o));
+        }
+        for s in [
+            JobState::Queued,
+            JobState::Running,
+            JobState::Waiting,
+            JobState::Blocked,
+            JobState::Done,
+            JobState::Failed,
+        ] {
+            assert_eq!(JobState::parse(s.as_str()), Some(s));
+        }
+        for k in [
+            AttentionKind::Failed,
+            AttentionKind::GaveUp,
+            AttentionKind::Blocked,
+            AttentionKind::Quarantined,
+            AttentionKind::HostFault,
+        ] {
+            assert_eq!(AttentionKind::parse(k.as_str()), k);
+        }
+    }
+
+    /// M4: a coalesced job is no result; each other job counts once.
+    #[test]
+    fn m4_a_run_counts_each_result_once_and_never_a_coalesced_job() {
+        let mut s = RunSummary::default();
+        s.count(Some(JobState::Done), Some(JobOutcome::Coalesced), 5);
+        assert_eq!(s, RunSummary::default());
+        s.count(Some(JobState::Done), Some(JobOutcome::Created), 2);
+        s.count(Some(JobState::Done), Some(JobOutcome::SkippedBooked), 1);
+        s.count(Some(JobState::Failed), Some(JobOutcome::Failed), 1);
+        s.count(Some(JobState::Blocked), Some(JobOutcome::Blocked), 1);
+        s.count(Some(JobState::Queued), Some(JobOutcome::Retrying), 1);
+        s.count(Some(JobState::Queued), None, 1);
+        assert_eq!(
+            s,
+            RunSummary {
+                total: 7,
+                pending: 2,
+                created: 2,
+                skipped_booked: 1,
+                failed: 1,
+                blocked: 1,
+                ..RunSummary::default()
+            }
+        );
+    }
 }

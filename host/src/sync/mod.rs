@@ -3,27 +3,40 @@
 //! Data flows one way. An event (a document or payment arriving or
 //! changing) is recorded with the jobs it causes in one transaction
 //! ([`policy`]); the worker claims due jobs ([`Engine::run_worker`]); the
-//! [`executor`] maps the document for the connection and calls the plugin;
-//! the outcome (entry, log line, attention item, next retry) is stored in
-//! one transaction.
+//! [`executor`] maps the document for the connection and brings each entry
+//! in line through the M3 state machine (`m3`); [`outcome`] folds the
+//! results, [`finish`] settles what follows (A5, L2), and the store records
+//! it all (entry, log line, attention item, next retry) in one transaction.
+//! The store records; the engine decides.
 
+pub mod a5;
 mod api;
+mod attempt;
 pub mod budget;
+mod checks;
 mod connectors;
+mod convert;
+mod due;
 pub mod executor;
+pub mod finish;
 mod grants;
 mod keys;
+pub(crate) mod m3;
+mod manual;
 pub mod mapping;
+pub mod notices;
+pub mod outcome;
 pub mod plain;
 pub mod policy;
+pub mod retry;
 
 pub use api::{ConnectionSummary, EngineError};
-pub use executor::RetryPolicy;
+pub use retry::RetryPolicy;
 
 use crate::intake::{Batch, FieldError, InvalidInput};
 use crate::model::{Connection, Payment, Target, Trigger, check_id, check_text};
 use crate::runtime::Runtime;
-use crate::store::{FinishedJob, Job, JobOutcome, PausedBy, RunSummary, Store, now_ms};
+use crate::store::{Job, JobOutcome, PausedBy, RunSummary, Store, now_ms};
 use anyhow::{Context as _, bail};
 use connectors::Connectors;
 use std::collections::HashMap;
@@ -425,7 +438,8 @@ impl Engine {
                 (p, plan)
             })
             .collect();
-        let recorded = self.store.record(documents, payments).await?;
+        let merge: crate::store::PaymentMerge = |prev, p| Ok(policy::merge_payment(prev, p)?);
+        let recorded = self.store.record(documents, payments, merge).await?;
         self.wake.notify_one();
         Ok(Imported {
             documents: n_docs,
@@ -576,7 +590,7 @@ impl Engine {
             }
         }
         let run = run_id();
-        let jobs = executor::manual_jobs(
+        let jobs = manual::manual_jobs(
             &doc,
             !payments.is_empty(),
             &conn,
@@ -728,7 +742,7 @@ impl Engine {
                         .await?
                         .is_empty();
                     let target = (!conn.sync_payments).then_some(Target::Bill);
-                    jobs.extend(executor::manual_jobs(
+                    jobs.extend(manual::manual_jobs(
                         &doc,
                         has_payments,
                         &conn,
@@ -1250,12 +1264,8 @@ impl Engine {
                     Err(e) => e.to_string(),
                 };
                 tracing::error!(job = job.id, "a sync task failed: {why}");
-                let message = format!("the host failed while running this sync: {why}");
-                let mut f = FinishedJob::new(job, JobOutcome::Failed);
-                f.error = Some(message.clone());
-                f.attention = Some((message, "This is a fault in ledgerbridge itself: report it with the worker's log; re-sync the document after upgrading.".into()));
                 *report.outcomes.entry("failed".into()).or_default() += 1;
-                if let Err(e) = self.store.finish(f).await {
+                if let Err(e) = self.finish(notices::task_failed(job, &why)).await {
                     tracing::warn!(
                         "could not record the failed task, its lease will run out: {e:#}"
                     );
@@ -1269,14 +1279,16 @@ impl Engine {
         let outcome = match executor::run(self, &job).await? {
             executor::Step::Finished(f) => {
                 let outcome = f.outcome;
-                if self.store.finish(*f).await? {
+                if self.finish(*f).await? {
                     outcome
                 } else {
                     JobOutcome::Coalesced
                 }
             }
             executor::Step::WaitForBill(bill) => {
-                self.store.wait_for_bill(job, bill).await?;
+                self.store
+                    .wait_for_bill(job, bill, a5::payment_waits)
+                    .await?;
                 JobOutcome::Waiting
             }
         };

@@ -96,3 +96,105 @@ pub fn payment_jobs(
         .map(|c| job(c, &payment.document_id, Target::Payment, trigger, now))
         .collect()
 }
+
+/// A payment's change the host refuses at import.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PaymentChangeRefused {
+    /// A check keeps the funding account its number was issued from (C1).
+    #[error(
+        "payment {payment}: funding_account: it holds check number {check_number} of funding account {funding_account}; a check's funding account cannot change"
+    )]
+    FundingAccountOfIssuedCheck {
+        payment: String,
+        check_number: u64,
+        funding_account: String,
+    },
+}
+
+/// What an incoming payment keeps of the one recorded (`previous`): the
+/// check number is the host's (C1), so it stays; an operator's bank id stays
+/// unless the AP product sends another (L3). A check already numbered cannot
+/// move to another funding account.
+pub fn merge_payment(
+    previous: Option<&Payment>,
+    mut payment: Payment,
+) -> Result<Payment, PaymentChangeRefused> {
+    let Some(p) = previous else {
+        return Ok(payment);
+    };
+    if let Some(n) = p.check_number
+        && p.funding_account != payment.funding_account
+    {
+        return Err(PaymentChangeRefused::FundingAccountOfIssuedCheck {
+            payment: payment.id,
+            check_number: n,
+            funding_account: p.funding_account.clone(),
+        });
+    }
+    payment.check_number = p.check_number;
+    if payment.bank_id.is_none() {
+        payment.bank_id = p.bank_id.clone();
+    }
+    Ok(payment)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::PaymentMethod;
+
+    fn payment() -> Payment {
+        Payment {
+            tenant_id: "t".into(),
+            id: "p1".into(),
+            document_id: "d1".into(),
+            amount: 100,
+            date: "2026-11-01".into(),
+            method: PaymentMethod::Check,
+            funding_account: "fa1".into(),
+            check_number: None,
+            bank_id: None,
+            disbursement_status: None,
+        }
+    }
+
+    /// C1, L3: the host's check number and an operator's bank id survive a
+    /// re-import; the AP product's own bank id wins.
+    #[test]
+    fn c1_a_reimported_payment_keeps_its_check_number_and_bank_id() {
+        assert_eq!(merge_payment(None, payment()), Ok(payment()));
+        let mut recorded = payment();
+        recorded.check_number = Some(1043);
+        recorded.bank_id = Some("op-bank".into());
+        let merged = merge_payment(Some(&recorded), payment()).unwrap();
+        assert_eq!(merged.check_number, Some(1043));
+        assert_eq!(merged.bank_id.as_deref(), Some("op-bank"));
+        let mut sent = payment();
+        sent.bank_id = Some("ap-bank".into());
+        sent.check_number = Some(7);
+        let merged = merge_payment(Some(&recorded), sent).unwrap();
+        assert_eq!(merged.check_number, Some(1043), "the number is the host's");
+        assert_eq!(merged.bank_id.as_deref(), Some("ap-bank"));
+    }
+
+    /// C1: a numbered check cannot move to another funding account; an
+    /// unnumbered one can.
+    #[test]
+    fn c1_a_numbered_check_keeps_its_funding_account() {
+        let mut recorded = payment();
+        recorded.check_number = Some(5);
+        let mut moved = payment();
+        moved.funding_account = "fa2".into();
+        let e = merge_payment(Some(&recorded), moved.clone()).unwrap_err();
+        assert!(
+            e.to_string().starts_with("payment p1: funding_account:"),
+            "{e}"
+        );
+        assert_eq!(
+            merge_payment(Some(&payment()), moved.clone())
+                .unwrap()
+                .funding_account,
+            "fa2"
+        );
+    }
+}

@@ -1,0 +1,170 @@
+//! Folding an attempt's results into the job's outcome: the best of its
+//! subjects' results, or its first failure, classified (R1, R3) into a
+//! retry or an item of Requires attention (L2). Pure.
+
+use super::mapping::MappingError;
+use super::plain::{Verdict, verdict};
+use super::retry::RetryPolicy;
+use crate::runtime::{CallError, LogLine, describe_connector_error};
+use crate::store::{
+    Attention, AttentionChange, AttentionKind, EntryRow, FinishedJob, Job, JobOutcome, Operation,
+    now_ms,
+};
+
+/// Why a subject was not synced.
+#[derive(Debug)]
+pub enum Failure {
+    /// The plugin call failed (the ERP's answer, or the plugin's fault).
+    Call(CallError),
+    /// The document cannot be mapped for the connection.
+    Mapping(MappingError),
+    /// The host itself failed (its store): not the ERP's fault nor the
+    /// plugin's; the job is left to be run again.
+    Host(anyhow::Error),
+}
+
+/// One subject brought in line (M3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Synced {
+    pub outcome: JobOutcome,
+    /// The host's record of the entry, as the attempt left it.
+    pub row: EntryRow,
+    /// The ERP no longer had the entry the host knew of.
+    pub forgot: bool,
+}
+
+/// A finished job with nothing else to record yet.
+pub fn finished(job: &Job, outcome: JobOutcome) -> FinishedJob {
+    FinishedJob::new(job.clone(), outcome)
+}
+
+/// A job failed before any call, in a way a person must fix.
+pub fn failed(job: &Job, message: String, hint: &str) -> FinishedJob {
+    let mut f = finished(job, JobOutcome::Failed);
+    f.attention =
+        AttentionChange::Set(Attention::new(AttentionKind::Failed, message.clone(), hint));
+    f.error = Some(message);
+    f
+}
+
+/// A job not run, on purpose, with its reason (M4).
+pub fn skipped(job: &Job, reason: String) -> FinishedJob {
+    let mut f = finished(job, JobOutcome::Skipped);
+    f.error = Some(reason);
+    f
+}
+
+/// Folds the subjects' results into one outcome for `job`; `plugin` names
+/// the connector in a hint.
+pub fn conclude(
+    retry: &RetryPolicy,
+    job: &Job,
+    plugin: &str,
+    operations: Vec<Operation>,
+    logs: Vec<LogLine>,
+    results: Vec<Result<Synced, Failure>>,
+) -> FinishedJob {
+    let mut f = finished(job, JobOutcome::Unchanged);
+    f.operations = operations;
+    f.plugin_log = serde_json::to_string(&logs).unwrap_or_else(|_| "[]".into());
+    let rank = |o: JobOutcome| match o {
+        JobOutcome::Created => 3,
+        JobOutcome::Updated => 2,
+        JobOutcome::SkippedBooked => 1,
+        _ => 0,
+    };
+    let mut failure = None;
+    for r in results {
+        match r {
+            Ok(Synced {
+                outcome,
+                row,
+                forgot,
+            }) => {
+                if forgot && row.erp_id.is_none() {
+                    f.forget.push((row.target.clone(), row.subject_id.clone()));
+                }
+                if rank(outcome) > rank(f.outcome) {
+                    f.outcome = outcome;
+                }
+                f.entries.push(row);
+            }
+            Err(e) => failure = failure.or(Some(e)),
+        }
+    }
+    if f.outcome == JobOutcome::SkippedBooked {
+        let reason = f
+            .entries
+            .iter()
+            .find_map(|e| e.booked_reason.clone())
+            .unwrap_or_default();
+        f.error = Some(format!(
+            "not synced: the entry is booked in the ERP ({reason})"
+        ));
+    }
+    let Some(failure) = failure else { return f };
+    let mut kind = AttentionKind::Failed;
+    let (verdict, message) = match failure {
+        Failure::Mapping(m) => (
+            Verdict::Attention {
+                message: format!("{}: {}", m.field, m.message),
+                hint: m.hint,
+            },
+            None,
+        ),
+        Failure::Call(e) => {
+            let v = verdict(&e);
+            (v, Some(e))
+        }
+        Failure::Host(e) => {
+            kind = AttentionKind::HostFault;
+            (
+                Verdict::Attention {
+                    message: format!("the host failed: {e:#}"),
+                    hint: "Check the host's store and logs, then re-sync.".into(),
+                },
+                None,
+            )
+        }
+    };
+    let plugin_at_fault = matches!(message, Some(CallError::Fault(_)));
+    match verdict {
+        Verdict::Retry { after, message: m } if job.attempts + 1 < retry.max_attempts => {
+            f.outcome = JobOutcome::Retrying;
+            let wait = retry.backoff(job.attempts, after);
+            f.retry_at =
+                Some(now_ms().saturating_add(wait.as_millis().min(i64::MAX as u128) as i64));
+            f.error = Some(format!(
+                "{m} (attempt {} of {}, next in {wait:.1?})",
+                job.attempts + 1,
+                retry.max_attempts
+            ));
+        }
+        Verdict::Retry { message: m, .. } => {
+            f.outcome = JobOutcome::Failed;
+            let text = format!("gave up after {} attempts: {m}", job.attempts + 1);
+            f.error = Some(text.clone());
+            let hint = if plugin_at_fault {
+                format!(
+                    "The {plugin} connector plugin kept failing (not the ERP): check its deadline and memory limits in the connection, or report it to the plugin's author; then re-sync."
+                )
+            } else {
+                "The ERP kept failing for a while; check its status page and the connection, then re-sync.".into()
+            };
+            f.attention = AttentionChange::Set(Attention::new(AttentionKind::GaveUp, text, hint));
+        }
+        Verdict::Attention { message: m, hint } => {
+            f.outcome = JobOutcome::Failed;
+            f.error = Some(m.clone());
+            f.attention = AttentionChange::Set(Attention::new(kind, m, hint));
+        }
+    }
+    if let Some(CallError::Connector(c)) = &message {
+        tracing::debug!(
+            job = job.id,
+            "connector answered {}",
+            describe_connector_error(c)
+        );
+    }
+    f
+}
