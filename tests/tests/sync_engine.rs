@@ -768,7 +768,13 @@ async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].lease_owner, "w-elsewhere");
     // Recovery leaves it alone, and it cannot be claimed twice.
-    assert_eq!(store.recover(30_000, 3).await.unwrap(), (0, 0));
+    assert_eq!(
+        store
+            .recover(30_000, 3, ledgerbridge::sync::notices::quarantined)
+            .await
+            .unwrap(),
+        (0, 0)
+    );
     let other = store
         .claim("w-here", vec![("csv".to_string(), 10)], now() + 60_000)
         .await
@@ -789,7 +795,10 @@ async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
         .unwrap();
     assert_eq!(lost.len(), 1);
     assert_eq!(
-        store.recover(0, 3).await.unwrap(),
+        store
+            .recover(0, 3, ledgerbridge::sync::notices::quarantined)
+            .await
+            .unwrap(),
         (1, 0),
         "only the silent worker's job"
     );
@@ -831,7 +840,10 @@ async fn p7_a_job_that_keeps_crashing_its_worker_is_quarantined() {
         // The worker dies: its lease has expired, and its last heartbeat
         // is older than the (zero) time a worker may stay silent.
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
-        let (taken, quarantined) = store.recover(0, 3).await.unwrap();
+        let (taken, quarantined) = store
+            .recover(0, 3, ledgerbridge::sync::notices::quarantined)
+            .await
+            .unwrap();
         assert_eq!(taken, 1);
         assert_eq!(quarantined, usize::from(crash == 3), "crash {crash}");
     }

@@ -198,22 +198,9 @@ impl Store {
     /// failed and listed in Requires attention instead of being run again,
     /// so a job that takes its worker down cannot do it forever (P7).
     /// Returns how many jobs were taken back and how many quarantined.
+    /// `notice(crashes)` is a quarantined job's Requires attention item, in
+    /// the engine's words.
     pub async fn recover(
-        &self,
-        dead_after_ms: i64,
-        quarantine_after: u32,
-    ) -> anyhow::Result<(usize, usize)> {
-        self.recover_with(
-            dead_after_ms,
-            quarantine_after,
-            crate::sync::notices::quarantined,
-        )
-        .await
-    }
-
-    /// [`Store::recover`], with the engine's words for a quarantined job:
-    /// `notice(crashes)` is its Requires attention item.
-    pub async fn recover_with(
         &self,
         dead_after_ms: i64,
         quarantine_after: u32,

@@ -865,7 +865,11 @@ impl Engine {
                 let beat = async {
                     self.store.heartbeat(worker, ids, until).await?;
                     self.store
-                        .recover(lease.as_millis() as i64, self.worker.quarantine_after)
+                        .recover(
+                            lease.as_millis() as i64,
+                            self.worker.quarantine_after,
+                            notices::quarantined,
+                        )
                         .await
                 };
                 if let Err(e) = self.share_budgets(worker).await {
