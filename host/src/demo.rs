@@ -97,7 +97,7 @@ async fn report(engine: &Engine, since: i64) -> anyhow::Result<()> {
             if row.at < since {
                 continue;
             }
-            let detail = match (&row.erp_id, &row.error) {
+            let detail = match (&row.entry_id, &row.error) {
                 (_, Some(e)) => e.clone(),
                 (Some(e), None) => format!("entry {e}"),
                 _ => String::new(),

@@ -217,7 +217,7 @@ fn print_log(rows: &[LogRow]) {
             r.target,
             r.trigger,
             r.outcome,
-            r.erp_id
+            r.entry_id
                 .as_deref()
                 .map(|e| format!("entry {e}"))
                 .unwrap_or_default()

@@ -199,11 +199,11 @@ fn d1_kill_9_during_a_bulk_resync_with_two_worker_processes_leaves_exactly_one_e
         let entries = store.entries("csv").await.unwrap();
         let bills = entries
             .iter()
-            .filter(|e| e.target == "bill" && e.erp_id.is_some())
+            .filter(|e| e.target == "bill" && e.entry_id.is_some())
             .count();
         let pays = entries
             .iter()
-            .filter(|e| e.target == "payment" && e.erp_id.is_some())
+            .filter(|e| e.target == "payment" && e.entry_id.is_some())
             .count();
         assert_eq!(
             (bills, pays),
@@ -218,7 +218,7 @@ fn d1_kill_9_during_a_bulk_resync_with_two_worker_processes_leaves_exactly_one_e
                 .unwrap();
             let minted = std::fs::read_to_string(erp.join(format!("refs/bill-d{i:05}"))).unwrap();
             assert_eq!(
-                e.erp_id.as_deref(),
+                e.entry_id.as_deref(),
                 minted.split(' ').next(),
                 "the host records the id the ERP minted"
             );

@@ -292,7 +292,7 @@ async fn a8_no_check_number_left_needs_a_person_not_a_loop() {
             e.entry("csv", Target::Payment, p)
                 .await
                 .unwrap()
-                .and_then(|x| x.erp_id)
+                .and_then(|x| x.entry_id)
                 .is_some(),
         );
     }

@@ -422,7 +422,7 @@ async fn item10_item11_store_failures_neither_stop_the_worker_nor_pass_for_the_e
     db.execute_batch(
         "CREATE TRIGGER no_claims BEFORE UPDATE OF state ON jobs WHEN NEW.state = 'running'
            BEGIN SELECT RAISE(ABORT, 'injected claim failure'); END;
-         CREATE TRIGGER no_intents BEFORE INSERT ON entries WHEN NEW.erp_id IS NULL
+         CREATE TRIGGER no_intents BEFORE INSERT ON entries WHEN NEW.entry_id IS NULL
            BEGIN SELECT RAISE(ABORT, 'injected store failure'); END;",
     )
     .unwrap();

@@ -290,7 +290,7 @@ async fn l3_a_duplicate_check_number_is_edited_and_exported_once() {
         e.entry("s", Target::Payment, "p1")
             .await
             .unwrap()
-            .and_then(|x| x.erp_id)
+            .and_then(|x| x.entry_id)
             .is_none()
     );
 
@@ -342,7 +342,7 @@ async fn l3_a_duplicate_check_number_is_edited_and_exported_once() {
             .all(|f| f.payment_id != "p1")
     );
     let entry = e.entry("s", Target::Payment, "p1").await.unwrap().unwrap();
-    assert_eq!(entry.erp_id.as_deref(), Some("SP-p1"));
+    assert_eq!(entry.entry_id.as_deref(), Some("SP-p1"));
     let payment_log: Vec<_> = e
         .log_of(T, "d1", None)
         .await
@@ -372,7 +372,7 @@ async fn m2_a_payment_entry_the_erp_cannot_modify_is_reported_never_duplicated()
             .await
             .unwrap()
             .unwrap()
-            .erp_id
+            .entry_id
             .as_deref(),
         Some("P-p1")
     );

@@ -91,7 +91,7 @@ async fn a1_approval_creates_the_bill_entry_in_every_enabled_connection() {
         "another tenant's connection gets nothing"
     );
     let entry = e.entry("one", Target::Bill, "d1").await.unwrap().unwrap();
-    assert_eq!(entry.erp_id.as_deref(), Some("d1"));
+    assert_eq!(entry.entry_id.as_deref(), Some("d1"));
     let log = e.log_of(T, "d1", Some("one")).await.unwrap();
     assert_eq!(log.len(), 1);
     assert_eq!(
@@ -214,7 +214,7 @@ async fn a3_a5_payments_follow_their_bill() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(p.erp_id.as_deref(), Some("p1"));
+    assert_eq!(p.entry_id.as_deref(), Some("p1"));
     assert!(csv_text(dir.path(), "payments/p1.csv").contains("p1,d1,d1,INV-d1,"));
 
     // A3: a document marked paid without a payment gets one for its total.
@@ -295,7 +295,7 @@ async fn a5_a_payment_whose_bill_fails_is_blocked_with_the_bills_reason() {
         e.entry("s", Target::Payment, "p1")
             .await
             .unwrap()
-            .and_then(|p| p.erp_id)
+            .and_then(|p| p.entry_id)
             .is_some()
     );
     assert!(
@@ -519,7 +519,7 @@ async fn l1_l2_the_log_records_each_attempt_and_attention_says_how_to_fix() {
         ),
         ("approved", "bill", "created")
     );
-    assert_eq!(row.erp_id.as_deref(), Some("d2"));
+    assert_eq!(row.entry_id.as_deref(), Some("d2"));
     let ops: Vec<_> = row
         .operations
         .iter()
@@ -887,7 +887,7 @@ async fn d2_a_create_keeps_its_idempotency_key_across_retries() {
         .await
         .unwrap()
         .unwrap()
-        .intent_key
+        .idempotency_key
         .expect("intent recorded");
     assert_eq!(key.len(), 32);
     c.settings.remove("create-bill");
@@ -899,11 +899,11 @@ async fn d2_a_create_keeps_its_idempotency_key_across_retries() {
     assert_eq!(e.finish_run(&run, |_| {}).await.unwrap().created, 1);
     let entry = e.entry("s", Target::Bill, "d1").await.unwrap().unwrap();
     assert_eq!(
-        entry.intent_key.as_deref(),
+        entry.idempotency_key.as_deref(),
         Some(key.as_str()),
         "the retry reused the key"
     );
-    assert_eq!(entry.erp_id.as_deref(), Some("S-d1"));
+    assert_eq!(entry.entry_id.as_deref(), Some("S-d1"));
 }
 
 #[tokio::test]

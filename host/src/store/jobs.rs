@@ -290,17 +290,17 @@ impl Store {
             }
             for e in &f.entries {
                 exec(&tx,
-                    "INSERT INTO entries (connection_id, target, subject_id, document_id, erp_id, version, state,
-                       content_hash, intent_key, booked, booked_reason, updated_at)
+                    "INSERT INTO entries (connection_id, target, subject_id, document_id, entry_id, version, state,
+                       content_hash, idempotency_key, booked, booked_reason, updated_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                      ON CONFLICT (connection_id, target, subject_id) DO UPDATE SET
-                       erp_id = excluded.erp_id, version = excluded.version, state = excluded.state,
-                       content_hash = excluded.content_hash, intent_key = excluded.intent_key,
+                       entry_id = excluded.entry_id, version = excluded.version, state = excluded.state,
+                       content_hash = excluded.content_hash, idempotency_key = excluded.idempotency_key,
                        booked = excluded.booked, booked_reason = excluded.booked_reason,
                        updated_at = excluded.updated_at",
                     params![
-                        e.connection_id, e.target, e.subject_id, e.document_id, e.erp_id, e.version,
-                        e.state, e.content_hash, e.intent_key, e.booked, e.booked_reason, now
+                        e.connection_id, e.target, e.subject_id, e.document_id, e.entry_id, e.version,
+                        e.state, e.content_hash, e.idempotency_key, e.booked, e.booked_reason, now
                     ],
                 )?;
             }
@@ -343,8 +343,8 @@ impl Store {
             }
 
             // The log line (L1).
-            let erp_id = f.entries.iter().find_map(|e| e.erp_id.clone());
-            log_line(&tx, job, now, &f.operations, f.outcome.as_str(), erp_id.as_deref(),
+            let entry_id = f.entries.iter().find_map(|e| e.entry_id.clone());
+            log_line(&tx, job, now, &f.operations, f.outcome.as_str(), entry_id.as_deref(),
                 f.error.as_deref(), &f.plugin_log)?;
 
             // Requires attention (L2), as the engine decided.
@@ -567,19 +567,19 @@ pub(super) fn log_line(
     tx: &rusqlite::Connection,
     job: &Job,
     at: i64,
-    operations: &[super::rows::Operation],
+    operations: &[super::rows::LoggedOperation],
     outcome: &str,
-    erp_id: Option<&str>,
+    entry_id: Option<&str>,
     error: Option<&str>,
     plugin_log: &str,
 ) -> anyhow::Result<()> {
     exec(tx,
-        "INSERT INTO sync_log (tenant_id, connection_id, document_id, at, trigger, target, operations,
-           outcome, erp_id, error, plugin_log)
+        "INSERT INTO integration_log (tenant_id, connection_id, document_id, at, trigger, target, operations,
+           outcome, entry_id, error, plugin_log)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
             job.tenant_id, job.connection_id, job.document_id, at, job.trigger.as_str(), job.target.as_str(),
-            serde_json::to_string(operations)?, outcome, erp_id, error, plugin_log
+            serde_json::to_string(operations)?, outcome, entry_id, error, plugin_log
         ],
     )?;
     Ok(())

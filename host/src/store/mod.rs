@@ -17,7 +17,7 @@ pub use queue::{ConnectionStatus, DueConnection, PausedBy};
 pub use records::{JobContext, JobPlan, PaymentMerge, Recorded};
 pub use rows::{
     Attention, AttentionChange, AttentionItem, AttentionKind, BillFacts, EntryRow, FinishedJob,
-    Job, JobOutcome, JobState, LogRow, NewJob, Operation, PaymentWait, Priority, RunSummary,
+    Job, JobOutcome, JobState, LogRow, LoggedOperation, NewJob, PaymentWait, Priority, RunSummary,
     WaitingPayments,
 };
 
@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_3.sql"),
     include_str!("schema_4.sql"),
     include_str!("schema_5.sql"),
+    include_str!("schema_6.sql"),
 ];
 
 /// A handle on the database. Cheap to clone.
@@ -293,6 +294,36 @@ mod tests {
         assert_eq!(
             kinds,
             ["blocked", "quarantined", "gave_up", "host_fault", "failed"]
+        );
+    }
+
+    /// Migration 6 renames to the SPEC's words and keeps every row.
+    #[test]
+    fn migration_6_renames_and_keeps_the_log_and_entries() {
+        let db = Db::open_in_memory().unwrap();
+        for sql in &MIGRATIONS[..5] {
+            db.execute_batch(sql).unwrap();
+        }
+        db.execute_batch(
+            "PRAGMA foreign_keys = OFF;
+             INSERT INTO sync_log (tenant_id, connection_id, document_id, at, trigger, target, operations,
+               outcome, erp_id, error, plugin_log) VALUES ('t', 'c', 'd', 1, 'manual', 'bill', '[]', 'created', 'E1', NULL, '[]');
+             INSERT INTO entries (connection_id, target, subject_id, document_id, erp_id, intent_key, updated_at)
+               VALUES ('c', 'bill', 'd', 'd', 'E1', 'k1', 1);",
+        )
+        .unwrap();
+        db.execute_batch(MIGRATIONS[5]).unwrap();
+        let logged: String = db
+            .query_row("SELECT entry_id FROM integration_log", [], |r| r.get(0))
+            .unwrap();
+        let entry: (String, String) = db
+            .query_row("SELECT entry_id, idempotency_key FROM entries", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(
+            (logged.as_str(), entry.0.as_str(), entry.1.as_str()),
+            ("E1", "E1", "k1")
         );
     }
 }

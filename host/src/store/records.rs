@@ -1,7 +1,7 @@
 //! Tenants, connections, documents, payments, entries, the integration log
 //! and Requires attention.
 
-use super::rows::{AttentionItem, EntryRow, LogRow, NewJob, Operation};
+use super::rows::{AttentionItem, EntryRow, LogRow, LoggedOperation, NewJob};
 use super::{Store, now_ms};
 use super::{exec, query_row};
 use crate::model::{Connection, Document, Payment, Target};
@@ -390,7 +390,7 @@ impl Store {
         self.with(move |db| {
             let count = |t: &str| -> anyhow::Result<usize> {
                 Ok(query_row(db,
-                    "SELECT COUNT(*) FROM entries WHERE connection_id = ?1 AND target = ?2 AND erp_id IS NOT NULL",
+                    "SELECT COUNT(*) FROM entries WHERE connection_id = ?1 AND target = ?2 AND entry_id IS NOT NULL",
                     params![c, t],
                     |r| r.get::<_, i64>(0),
                 )? as usize)
@@ -422,11 +422,11 @@ impl Store {
                 bail!("the job's lease was lost (another worker took it); this attempt stops before calling the ERP");
             }
             exec(&tx,
-                "INSERT INTO entries (connection_id, target, subject_id, document_id, intent_key, content_hash, updated_at)
+                "INSERT INTO entries (connection_id, target, subject_id, document_id, idempotency_key, content_hash, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (connection_id, target, subject_id) DO UPDATE SET intent_key = excluded.intent_key,
+                 ON CONFLICT (connection_id, target, subject_id) DO UPDATE SET idempotency_key = excluded.idempotency_key,
                    content_hash = excluded.content_hash, updated_at = excluded.updated_at",
-                params![entry.connection_id, entry.target, entry.subject_id, entry.document_id, entry.intent_key,
+                params![entry.connection_id, entry.target, entry.subject_id, entry.document_id, entry.idempotency_key,
                     entry.content_hash, now_ms()],
             )?;
             tx.commit()?;
@@ -469,8 +469,8 @@ impl Store {
         );
         self.with(move |db| {
             let mut stmt = db.prepare_cached(
-                "SELECT at, connection_id, document_id, trigger, target, operations, outcome, erp_id, error, plugin_log
-                 FROM sync_log WHERE tenant_id = ?1 AND document_id = ?2 AND (?3 IS NULL OR connection_id = ?3)
+                "SELECT at, connection_id, document_id, trigger, target, operations, outcome, entry_id, error, plugin_log
+                 FROM integration_log WHERE tenant_id = ?1 AND document_id = ?2 AND (?3 IS NULL OR connection_id = ?3)
                  ORDER BY id",
             )?;
             let rows = stmt.query_map(params![t, d, c], |r| {
@@ -483,7 +483,7 @@ impl Store {
                         target: r.get(4)?,
                         operations: Vec::new(),
                         outcome: r.get(6)?,
-                        erp_id: r.get(7)?,
+                        entry_id: r.get(7)?,
                         error: r.get(8)?,
                         plugin_log: serde_json::Value::Null,
                     },
@@ -494,7 +494,7 @@ impl Store {
             let mut out = Vec::new();
             for row in rows {
                 let (mut log, ops, plugin_log) = row?;
-                log.operations = serde_json::from_str::<Vec<Operation>>(&ops).context("a log row's operations")?;
+                log.operations = serde_json::from_str::<Vec<LoggedOperation>>(&ops).context("a log row's operations")?;
                 log.plugin_log = serde_json::from_str(&plugin_log).context("a log row's plugin log")?;
                 out.push(log);
             }
@@ -598,7 +598,7 @@ fn document_in(
     .transpose()
 }
 
-pub(super) const ENTRY_COLUMNS: &str = "connection_id, target, subject_id, document_id, erp_id, version, state, content_hash, intent_key, booked, booked_reason";
+pub(super) const ENTRY_COLUMNS: &str = "connection_id, target, subject_id, document_id, entry_id, version, state, content_hash, idempotency_key, booked, booked_reason";
 
 pub(super) fn entry_from_row(r: &rusqlite::Row) -> rusqlite::Result<EntryRow> {
     Ok(EntryRow {
@@ -606,11 +606,11 @@ pub(super) fn entry_from_row(r: &rusqlite::Row) -> rusqlite::Result<EntryRow> {
         target: r.get(1)?,
         subject_id: r.get(2)?,
         document_id: r.get(3)?,
-        erp_id: r.get(4)?,
+        entry_id: r.get(4)?,
         version: r.get(5)?,
         state: r.get(6)?,
         content_hash: r.get(7)?,
-        intent_key: r.get(8)?,
+        idempotency_key: r.get(8)?,
         booked: r.get(9)?,
         booked_reason: r.get(10)?,
     })

@@ -133,13 +133,13 @@ pub struct EntryRow {
     pub subject_id: String,
     pub document_id: String,
     /// The ERP's id; `None` while only an intent is recorded.
-    pub erp_id: Option<String>,
+    pub entry_id: Option<String>,
     pub version: Option<String>,
     pub state: Option<String>,
     /// Hash of what was last sent (D3).
     pub content_hash: Option<String>,
     /// Idempotency key of the create under way or done (D2).
-    pub intent_key: Option<String>,
+    pub idempotency_key: Option<String>,
     /// The entry is booked in the ERP: never updated or replaced (B2).
     pub booked: bool,
     pub booked_reason: Option<String>,
@@ -147,7 +147,7 @@ pub struct EntryRow {
 
 /// One operation of a sync attempt, for the log (L1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Operation {
+pub struct LoggedOperation {
     /// `lookup-bill`, `create-bill`, ...
     pub operation: String,
     /// What it answered, in a few words.
@@ -356,7 +356,7 @@ pub struct FinishedJob {
     pub entries: Vec<EntryRow>,
     /// Entries the ERP no longer has: (target, subject) mappings to forget.
     pub forget: Vec<(String, String)>,
-    pub operations: Vec<Operation>,
+    pub operations: Vec<LoggedOperation>,
     /// The plugin's log lines, as JSON.
     pub plugin_log: String,
     /// What happens to the document's Requires attention item for the
@@ -396,9 +396,9 @@ pub struct LogRow {
     pub document_id: String,
     pub trigger: String,
     pub target: String,
-    pub operations: Vec<Operation>,
+    pub operations: Vec<LoggedOperation>,
     pub outcome: String,
-    pub erp_id: Option<String>,
+    pub entry_id: Option<String>,
     pub error: Option<String>,
     pub plugin_log: serde_json::Value,
 }

@@ -9,7 +9,7 @@ use super::retry::MAX_RETRY_AFTER;
 use crate::model::LimitOverrides;
 use crate::runtime::bindings as wit;
 use crate::runtime::{CallError, LogLine, Operation as Call, Plugin, Reply, Sandbox};
-use crate::store::{EntryRow, Job, Operation, now_ms};
+use crate::store::{EntryRow, Job, LoggedOperation, now_ms};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ pub(super) struct Attempt<'a> {
     pub job: &'a Job,
     pub plugin: Arc<Plugin>,
     pub sandbox: Sandbox,
-    pub operations: Vec<Operation>,
+    pub operations: Vec<LoggedOperation>,
     pub logs: Vec<LogLine>,
     /// The connection's limits, for its call budget (R2).
     pub limits: LimitOverrides,
@@ -86,7 +86,7 @@ impl Attempt<'_> {
             Ok(Reply::CheckNumbers(n)) => format!("{} in use", n.len()),
             Err(e) => format!("error: {e}"),
         };
-        self.operations.push(Operation {
+        self.operations.push(LoggedOperation {
             operation: name.to_string(),
             result,
         });
@@ -95,7 +95,7 @@ impl Attempt<'_> {
 
     /// Records an operation that sent nothing, for the log.
     pub fn note(&mut self, what: &str, result: String) {
-        self.operations.push(Operation {
+        self.operations.push(LoggedOperation {
             operation: what.to_string(),
             result,
         });

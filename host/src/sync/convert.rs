@@ -26,7 +26,7 @@ pub fn to_wit(row: &EntryRow) -> wit::Entry {
         _ => wit::EntryState::Open,
     };
     wit::Entry {
-        id: row.erp_id.clone().unwrap_or_default(),
+        id: row.entry_id.clone().unwrap_or_default(),
         version: row.version.clone(),
         state,
         total: None,
@@ -36,7 +36,7 @@ pub fn to_wit(row: &EntryRow) -> wit::Entry {
 /// Takes into `row` what the ERP answered of the entry; `hash` is the
 /// content the ERP now has, when known (D3).
 pub fn learn(row: &mut EntryRow, e: &wit::Entry, hash: Option<String>) {
-    row.erp_id = Some(e.id.clone());
+    row.entry_id = Some(e.id.clone());
     row.version = e.version.clone();
     row.state = Some(entry_state(e.state).to_string());
     row.content_hash = hash;

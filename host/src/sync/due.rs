@@ -54,12 +54,43 @@ pub fn payments_to_sync(
             amount: doc.total,
             date: today,
             method: PaymentMethod::Ach,
-            funding_account: conn.default_bank_account.clone().unwrap_or_default(),
+            // Paid outside the product: no funding account of ours; the
+            // ERP's bank account is the connection's default.
+            funding_account: String::new(),
             check_number: None,
-            bank_id: None,
+            bank_id: conn.default_bank_account.clone(),
             disbursement_status: None,
         });
     }
     payments.retain(Payment::ready);
     payments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 9 item 4: the payment of a document marked paid outside the
+    /// product carried the ERP's bank account code as its funding account
+    /// (an AP product's account). It has no funding account; the ERP's
+    /// bank account is its bank id.
+    #[test]
+    fn a3_a_marked_paid_payment_has_a_bank_id_not_a_funding_account() {
+        let doc = crate::intake::document(
+            &serde_json::json!({"tenant_id": "t", "id": "d1", "number": "N", "vendor": {"id": "v", "name": "V"},
+                "issue_date": "2026-11-02", "due_date": "2026-12-02", "currency": "USD",
+                "lines": [{"description": "x", "amount": "5.00", "category": "c"}],
+                "total": "5.00", "status": "paid"}),
+            "d",
+        )
+        .unwrap();
+        let conn: Connection = serde_json::from_value(serde_json::json!(
+            {"id": "c", "tenant_id": "t", "plugin": "csv", "default_bank_account": "1010"}))
+        .unwrap();
+        let p = payments_to_sync(Vec::new(), &doc, &conn);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].funding_account, "");
+        assert_eq!(p[0].bank_id.as_deref(), Some("1010"));
+        assert_eq!(p[0].amount, 500);
+    }
 }

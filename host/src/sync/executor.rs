@@ -137,7 +137,7 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
             if due.is_empty() {
                 return Ok(skipped(job, not_due_reason(&ctx.payments)).into());
             }
-            let Some(bill_id) = ctx.bill_entry.as_ref().and_then(|e| e.erp_id.clone()) else {
+            let Some(bill_id) = ctx.bill_entry.as_ref().and_then(|e| e.entry_id.clone()) else {
                 return Ok(Step::WaitForBill(NewJob {
                     connection_id: conn.id.clone(),
                     tenant_id: doc.tenant_id.clone(),

@@ -155,8 +155,8 @@ impl EntrySync {
         // entry exists; the content hash (D3) only skips an update of an
         // entry the lookup found. Automatic syncs trust the host's record
         // and learn of a deleted entry from the update's not-found.
-        let mut current = row.erp_id.as_ref().map(|_| to_wit(&row));
-        if let Some(known) = row.erp_id.clone()
+        let mut current = row.entry_id.as_ref().map(|_| to_wit(&row));
+        if let Some(known) = row.entry_id.clone()
             && self.manual
         {
             let key = self.lookup_key(target, &s.subject_id);
@@ -177,7 +177,7 @@ impl EntrySync {
                 }
                 Reply::Found(None) => {
                     port.note("forget", "the ERP no longer has this entry".into());
-                    row.erp_id = None;
+                    row.entry_id = None;
                     row.version = None;
                     row.content_hash = None;
                     forgot = true;
@@ -215,7 +215,7 @@ impl EntrySync {
                     // as a new request with a key of its own (D2).
                     let lookup = self.lookup_key(target, &s.subject_id);
                     match port
-                        .call(&lookup, s.lookup(row.erp_id.clone()))
+                        .call(&lookup, s.lookup(row.entry_id.clone()))
                         .await
                         .map_err(Failure::Call)?
                     {
@@ -234,7 +234,7 @@ impl EntrySync {
                             }
                         }
                         _ => {
-                            row.erp_id = None;
+                            row.entry_id = None;
                             row.content_hash = None;
                             forgot = true;
                         }
@@ -242,7 +242,7 @@ impl EntrySync {
                 }
                 // The ERP lost it (deleted there): rule 3, create it again.
                 Err(CallError::Connector(wit::ConnectorError::NotFound(_))) => {
-                    row.erp_id = None;
+                    row.entry_id = None;
                     row.version = None;
                     row.content_hash = None;
                     forgot = true;
@@ -265,7 +265,7 @@ impl EntrySync {
             }
             Reply::Found(Some(e)) => {
                 // An entry our own earlier attempt created counts as created.
-                let ours = row.intent_key.is_some();
+                let ours = row.idempotency_key.is_some();
                 let found = if ours {
                     JobOutcome::Created
                 } else {
@@ -303,8 +303,8 @@ impl EntrySync {
                 // The same create (same content, no entry since) reuses its
                 // key; any other create is a new request with a new key.
                 let same =
-                    row.erp_id.is_none() && row.content_hash.as_deref() == Some(s.hash.as_str());
-                let key = match &row.intent_key {
+                    row.entry_id.is_none() && row.content_hash.as_deref() == Some(s.hash.as_str());
+                let key = match &row.idempotency_key {
                     Some(k) if same => k.clone(),
                     _ => digest(&[
                         &self.connection,
@@ -315,7 +315,7 @@ impl EntrySync {
                         &self.job_id.to_string(),
                     ]),
                 };
-                row.intent_key = Some(key.clone());
+                row.idempotency_key = Some(key.clone());
                 row.content_hash = Some(s.hash.clone());
                 port.record_intent(&row).await.map_err(Failure::Host)?;
                 match port.call(&key, s.create()).await {
@@ -430,8 +430,10 @@ mod tests {
             if self.fail_intent {
                 anyhow::bail!("the job's lease was lost");
             }
-            self.events
-                .push(format!("intent {}", row.intent_key.as_deref().unwrap()));
+            self.events.push(format!(
+                "intent {}",
+                row.idempotency_key.as_deref().unwrap()
+            ));
             Ok(())
         }
     }
@@ -495,11 +497,11 @@ mod tests {
             target: "bill".into(),
             subject_id: "d1".into(),
             document_id: "d1".into(),
-            erp_id: Some("E1".into()),
+            entry_id: Some("E1".into()),
             version: Some("1".into()),
             state: Some("open".into()),
             content_hash: Some(hash.into()),
-            intent_key: Some("old-key".into()),
+            idempotency_key: Some("old-key".into()),
             ..EntryRow::default()
         }
     }
@@ -582,10 +584,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(s.outcome, JobOutcome::Created);
-        let key = s.row.intent_key.clone().unwrap();
+        let key = s.row.idempotency_key.clone().unwrap();
         assert_eq!(port.events[1], format!("intent {key}"));
         assert_eq!(port.events[2], format!("call create-bill {key}"));
-        assert_eq!(s.row.erp_id.as_deref(), Some("E1"));
+        assert_eq!(s.row.entry_id.as_deref(), Some("E1"));
         assert_eq!(s.row.content_hash.as_deref(), Some("new-hash"));
 
         // A retry of the same create (same content, no entry since) keeps
@@ -595,7 +597,7 @@ mod tests {
             ("create-bill", Ok(Reply::Entry(open("1")))),
         ]);
         let mut retry = blank();
-        retry.intent_key = Some(key.clone());
+        retry.idempotency_key = Some(key.clone());
         retry.content_hash = Some("new-hash".into());
         run(Trigger::Retry, &mut port, retry, true).await.unwrap();
         assert_eq!(port.keys[1], key);
@@ -685,7 +687,7 @@ mod tests {
             .unwrap();
         assert_eq!(s.outcome, JobOutcome::Created);
         assert!(s.forgot);
-        let key = s.row.intent_key.as_deref().unwrap();
+        let key = s.row.idempotency_key.as_deref().unwrap();
         assert_ne!(key, "old-key");
         assert_eq!(port.events[2], format!("intent {key}"));
         assert_eq!(port.keys[2], key);

@@ -83,13 +83,24 @@ pub fn payment(
         .as_ref()
         .or_else(|| c.mappings.bank_accounts.get(&p.funding_account))
         .or(c.default_bank_account.as_ref())
-        .ok_or_else(|| MappingError {
-            field: "funding_account".into(),
-            message: format!(
-                "funding account `{}` has no bank account in connection {}, and the connection has no default",
-                p.funding_account, c.id
-            ),
-            hint: "Map the funding account in mappings.bank_accounts, or set default_bank_account, then re-sync.".into(),
+        .ok_or_else(|| if p.funding_account.is_empty() {
+            MappingError {
+                field: "default_bank_account".into(),
+                message: format!(
+                    "the document was paid outside the product, and connection {} has no default bank account to record it against",
+                    c.id
+                ),
+                hint: "Set the connection's default_bank_account, then re-sync.".into(),
+            }
+        } else {
+            MappingError {
+                field: "funding_account".into(),
+                message: format!(
+                    "funding account `{}` has no bank account in connection {}, and the connection has no default",
+                    p.funding_account, c.id
+                ),
+                hint: "Map the funding account in mappings.bank_accounts, or set default_bank_account, then re-sync.".into(),
+            }
         })?;
     Ok(wit::Payment {
         payment_id: p.id.clone(),

@@ -7,8 +7,8 @@ use super::plain::{Verdict, verdict};
 use super::retry::RetryPolicy;
 use crate::runtime::{CallError, LogLine, describe_connector_error};
 use crate::store::{
-    Attention, AttentionChange, AttentionKind, EntryRow, FinishedJob, Job, JobOutcome, Operation,
-    now_ms,
+    Attention, AttentionChange, AttentionKind, EntryRow, FinishedJob, Job, JobOutcome,
+    LoggedOperation, now_ms,
 };
 
 /// Why a subject was not synced.
@@ -60,7 +60,7 @@ pub fn conclude(
     retry: &RetryPolicy,
     job: &Job,
     plugin: &str,
-    operations: Vec<Operation>,
+    operations: Vec<LoggedOperation>,
     logs: Vec<LogLine>,
     results: Vec<Result<Synced, Failure>>,
 ) -> FinishedJob {
@@ -81,7 +81,7 @@ pub fn conclude(
                 row,
                 forgot,
             }) => {
-                if forgot && row.erp_id.is_none() {
+                if forgot && row.entry_id.is_none() {
                     f.forget.push((row.target.clone(), row.subject_id.clone()));
                 }
                 if rank(outcome) > rank(f.outcome) {
