@@ -261,6 +261,12 @@ enum ConnectionCommand {
         /// The connection's id.
         id: String,
     },
+    /// Lifts a connection's pause (its ERP's rate limit or its own call
+    /// budget), when the limit was reset early or a Retry-After was absurd.
+    Resume {
+        /// The connection's id.
+        id: String,
+    },
 }
 
 fn parse_target(s: &str) -> Result<Target, String> {
@@ -349,6 +355,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ConnectionCommand::List => ops::list_connections(&e).await,
                 ConnectionCommand::Enable { id } => ops::set_enabled(&e, id, true).await,
                 ConnectionCommand::Disable { id } => ops::set_enabled(&e, id, false).await,
+                ConnectionCommand::Resume { id } => ops::resume(&e, id).await,
             }
         }
         Command::Import { file } => ops::import(&*engine(runtime)?, file).await,

@@ -331,12 +331,15 @@ impl LimitOverrides {
     pub const DISK_MIB: std::ops::RangeInclusive<u64> = 1..=1 << 20;
     /// A directory's files: 1 to ten million.
     pub const DISK_FILES: std::ops::RangeInclusive<u64> = 1..=10_000_000;
-    /// Calls at once: 1 to 1,000.
-    pub const CALLS_AT_ONCE: std::ops::RangeInclusive<u64> = 1..=1_000;
+    /// Calls at once: 1 to 16 (the runtime's bound of a connection's
+    /// requests in flight; QuickBooks Online, the most generous, allows 10).
+    pub const CALLS_AT_ONCE: std::ops::RangeInclusive<u64> = 1..=16;
     /// Calls a minute: 1 to a million.
     pub const CALLS_PER_MINUTE: std::ops::RangeInclusive<u64> = 1..=1_000_000;
-    /// Calls a day: 1 to a billion.
-    pub const CALLS_PER_DAY: std::ops::RangeInclusive<u64> = 1..=1_000_000_000;
+    /// Calls a day: 350 to a billion. Under 350 the budget's pace (a
+    /// tenth at once, the rest spread over the day) leaves more than five
+    /// minutes between calls, longer than a sync may wait for its next one.
+    pub const CALLS_PER_DAY: std::ops::RangeInclusive<u64> = 350..=1_000_000_000;
     /// Calls at once when the connection does not say.
     pub const DEFAULT_CALLS_AT_ONCE: u32 = 8;
 

@@ -77,6 +77,15 @@ pub async fn set_enabled(engine: &Engine, id: &str, enabled: bool) -> anyhow::Re
     Ok(())
 }
 
+pub async fn resume(engine: &Engine, id: &str) -> anyhow::Result<()> {
+    if engine.resume(id).await? {
+        println!("connection {id} resumed: its syncs run again now");
+    } else {
+        println!("connection {id} was not paused");
+    }
+    Ok(())
+}
+
 pub async fn import(engine: &Engine, file: &Path) -> anyhow::Result<()> {
     let batch = intake::parse_batch(&read(file)?)?;
     let i = engine.import(batch).await?;

@@ -426,7 +426,8 @@ fn operators_see_queues_and_budgets_and_bad_limits_are_named() {
     assert!(run(&["tenant", "add", "acme"]).0);
     for (field, value) in [
         ("calls_at_once", 0u64),
-        ("calls_at_once", 1001),
+        ("calls_at_once", 17),
+        ("calls_per_day", 349),
         ("calls_per_minute", 0),
         ("calls_per_day", 2_000_000_000),
     ] {

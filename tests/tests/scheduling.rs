@@ -337,10 +337,12 @@ async fn r5_a_daily_limit_answer_shows_the_connection_paused_until_the_windows_e
     w.await.unwrap();
 }
 
-/// R2: the connection's own daily budget. With 5 calls a day (a tenth at
-/// once, the rest spread over the day), the host makes one call, then
-/// pauses the connection until a call is free again instead of making a
-/// second: the ERP never sees a call over budget.
+/// R2: the connection's own daily budget. With 350 calls a day (35 at
+/// once, the rest spread over the day, one every 4.7 minutes), 40 documents
+/// (80 calls) get 35 calls, and the connection pauses until a call is free
+/// instead of making a 36th: the ERP never sees a call over budget. Jobs
+/// that looked their entry up wait for the create's share; a stopping worker
+/// ends their wait (no attempt counted) and stops at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r2_a_spent_daily_budget_pauses_the_connection() {
     let erp = MeteredErp::start(MeterLimits {
@@ -352,29 +354,41 @@ async fn r2_a_spent_daily_budget_pauses_the_connection() {
     let engine = engine();
     engine.add_tenant("acme").await.unwrap();
     let limits = LimitOverrides {
-        calls_per_day: Some(5),
+        calls_per_day: Some(350),
         ..LimitOverrides::default()
     };
     metered_connection(&engine, "xero", "acme", &erp, limits).await;
-    import_all(&engine, docs("acme", "d", 3)).await;
+    import_all(&engine, docs("acme", "d", 40)).await;
     let (stop, w) = worker(&engine);
     let t0 = Instant::now();
     let status = loop {
         let s = engine.status(Some("acme")).await.unwrap().remove(0);
-        if s.paused_until.is_some() || t0.elapsed() > Duration::from_secs(20) {
+        if s.paused_until.is_some() || t0.elapsed() > Duration::from_secs(30) {
             break s;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
+    tokio::time::sleep(Duration::from_millis(500)).await;
     stop.send(true).unwrap();
-    w.await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), w)
+        .await
+        .expect("the worker stops without waiting for budget")
+        .unwrap();
     let until = status.paused_until.expect("paused by its own budget");
     assert!(
-        until - now_ms() > 3_600_000,
-        "a call is free only hours later"
+        until - now_ms() > 200_000,
+        "a call is free only minutes later"
     );
-    assert!(status.paused_reason.unwrap().contains("5 a day"));
-    assert_eq!(erp.meter().calls.load(Ordering::SeqCst), 1);
+    assert!(status.paused_reason.unwrap().contains("350 a day"));
+    assert_eq!(erp.meter().calls.load(Ordering::SeqCst), 35);
+    // Every document is in the ERP or queued, none failed.
+    let s = engine.status(Some("acme")).await.unwrap().remove(0);
+    assert_eq!(
+        erp.entries() + s.queued.values().sum::<usize>(),
+        40,
+        "{s:?}"
+    );
+    assert!(engine.attention(Some("xero")).await.unwrap().is_empty());
 }
 
 /// R2 with two worker processes (two engines, each with its own store
@@ -561,5 +575,264 @@ async fn p4_until_idle_ends_with_paused_and_disabled_connections() {
     assert!(
         scripted.paused_until.is_some() && scripted.queued.values().sum::<usize>() == 3,
         "{scripted:?}"
+    );
+}
+
+/// Finding of the issue 9 attack (R5): a connection with a slow ERP and 16
+/// calls at once held every hand of the worker, so another tenant's sync
+/// waited for one of its slow calls to end. A connection now holds at most
+/// three quarters of them: the other tenant's entry is in before the slow
+/// ERP has answered a single call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r5_a_slow_erp_does_not_hold_every_hand() {
+    let erp = MeteredErp::start(MeterLimits {
+        at_once: 16,
+        per_minute: 10_000,
+        latency: Duration::from_secs(3),
+    })
+    .await;
+    let engine = engine();
+    for t in ["slow", "victim"] {
+        engine.add_tenant(t).await.unwrap();
+    }
+    let limits = LimitOverrides {
+        calls_at_once: Some(16),
+        ..LimitOverrides::default()
+    };
+    metered_connection(&engine, "slow-erp", "slow", &erp, limits).await;
+    let dir = tempfile::tempdir().unwrap();
+    engine
+        .put_connection(connection("csv", "victim", "csv", Some(dir.path())))
+        .await
+        .unwrap();
+    import_all(&engine, docs("slow", "s", 40)).await;
+    let (stop, w) = worker(&engine);
+    // The slow connection's calls are under way.
+    while engine.status(Some("slow")).await.unwrap()[0].running < 12 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    import_all(&engine, docs("victim", "v", 1)).await;
+    loop {
+        let log = engine
+            .log_of("victim", "v00000", Some("csv"))
+            .await
+            .unwrap();
+        if log.iter().any(|r| r.outcome == "created") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let slow_done = erp.meter().created.load(Ordering::SeqCst);
+    stop.send(true).unwrap();
+    w.await.unwrap();
+    assert_eq!(
+        slow_done, 0,
+        "the other tenant's sync waited for the slow ERP"
+    );
+}
+
+/// Waits until `connection` of `tenant` shows as paused.
+async fn until_paused(engine: &Engine, tenant: &str) -> i64 {
+    let t0 = Instant::now();
+    loop {
+        let s = engine.status(Some(tenant)).await.unwrap().remove(0);
+        if let Some(until) = s.paused_until {
+            return until;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "never paused: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Findings of the issue 9 attack (R5): a sync requested on a paused
+/// connection waited for the pause (a day) instead of saying until when;
+/// and an operator could not lift a pause. `resume` lifts it and the
+/// syncs waiting for it run at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r5_a_sync_on_a_paused_connection_returns_and_resume_lifts_the_pause() {
+    let erp = MeteredErp::start(MeterLimits {
+        at_once: 5,
+        per_minute: 10_000,
+        latency: Duration::from_millis(1),
+    })
+    .await;
+    let engine = engine();
+    engine.add_tenant("acme").await.unwrap();
+    metered_connection(&engine, "xero", "acme", &erp, LimitOverrides::default()).await;
+    erp.refuse_next(1, 429, 3600, "day");
+    import_all(&engine, docs("acme", "d", 1)).await;
+    let (stop, w) = worker(&engine);
+    let until = until_paused(&engine, "acme").await;
+    stop.send(true).unwrap();
+    w.await.unwrap();
+    import_all(&engine, docs("acme", "e", 1)).await;
+    let run = engine
+        .request_sync(
+            "acme",
+            "e00000",
+            "xero",
+            ledgerbridge::model::Target::Bill,
+            false,
+        )
+        .await
+        .unwrap();
+    let s = tokio::time::timeout(Duration::from_secs(30), engine.finish_run(&run, |_| {}))
+        .await
+        .expect("a sync on a paused connection returns")
+        .unwrap();
+    assert_eq!(s.pending, 1);
+    let deferred = engine
+        .run_deferred_until(&run)
+        .await
+        .unwrap()
+        .expect("deferred");
+    assert!(
+        (deferred - until).abs() < 1_000,
+        "deferred until {deferred}, paused until {until}"
+    );
+
+    assert!(engine.resume("xero").await.unwrap());
+    assert!(!engine.resume("xero").await.unwrap(), "not paused any more");
+    assert!(
+        engine.status(Some("acme")).await.unwrap()[0]
+            .paused_until
+            .is_none()
+    );
+    tokio::time::timeout(Duration::from_secs(30), settle(&engine))
+        .await
+        .expect("the syncs that waited for the pause run at once");
+    assert_eq!(erp.entries(), 2);
+}
+
+/// Finding of the issue 9 attack (A4, R5): a funding-complete payment
+/// waiting for its bill lost its priority when the bill's success merged it
+/// into a bulk re-sync's payment job queued meanwhile, and ran after the
+/// whole bulk run. The merged job keeps the best priority.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r5_a_released_payment_keeps_its_priority_when_merged_into_bulk_work() {
+    let erp = MeteredErp::start(MeterLimits {
+        at_once: 5,
+        per_minute: 10_000,
+        latency: Duration::from_millis(5),
+    })
+    .await;
+    let engine = engine();
+    engine.add_tenant("acme").await.unwrap();
+    import_all(&engine, docs("acme", "bulk", 60)).await;
+    metered_connection(&engine, "xero", "acme", &erp, LimitOverrides::default()).await;
+    // The payment's bill meets a rate limit: the payment waits for it.
+    erp.refuse_next(1, 429, 2, "minute");
+    let mut p = payment_json("acme", "p-x", "x", "10.00");
+    p["disbursement_status"] = "funding_complete".into();
+    import(&engine, serde_json::json!({"documents": [doc_json("acme", "x", "approved", "10.00")], "payments": [p]}))
+        .await
+        .unwrap();
+    let (stop, w) = worker(&engine);
+    until_paused(&engine, "acme").await;
+    // Meanwhile a bulk re-sync queues every document, x's payment too.
+    engine
+        .request_resync("xero", Selection::All, false)
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    let paid = loop {
+        let log = engine.log_of("acme", "x", Some("xero")).await.unwrap();
+        if let Some(r) = log
+            .iter()
+            .find(|r| r.target == "payment" && r.outcome == "created")
+        {
+            break r.at;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let status = engine.status(Some("acme")).await.unwrap();
+            panic!("x's payment entry never came: {log:?}\n{status:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    stop.send(true).unwrap();
+    w.await.unwrap();
+    let mut before = 0;
+    for i in 0..60 {
+        let log = engine
+            .log_of("acme", &format!("bulk{i:05}"), Some("xero"))
+            .await
+            .unwrap();
+        before += log
+            .iter()
+            .filter(|r| r.outcome == "created" && r.at < paid)
+            .count();
+    }
+    assert!(
+        before <= 10,
+        "{before} bulk entries were created before the funding-complete payment"
+    );
+}
+
+/// A funding-complete payment whose bill is queued as bulk work raises the
+/// bill to its own priority: the payment does not wait behind the bulk run
+/// for its bill (A4, R5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r5_a_payment_raises_its_queued_bill_to_its_priority() {
+    let erp = MeteredErp::start(MeterLimits {
+        at_once: 5,
+        per_minute: 10_000,
+        latency: Duration::from_millis(5),
+    })
+    .await;
+    let engine = engine();
+    engine.add_tenant("acme").await.unwrap();
+    import_all(&engine, docs("acme", "bulk", 60)).await;
+    metered_connection(&engine, "xero", "acme", &erp, LimitOverrides::default()).await;
+    engine
+        .request_resync("xero", Selection::All, false)
+        .await
+        .unwrap();
+    // The first call meets a rate limit: everything waits 2 s, meanwhile
+    // the last document's disbursement completes.
+    erp.refuse_next(1, 429, 2, "minute");
+    let (stop, w) = worker(&engine);
+    until_paused(&engine, "acme").await;
+    let mut p = payment_json("acme", "p-last", "bulk00059", "10.00");
+    p["disbursement_status"] = "funding_complete".into();
+    import(&engine, serde_json::json!({"payments": [p]}))
+        .await
+        .unwrap();
+    let t0 = Instant::now();
+    let paid = loop {
+        let log = engine
+            .log_of("acme", "bulk00059", Some("xero"))
+            .await
+            .unwrap();
+        if let Some(r) = log
+            .iter()
+            .find(|r| r.target == "payment" && r.outcome == "created")
+        {
+            break r.at;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the payment entry never came: {log:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    stop.send(true).unwrap();
+    w.await.unwrap();
+    let mut before = 0;
+    for i in 0..59 {
+        let log = engine
+            .log_of("acme", &format!("bulk{i:05}"), Some("xero"))
+            .await
+            .unwrap();
+        before += log
+            .iter()
+            .filter(|r| r.outcome == "created" && r.at < paid)
+            .count();
+    }
+    assert!(
+        before <= 10,
+        "{before} bulk entries were created before the funding-complete payment's"
     );
 }

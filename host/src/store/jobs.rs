@@ -310,7 +310,7 @@ impl Store {
                 JobState::Queued => f.retry_at.unwrap_or(now),
                 _ => now,
             };
-            let attempts = job.attempts as i64 + 1;
+            let attempts = job.attempts as i64 + i64::from(f.attempted);
             if state == JobState::Queued {
                 // A retry coalesces with a job queued meanwhile for the same sync.
                 let queued: Option<i64> = tx
@@ -451,6 +451,15 @@ impl Store {
                 PaymentWait::Wait { queue_bill, reason, log_note } => {
                     if queue_bill {
                         enqueue_in(&tx, &bill_job)?;
+                    } else {
+                        // The bill queued already goes ahead with its
+                        // payment's priority (R5: a funding-complete payment
+                        // does not wait behind bulk work for its bill).
+                        exec(&tx,
+                            "UPDATE jobs SET priority = MIN(priority, ?3)
+                             WHERE connection_id = ?1 AND document_id = ?2 AND target = 'bill' AND state = 'queued'",
+                            params![bill_job.connection_id, bill_job.document_id, bill_job.priority.as_i64()],
+                        )?;
                     }
                     exec(&tx,
                         "UPDATE jobs SET state = ?2, outcome = ?3, lease_until = NULL, error = ?4 WHERE id = ?1",
@@ -644,8 +653,21 @@ fn release_payments(
         )
         .optional()?
         .is_some();
+    // The job that goes on keeps the best priority of those it stands for:
+    // a funding-complete payment merged into bulk work is still one (R5).
+    let best: Option<i64> = tx.query_row(
+        "SELECT MIN(priority) FROM jobs WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment'
+           AND state IN ('waiting', 'blocked')",
+        params![connection, document],
+        |r| r.get(0),
+    )?;
     if queued {
         // One queued payment job already covers the document's payments.
+        exec(tx,
+            "UPDATE jobs SET priority = MIN(priority, COALESCE(?3, priority))
+             WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment' AND state = 'queued'",
+            params![connection, document, best],
+        )?;
         exec(tx,
             "UPDATE jobs SET state = ?4, outcome = ?5, finished_at = ?3
              WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment' AND state IN ('waiting', 'blocked')",
@@ -665,8 +687,9 @@ fn release_payments(
         if i == 0 {
             exec(
                 tx,
-                "UPDATE jobs SET state = 'queued', due_at = ?2, error = NULL WHERE id = ?1",
-                params![id, now],
+                "UPDATE jobs SET state = 'queued', due_at = ?2, error = NULL,
+                   priority = MIN(priority, COALESCE(?3, priority)) WHERE id = ?1",
+                params![id, now, best],
             )?;
         } else {
             exec(

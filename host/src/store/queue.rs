@@ -228,6 +228,56 @@ impl Store {
         .await
     }
 
+    /// Until when `connection` is paused and by what, if it is.
+    pub async fn paused(&self, connection: &str) -> anyhow::Result<Option<(i64, PausedBy)>> {
+        let c = connection.to_string();
+        self.with(move |db| {
+            let row: Option<(Option<i64>, Option<String>)> = query_row(
+                db,
+                "SELECT paused_until, paused_by FROM connections WHERE id = ?1",
+                [c],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+            Ok(row.and_then(|(until, by)| {
+                let by = match by.as_deref() {
+                    Some("erp") => PausedBy::Erp,
+                    _ => PausedBy::Budget,
+                };
+                until.filter(|u| *u > now_ms()).map(|u| (u, by))
+            }))
+        })
+        .await
+    }
+
+    /// Lifts `connection`'s pause (an operator's `connection resume`, or
+    /// its budget's limits changed; then `only_budget`), and makes its
+    /// queued syncs, which waited for the pause's end, due now. Returns
+    /// whether it was paused.
+    pub async fn clear_pause(&self, connection: &str, only_budget: bool) -> anyhow::Result<bool> {
+        let c = connection.to_string();
+        self.with(move |db| {
+            let tx = db.savepoint()?;
+            let now = now_ms();
+            let n = exec(
+                &tx,
+                "UPDATE connections SET paused_until = NULL, paused_by = NULL, paused_reason = NULL
+                 WHERE id = ?1 AND paused_until > ?2 AND (NOT ?3 OR paused_by = 'budget')",
+                params![c, now, only_budget],
+            )?;
+            if n > 0 {
+                exec(
+                    &tx,
+                    "UPDATE jobs SET due_at = ?2 WHERE state = 'queued' AND connection_id = ?1 AND due_at > ?2",
+                    params![c, now],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     /// When each connection its ERP paused resumes (ms since the epoch):
     /// for the worker's own record of pauses another process made.
     pub async fn pauses(&self) -> anyhow::Result<Vec<(String, i64)>> {
@@ -264,13 +314,31 @@ impl Store {
         self.with(move |db| {
             let (queued, running, next): (i64, i64, Option<i64>) = query_row(
                 db,
-                "SELECT COALESCE(SUM(state = 'queued'), 0), COALESCE(SUM(state = 'running'), 0),
-                   MIN(CASE WHEN state = 'queued' THEN due_at END)
-                 FROM jobs WHERE run_id = ?1 AND state IN ('queued', 'running')",
+                "SELECT COALESCE(SUM(j.state = 'queued'), 0), COALESCE(SUM(j.state = 'running'), 0),
+                   MIN(CASE WHEN j.state = 'queued' THEN MAX(j.due_at, COALESCE(c.paused_until, 0)) END)
+                 FROM jobs j LEFT JOIN connections c ON c.id = j.connection_id
+                 WHERE j.run_id = ?1 AND j.state IN ('queued', 'running')",
                 [run],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
             Ok(next.filter(|n| queued > 0 && running == 0 && *n >= before))
+        })
+        .await
+    }
+
+    /// The calls every worker recorded, per connection: in the last minute
+    /// (reports of the last minute) and the last day.
+    pub async fn recorded_usage(&self) -> anyhow::Result<Vec<(String, u64, u64)>> {
+        self.with(|db| {
+            let now = now_ms();
+            let mut stmt = db.prepare_cached(
+                "SELECT connection_id, COALESCE(SUM(CASE WHEN at >= ?1 THEN calls_minute END), 0), SUM(calls_day)
+                 FROM connection_usage GROUP BY connection_id",
+            )?;
+            let rows = stmt.query_map([now - 60_000], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
     }

@@ -367,6 +367,9 @@ pub struct FinishedJob {
     /// Payments whose export failed (`Some(error)`) or succeeded (`None`):
     /// their Failed to export items are set or cleared (L3).
     pub failed_exports: Vec<(String, Option<String>)>,
+    /// Whether this was an attempt that counts toward the retry limit (R1);
+    /// not when the host's own call budget held its call back.
+    pub attempted: bool,
 }
 
 impl FinishedJob {
@@ -384,6 +387,7 @@ impl FinishedJob {
             attention: AttentionChange::Leave,
             waiting_payments: WaitingPayments::Leave,
             failed_exports: Vec::new(),
+            attempted: true,
         }
     }
 }

@@ -129,6 +129,12 @@ impl<C: Clock + Clone> Budget<C> {
         self.paused_until.fetch_max(until_ms, Ordering::Relaxed);
     }
 
+    /// Sets when the connection's pause ends in this process (0: not
+    /// paused), as the store says.
+    pub fn set_paused_until(&self, until_ms: i64) {
+        self.paused_until.store(until_ms, Ordering::Relaxed);
+    }
+
     /// How long the connection is still paused, if it is.
     pub fn paused_for(&self, now_ms: i64) -> Option<Duration> {
         let until = self.paused_until.load(Ordering::Relaxed);
@@ -197,6 +203,9 @@ pub struct Budgets {
     by_connection: Mutex<HashMap<String, Arc<Budget>>>,
     /// Worker processes sharing each budget.
     share: std::sync::atomic::AtomicU32,
+    /// Calls in the last minute and day that workers before this one
+    /// recorded, per connection: spent already when its budget is built.
+    seeds: Mutex<HashMap<String, (u64, u64)>>,
 }
 
 impl Default for Budgets {
@@ -204,6 +213,19 @@ impl Default for Budgets {
         Budgets {
             by_connection: Mutex::default(),
             share: std::sync::atomic::AtomicU32::new(1),
+            seeds: Mutex::default(),
+        }
+    }
+}
+
+/// Takes up to `n` shares from `limiter` at once (at most its burst, which
+/// is where a limiter that had spent them would stand).
+fn spend<C: Clock>(limiter: &Option<Limiter<C>>, n: u64) {
+    if let Some(l) = limiter {
+        for _ in 0..n {
+            if l.check().is_err() {
+                break;
+            }
         }
     }
 }
@@ -229,6 +251,19 @@ impl Budgets {
             Some(b) if b.limits == limits => b.clone(),
             old => {
                 let b = Arc::new(Budget::new(&limits));
+                if old.is_none()
+                    && let Some((minute, day)) = self
+                        .seeds
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(connection)
+                {
+                    // Calls made before this process started (a restart, a
+                    // deploy) still count: a limiter that had made them
+                    // would have no burst left either.
+                    spend(&b.minute, minute);
+                    spend(&b.day, day);
+                }
                 if let Some(old) = old {
                     b.pause_until(old.paused_until.load(Ordering::Relaxed));
                     // What this process spent still counts against the new
@@ -252,6 +287,15 @@ impl Budgets {
                 b
             }
         }
+    }
+
+    /// Records what workers before this one spent of `connection`'s budget
+    /// in the last minute and day, for when its budget is built here.
+    pub fn seed(&self, connection: &str, minute: u64, day: u64) {
+        self.seeds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(connection.to_string(), (minute, day));
     }
 
     /// Sets how many worker processes share each budget (at least one).
@@ -415,6 +459,18 @@ mod tests {
         assert_eq!(half.used(now).0, 6);
         budgets.set_share(1000);
         assert_eq!(budgets.of("c", &l).limits.calls_per_minute, Some(1));
+    }
+
+    /// Finding of the issue 9 attack: a restarted worker began with a fresh
+    /// burst; calls its predecessors recorded are spent already.
+    #[test]
+    fn r2_a_restarted_worker_counts_what_was_spent_before_it() {
+        let budgets = Budgets::default();
+        budgets.seed("c", 59, 59);
+        let b = budgets.of("c", &limits(Some(60), None));
+        assert!(b.try_take(crate::store::now_ms()).is_err(), "no burst left");
+        let fresh = budgets.of("d", &limits(Some(60), None));
+        assert!(fresh.try_take(crate::store::now_ms()).is_ok());
     }
 
     #[test]

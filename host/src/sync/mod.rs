@@ -144,15 +144,26 @@ pub struct Engine {
     pub(crate) retry: RetryPolicy,
     worker: WorkerConfig,
     wake: Notify,
+    /// Set when a worker of this engine is stopping: jobs waiting for their
+    /// connection's budget give up their wait (they run again later).
+    stopping: tokio::sync::watch::Sender<bool>,
     /// Each connection's call budget in this process (R2).
     pub(crate) budgets: budget::Budgets,
     /// Which connection claims go to first, turning each claim (R5).
     turn: std::sync::atomic::AtomicUsize,
 }
 
-/// A wait for a connection's budget longer than this pauses the connection
-/// (and releases its jobs) instead of holding a worker.
+/// A claim that would wait longer than this for a connection's budget
+/// pauses the connection (and leaves its jobs queued) instead of holding a
+/// worker.
 pub const PAUSE_AFTER: Duration = Duration::from_secs(30);
+
+/// A job already under way waits up to this for its next call's share of
+/// the budget: long enough for the slowest budget a connection may have
+/// (calls a day from [`crate::model::LimitOverrides::CALLS_PER_DAY`]), so a
+/// job that looked an entry up gets to create it instead of looking it up
+/// again on every retry.
+pub const MAX_CALL_WAIT: Duration = Duration::from_secs(300);
 
 impl Engine {
     /// An engine over `store`, running plugins on `runtime`.
@@ -170,6 +181,7 @@ impl Engine {
             retry,
             worker,
             wake: Notify::new(),
+            stopping: tokio::sync::watch::Sender::new(false),
             budgets: budget::Budgets::default(),
             turn: Default::default(),
         }
@@ -321,7 +333,24 @@ impl Engine {
                 problems.join("\n  ")
             );
         }
-        self.store.put_connection(c).await
+        let (id, limits) = (c.id.clone(), c.limits.clone());
+        let before = self.store.connection(&id).await?.map(|old| old.limits);
+        self.store.put_connection(c).await?;
+        // A pause its own budget made was for the old limits.
+        if before.is_some_and(|old| old != limits) {
+            self.store.clear_pause(&id, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Lifts a connection's pause, its ERP's or its budget's (R5): an
+    /// operator's call, when the ERP's limit was reset early or a
+    /// `Retry-After` was absurd. Returns whether it was paused.
+    pub async fn resume(&self, connection: &str) -> anyhow::Result<bool> {
+        let c = self.connection(connection).await?;
+        let was = self.store.clear_pause(connection, false).await?;
+        self.budgets.of(connection, &c.limits).set_paused_until(0);
+        Ok(was)
     }
 
     /// Checks, before a plugin runs, that its connection's grant is still
@@ -832,7 +861,19 @@ impl Engine {
             .register_worker(&worker, &label)
             .await
             .context("registering the worker in the store")?;
+        match self.store.recorded_usage().await {
+            Ok(usage) => {
+                for (connection, minute, day) in usage {
+                    self.budgets.seed(&connection, minute, day);
+                }
+            }
+            Err(e) => tracing::warn!("could not read the calls workers made before: {e:#}"),
+        }
         let report = self.worker_loop(&worker, until_idle, stop).await;
+        // What this worker spent counts for the next one.
+        if let Err(e) = self.share_budgets(&worker).await {
+            tracing::warn!("could not record the calls this worker made: {e:#}");
+        }
         if let Err(e) = self.store.deregister_worker(&worker).await {
             tracing::warn!(worker, "could not deregister the worker: {e:#}");
         }
@@ -857,6 +898,7 @@ impl Engine {
         let mut in_flight: HashMap<tokio::task::Id, Job> = HashMap::new();
         loop {
             if *stop.borrow() {
+                self.stopping.send_replace(true);
                 break;
             }
             if beaten.is_none_or(|b| b.elapsed() >= beat_every) {
@@ -903,7 +945,11 @@ impl Engine {
             let claimed = if free > 0 {
                 let until = now_ms() + lease.as_millis() as i64;
                 let t = std::time::Instant::now();
-                match self.claim_fairly(worker, free, until).await {
+                let mut here: HashMap<String, usize> = HashMap::new();
+                for j in in_flight.values() {
+                    *here.entry(j.connection_id.clone()).or_default() += 1;
+                }
+                match self.claim_fairly(worker, free, &here, until).await {
                     Ok(c) => {
                         Stats::add(&self.stats.claim_ns, t);
                         self.stats.claims.fetch_add(1, Ordering::Relaxed);
@@ -1008,7 +1054,8 @@ impl Engine {
     /// turn moves on each claim so no connection is always first. Within a
     /// connection the store takes its best jobs first (funding-complete
     /// payments, then automatic syncs, then bulk work), never more than its
-    /// calls at once. Each job claimed takes one call's share of its
+    /// calls at once, nor more than three quarters of this worker's hands.
+    /// Each job claimed takes one call's share of its
     /// connection's budget, which pays for its first plugin call; a job the
     /// budget has no share for goes back to the queue untouched, due when a
     /// share will be free, and the connection is left out of claims until
@@ -1018,8 +1065,12 @@ impl Engine {
         &self,
         worker: &str,
         free: usize,
+        here: &HashMap<String, usize>,
         lease_until: i64,
     ) -> anyhow::Result<Vec<Job>> {
+        // No connection holds more than three quarters of this worker's
+        // hands, so a slow ERP cannot keep every other connection waiting.
+        let most = (self.worker.concurrency * 3 / 4).max(1);
         let mut due = self.store.due_connections().await?;
         if due.is_empty() {
             return Ok(Vec::new());
@@ -1042,6 +1093,7 @@ impl Engine {
                 } else {
                     d.due
                         .min((d.limits.calls_at_once() as usize).saturating_sub(d.running))
+                        .min(most.saturating_sub(here.get(&d.id).copied().unwrap_or(0)))
                 }
             })
             .collect();
@@ -1096,7 +1148,7 @@ impl Engine {
 
     /// Waits for one call's share of `connection`'s budget (R2) unless the
     /// call is `prepaid` (a job's first, paid for by its claim): up to
-    /// [`PAUSE_AFTER`]; when the budget has none for longer, the connection
+    /// [`MAX_CALL_WAIT`]; when the budget has none for longer, the connection
     /// is paused until then and the wait returned, as it is while the
     /// connection is paused (prepaid or not).
     pub(crate) async fn pace(
@@ -1106,6 +1158,7 @@ impl Engine {
         prepaid: bool,
     ) -> Result<(), Duration> {
         let budget = self.budgets.of(connection, limits);
+        let mut stopping = self.stopping.subscribe();
         loop {
             let now = now_ms();
             if let Some(left) = budget.paused_for(now) {
@@ -1114,16 +1167,32 @@ impl Engine {
             if prepaid {
                 return Ok(());
             }
+            // A pause another process recorded holds here at once, not
+            // only from this process's next heartbeat.
+            if let Ok(Some((until, PausedBy::Erp))) = self.store.paused(connection).await
+                && until > now
+            {
+                budget.pause_until(until);
+                return Err(Duration::from_millis((until - now) as u64));
+            }
             match budget.try_take(now) {
                 Ok(()) => return Ok(()),
-                Err(wait) if wait > PAUSE_AFTER => {
+                Err(wait) if wait > MAX_CALL_WAIT => {
                     let until = now.saturating_add(wait.as_millis().min(i64::MAX as u128) as i64);
                     let reason = budget_spent(limits);
                     self.pause(connection, limits, until, PausedBy::Budget, &reason)
                         .await;
                     return Err(wait);
                 }
-                Err(wait) => tokio::time::sleep(wait.max(Duration::from_millis(1))).await,
+                Err(wait) => {
+                    if *stopping.borrow_and_update() {
+                        return Err(wait);
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
+                        _ = stopping.changed() => return Err(wait),
+                    }
+                }
             }
         }
     }
@@ -1179,9 +1248,17 @@ impl Engine {
             .filter(|(_, m, d)| *m > 0 || *d > 0)
             .collect();
         self.store.record_usage(worker, usage).await?;
-        for (connection, until) in self.store.pauses().await? {
-            if let Some(c) = self.store.connection(&connection).await? {
-                self.budgets.of(&connection, &c.limits).pause_until(until);
+        // This process's record of ERP pauses follows the store's, where
+        // other processes add them and operators lift them.
+        let pauses: HashMap<String, i64> = self.store.pauses().await?.into_iter().collect();
+        for (connection, budget) in self.budgets.all() {
+            budget.set_paused_until(pauses.get(&connection).copied().unwrap_or(0));
+        }
+        for (connection, until) in &pauses {
+            if let Some(c) = self.store.connection(connection).await? {
+                self.budgets
+                    .of(connection, &c.limits)
+                    .set_paused_until(*until);
             }
         }
         Ok(())

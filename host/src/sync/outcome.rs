@@ -128,6 +128,18 @@ pub fn conclude(
         }
     };
     let plugin_at_fault = matches!(message, Some(CallError::Fault(_)));
+    // A call the host's own budget held back reached neither the plugin
+    // nor the ERP: it is retried when the budget allows, and is no attempt
+    // toward the retry limit (R1, R2).
+    if let (Some(CallError::HeldBack(after)), Verdict::Retry { message: m, .. }) =
+        (&message, &verdict)
+    {
+        f.outcome = JobOutcome::Retrying;
+        f.attempted = false;
+        f.retry_at = Some(now_ms().saturating_add(after.as_millis().min(i64::MAX as u128) as i64));
+        f.error = Some(format!("{m} (not an attempt; next in {after:.1?})"));
+        return f;
+    }
     match verdict {
         Verdict::Retry { after, message: m } if job.attempts + 1 < retry.max_attempts => {
             f.outcome = JobOutcome::Retrying;
@@ -167,4 +179,53 @@ pub fn conclude(
         );
     }
     f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Target, Trigger};
+    use crate::store::Priority;
+    use std::time::Duration;
+
+    fn job(attempts: u32) -> Job {
+        Job {
+            id: 1,
+            connection_id: "c".into(),
+            tenant_id: "t".into(),
+            document_id: "d".into(),
+            target: Target::Bill,
+            trigger: Trigger::Approved,
+            force: false,
+            attempts,
+            run_id: None,
+            lease_owner: "w".into(),
+            priority: Priority::Automatic,
+        }
+    }
+
+    /// Finding of the issue 9 attack (R1, R2): a call the host's own budget
+    /// held back counted as an attempt, so a small budget (or another job's
+    /// rate-limited answer) sent syncs to Requires attention as "gave up",
+    /// blaming the ERP. It is retried when the budget allows, at any
+    /// attempt count, and counts no attempt.
+    #[test]
+    fn r2_a_held_back_call_is_no_attempt() {
+        let retry = RetryPolicy::default();
+        let last = job(retry.max_attempts - 1);
+        let held = Err(Failure::Call(CallError::HeldBack(Duration::from_secs(90))));
+        let f = conclude(&retry, &last, "p", Vec::new(), Vec::new(), vec![held]);
+        assert_eq!(f.outcome, JobOutcome::Retrying);
+        assert!(!f.attempted);
+        let wait = f.retry_at.unwrap() - now_ms();
+        assert!((89_000..=90_000).contains(&wait), "{wait}");
+        assert!(matches!(f.attention, AttentionChange::Leave));
+        // An ERP's own failure still counts.
+        let down = Err(Failure::Call(CallError::Connector(
+            crate::runtime::bindings::ConnectorError::Unavailable("503".into()),
+        )));
+        let f = conclude(&retry, &last, "p", Vec::new(), Vec::new(), vec![down]);
+        assert_eq!(f.outcome, JobOutcome::Failed);
+        assert!(f.attempted);
+    }
 }
