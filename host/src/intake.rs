@@ -56,6 +56,55 @@ impl std::fmt::Display for FieldError {
 #[error("invalid input, nothing was stored:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
 pub struct InvalidInput(pub Vec<FieldError>);
 
+/// Reads a connection (P4) from JSON; a malformed one is refused naming
+/// the field it failed at (`limits.calls_per_minute: invalid type ...`).
+/// What the fields hold is checked by the engine when it is stored.
+pub fn parse_connection(text: &str) -> Result<crate::model::Connection, InvalidInput> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner();
+        // serde_json's own message ends with the line and column.
+        let message = inner.to_string();
+        let message = message
+            .rsplit_once(" at line ")
+            .map_or(message.as_str(), |(m, _)| m)
+            .to_string();
+        InvalidInput(vec![FieldError {
+            field: if field == "." {
+                "connection".into()
+            } else {
+                field
+            },
+            message,
+        }])
+    })
+}
+
+#[cfg(test)]
+mod connection_tests {
+    /// Finding of the issue 9 attack (V1): a wrong type in a connection's
+    /// limits was reported by line and column only.
+    #[test]
+    fn v1_a_connection_field_of_the_wrong_type_is_named() {
+        let e = super::parse_connection(
+            r#"{"id": "c", "tenant_id": "t", "plugin": "csv", "limits": {"calls_per_minute": "60"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.0[0].field, "limits.calls_per_minute");
+        assert!(
+            e.0[0].message.contains("invalid type"),
+            "{}",
+            e.0[0].message
+        );
+        let e =
+            super::parse_connection(r#"{"id": "c", "tenant_id": "t", "plugin": "csv", "nope": 1}"#)
+                .unwrap_err();
+        assert!(e.0[0].message.contains("unknown field `nope`"), "{:?}", e.0);
+        assert!(super::parse_connection("[").is_err());
+    }
+}
+
 /// The end of the id of the payment the host makes for a document marked
 /// paid with no payment recorded; no payment from input may use it.
 pub const MARKED_PAID_SUFFIX: &str = ":marked-paid";

@@ -27,7 +27,7 @@ pub async fn add_tenant(engine: &Engine, id: &str) -> anyhow::Result<()> {
 }
 
 pub async fn add_connection(engine: &Engine, file: &Path) -> anyhow::Result<()> {
-    let c: Connection = serde_json::from_str(&read(file)?).with_context(|| {
+    let c: Connection = intake::parse_connection(&read(file)?).with_context(|| {
         format!(
             "{} is not a connection (see README.md, Running it for tenants)",
             file.display()
@@ -308,7 +308,7 @@ pub async fn status(engine: &Engine, tenant: Option<&str>, json: bool) -> anyhow
         );
         let of = |n: Option<u32>| n.map_or("no limit".to_string(), |n| format!("of {n}"));
         println!(
-            "    budget: {} calls at once; {} calls in the last minute ({}); {} in the last 24 hours ({})",
+            "    budget: {} calls at once; {} calls paid in the last minute ({}); {} in the last 24 hours ({})",
             c.limits.calls_at_once(),
             c.calls_last_minute,
             of(c.limits.calls_per_minute),

@@ -467,7 +467,7 @@ fn operators_see_queues_and_budgets_and_bad_limits_are_named() {
         "{out}"
     );
     assert!(
-        out.contains("budget: 5 calls at once; 0 calls in the last minute (of 60); 0 in the last 24 hours (of 5000)"),
+        out.contains("budget: 5 calls at once; 0 calls paid in the last minute (of 60); 0 in the last 24 hours (of 5000)"),
         "{out}"
     );
     let (ok, out, _) = run(&["status", "--json", "--tenant", "acme"]);

@@ -282,12 +282,53 @@ impl Response {
             .collect()
     }
 
-    /// `Retry-After` in milliseconds, when given in seconds.
+    /// `Retry-After` in milliseconds, as seconds or an HTTP-date (RFC
+    /// 9110); huge values saturate (the host bounds what it honours). An
+    /// answer that names no usable wait is `None`.
     pub fn retry_after_ms(&self) -> Option<u64> {
-        self.header("retry-after")?
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .map(|s| s * 1000)
+        retry_after_ms(self.header("retry-after")?, std::time::SystemTime::now())
+    }
+}
+
+/// A `Retry-After` value in milliseconds from `now`.
+pub fn retry_after_ms(value: &str, now: std::time::SystemTime) -> Option<u64> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs.saturating_mul(1000));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(now)
+            .unwrap_or_default()
+            .as_millis()
+            .min(u128::from(u64::MAX)) as u64,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_after_ms;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    /// Finding of the issue 9 attack (R1): an HTTP-date was ignored (the
+    /// plugin retried at once) and a huge number of seconds wrapped around
+    /// to a few hundred milliseconds.
+    #[test]
+    fn retry_after_in_seconds_or_as_an_http_date() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_795_334_400); // 2026-11-22T08:00:00Z
+        assert_eq!(retry_after_ms("120", now), Some(120_000));
+        assert_eq!(retry_after_ms(" 0 ", now), Some(0));
+        assert_eq!(retry_after_ms("18446744073709552", now), Some(u64::MAX));
+        assert_eq!(
+            retry_after_ms("Sun, 22 Nov 2026 09:00:00 GMT", now),
+            Some(3_600_000)
+        );
+        assert_eq!(
+            retry_after_ms("Sun, 22 Nov 2026 07:00:00 GMT", now),
+            Some(0),
+            "in the past"
+        );
+        assert_eq!(retry_after_ms("soon", now), None);
+        assert_eq!(retry_after_ms("-5", now), None);
     }
 }

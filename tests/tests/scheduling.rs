@@ -836,3 +836,72 @@ async fn r5_a_payment_raises_its_queued_bill_to_its_priority() {
         "{before} bulk entries were created before the funding-complete payment's"
     );
 }
+
+/// Finding of the issue 9 attack (R2): a plugin sending its requests
+/// concurrently got each worker process's share of request slots, so two
+/// processes had twice the connection's calls at once in flight at the ERP.
+/// Under a budget a call has one request in flight at a time, and the
+/// engine runs no more of a connection's jobs than its calls at once over
+/// every process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r2_calls_at_once_hold_across_processes_against_a_flooding_plugin() {
+    use ledgerbridge::store::Store;
+    use ledgerbridge::sync::{RetryPolicy, WorkerConfig};
+    let erp = MeteredErp::start(MeterLimits {
+        at_once: 100,
+        per_minute: 100_000,
+        latency: Duration::from_millis(150),
+    })
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("shared.db");
+    let process = || {
+        Arc::new(Engine::new(
+            Store::open(&db).unwrap(),
+            runtime().clone(),
+            RetryPolicy::default(),
+            // One job at a time each: the two jobs run in two processes.
+            WorkerConfig {
+                concurrency: 1,
+                lease: Duration::from_secs(2),
+                ..WorkerConfig::default()
+            },
+        ))
+    };
+    let (a, b) = (process(), process());
+    a.add_tenant("acme").await.unwrap();
+    let mut c = connection("flood", "acme", HOSTILE, None);
+    for (k, v) in [
+        ("mode", "request-flood".to_string()),
+        ("count", "12".into()),
+        ("target-url", format!("{}/bills/x", erp.base_url)),
+    ] {
+        c.settings.insert(k.into(), v);
+    }
+    c.allowed_hosts = vec![erp.base_url.trim_start_matches("http://").to_string()];
+    c.limits.calls_at_once = Some(2);
+    a.put_connection(c).await.unwrap();
+    import_all(&a, docs("acme", "d", 4)).await;
+    let (stop_a, wa) = worker(&a);
+    let (stop_b, wb) = worker(&b);
+    let t0 = Instant::now();
+    while a.pending().await.unwrap() != (false, false, None)
+        && t0.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for s in [stop_a, stop_b] {
+        s.send(true).unwrap();
+    }
+    wa.await.unwrap();
+    wb.await.unwrap();
+    let most = erp.meter().most_at_once.load(Ordering::SeqCst);
+    assert!(
+        erp.meter().calls.load(Ordering::SeqCst) >= 4,
+        "every job reached the ERP"
+    );
+    assert!(
+        most <= 2,
+        "{most} requests in flight at once with calls_at_once 2"
+    );
+}

@@ -397,7 +397,15 @@ impl OutboundPolicy {
             capture,
             slots: outbound.connection_slots.map(|connection| Slots {
                 outstanding: Arc::new(Semaphore::new(MAX_REQUESTS_PER_CALL + MAX_WAITING_PER_CALL)),
-                call: Arc::new(Semaphore::new(MAX_REQUESTS_PER_CALL)),
+                // Under a call budget (R2) a call has one request in flight
+                // at a time: the engine runs no more of a connection's jobs
+                // at once than its calls at once, counted over every worker
+                // process, so that bound holds for requests too.
+                call: Arc::new(Semaphore::new(if outbound.budget.is_some() {
+                    1
+                } else {
+                    MAX_REQUESTS_PER_CALL
+                })),
                 connection,
             }),
             deadline: outbound.deadline,
