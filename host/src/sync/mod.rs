@@ -808,10 +808,21 @@ impl Engine {
         let done = tokio::sync::watch::channel(false);
         let worker = self.run_worker(false, done.1);
         let watch = async {
+            // A run making progress is not deferred: look (a scan of its
+            // jobs) only once it has made none for a second.
+            let mut last: Option<(RunSummary, std::time::Instant)> = None;
             loop {
                 let s = self.store.run_summary(run).await?;
                 progress(&s);
-                let deferred = s.waiting == 0
+                let still = match &last {
+                    Some((prev, since)) if *prev == s => since.elapsed() >= Duration::from_secs(1),
+                    _ => {
+                        last = Some((s.clone(), std::time::Instant::now()));
+                        false
+                    }
+                };
+                let deferred = still
+                    && s.waiting == 0
                     && s.pending > 0
                     && self.run_deferred_until(run).await?.is_some();
                 if (s.pending == 0 && s.waiting == 0) || deferred {
