@@ -95,7 +95,7 @@ impl Store {
             for (id, config) in conns {
                 let best: Option<i64> = query_row(
                     db,
-                    "SELECT priority FROM jobs WHERE state = 'queued' AND connection_id = ?1 AND due_at <= ?2
+                    "SELECT priority FROM jobs WHERE state = 'queued' AND connection_id = ?1 AND +due_at <= ?2
                      ORDER BY priority LIMIT 1",
                     params![id, now],
                     |r| r.get(0),
@@ -105,7 +105,7 @@ impl Store {
                 let due: i64 = query_row(
                     db,
                     "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE state = 'queued' AND connection_id = ?1
-                       AND due_at <= ?2 LIMIT 256)",
+                       AND +due_at <= ?2 LIMIT 256)",
                     params![id, now],
                     |r| r.get(0),
                 )?;
@@ -169,9 +169,12 @@ impl Store {
                 if n == 0 {
                     continue;
                 }
+                // `+due_at`: the connection's index gives the order, so a
+                // claim reads a few rows however long the queue (with the
+                // due-time index SQLite would sort every due job).
                 let candidates: Vec<Job> = {
                     let mut stmt = tx.prepare_cached(&format!(
-                        "SELECT {} FROM jobs j WHERE state = 'queued' AND connection_id = ?1 AND due_at <= ?2
+                        "SELECT {} FROM jobs j WHERE state = 'queued' AND connection_id = ?1 AND +due_at <= ?2
                            AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.state = 'running'
                                AND r.connection_id = j.connection_id AND r.document_id = j.document_id)
                          ORDER BY priority, due_at, target, id LIMIT ?3",
