@@ -1199,6 +1199,18 @@ impl Engine {
                     if *stopping.borrow_and_update() {
                         return Err(wait);
                     }
+                    // A long wait shows: the connection is paused by its
+                    // budget (claims skip it) while this job waits its turn.
+                    if wait > PAUSE_AFTER {
+                        let until =
+                            now.saturating_add(wait.as_millis().min(i64::MAX as u128) as i64);
+                        let paused = self.store.paused(connection).await.ok().flatten();
+                        if paused.is_none_or(|(u, _)| u < until) {
+                            let reason = budget_spent(limits);
+                            self.pause(connection, limits, until, PausedBy::Budget, &reason)
+                                .await;
+                        }
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {}
                         _ = stopping.changed() => return Err(wait),

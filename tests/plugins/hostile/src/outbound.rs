@@ -115,6 +115,18 @@ pub fn lookup_bill(ctx: &Context, mode: &str) -> Option<Result<Option<Entry>, Co
                 started.len()
             ))
         }
+        // Requests started all at once, then each awaited: a plugin that
+        // sends concurrently (and abandons nothing).
+        "request-burst" => {
+            let url = match ctx.require_setting("target-url") {
+                Ok(u) => u,
+                Err(e) => return Some(Err(e)),
+            };
+            let count = number(ctx, "count", 8);
+            let started: Vec<_> = (0..count).filter_map(|_| start(&Method::Get, url).ok()).collect();
+            let answers: Vec<String> = started.iter().map(wait).collect();
+            found(format!("burst of {}: {}", started.len(), answers.join(" ")))
+        }
         // Denied requests with 4 KB host names: each makes the host write a
         // log line quoting the host.
         "denied-flood" => {
