@@ -59,6 +59,33 @@ fn worker(
     (stop, h)
 }
 
+/// How many of the bulk documents `bulk00000..` (the first `n`) had their
+/// entry created in connection `xero` before `at`.
+async fn bulk_created_before(engine: &Engine, n: usize, at: i64) -> usize {
+    let mut before = 0;
+    for i in 0..n {
+        let log = engine
+            .log_of("acme", &format!("bulk{i:05}"), Some("xero"))
+            .await
+            .unwrap();
+        before += log
+            .iter()
+            .filter(|r| r.outcome == "created" && r.at < at)
+            .count();
+    }
+    before
+}
+
+/// A worker process's engine over the store at `db`, with `worker`.
+fn process(db: &std::path::Path, worker: ledgerbridge::sync::WorkerConfig) -> Arc<Engine> {
+    Arc::new(Engine::new(
+        ledgerbridge::store::Store::open(db).unwrap(),
+        runtime().clone(),
+        ledgerbridge::sync::RetryPolicy::default(),
+        worker,
+    ))
+}
+
 /// R2: a bulk re-sync of 2,000 documents (4,000 calls: a lookup and a
 /// create each) against an ERP that allows 5 calls at once and 3,600 a
 /// minute, counted by the ERP itself over a rolling minute. The host makes
@@ -398,8 +425,7 @@ async fn r2_a_spent_daily_budget_pauses_the_connection() {
 /// than the 1,200 a minute the ERP allows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r2_two_worker_processes_keep_within_one_budget() {
-    use ledgerbridge::store::Store;
-    use ledgerbridge::sync::{RetryPolicy, WorkerConfig};
+    use ledgerbridge::sync::WorkerConfig;
     let erp = MeteredErp::start(MeterLimits {
         at_once: 5,
         per_minute: 1200,
@@ -408,18 +434,11 @@ async fn r2_two_worker_processes_keep_within_one_budget() {
     .await;
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("shared.db");
-    let process = || {
-        Arc::new(Engine::new(
-            Store::open(&db).unwrap(),
-            runtime().clone(),
-            RetryPolicy::default(),
-            WorkerConfig {
-                lease: Duration::from_secs(1),
-                ..WorkerConfig::default()
-            },
-        ))
+    let config = WorkerConfig {
+        lease: Duration::from_secs(1),
+        ..WorkerConfig::default()
     };
-    let (a, b) = (process(), process());
+    let (a, b) = (process(&db, config), process(&db, config));
     a.add_tenant("acme").await.unwrap();
     import_all(&a, docs("acme", "d", 700)).await;
     let limits = LimitOverrides {
@@ -754,17 +773,7 @@ async fn r5_a_released_payment_keeps_its_priority_when_merged_into_bulk_work() {
     };
     stop.send(true).unwrap();
     w.await.unwrap();
-    let mut before = 0;
-    for i in 0..60 {
-        let log = engine
-            .log_of("acme", &format!("bulk{i:05}"), Some("xero"))
-            .await
-            .unwrap();
-        before += log
-            .iter()
-            .filter(|r| r.outcome == "created" && r.at < paid)
-            .count();
-    }
+    let before = bulk_created_before(&engine, 60, paid).await;
     // Without the priority kept, all 60 go first; with it, only those
     // already running and what runs beside the bill and the payment.
     assert!(
@@ -822,17 +831,7 @@ async fn r5_a_payment_raises_its_queued_bill_to_its_priority() {
     };
     stop.send(true).unwrap();
     w.await.unwrap();
-    let mut before = 0;
-    for i in 0..59 {
-        let log = engine
-            .log_of("acme", &format!("bulk{i:05}"), Some("xero"))
-            .await
-            .unwrap();
-        before += log
-            .iter()
-            .filter(|r| r.outcome == "created" && r.at < paid)
-            .count();
-    }
+    let before = bulk_created_before(&engine, 59, paid).await;
     // Without the bill raised, all 59 go first; with it, only those already
     // running and what runs beside the bill and the payment.
     assert!(
@@ -849,8 +848,7 @@ async fn r5_a_payment_raises_its_queued_bill_to_its_priority() {
 /// the ERP after its call ends: see the README.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r2_calls_at_once_hold_across_processes_with_a_bursting_plugin() {
-    use ledgerbridge::store::Store;
-    use ledgerbridge::sync::{RetryPolicy, WorkerConfig};
+    use ledgerbridge::sync::WorkerConfig;
     let erp = MeteredErp::start(MeterLimits {
         at_once: 100,
         per_minute: 100_000,
@@ -859,20 +857,13 @@ async fn r2_calls_at_once_hold_across_processes_with_a_bursting_plugin() {
     .await;
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("shared.db");
-    let process = || {
-        Arc::new(Engine::new(
-            Store::open(&db).unwrap(),
-            runtime().clone(),
-            RetryPolicy::default(),
-            // One job at a time each: the two jobs run in two processes.
-            WorkerConfig {
-                concurrency: 1,
-                lease: Duration::from_secs(2),
-                ..WorkerConfig::default()
-            },
-        ))
+    let config = // One job at a time each: the two jobs run in two processes.
+    WorkerConfig {
+        concurrency: 1,
+        lease: Duration::from_secs(2),
+        ..WorkerConfig::default()
     };
-    let (a, b) = (process(), process());
+    let (a, b) = (process(&db, config), process(&db, config));
     a.add_tenant("acme").await.unwrap();
     let mut c = connection("flood", "acme", HOSTILE, None);
     for (k, v) in [
