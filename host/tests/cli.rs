@@ -242,28 +242,32 @@ fn plugin_check_explains_a_bad_file_in_one_line() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }
 
+/// Runs the CLI in `dir` on the store `dir/lb.db` (a relative directory in
+/// a connection is resolved there): whether it succeeded, its stdout and
+/// its stderr.
+fn in_dir(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let db = dir.join("lb.db");
+    let mut all = vec!["--db", db.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = Command::new(env!("CARGO_BIN_EXE_ledgerbridge"))
+        .args(&all)
+        .env("LEDGERBRIDGE_CACHE_DIR", cache())
+        .current_dir(dir)
+        .output()
+        .expect("the binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Issue 7 items 15, 16 and 20: what an operator sees from the command line.
 #[test]
 fn operators_get_named_errors_exit_codes_times_and_summaries() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("lb.db");
     std::fs::create_dir_all(dir.path().join("erp")).unwrap();
-    let run = |args: &[&str]| {
-        let mut all = vec!["--db", db.to_str().unwrap()];
-        all.extend_from_slice(args);
-        let out = Command::new(env!("CARGO_BIN_EXE_ledgerbridge"))
-            .args(&all)
-            .env("LEDGERBRIDGE_CACHE_DIR", cache())
-            // Item 16: a relative directory is resolved where the command runs.
-            .current_dir(dir.path())
-            .output()
-            .expect("the binary runs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| in_dir(dir.path(), args);
     assert!(run(&["tenant", "add", "acme"]).0);
     let (ok, _, err) = run(&["tenant", "add", ".."]);
     assert!(!ok && err.contains("tenant_id: `..` is not an id"), "{err}");
@@ -406,23 +410,8 @@ fn operators_get_named_errors_exit_codes_times_and_summaries() {
 #[test]
 fn operators_see_queues_and_budgets_and_bad_limits_are_named() {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("lb.db");
     std::fs::create_dir_all(dir.path().join("erp")).unwrap();
-    let run = |args: &[&str]| {
-        let mut all = vec!["--db", db.to_str().unwrap()];
-        all.extend_from_slice(args);
-        let out = Command::new(env!("CARGO_BIN_EXE_ledgerbridge"))
-            .args(&all)
-            .env("LEDGERBRIDGE_CACHE_DIR", cache())
-            .current_dir(dir.path())
-            .output()
-            .expect("the binary runs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let run = |args: &[&str]| in_dir(dir.path(), args);
     assert!(run(&["tenant", "add", "acme"]).0);
     for (field, value) in [
         ("calls_at_once", 0u64),
