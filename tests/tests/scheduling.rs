@@ -59,6 +59,37 @@ fn worker(
     (stop, h)
 }
 
+/// When `document`'s payment entry was created in connection `xero`,
+/// waiting for it up to a minute.
+async fn payment_created_at(engine: &Engine, document: &str) -> i64 {
+    let t0 = Instant::now();
+    loop {
+        let log = engine.log_of("acme", document, Some("xero")).await.unwrap();
+        if let Some(r) = log
+            .iter()
+            .find(|r| r.target == "payment" && r.outcome == "created")
+        {
+            return r.at;
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let status = engine.status(Some("acme")).await.unwrap();
+            panic!("{document}'s payment entry never came: {log:?}\n{status:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A metered ERP of `at_once` calls at once, a minute's limit that never
+/// binds, each call taking `latency_ms`.
+async fn erp(at_once: usize, latency_ms: u64) -> MeteredErp {
+    MeteredErp::start(MeterLimits {
+        at_once,
+        per_minute: 10_000,
+        latency: Duration::from_millis(latency_ms),
+    })
+    .await
+}
+
 /// How many of the bulk documents `bulk00000..` (the first `n`) had their
 /// entry created in connection `xero` before `at`.
 async fn bulk_created_before(engine: &Engine, n: usize, at: i64) -> usize {
@@ -264,12 +295,7 @@ async fn r5_funding_complete_payments_go_ahead_of_a_bulk_resync() {
 /// connection resumes by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r5_a_rate_limited_answer_pauses_the_connection_until_retry_after() {
-    let erp = MeteredErp::start(MeterLimits {
-        at_once: 5,
-        per_minute: 10_000,
-        latency: Duration::from_millis(1),
-    })
-    .await;
+    let erp = erp(5, 1).await;
     let engine = engine();
     engine.add_tenant("acme").await.unwrap();
     metered_connection(&engine, "xero", "acme", &erp, LimitOverrides::default()).await;
@@ -324,12 +350,7 @@ async fn r5_a_rate_limited_answer_pauses_the_connection_until_retry_after() {
 /// window's end, and no job runs on it meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r5_a_daily_limit_answer_shows_the_connection_paused_until_the_windows_end() {
-    let erp = MeteredErp::start(MeterLimits {
-        at_once: 5,
-        per_minute: 10_000,
-        latency: Duration::from_millis(1),
-    })
-    .await;
+    let erp = erp(5, 1).await;
     let engine = engine();
     engine.add_tenant("acme").await.unwrap();
     metered_connection(&engine, "xero", "acme", &erp, LimitOverrides::default()).await;
@@ -372,12 +393,7 @@ async fn r5_a_daily_limit_answer_shows_the_connection_paused_until_the_windows_e
 /// ends their wait (no attempt counted) and stops at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r2_a_spent_daily_budget_pauses_the_connection() {
-    let erp = MeteredErp::start(MeterLimits {
-        at_once: 5,
-        per_minute: 10_000,
-        latency: Duration::from_millis(1),
-    })
-    .await;
+    let erp = erp(5, 1).await;
     let engine = engine();
     engine.add_tenant("acme").await.unwrap();
     let limits = LimitOverrides {
@@ -535,12 +551,7 @@ async fn r5_a_sync_deferred_by_a_pause_returns_saying_until_when() {
 /// never polling the queue in a tight loop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r5_due_work_that_cannot_be_claimed_is_not_polled_in_a_tight_loop() {
-    let erp = MeteredErp::start(MeterLimits {
-        at_once: 1,
-        per_minute: 10_000,
-        latency: Duration::from_millis(400),
-    })
-    .await;
+    let erp = erp(1, 400).await;
     let engine = engine();
     engine.add_tenant("acme").await.unwrap();
     let limits = LimitOverrides {
@@ -672,12 +683,7 @@ async fn until_paused(engine: &Engine, tenant: &str) -> i64 {
 /// syncs waiting for it run at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r5_a_sync_on_a_paused_connection_returns_and_resume_lifts_the_pause() {
-    let erp = MeteredErp::start(MeterLimits {
-        at_once: 5,
-        per_minute: 10_000,
-        latency: Duration::from_millis(1),
-    })
-    .await;
+    let erp = erp(5, 1).await;
     let engine = engine();
     engine.add_tenant("acme").await.unwrap();
     metered_connection(&engine, "xero", "acme", &erp, LimitOverrides::default()).await;
@@ -732,12 +738,7 @@ async fn r5_a_sync_on_a_paused_connection_returns_and_resume_lifts_the_pause() {
 /// whole bulk run. The merged job keeps the best priority.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r5_a_released_payment_keeps_its_priority_when_merged_into_bulk_work() {
-    let erp = MeteredErp::start(MeterLimits {
-        at_once: 5,
-        per_minute: 10_000,
-        latency: Duration::from_millis(5),
-    })
-    .await;
+    let erp = erp(5, 5).await;
     let engine = engine();
     engine.add_tenant("acme").await.unwrap();
     import_all(&engine, docs("acme", "bulk", 60)).await;
@@ -756,21 +757,7 @@ async fn r5_a_released_payment_keeps_its_priority_when_merged_into_bulk_work() {
         .request_resync("xero", Selection::All, false)
         .await
         .unwrap();
-    let t0 = Instant::now();
-    let paid = loop {
-        let log = engine.log_of("acme", "x", Some("xero")).await.unwrap();
-        if let Some(r) = log
-            .iter()
-            .find(|r| r.target == "payment" && r.outcome == "created")
-        {
-            break r.at;
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            let status = engine.status(Some("acme")).await.unwrap();
-            panic!("x's payment entry never came: {log:?}\n{status:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let paid = payment_created_at(&engine, "x").await;
     stop.send(true).unwrap();
     w.await.unwrap();
     let before = bulk_created_before(&engine, 60, paid).await;
@@ -787,12 +774,7 @@ async fn r5_a_released_payment_keeps_its_priority_when_merged_into_bulk_work() {
 /// for its bill (A4, R5).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r5_a_payment_raises_its_queued_bill_to_its_priority() {
-    let erp = MeteredErp::start(MeterLimits {
-        at_once: 5,
-        per_minute: 10_000,
-        latency: Duration::from_millis(5),
-    })
-    .await;
+    let erp = erp(5, 5).await;
     let engine = engine();
     engine.add_tenant("acme").await.unwrap();
     import_all(&engine, docs("acme", "bulk", 60)).await;
@@ -811,24 +793,7 @@ async fn r5_a_payment_raises_its_queued_bill_to_its_priority() {
     import(&engine, serde_json::json!({"payments": [p]}))
         .await
         .unwrap();
-    let t0 = Instant::now();
-    let paid = loop {
-        let log = engine
-            .log_of("acme", "bulk00059", Some("xero"))
-            .await
-            .unwrap();
-        if let Some(r) = log
-            .iter()
-            .find(|r| r.target == "payment" && r.outcome == "created")
-        {
-            break r.at;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the payment entry never came: {log:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let paid = payment_created_at(&engine, "bulk00059").await;
     stop.send(true).unwrap();
     w.await.unwrap();
     let before = bulk_created_before(&engine, 59, paid).await;
@@ -857,8 +822,8 @@ async fn r2_calls_at_once_hold_across_processes_with_a_bursting_plugin() {
     .await;
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("shared.db");
-    let config = // One job at a time each: the two jobs run in two processes.
-    WorkerConfig {
+    // One job at a time each: the two jobs run in two processes.
+    let config = WorkerConfig {
         concurrency: 1,
         lease: Duration::from_secs(2),
         ..WorkerConfig::default()
