@@ -13,6 +13,7 @@ fn main() {
         "test-create-only",
         "test-minting",
         "test-metered",
+        "test-legacy",
     ];
     let built = ledgerbridge_plugin_build::build(
         &here.join("plugins"),

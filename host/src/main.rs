@@ -461,9 +461,28 @@ async fn plugin_check(runtime: &Runtime, file: &std::path::Path) -> anyhow::Resu
     let d = &plugin.descriptor;
     println!("name:             {}", d.name);
     println!("version:          {}", d.version);
+    let newest = ledgerbridge::runtime::contract::ACCEPTED[0];
     println!(
-        "contract:         ledgerbridge:connector@{}",
-        plugin.contract_version
+        "contract:         ledgerbridge:connector@{}{}",
+        plugin.contract_version,
+        if plugin.contract_version == newest {
+            String::new()
+        } else {
+            format!(
+                " (an older contract, still run: one item per call; rebuild with the SDK for {newest} to batch)"
+            )
+        }
+    );
+    let l = &d.limits;
+    let per = |n: Option<u32>, what: &str| n.map_or(String::new(), |n| format!(", {n} a {what}"));
+    println!(
+        "limits:           {} calls at once{}{}; items per call: {} lookups, {} creates, {} updates",
+        l.calls_at_once,
+        per(l.calls_per_minute, "minute"),
+        per(l.calls_per_day, "day"),
+        l.lookups_per_call,
+        l.creates_per_call,
+        l.updates_per_call
     );
     let mut caps = vec!["bills"];
     use ledgerbridge::runtime::bindings::Capabilities as C;

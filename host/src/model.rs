@@ -309,14 +309,19 @@ pub struct LimitOverrides {
     /// ([`LimitOverrides::DISK_FILES`]).
     pub disk_files: Option<u64>,
     /// R2: calls to the ERP in flight at once (Xero: 5, QuickBooks Online:
-    /// 10); [`LimitOverrides::DEFAULT_CALLS_AT_ONCE`] when not set.
+    /// 10). The connector's descriptor states the ERP's; this may only
+    /// lower it. [`LimitOverrides::DEFAULT_CALLS_AT_ONCE`] when neither says.
     pub calls_at_once: Option<u32>,
     /// R2: calls to the ERP in any minute (Xero: 60, QuickBooks Online:
-    /// 500); no budget when not set.
+    /// 500). The connector's descriptor states the ERP's; this may only
+    /// lower it. No budget when neither says.
     pub calls_per_minute: Option<u32>,
-    /// R2: calls to the ERP in any 24 hours (Xero: 5,000); no budget when
-    /// not set.
+    /// R2: calls to the ERP in any 24 hours (Xero: 5,000). The connector's
+    /// descriptor states the ERP's; this may only lower it.
     pub calls_per_day: Option<u32>,
+    /// The most items one call carries ([`LimitOverrides::ITEMS_PER_CALL`]):
+    /// lowers the connector's own items per call, for every operation.
+    pub items_per_call: Option<u32>,
 }
 
 impl LimitOverrides {
@@ -340,6 +345,9 @@ impl LimitOverrides {
     /// tenth at once, the rest spread over the day) leaves more than five
     /// minutes between calls, longer than a sync may wait for its next one.
     pub const CALLS_PER_DAY: std::ops::RangeInclusive<u64> = 350..=1_000_000_000;
+    /// Items per call: 1 to the runtime's bound.
+    pub const ITEMS_PER_CALL: std::ops::RangeInclusive<u64> =
+        1..=crate::runtime::MAX_ITEMS_PER_CALL as u64;
     /// Calls at once when the connection does not say.
     pub const DEFAULT_CALLS_AT_ONCE: u32 = 8;
 
@@ -387,6 +395,7 @@ impl LimitOverrides {
                 Self::CALLS_PER_MINUTE,
             ),
             ("calls_per_day", self.calls_per_day, Self::CALLS_PER_DAY),
+            ("items_per_call", self.items_per_call, Self::ITEMS_PER_CALL),
         ] {
             check(field, v.map(u64::from), (*r.start(), *r.end()));
         }

@@ -218,7 +218,13 @@ fn plugin_check_describes_a_plugin() {
     );
     assert!(stdout.contains("name:             csv"), "{stdout}");
     assert!(
-        stdout.contains("contract:         ledgerbridge:connector@0.1.0"),
+        stdout.contains("contract:         ledgerbridge:connector@0.2.0\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "limits:           8 calls at once; items per call: 50 lookups, 50 creates, 50 updates"
+        ),
         "{stdout}"
     );
     assert!(

@@ -1,4 +1,4 @@
-use crate::{ConnectorError, DuplicateCheck, RateLimit, ValidationError};
+use crate::{CallError, ConnectorError, DuplicateCheck, RateLimit, ValidationError};
 
 impl ConnectorError {
     /// A rejected field; `field` names it as the host's document does.
@@ -52,6 +52,28 @@ impl ConnectorError {
             429 => ConnectorError::rate_limited(retry_after_ms, message),
             408 | 500..=599 => ConnectorError::Unavailable(message),
             _ => ConnectorError::validation("", message),
+        }
+    }
+}
+
+impl CallError {
+    /// Classifies an HTTP status for a request that carried a whole batch
+    /// and failed as a whole: 401/403 unauthorized, 429 rate-limited,
+    /// anything else unavailable (retried). An ERP that rejects the batch's
+    /// content (a 400 naming elements) is better answered per item.
+    pub fn from_status(
+        status: u16,
+        retry_after_ms: Option<u64>,
+        message: impl Into<String>,
+    ) -> Self {
+        let message = message.into();
+        match status {
+            401 | 403 => CallError::Unauthorized(message),
+            429 => CallError::RateLimited(RateLimit {
+                retry_after_ms,
+                message,
+            }),
+            _ => CallError::Unavailable(message),
         }
     }
 }

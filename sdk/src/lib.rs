@@ -12,7 +12,7 @@
 //! struct MyErp;
 //!
 //! impl Connector for MyErp {
-//!     fn describe() -> Descriptor { /* name, version, capabilities, settings */ }
+//!     fn describe() -> Descriptor { /* name, version, capabilities, settings, limits */ }
 //!     fn lookup_bill(ctx: &Context, bill: &Bill, known_id: Option<&str>) -> Result<Option<Entry>, ConnectorError> { .. }
 //!     fn create_bill(ctx: &Context, bill: &Bill) -> Result<Entry, ConnectorError> { .. }
 //!     fn update_bill(ctx: &Context, entry: &Entry, bill: &Bill) -> Result<Entry, ConnectorError> { .. }
@@ -20,6 +20,12 @@
 //!
 //! export_connector!(MyErp);
 //! ```
+//!
+//! The contract's operations take batches of items. A connector that
+//! implements only the single-item methods above gets batches for free: the
+//! SDK calls them once per item. One whose ERP takes many elements per
+//! request overrides the batch methods too ([`Connector::create_bills`] and
+//! the rest); see [`Connector`].
 //!
 //! Build the crate as a `cdylib` with `cargo build --target wasm32-wasip2`;
 //! the result is a component the host loads.
@@ -44,16 +50,17 @@ pub mod log;
 pub mod money;
 
 #[cfg(feature = "guest")]
-pub use bindings::ledgerbridge::connector::types::{
-    Amount, Bill, BillLine, BillStatus, Capabilities, ConnectorError, Context, Date, Descriptor,
-    DuplicateCheck, Entry, EntryState, Payment, PaymentMethod, RateLimit, Setting, SettingSpec,
-    Tracking, ValidationError, Vendor,
+pub use bindings::ledgerbridge::connector::ledger::{
+    Amount, Bill, BillCreate, BillLine, BillLookup, BillStatus, BillUpdate, CallError,
+    Capabilities, ConnectorError, Context, Date, Descriptor, DuplicateCheck, Entry, EntryState,
+    Limits, Payment, PaymentCreate, PaymentLookup, PaymentMethod, PaymentUpdate, RateLimit,
+    Setting, SettingSpec, Tracking, ValidationError, Vendor,
 };
 #[cfg(feature = "guest")]
-pub use connector::Connector;
+pub use connector::{Connector, Results};
 
 /// The contract version this SDK builds plugins for (`wit/connector.wit`).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 #[cfg(feature = "guest")]
 #[doc(hidden)]

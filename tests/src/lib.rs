@@ -23,12 +23,16 @@ pub const SCRIPTED: &str = env!("TEST_PLUGIN_SCRIPTED");
 /// (`tests/plugins/create-only`).
 pub const CREATE_ONLY: &str = env!("TEST_PLUGIN_CREATE_ONLY");
 /// A plugin that mints its own entry ids and keeps a ledger of creates
-/// (`tests/plugins/minting`), so duplicates can be counted.
+/// (`tests/plugins/minting`), so duplicates can be counted, and of its
+/// calls (`calls` in its directory), so calls can be counted.
 pub const MINTING: &str = env!("TEST_PLUGIN_MINTING");
 /// The connector for the metered test ERP ([`metered`]), one request per
 /// operation (`tests/plugins/metered`).
 pub const METERED: &str = env!("TEST_PLUGIN_METERED");
-/// A plugin built for contract 0.9.0 (`tests/plugins/future-contract`).
+/// A connector built for contract 0.1.0 from `wit/since_v0.1.0/` alone
+/// (`tests/plugins/legacy`).
+pub const LEGACY: &str = env!("TEST_PLUGIN_LEGACY");
+/// A plugin built for contract 0.3.0 (`tests/plugins/future-contract`).
 pub const FUTURE_CONTRACT: &str = env!("TEST_PLUGIN_FUTURE_CONTRACT");
 
 /// Where the tests cache compiled plugins, so each is compiled once.

@@ -259,7 +259,8 @@ async fn r5_funding_complete_payments_go_ahead_of_a_bulk_resync() {
 
     // Order: between the payments' arrival and their entries, A's bulk
     // work went on only with the jobs already running (at most its calls
-    // at once) and a claim's worth more, not the 9,800 queued before them.
+    // at once, each a batch of the CSV connector's 50 items per call) and a
+    // claim's worth more, not the 9,800 queued before them.
     let bulk_between = |until: i64| {
         let engine = engine.clone();
         async move {
@@ -274,7 +275,7 @@ async fn r5_funding_complete_payments_go_ahead_of_a_bulk_resync() {
             n
         }
     };
-    let at_once = LimitOverrides::default().calls_at_once() as usize;
+    let at_once = LimitOverrides::default().calls_at_once() as usize * 50;
     let before_a = bulk_between(done_a).await;
     assert!(
         before_a <= 3 * at_once,
@@ -638,7 +639,12 @@ async fn r5_a_slow_erp_does_not_hold_every_hand() {
     import_all(&engine, docs("slow", "s", 40)).await;
     let (stop, w) = worker(&engine);
     // The slow connection's calls are under way.
+    let t0 = Instant::now();
     while engine.status(Some("slow")).await.unwrap()[0].running < 12 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "the slow connection never had 12 calls under way"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     import_all(&engine, docs("victim", "v", 1)).await;

@@ -762,7 +762,11 @@ async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
         .await
         .unwrap();
     let claimed = store
-        .claim("w-elsewhere", vec![("csv".to_string(), 1)], now() + 60_000)
+        .claim(
+            "w-elsewhere",
+            vec![("csv".to_string(), 1, 8)],
+            now() + 60_000,
+        )
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -776,7 +780,7 @@ async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
         (0, 0)
     );
     let other = store
-        .claim("w-here", vec![("csv".to_string(), 10)], now() + 60_000)
+        .claim("w-here", vec![("csv".to_string(), 10, 8)], now() + 60_000)
         .await
         .unwrap();
     assert!(other.iter().all(|j| j.id != claimed[0].id));
@@ -790,7 +794,7 @@ async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
     .await
     .unwrap();
     let lost = store
-        .claim("w-silent", vec![("csv".to_string(), 1)], now() - 1)
+        .claim("w-silent", vec![("csv".to_string(), 1, 8)], now() - 1)
         .await
         .unwrap();
     assert_eq!(lost.len(), 1);
@@ -803,7 +807,7 @@ async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
         "only the silent worker's job"
     );
     let again = store
-        .claim("w-here", vec![("csv".to_string(), 10)], now() + 60_000)
+        .claim("w-here", vec![("csv".to_string(), 10, 8)], now() + 60_000)
         .await
         .unwrap();
     assert!(
@@ -829,7 +833,7 @@ async fn p7_a_job_that_keeps_crashing_its_worker_is_quarantined() {
         let worker = format!("w{crash}");
         store.register_worker(&worker, "doomed").await.unwrap();
         let claimed = store
-            .claim(&worker, vec![("csv".to_string(), 1)], now() - 1)
+            .claim(&worker, vec![("csv".to_string(), 1, 8)], now() - 1)
             .await
             .unwrap();
         assert_eq!(
@@ -849,7 +853,7 @@ async fn p7_a_job_that_keeps_crashing_its_worker_is_quarantined() {
     }
     assert!(
         store
-            .claim("w4", vec![("csv".to_string(), 1)], now() + 1000)
+            .claim("w4", vec![("csv".to_string(), 1, 8)], now() + 1000)
             .await
             .unwrap()
             .is_empty()

@@ -137,8 +137,41 @@ pub(crate) fn fault(mut f: PluginFault) -> PluginFault {
     f
 }
 
-/// A plugin's descriptor, within its bounds.
-pub(crate) fn descriptor(d: Descriptor) -> Result<Descriptor, PluginFault> {
+/// Most items one call may carry, whatever a descriptor says: the replies
+/// of a call stay small, and one call's deadline covers them all.
+pub const MAX_ITEMS_PER_CALL: u32 = 100;
+
+/// A plugin's descriptor, within its bounds. Its limits must allow at least
+/// one call and one item; larger ones than the host runs are lowered to the
+/// host's (calls at once to [`LimitOverrides::CALLS_AT_ONCE`], items per
+/// call to [`MAX_ITEMS_PER_CALL`]).
+///
+/// [`LimitOverrides::CALLS_AT_ONCE`]: crate::model::LimitOverrides::CALLS_AT_ONCE
+pub(crate) fn descriptor(mut d: Descriptor) -> Result<Descriptor, PluginFault> {
+    let l = &mut d.limits;
+    for (name, value) in [
+        ("calls-at-once", l.calls_at_once),
+        ("calls-per-minute", l.calls_per_minute.unwrap_or(1)),
+        ("calls-per-day", l.calls_per_day.unwrap_or(1)),
+        ("lookups-per-call", l.lookups_per_call),
+        ("creates-per-call", l.creates_per_call),
+        ("updates-per-call", l.updates_per_call),
+    ] {
+        if value == 0 {
+            return Err(PluginFault::Contract(format!(
+                "the descriptor's limits.{name} is 0; it must be at least 1"
+            )));
+        }
+    }
+    let most_at_once = *crate::model::LimitOverrides::CALLS_AT_ONCE.end() as u32;
+    l.calls_at_once = l.calls_at_once.min(most_at_once);
+    for n in [
+        &mut l.lookups_per_call,
+        &mut l.creates_per_call,
+        &mut l.updates_per_call,
+    ] {
+        *n = (*n).min(MAX_ITEMS_PER_CALL);
+    }
     at_most(&d.name, MAX_DESCRIPTOR_NAME_BYTES, "plugin name")?;
     at_most(&d.version, MAX_DESCRIPTOR_NAME_BYTES, "plugin version")?;
     if d.settings.len() > MAX_DESCRIPTOR_SETTINGS {
@@ -163,7 +196,7 @@ pub(crate) fn descriptor(d: Descriptor) -> Result<Descriptor, PluginFault> {
 mod tests {
     use super::*;
     use crate::runtime::bindings::{
-        Capabilities, EntryState, RateLimit, SettingSpec, ValidationError,
+        Capabilities, EntryState, Limits, RateLimit, SettingSpec, ValidationError,
     };
 
     fn entry_with(id: &str, version: Option<&str>) -> Entry {
@@ -269,9 +302,55 @@ mod tests {
                     required: false,
                 })
                 .collect(),
+            limits: Limits {
+                calls_at_once: 5,
+                calls_per_minute: Some(60),
+                calls_per_day: None,
+                lookups_per_call: 50,
+                creates_per_call: 50,
+                updates_per_call: 50,
+            },
         };
         assert!(descriptor(d(3, 10)).is_ok());
         assert!(descriptor(d(MAX_DESCRIPTOR_SETTINGS + 1, 10)).is_err());
         assert!(descriptor(d(1, MAX_DESCRIPTOR_NAME_BYTES + 1)).is_err());
+    }
+
+    /// Limits of zero are refused; larger ones than the host runs lowered.
+    #[test]
+    fn p6_descriptor_limits_are_at_least_one_and_at_most_the_hosts() {
+        let with = |f: fn(&mut Limits)| {
+            let mut limits = Limits {
+                calls_at_once: 5,
+                calls_per_minute: Some(60),
+                calls_per_day: Some(5000),
+                lookups_per_call: 50,
+                creates_per_call: 50,
+                updates_per_call: 50,
+            };
+            f(&mut limits);
+            descriptor(Descriptor {
+                name: "x".into(),
+                version: "1".into(),
+                capabilities: Capabilities::empty(),
+                settings: vec![],
+                limits,
+            })
+        };
+        let err = with(|l| l.creates_per_call = 0).unwrap_err();
+        assert!(
+            err.to_string().contains("limits.creates-per-call is 0"),
+            "{err}"
+        );
+        assert!(with(|l| l.calls_per_minute = Some(0)).is_err());
+        assert!(with(|l| l.calls_at_once = 0).is_err());
+        let big = with(|l| {
+            l.calls_at_once = u32::MAX;
+            l.lookups_per_call = u32::MAX;
+        })
+        .unwrap();
+        assert_eq!(big.limits.calls_at_once, 16);
+        assert_eq!(big.limits.lookups_per_call, MAX_ITEMS_PER_CALL);
+        assert_eq!(big.limits.creates_per_call, 50);
     }
 }

@@ -7,9 +7,13 @@ use wasmtime::component::Component;
 /// The package every plugin exports its connector from.
 pub const PACKAGE: &str = "ledgerbridge:connector";
 
-/// The contract versions this host runs. Each later version will keep the
-/// older ones here, frozen in `wit/since_vX.Y.Z/` with bindings of their own.
-pub const ACCEPTED: &[&str] = &["0.1.0"];
+/// The contract versions this host runs, newest first. The newest is
+/// `wit/connector.wit`; each older one is frozen in `wit/since_vX.Y.Z/`
+/// with bindings of its own ([`super::bindings::v0_1`]).
+pub const ACCEPTED: &[&str] = &["0.2.0", "0.1.0"];
+
+/// Contract 0.1.0: one item per operation.
+pub const V0_1: &str = "0.1.0";
 
 /// Why a component is not a plugin this host can run.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,7 +28,8 @@ pub enum ContractError {
     },
     /// Built for a contract version this host does not run.
     #[error(
-        "the plugin was built for contract {PACKAGE}@{found}; this host accepts {PACKAGE}@{accepted}"
+        "the plugin was built for contract {PACKAGE}@{found}; this host accepts {}",
+        named(.accepted)
     )]
     Incompatible {
         /// The plugin's version.
@@ -32,6 +37,15 @@ pub enum ContractError {
         /// The host's accepted versions, comma separated.
         accepted: String,
     },
+}
+
+/// `0.2.0, 0.1.0` as `ledgerbridge:connector@0.2.0 or ledgerbridge:connector@0.1.0`.
+fn named(versions: &str) -> String {
+    versions
+        .split(", ")
+        .map(|v| format!("{PACKAGE}@{v}"))
+        .collect::<Vec<_>>()
+        .join(" or ")
 }
 
 /// The contract version `component` exports its connector for, if this host

@@ -15,13 +15,15 @@ mod quota;
 mod sandbox;
 #[cfg(test)]
 mod tests;
+mod v0_1;
 
 pub use bounds::{
-    MAX_ENTRY_ID_BYTES, MAX_ENTRY_VERSION_BYTES, MAX_FIELD_BYTES, MAX_MESSAGE_BYTES,
-    MAX_RETRY_AFTER_MS,
+    MAX_ENTRY_ID_BYTES, MAX_ENTRY_VERSION_BYTES, MAX_FIELD_BYTES, MAX_ITEMS_PER_CALL,
+    MAX_MESSAGE_BYTES, MAX_RETRY_AFTER_MS,
 };
 pub use call::{
-    CallError, CallOutcome, Operation, Phases, PluginFault, Reply, describe_connector_error,
+    BatchOutcome, CallError, CallOutcome, Item, Operation, Phases, PluginFault, Reply, call_key,
+    describe_connector_error,
 };
 pub use capture::{LogLevel, LogLine, LogSource, MAX_HOST_LOG_BYTES, MAX_HOST_LOG_LINES};
 pub use contract::ContractError;
@@ -137,13 +139,25 @@ impl Runtime {
         quota::add_to_linker(&mut linker)
             .map_err(|e| wasm_error(e, "linking the header-field charge"))?;
         linker.allow_shadowing(false);
+        // Every contract version's own interfaces: a plugin imports those of
+        // the version it was built for.
         bindings::ledgerbridge::connector::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| wasm_error(e, "linking the log interface"))?;
-        bindings::ledgerbridge::connector::types::add_to_linker::<_, HasSelf<_>>(
+        bindings::ledgerbridge::connector::ledger::add_to_linker::<_, HasSelf<_>>(
             &mut linker,
             |s| s,
         )
-        .map_err(|e| wasm_error(e, "linking the types interface"))?;
+        .map_err(|e| wasm_error(e, "linking the ledger interface"))?;
+        bindings::v0_1::ledgerbridge::connector::log::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| wasm_error(e, "linking the 0.1 log interface"))?;
+        bindings::v0_1::ledgerbridge::connector::types::add_to_linker::<_, HasSelf<_>>(
+            &mut linker,
+            |s| s,
+        )
+        .map_err(|e| wasm_error(e, "linking the 0.1 types interface"))?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let (weak, stop, tick) = (engine.weak(), ticker_stop.clone(), config.epoch_tick);

@@ -3,16 +3,17 @@
 //! the plugin to describe itself.
 
 use super::Runtime;
-use super::bindings::{Descriptor, PluginIndices, PluginPre};
+use super::bindings::{self, Descriptor};
 use super::call::{self, CallError};
 use super::contract::{self, ContractError};
+use super::sandbox::StoreState;
 use super::sandbox::{Limits, Sandbox};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::component::Component;
+use wasmtime::component::{Component, InstancePre};
 
 /// The largest plugin file the host reads: 64 MiB (a Python connector built
 /// with componentize-py is about 40 MiB).
@@ -87,9 +88,27 @@ pub struct Plugin {
     pub compile_time: Duration,
     /// Whether the compiled copy came from the cache.
     pub from_cache: bool,
-    pub(crate) pre: PluginPre<super::sandbox::StoreState>,
+    pub(crate) pre: InstancePre<StoreState>,
     /// Where the contract's exports are, to bind an instance made from `pre`.
-    pub(crate) indices: PluginIndices,
+    pub(crate) exports: Exports,
+}
+
+/// Where a plugin's exports are, by the contract version it was built for.
+pub(crate) enum Exports {
+    /// The current contract (batches).
+    Current(bindings::PluginIndices),
+    /// Contract 0.1.0 (one item per operation).
+    V0_1(bindings::v0_1::PluginIndices),
+}
+
+impl Exports {
+    fn new(version: &str, pre: &InstancePre<StoreState>) -> wasmtime::Result<Exports> {
+        Ok(if version == contract::V0_1 {
+            Exports::V0_1(bindings::v0_1::PluginIndices::new(pre)?)
+        } else {
+            Exports::Current(bindings::PluginIndices::new(pre)?)
+        })
+    }
 }
 
 impl std::fmt::Debug for Plugin {
@@ -179,14 +198,17 @@ impl Runtime {
                 source_name: source.clone(),
                 error,
             })?;
+        // Pre-linking checks every import; the exports are then found by the
+        // contract version's own bindings.
+        let link_error = |e: wasmtime::Error| LoadError::Link {
+            source_name: source.clone(),
+            message: format!("{e:#}"),
+        };
         let pre = self
             .linker
             .instantiate_pre(&component)
-            .and_then(PluginPre::new)
-            .map_err(|e| LoadError::Link {
-                source_name: source.clone(),
-                message: format!("{e:#}"),
-            })?;
+            .map_err(link_error)?;
+        let exports = Exports::new(&contract_version, &pre).map_err(link_error)?;
         let sandbox = Sandbox {
             limits: Limits {
                 deadline: Duration::from_secs(5),
@@ -194,16 +216,12 @@ impl Runtime {
             },
             ..Sandbox::default()
         };
-        let descriptor = call::describe(self, &pre, &sandbox)
+        let descriptor = call::describe(self, &pre, &exports, &sandbox)
             .await
             .map_err(|error| LoadError::Describe {
                 source_name: source.clone(),
                 error,
             })?;
-        let indices = PluginIndices::new(pre.instance_pre()).map_err(|e| LoadError::Link {
-            source_name: source.clone(),
-            message: format!("{e:#}"),
-        })?;
         Ok(Arc::new(Plugin {
             descriptor,
             contract_version,
@@ -211,7 +229,7 @@ impl Runtime {
             source,
             compile_time,
             from_cache,
-            indices,
+            exports,
             pre,
         }))
     }

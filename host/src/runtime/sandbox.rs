@@ -4,7 +4,8 @@
 //! HTTP only through [`OutboundPolicy`], one memory limit over everything
 //! the call holds ([`CallLimiter`]), and a log capture.
 
-use super::bindings::ledgerbridge::connector::{log, types};
+use super::bindings::ledgerbridge::connector::{ledger, log};
+use super::bindings::v0_1::ledgerbridge::connector as v0_1;
 use super::capture::{Capture, LogLevel, LogSource};
 use super::fs::{CallFs, DiskQuota};
 use super::outbound::{AllowedHost, Credential, Outbound, OutboundPolicy};
@@ -201,4 +202,19 @@ impl log::Host for StoreState {
     }
 }
 
-impl types::Host for StoreState {}
+impl ledger::Host for StoreState {}
+
+/// Contract 0.1's `log`: the same capture.
+impl v0_1::log::Host for StoreState {
+    fn log(&mut self, level: v0_1::log::Level, message: String) {
+        let level = match level {
+            v0_1::log::Level::Debug => LogLevel::Debug,
+            v0_1::log::Level::Info => LogLevel::Info,
+            v0_1::log::Level::Warn => LogLevel::Warn,
+            v0_1::log::Level::Error => LogLevel::Error,
+        };
+        self.capture.plugin_line(level, message);
+    }
+}
+
+impl v0_1::types::Host for StoreState {}

@@ -269,130 +269,21 @@ impl Store {
     /// ran out and another worker took it): then only the log line is kept,
     /// and the other worker's run decides the outcome.
     pub async fn finish(&self, f: FinishedJob) -> anyhow::Result<bool> {
+        self.with(move |db| finish(db, &f)).await
+    }
+
+    /// [`Store::finish`] for several jobs in one transaction (the jobs of
+    /// one batch), each in a savepoint of its own, so one that cannot be
+    /// stored rolls back alone: one result per job, in order.
+    pub async fn finish_all(
+        &self,
+        finished: Vec<FinishedJob>,
+    ) -> anyhow::Result<Vec<Result<bool, String>>> {
         self.with(move |db| {
-            let tx = db.savepoint()?;
-            let now = now_ms();
-            let job = &f.job;
-            let target = job.target.as_str();
-            if !holds_lease(&tx, job)? {
-                log_line(&tx, job, now, &f.operations, "lease_lost", None,
-                    Some("this attempt's outcome was discarded: the job's lease ran out and another worker took it"),
-                    &f.plugin_log)?;
-                tx.commit()?;
-                return Ok(false);
-            }
-
-            for (target, subject) in &f.forget {
-                exec(&tx,
-                    "DELETE FROM entries WHERE connection_id = ?1 AND target = ?2 AND subject_id = ?3",
-                    params![job.connection_id, target, subject],
-                )?;
-            }
-            for e in &f.entries {
-                exec(&tx,
-                    "INSERT INTO entries (connection_id, target, subject_id, document_id, entry_id, version, state,
-                       content_hash, idempotency_key, booked, booked_reason, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-                     ON CONFLICT (connection_id, target, subject_id) DO UPDATE SET
-                       entry_id = excluded.entry_id, version = excluded.version, state = excluded.state,
-                       content_hash = excluded.content_hash, idempotency_key = excluded.idempotency_key,
-                       booked = excluded.booked, booked_reason = excluded.booked_reason,
-                       updated_at = excluded.updated_at",
-                    params![
-                        e.connection_id, e.target, e.subject_id, e.document_id, e.entry_id, e.version,
-                        e.state, e.content_hash, e.idempotency_key, e.booked, e.booked_reason, now
-                    ],
-                )?;
-            }
-
-            let state = f.outcome.state();
-            let due_at = match state {
-                JobState::Queued => f.retry_at.unwrap_or(now),
-                _ => now,
-            };
-            let attempts = job.attempts as i64 + i64::from(f.attempted);
-            if state == JobState::Queued {
-                // A retry coalesces with a job queued meanwhile for the same sync.
-                let queued: Option<i64> = tx
-                    .query_row(
-                        "SELECT id FROM jobs WHERE state = 'queued' AND connection_id = ?1 AND document_id = ?2 AND target = ?3",
-                        params![job.connection_id, job.document_id, target],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if let Some(q) = queued {
-                    exec(&tx,
-                        "UPDATE jobs SET due_at = MIN(due_at, ?2), attempts = MAX(attempts, ?3),
-                           run_id = COALESCE(run_id, ?4), priority = MIN(priority, ?5) WHERE id = ?1",
-                        params![q, due_at, attempts, job.run_id, job.priority.as_i64()],
-                    )?;
-                    exec(&tx, "DELETE FROM jobs WHERE id = ?1", [job.id])?;
-                } else {
-                    exec(&tx,
-                        "UPDATE jobs SET state = 'queued', due_at = ?2, attempts = ?3, lease_until = NULL,
-                           trigger = 'retry', outcome = ?4, error = ?5 WHERE id = ?1",
-                        params![job.id, due_at, attempts, f.outcome.as_str(), f.error],
-                    )?;
-                }
-            } else {
-                exec(&tx,
-                    "UPDATE jobs SET state = ?2, attempts = ?3, lease_until = NULL, outcome = ?4, error = ?5,
-                       finished_at = ?6 WHERE id = ?1",
-                    params![job.id, state.as_str(), attempts, f.outcome.as_str(), f.error, now],
-                )?;
-            }
-
-            // The log line (L1).
-            let entry_id = f.entries.iter().find_map(|e| e.entry_id.clone());
-            log_line(&tx, job, now, &f.operations, f.outcome.as_str(), entry_id.as_deref(),
-                f.error.as_deref(), &f.plugin_log)?;
-
-            // Requires attention (L2), as the engine decided.
-            match &f.attention {
-                AttentionChange::Set(a) => {
-                    set_attention(&tx, &job.connection_id, &job.tenant_id, &job.document_id, target, a, now)?;
-                }
-                AttentionChange::Resolve => {
-                    exec(&tx,
-                        "DELETE FROM attention WHERE connection_id = ?1 AND document_id = ?2 AND target = ?3",
-                        params![job.connection_id, job.document_id, target],
-                    )?;
-                }
-                AttentionChange::Leave => {}
-            }
-
-            for (payment, error) in &f.failed_exports {
-                super::payments::record_failed_export(
-                    &tx,
-                    &job.connection_id,
-                    &job.tenant_id,
-                    &job.document_id,
-                    payment,
-                    error.as_deref(),
-                )?;
-            }
-
-            // A5: the payments waiting for this bill, as the engine decided.
-            match &f.waiting_payments {
-                WaitingPayments::Release => {
-                    release_payments(&tx, &job.connection_id, &job.document_id, now)?;
-                }
-                WaitingPayments::Block(a) => {
-                    let blocked = exec(&tx,
-                        "UPDATE jobs SET state = ?3, outcome = ?4, error = ?5, finished_at = ?6
-                         WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment' AND state = ?7",
-                        params![job.connection_id, job.document_id, JobState::Blocked.as_str(),
-                            JobOutcome::Blocked.as_str(), a.message, now, JobState::Waiting.as_str()],
-                    )?;
-                    if blocked > 0 {
-                        set_attention(&tx, &job.connection_id, &job.tenant_id, &job.document_id,
-                            Target::Payment.as_str(), a, now)?;
-                    }
-                }
-                WaitingPayments::Leave => {}
-            }
-            tx.commit()?;
-            Ok(true)
+            Ok(finished
+                .iter()
+                .map(|f| finish(db, f).map_err(|e| format!("{e:#}")))
+                .collect())
         })
         .await
     }
@@ -711,4 +602,167 @@ fn release_payments(
         params![connection, document, AttentionKind::Blocked.as_str()],
     )?;
     Ok(())
+}
+
+/// Stores one finished attempt (see [`Store::finish`]).
+fn finish(db: &mut rusqlite::Connection, f: &FinishedJob) -> anyhow::Result<bool> {
+    let tx = db.savepoint()?;
+    let now = now_ms();
+    let job = &f.job;
+    let target = job.target.as_str();
+    if !holds_lease(&tx, job)? {
+        log_line(
+            &tx,
+            job,
+            now,
+            &f.operations,
+            "lease_lost",
+            None,
+            Some(
+                "this attempt's outcome was discarded: the job's lease ran out and another worker took it",
+            ),
+            &f.plugin_log,
+        )?;
+        tx.commit()?;
+        return Ok(false);
+    }
+
+    for (target, subject) in &f.forget {
+        exec(
+            &tx,
+            "DELETE FROM entries WHERE connection_id = ?1 AND target = ?2 AND subject_id = ?3",
+            params![job.connection_id, target, subject],
+        )?;
+    }
+    for e in &f.entries {
+        exec(&tx,
+            "INSERT INTO entries (connection_id, target, subject_id, document_id, entry_id, version, state,
+               content_hash, idempotency_key, booked, booked_reason, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT (connection_id, target, subject_id) DO UPDATE SET
+               entry_id = excluded.entry_id, version = excluded.version, state = excluded.state,
+               content_hash = excluded.content_hash, idempotency_key = excluded.idempotency_key,
+               booked = excluded.booked, booked_reason = excluded.booked_reason,
+               updated_at = excluded.updated_at",
+            params![
+                e.connection_id, e.target, e.subject_id, e.document_id, e.entry_id, e.version,
+                e.state, e.content_hash, e.idempotency_key, e.booked, e.booked_reason, now
+            ],
+        )?;
+    }
+
+    let state = f.outcome.state();
+    let due_at = match state {
+        JobState::Queued => f.retry_at.unwrap_or(now),
+        _ => now,
+    };
+    let attempts = job.attempts as i64 + i64::from(f.attempted);
+    if state == JobState::Queued {
+        // A retry coalesces with a job queued meanwhile for the same sync.
+        let queued: Option<i64> = tx
+            .query_row(
+                "SELECT id FROM jobs WHERE state = 'queued' AND connection_id = ?1 AND document_id = ?2 AND target = ?3",
+                params![job.connection_id, job.document_id, target],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(q) = queued {
+            exec(
+                &tx,
+                "UPDATE jobs SET due_at = MIN(due_at, ?2), attempts = MAX(attempts, ?3),
+                   run_id = COALESCE(run_id, ?4), priority = MIN(priority, ?5) WHERE id = ?1",
+                params![q, due_at, attempts, job.run_id, job.priority.as_i64()],
+            )?;
+            exec(&tx, "DELETE FROM jobs WHERE id = ?1", [job.id])?;
+        } else {
+            exec(
+                &tx,
+                "UPDATE jobs SET state = 'queued', due_at = ?2, attempts = ?3, lease_until = NULL,
+                   trigger = 'retry', outcome = ?4, error = ?5 WHERE id = ?1",
+                params![job.id, due_at, attempts, f.outcome.as_str(), f.error],
+            )?;
+        }
+    } else {
+        exec(&tx,
+            "UPDATE jobs SET state = ?2, attempts = ?3, lease_until = NULL, outcome = ?4, error = ?5,
+               finished_at = ?6 WHERE id = ?1",
+            params![job.id, state.as_str(), attempts, f.outcome.as_str(), f.error, now],
+        )?;
+    }
+
+    // The log line (L1).
+    let entry_id = f.entries.iter().find_map(|e| e.entry_id.clone());
+    log_line(
+        &tx,
+        job,
+        now,
+        &f.operations,
+        f.outcome.as_str(),
+        entry_id.as_deref(),
+        f.error.as_deref(),
+        &f.plugin_log,
+    )?;
+
+    // Requires attention (L2), as the engine decided.
+    match &f.attention {
+        AttentionChange::Set(a) => {
+            set_attention(
+                &tx,
+                &job.connection_id,
+                &job.tenant_id,
+                &job.document_id,
+                target,
+                a,
+                now,
+            )?;
+        }
+        AttentionChange::Resolve => {
+            exec(
+                &tx,
+                "DELETE FROM attention WHERE connection_id = ?1 AND document_id = ?2 AND target = ?3",
+                params![job.connection_id, job.document_id, target],
+            )?;
+        }
+        AttentionChange::Leave => {}
+    }
+
+    for (payment, error) in &f.failed_exports {
+        super::payments::record_failed_export(
+            &tx,
+            &job.connection_id,
+            &job.tenant_id,
+            &job.document_id,
+            payment,
+            error.as_deref(),
+        )?;
+    }
+
+    // A5: the payments waiting for this bill, as the engine decided.
+    match &f.waiting_payments {
+        WaitingPayments::Release => {
+            release_payments(&tx, &job.connection_id, &job.document_id, now)?;
+        }
+        WaitingPayments::Block(a) => {
+            let blocked = exec(&tx,
+                "UPDATE jobs SET state = ?3, outcome = ?4, error = ?5, finished_at = ?6
+                 WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment' AND state = ?7",
+                params![job.connection_id, job.document_id, JobState::Blocked.as_str(),
+                    JobOutcome::Blocked.as_str(), a.message, now, JobState::Waiting.as_str()],
+            )?;
+            if blocked > 0 {
+                set_attention(
+                    &tx,
+                    &job.connection_id,
+                    &job.tenant_id,
+                    &job.document_id,
+                    Target::Payment.as_str(),
+                    a,
+                    now,
+                )?;
+            }
+        }
+        WaitingPayments::Leave => {}
+    }
+    tx.commit()?;
+    Ok(true)
 }

@@ -39,10 +39,12 @@ impl PausedBy {
 #[derive(Debug, Clone)]
 pub struct DueConnection {
     pub id: String,
+    /// Its connector (a built-in name or a path).
+    pub plugin: String,
     pub limits: LimitOverrides,
     /// Its jobs running now, in every worker.
     pub running: usize,
-    /// Its due queued jobs (counted up to 256).
+    /// Its due queued jobs (counted up to [`MOST_DUE_COUNTED`]).
     pub due: usize,
     /// The best priority among them.
     pub best: Priority,
@@ -65,6 +67,8 @@ pub struct ConnectionStatus {
     pub waiting: usize,
     /// Payments blocked by their bill.
     pub blocked: usize,
+    /// As recorded here: the connection's own; `Engine::status` reports
+    /// the ones it runs by (its connector's, lowered by these).
     pub limits: LimitOverrides,
     /// Calls in the last minute (over the workers that reported in the
     /// last two minutes) and the last 24 hours (as each worker last
@@ -105,8 +109,8 @@ impl Store {
                 let due: i64 = query_row(
                     db,
                     "SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE state = 'queued' AND connection_id = ?1
-                       AND +due_at <= ?2 LIMIT 256)",
-                    params![id, now],
+                       AND +due_at <= ?2 LIMIT ?3)",
+                    params![id, now, MOST_DUE_COUNTED as i64],
                     |r| r.get(0),
                 )?;
                 let running: i64 = query_row(
@@ -117,6 +121,7 @@ impl Store {
                 )?;
                 out.push(DueConnection {
                     id,
+                    plugin: plugin_of(&config),
                     limits: limits_of(&config),
                     running: running as usize,
                     due: due as usize,
@@ -128,17 +133,33 @@ impl Store {
         .await
     }
 
-    /// Claims, for each `(connection, n)` of `plan`, up to `n` of its due
-    /// jobs, best priority first (then due time, bills before payments),
-    /// leased to `worker` until `lease_until`. Never more than the
-    /// connection's calls at once run, counted again here; never two jobs
+    /// How many of `connection`'s jobs are running, in every worker.
+    pub async fn running(&self, connection: &str) -> anyhow::Result<usize> {
+        let connection = connection.to_string();
+        self.with(move |db| {
+            let n: i64 = query_row(
+                db,
+                "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND connection_id = ?1",
+                [&connection],
+                |r| r.get(0),
+            )?;
+            Ok(n as usize)
+        })
+        .await
+    }
+
+    /// Claims, for each `(connection, n, most)` of `plan`, up to `n` of its
+    /// due jobs, best priority first (then due time, bills before payments),
+    /// leased to `worker` until `lease_until`. Never more than `most` of the
+    /// connection's jobs run (the engine's bound: its calls at once times
+    /// its items per call), counted again here; never two jobs
     /// of one document at once (a manual and an automatic sync of it never
     /// overlap). The result keeps `plan`'s order, so the engine's rotation
     /// over connections decides who runs first.
     pub async fn claim(
         &self,
         worker: &str,
-        plan: Vec<(String, usize)>,
+        plan: Vec<(String, usize, usize)>,
         lease_until: i64,
     ) -> anyhow::Result<Vec<Job>> {
         let worker = worker.to_string();
@@ -146,26 +167,25 @@ impl Store {
             let tx = db.savepoint()?;
             let now = now_ms();
             let mut claimed = Vec::new();
-            for (connection, n) in plan {
-                let Some(config): Option<String> = query_row(
+            for (connection, n, most) in plan {
+                let unpaused: Option<i64> = query_row(
                     &tx,
-                    "SELECT config FROM connections WHERE id = ?1
+                    "SELECT 1 FROM connections WHERE id = ?1
                        AND (paused_until IS NULL OR paused_until <= ?2)",
                     params![connection, now],
                     |r| r.get(0),
                 )
-                .optional()?
-                else {
+                .optional()?;
+                if unpaused.is_none() {
                     continue;
-                };
-                let at_once = limits_of(&config).calls_at_once() as usize;
+                }
                 let running: i64 = query_row(
                     &tx,
                     "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND connection_id = ?1",
                     [&connection],
                     |r| r.get(0),
                 )?;
-                let n = n.min(at_once.saturating_sub(running as usize));
+                let n = n.min(most.saturating_sub(running as usize));
                 if n == 0 {
                     continue;
                 }
@@ -463,6 +483,18 @@ impl Store {
 
 /// The limits in a connection's stored config (defaults if unreadable:
 /// the config was checked when stored).
+/// Due jobs counted per connection: enough for every call at once of the
+/// largest batches ([`crate::model::LimitOverrides::CALLS_AT_ONCE`] ×
+/// [`crate::runtime::MAX_ITEMS_PER_CALL`]).
+pub const MOST_DUE_COUNTED: usize = 1600;
+
+fn plugin_of(config: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(config)
+        .ok()
+        .and_then(|v| v.get("plugin")?.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 fn limits_of(config: &str) -> LimitOverrides {
     serde_json::from_str::<serde_json::Value>(config)
         .ok()

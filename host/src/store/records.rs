@@ -410,27 +410,21 @@ impl Store {
     /// no ERP call may follow from this attempt.
     pub async fn record_intent(&self, entry: EntryRow, job: &super::Job) -> anyhow::Result<()> {
         let job = job.clone();
+        self.with(move |db| intent(db, &entry, &job)).await
+    }
+
+    /// [`Store::record_intent`] for several creates in one transaction
+    /// (the creates of one batched call), each kept or refused on its own:
+    /// one result per intent, in order.
+    pub async fn record_intents(
+        &self,
+        intents: Vec<(EntryRow, super::Job)>,
+    ) -> anyhow::Result<Vec<Result<(), String>>> {
         self.with(move |db| {
-            let tx = db.savepoint()?;
-            let held: bool = query_row(
-                &tx,
-                "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND state = 'running' AND lease_owner = ?2)",
-                params![job.id, job.lease_owner],
-                |r| r.get(0),
-            )?;
-            if !held {
-                bail!("the job's lease was lost (another worker took it); this attempt stops before calling the ERP");
-            }
-            exec(&tx,
-                "INSERT INTO entries (connection_id, target, subject_id, document_id, idempotency_key, content_hash, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (connection_id, target, subject_id) DO UPDATE SET idempotency_key = excluded.idempotency_key,
-                   content_hash = excluded.content_hash, updated_at = excluded.updated_at",
-                params![entry.connection_id, entry.target, entry.subject_id, entry.document_id, entry.idempotency_key,
-                    entry.content_hash, now_ms()],
-            )?;
-            tx.commit()?;
-            Ok(())
+            Ok(intents
+                .iter()
+                .map(|(entry, job)| intent(db, entry, job).map_err(|e| format!("{e:#}")))
+                .collect())
         })
         .await
     }
@@ -629,4 +623,30 @@ pub(super) fn entry_in(
             entry_from_row,
         )
         .optional()?)
+}
+
+/// Records one create's intent, in a savepoint of its own.
+fn intent(db: &mut rusqlite::Connection, entry: &EntryRow, job: &super::Job) -> anyhow::Result<()> {
+    let tx = db.savepoint()?;
+    let held: bool = query_row(
+        &tx,
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND state = 'running' AND lease_owner = ?2)",
+        params![job.id, job.lease_owner],
+        |r| r.get(0),
+    )?;
+    if !held {
+        bail!(
+            "the job's lease was lost (another worker took it); this attempt stops before calling the ERP"
+        );
+    }
+    exec(&tx,
+        "INSERT INTO entries (connection_id, target, subject_id, document_id, idempotency_key, content_hash, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (connection_id, target, subject_id) DO UPDATE SET idempotency_key = excluded.idempotency_key,
+           content_hash = excluded.content_hash, updated_at = excluded.updated_at",
+        params![entry.connection_id, entry.target, entry.subject_id, entry.document_id, entry.idempotency_key,
+            entry.content_hash, now_ms()],
+    )?;
+    tx.commit()?;
+    Ok(())
 }

@@ -1,81 +1,51 @@
-//! One attempt at a job: the plugin it calls, through one function
-//! ([`Attempt::call`]) that paces calls by the connection's budget (R2) and
-//! records each for the log (L1).
+//! One attempt at a job: the plugin calls it makes, through one function
+//! ([`Attempt::call`]) that sends each with its group's next batch (see
+//! `batcher`, which paces calls by the connection's budget, R2) and records
+//! each for the log (L1).
 
 use super::Engine;
+use super::batcher::{Batcher, Setup};
 use super::convert::entry_state;
 use super::m3::Port;
-use super::retry::MAX_RETRY_AFTER;
-use crate::model::LimitOverrides;
-use crate::runtime::bindings as wit;
-use crate::runtime::{CallError, LogLine, Operation as Call, Plugin, Reply, Sandbox};
-use crate::store::{EntryRow, Job, LoggedOperation, now_ms};
+use crate::runtime::{CallError, LogLine, Operation as Call, Reply};
+use crate::store::{EntryRow, Job, LoggedOperation};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The calls of one attempt, with what they answered and logged.
-pub(super) struct Attempt<'a> {
-    pub engine: &'a Engine,
+pub(super) struct Attempt<'a, 'e> {
+    pub engine: &'e Engine,
     pub job: &'a Job,
-    pub plugin: Arc<Plugin>,
-    pub sandbox: Sandbox,
+    pub setup: Arc<Setup>,
+    pub batcher: &'a Batcher<'e>,
     pub operations: Vec<LoggedOperation>,
     pub logs: Vec<LogLine>,
-    /// The connection's limits, for its call budget (R2).
-    pub limits: LimitOverrides,
-    /// Whether the next call is paid for (the claim paid for the first).
-    pub prepaid: bool,
 }
 
-impl Attempt<'_> {
-    /// Makes one plugin call: every call goes through here. It first takes
-    /// a call's share of the connection's budget (R2), waiting for one if
-    /// need be; a `rate-limited` answer pauses the whole connection (R5).
+/// The document or payment a call is about, for its log lines.
+fn subject(op: &Call) -> &str {
+    match op {
+        Call::LookupBill { bill, .. }
+        | Call::CreateBill { bill }
+        | Call::UpdateBill { bill, .. } => &bill.document_id,
+        Call::LookupPayment { payment, .. }
+        | Call::CreatePayment { payment }
+        | Call::UpdatePayment { payment, .. } => &payment.payment_id,
+        Call::CheckNumbersInUse { .. } => "",
+    }
+}
+
+impl Attempt<'_, '_> {
+    /// Makes one plugin call, as an item of the group's next batch: every
+    /// call goes through here.
     pub async fn call(&mut self, key: &str, op: Call) -> Result<Reply, CallError> {
         let name = op.name();
-        let prepaid = std::mem::take(&mut self.prepaid);
-        if let Err(wait) = self
-            .engine
-            .pace(&self.job.connection_id, &self.limits, prepaid)
-            .await
-        {
-            let e = CallError::HeldBack(wait);
-            self.note(name, format!("error: {e}"));
-            return Err(e);
-        }
-        let started = std::time::Instant::now();
-        let out = self
-            .engine
-            .runtime
-            .call(&self.plugin, &self.sandbox, key, op)
+        let about = subject(&op).to_string();
+        let answer = self
+            .batcher
+            .call(&self.setup, &about, key.to_string(), op)
             .await;
-        let stats = &self.engine.stats;
-        stats.plugin_ns.fetch_add(
-            started.elapsed().as_nanos() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        stats
-            .plugin_calls
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.logs.extend(out.logs);
-        if let Err(CallError::Connector(wit::ConnectorError::RateLimited(r))) = &out.result {
-            let after = r
-                .retry_after_ms
-                .map_or(self.engine.retry.base, Duration::from_millis)
-                .min(MAX_RETRY_AFTER);
-            let until = now_ms().saturating_add(after.as_millis() as i64);
-            let reason = format!("the ERP answered rate-limited: {}", r.message);
-            self.engine
-                .pause(
-                    &self.job.connection_id,
-                    &self.limits,
-                    until,
-                    crate::store::PausedBy::Erp,
-                    &reason,
-                )
-                .await;
-        }
-        let result = match &out.result {
+        self.logs.extend(answer.logs);
+        let mut result = match &answer.result {
             Ok(Reply::Found(None)) => "none".to_string(),
             Ok(Reply::Found(Some(e))) => format!("found {} ({})", e.id, entry_state(e.state)),
             Ok(Reply::Entry(e)) => format!(
@@ -86,11 +56,17 @@ impl Attempt<'_> {
             Ok(Reply::CheckNumbers(n)) => format!("{} in use", n.len()),
             Err(e) => format!("error: {e}"),
         };
+        if answer.batch > 1 {
+            result.push_str(&format!(
+                " (one of {} items in call {})",
+                answer.batch, answer.call_key
+            ));
+        }
         self.operations.push(LoggedOperation {
             operation: name.to_string(),
             result,
         });
-        out.result
+        answer.result
     }
 
     /// Records an operation that sent nothing, for the log.
@@ -102,7 +78,7 @@ impl Attempt<'_> {
     }
 }
 
-impl Port for Attempt<'_> {
+impl Port for Attempt<'_, '_> {
     async fn call(&mut self, key: &str, op: Call) -> Result<Reply, CallError> {
         Attempt::call(self, key, op).await
     }
@@ -112,6 +88,6 @@ impl Port for Attempt<'_> {
     }
 
     async fn record_intent(&mut self, row: &EntryRow) -> anyhow::Result<()> {
-        self.engine.store.record_intent(row.clone(), self.job).await
+        self.batcher.record_intent(row.clone(), self.job).await
     }
 }

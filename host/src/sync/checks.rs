@@ -16,7 +16,7 @@ pub const CHECK_LOOKAHEAD: u32 = 100;
 /// next free one, skipping what the ERP reports in use when it can say
 /// (`ask_erp`), through `bank_account` (the ERP's code for the account).
 pub(super) async fn assign_check_number(
-    attempt: &mut Attempt<'_>,
+    attempt: &mut Attempt<'_, '_>,
     p: &Payment,
     bank_account: &str,
     ask_erp: bool,

@@ -3,6 +3,7 @@
 
 use crate::builtin;
 use crate::model::Connection;
+use crate::runtime::bindings as wit;
 use crate::runtime::{AllowedHost, Credential, Limits, Plugin, Runtime, Sandbox};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,30 +14,51 @@ use tokio::sync::Mutex;
 #[derive(Default)]
 pub struct Connectors {
     loaded: Mutex<HashMap<String, Arc<Plugin>>>,
+    /// Each loaded plugin's limits, readable without waiting for a load.
+    declared: std::sync::Mutex<HashMap<String, wit::Limits>>,
 }
 
 impl Connectors {
     /// The plugin for `c`, loading it on first use.
     pub async fn plugin(&self, runtime: &Runtime, c: &Connection) -> anyhow::Result<Arc<Plugin>> {
+        self.named(runtime, &c.plugin).await
+    }
+
+    /// The limits the plugin `name` declared, once it has been loaded.
+    pub fn declared(&self, name: &str) -> Option<wit::Limits> {
+        self.declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The plugin `name` (a built-in name or a path), loading it on first use.
+    pub async fn named(&self, runtime: &Runtime, name: &str) -> anyhow::Result<Arc<Plugin>> {
         let mut loaded = self.loaded.lock().await;
-        if let Some(p) = loaded.get(&c.plugin) {
+        if let Some(p) = loaded.get(name) {
             return Ok(p.clone());
         }
-        let plugin = match builtin::find(&c.plugin) {
+        let plugin = match builtin::find(name) {
             Some(b) => {
                 runtime
                     .load(b.wasm.to_vec(), &format!("built-in {} plugin", b.name))
                     .await?
             }
-            None => runtime.load_file(std::path::Path::new(&c.plugin)).await?,
+            None => runtime.load_file(std::path::Path::new(name)).await?,
         };
-        loaded.insert(c.plugin.clone(), plugin.clone());
+        loaded.insert(name.to_string(), plugin.clone());
+        self.declared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), plugin.descriptor.limits.clone());
         Ok(plugin)
     }
 }
 
-/// Why a connection's settings cannot make a sandbox.
-pub fn sandbox(c: &Connection) -> Result<Sandbox, String> {
+/// The sandbox `c` grants its plugin, under `limits` (the connection's
+/// effective ones), or why its settings cannot make one.
+pub fn sandbox(c: &Connection, limits: &crate::model::LimitOverrides) -> Result<Sandbox, String> {
     let allowed_hosts = c
         .allowed_hosts
         .iter()
@@ -68,7 +90,7 @@ pub fn sandbox(c: &Connection) -> Result<Sandbox, String> {
             .disk_mib
             .map_or(defaults.disk_bytes, |m| m.saturating_mul(1 << 20)),
         disk_files: c.limits.disk_files.unwrap_or(defaults.disk_files),
-        calls_at_once: c.limits.calls_at_once() as usize,
+        calls_at_once: limits.calls_at_once() as usize,
     };
     Ok(Sandbox {
         tenant_id: c.tenant_id.clone(),

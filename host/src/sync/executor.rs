@@ -6,6 +6,7 @@
 
 use super::Engine;
 use super::attempt::Attempt;
+use super::batcher::{Batcher, Setup};
 use super::checks::assign_check_number;
 use super::convert::blank;
 use super::due::{not_due_reason, not_wanted_reason, payments_to_sync};
@@ -31,8 +32,13 @@ impl From<FinishedJob> for Step {
     }
 }
 
-/// Runs `job` and decides its outcome.
-pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
+/// Runs `job`, its calls going out with its group's (`batcher`), and
+/// decides its outcome.
+pub(super) async fn run<'e>(
+    engine: &'e Engine,
+    job: &Job,
+    batcher: &Batcher<'e>,
+) -> anyhow::Result<Step> {
     let ctx = engine.store.job_context(job).await?;
     let Some(conn) = ctx.connection else {
         return Ok(failed(
@@ -83,11 +89,10 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
         )
         .into());
     }
-    let sandbox = match super::connectors::sandbox(&conn) {
+    let limits = engine.limits_of(&conn.plugin, &conn.limits);
+    let sandbox = match super::connectors::sandbox(&conn, &limits) {
         Ok(mut s) => {
-            s.budget = Some(crate::runtime::Budget(
-                engine.budgets.of(&conn.id, &conn.limits),
-            ));
+            s.budget = Some(crate::runtime::Budget(engine.budgets.of(&conn.id, &limits)));
             s
         }
         Err(e) => {
@@ -102,12 +107,16 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
     let mut attempt = Attempt {
         engine,
         job,
-        plugin,
-        sandbox,
+        setup: batcher.setup(Setup {
+            connection: conn.id.clone(),
+            plugin,
+            sandbox,
+            fingerprint: serde_json::to_string(&conn).unwrap_or_default(),
+            limits,
+        }),
+        batcher,
         operations: Vec::new(),
         logs: Vec::new(),
-        limits: conn.limits.clone(),
-        prepaid: true,
     };
     let mut machine = EntrySync::for_job(job);
     let mut results = Vec::new();
@@ -151,7 +160,7 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
                     priority: job.priority,
                 }));
             };
-            let capabilities = attempt.plugin.descriptor.capabilities;
+            let capabilities = attempt.setup.plugin.descriptor.capabilities;
             let can_update = capabilities.contains(wit::Capabilities::UPDATE_PAYMENTS);
             let ask_erp = capabilities.contains(wit::Capabilities::CHECK_NUMBERS_IN_USE);
             let mut entries = ctx.payment_entries;
@@ -236,7 +245,7 @@ pub(super) async fn run(engine: &Engine, job: &Job) -> anyhow::Result<Step> {
     {
         return Err(e.context("the host could not record the sync"));
     }
-    let plugin_name = attempt.plugin.descriptor.name.clone();
+    let plugin_name = attempt.setup.plugin.descriptor.name.clone();
     let mut finished = conclude(
         &engine.retry,
         job,

@@ -12,6 +12,7 @@
 pub mod a5;
 mod api;
 mod attempt;
+mod batcher;
 pub mod budget;
 mod checks;
 mod connectors;
@@ -21,6 +22,7 @@ pub mod executor;
 pub mod finish;
 mod grants;
 mod keys;
+mod limits;
 pub(crate) mod m3;
 mod manual;
 pub mod mapping;
@@ -36,7 +38,7 @@ pub use retry::RetryPolicy;
 use crate::intake::{Batch, FieldError, InvalidInput};
 use crate::model::{Connection, Payment, Target, Trigger, check_id, check_text};
 use crate::runtime::Runtime;
-use crate::store::{Job, JobOutcome, PausedBy, RunSummary, Store, now_ms};
+use crate::store::{FinishedJob, Job, JobOutcome, PausedBy, Priority, RunSummary, Store, now_ms};
 use anyhow::{Context as _, bail};
 use connectors::Connectors;
 use std::collections::HashMap;
@@ -48,8 +50,9 @@ use tokio::sync::{Notify, Semaphore};
 /// How the worker runs.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkerConfig {
-    /// Jobs running at once, over all connections. Within a connection,
-    /// its `limits.calls_at_once` bounds them (R2).
+    /// Groups of jobs running at once, over all connections. A group is up
+    /// to one batch of one connection's jobs (its connector's items per
+    /// call); within a connection, its calls at once bound its groups (R2).
     pub concurrency: usize,
     /// How long a claimed job stays leased without its worker's heartbeat
     /// before another worker may take it back. The worker beats every fifth
@@ -58,6 +61,10 @@ pub struct WorkerConfig {
     /// How many times a job may be running when its worker dies before it
     /// is quarantined (P7).
     pub quarantine_after: u32,
+    /// A group of jobs smaller than its connector's batch waits this long
+    /// for more to come due before it starts (never a funding-complete
+    /// payment's group: those go at once).
+    pub linger: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -66,6 +73,7 @@ impl Default for WorkerConfig {
             concurrency: 16,
             lease: Duration::from_secs(30),
             quarantine_after: 3,
+            linger: Duration::from_millis(20),
         }
     }
 }
@@ -223,7 +231,7 @@ impl Engine {
         for (field, m) in c.limits.problems() {
             problems.push(format!("{field}: {m}"));
         }
-        if let Err(e) = connectors::sandbox(&c) {
+        if let Err(e) = connectors::sandbox(&c, &c.limits) {
             problems.push(e);
         }
         match c.directory.as_deref().map(grants::resolve) {
@@ -349,7 +357,9 @@ impl Engine {
     pub async fn resume(&self, connection: &str) -> anyhow::Result<bool> {
         let c = self.connection(connection).await?;
         let was = self.store.clear_pause(connection, false).await?;
-        self.budgets.of(connection, &c.limits).set_paused_until(0);
+        self.budgets
+            .of(connection, &self.limits_of(&c.plugin, &c.limits))
+            .set_paused_until(0);
         Ok(was)
     }
 
@@ -904,16 +914,23 @@ impl Engine {
         let mut trouble = Duration::ZERO;
         let global = Arc::new(Semaphore::new(self.worker.concurrency));
         let mut logged: Option<std::time::Instant> = None;
-        let mut tasks: tokio::task::JoinSet<anyhow::Result<JobOutcome>> =
-            tokio::task::JoinSet::new();
-        let mut in_flight: HashMap<tokio::task::Id, Job> = HashMap::new();
+        let mut tasks: tokio::task::JoinSet<Vec<(Job, JobResult)>> = tokio::task::JoinSet::new();
+        // Each group's jobs, by task: shared, since a group claims more of
+        // its connection's jobs while it lingers.
+        let in_flight: InFlight = Arc::default();
         loop {
             if *stop.borrow() {
                 self.stopping.send_replace(true);
                 break;
             }
             if beaten.is_none_or(|b| b.elapsed() >= beat_every) {
-                let ids = in_flight.values().map(|j| j.id).collect();
+                let ids = in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .flatten()
+                    .map(|j| j.id)
+                    .collect();
                 let until = now_ms() + lease.as_millis() as i64;
                 let beat = async {
                     self.store.heartbeat(worker, ids, until).await?;
@@ -956,9 +973,13 @@ impl Engine {
             let claimed = if free > 0 {
                 let until = now_ms() + lease.as_millis() as i64;
                 let t = std::time::Instant::now();
-                let mut here: HashMap<String, usize> = HashMap::new();
-                for j in in_flight.values() {
-                    *here.entry(j.connection_id.clone()).or_default() += 1;
+                let mut here: HashMap<String, (usize, usize)> = HashMap::new();
+                for group in in_flight.lock().unwrap_or_else(|e| e.into_inner()).values() {
+                    if let Some(j) = group.first() {
+                        let h = here.entry(j.connection_id.clone()).or_default();
+                        h.0 += 1;
+                        h.1 += group.len();
+                    }
                 }
                 match self.claim_fairly(worker, free, &here, until).await {
                     Ok(c) => {
@@ -975,21 +996,26 @@ impl Engine {
                 Vec::new()
             };
             let got = claimed.len();
-            for job in claimed {
+            for group in claimed {
                 let Ok(g) = global.clone().acquire_owned().await else {
                     break;
                 };
                 let engine = self.clone();
-                let run = job.clone();
+                let (worker, in_flight_here) = (worker.to_string(), in_flight.clone());
+                let run = group.jobs.clone();
+                // Registered before the task can run, so its top-up finds it.
+                let mut registry = in_flight.lock().unwrap_or_else(|e| e.into_inner());
                 let handle = tasks.spawn(async move {
-                    let r = engine.execute(run).await;
+                    let r = engine
+                        .execute_group(run, group.size, &worker, &in_flight_here)
+                        .await;
                     drop(g);
                     r
                 });
-                in_flight.insert(handle.id(), job);
+                registry.insert(handle.id(), group.jobs);
             }
             while let Some(r) = tasks.try_join_next_with_id() {
-                self.task_done(r, &mut in_flight, &mut report).await;
+                self.task_done(r, &in_flight, &mut report).await;
             }
             if got == 0 {
                 // Nothing claimable now: a finished job, a new event or a
@@ -1030,7 +1056,7 @@ impl Engine {
                 }
                 tokio::select! {
                     Some(r) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                        self.task_done(r, &mut in_flight, &mut report).await;
+                        self.task_done(r, &in_flight, &mut report).await;
                     }
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
@@ -1039,7 +1065,7 @@ impl Engine {
             }
         }
         while let Some(r) = tasks.join_next_with_id().await {
-            self.task_done(r, &mut in_flight, &mut report).await;
+            self.task_done(r, &in_flight, &mut report).await;
         }
         report
     }
@@ -1056,29 +1082,36 @@ impl Engine {
         }
         let mut all = self.store.queue_status().await?;
         all.retain(|c| tenant.is_none_or(|t| c.tenant_id == t));
+        // The limits it runs by: its connector's, lowered by its own (R2).
+        for c in &mut all {
+            c.limits = self.limits_of(&c.plugin, &c.limits);
+        }
         Ok(all)
     }
 
-    /// Claims up to `free` due jobs fairly (R5): round-robin over the
-    /// connections that have due work, budget left and no pause, the
+    /// Claims up to `free` groups of due jobs fairly (R5): round-robin over
+    /// the connections that have due work, budget left and no pause, the
     /// connections whose best job is a funding-complete payment first; the
-    /// turn moves on each claim so no connection is always first. Within a
-    /// connection the store takes its best jobs first (funding-complete
-    /// payments, then automatic syncs, then bulk work), never more than its
-    /// calls at once, nor more than three quarters of this worker's hands.
-    /// Each job claimed takes one call's share of its
-    /// connection's budget, which pays for its first plugin call; a job the
-    /// budget has no share for goes back to the queue untouched, due when a
-    /// share will be free, and the connection is left out of claims until
-    /// then (shares are taken only for jobs claimed, so none is lost to a
-    /// claim that found nothing).
+    /// turn moves on each claim so no connection is always first. A group
+    /// is up to one batch of one connection's jobs (its connector's items
+    /// per call), which run together so their calls go out batched. Within
+    /// a connection the store takes its best jobs first (funding-complete
+    /// payments, then automatic syncs, then bulk work), never more groups
+    /// than its calls at once, nor more than three quarters of this
+    /// worker's hands. Each group claimed takes one call's share of its
+    /// connection's budget, which pays for its first plugin call; a group
+    /// the budget has no share for goes back to the queue untouched, due
+    /// when a share will be free, and the connection is left out of claims
+    /// until then (shares are taken only for groups claimed, so none is
+    /// lost to a claim that found nothing). `here`: this worker's groups
+    /// and jobs per connection.
     async fn claim_fairly(
         &self,
         worker: &str,
         free: usize,
-        here: &HashMap<String, usize>,
+        here: &HashMap<String, (usize, usize)>,
         lease_until: i64,
-    ) -> anyhow::Result<Vec<Job>> {
+    ) -> anyhow::Result<Vec<Group>> {
         // No connection holds more than three quarters of this worker's
         // hands, so a slow ERP cannot keep every other connection waiting.
         let most = (self.worker.concurrency * 3 / 4).max(1);
@@ -1091,70 +1124,111 @@ impl Engine {
         let len = due.len();
         due.rotate_left(turn % len);
         due.sort_by_key(|d| d.best);
+        let mut limits = Vec::with_capacity(len);
+        let mut sizes = Vec::with_capacity(len);
+        for d in &due {
+            // The connector states the ERP's limits: loaded (once) before
+            // its first claim, so every claim runs by them. One that cannot
+            // be loaded runs by the connection's own, and its jobs fail.
+            let declared = match self.connectors.named(&self.runtime, &d.plugin).await {
+                Ok(p) => Some(p.descriptor.limits.clone()),
+                Err(_) => None,
+            };
+            limits.push(limits::effective(&d.limits, declared.as_ref()));
+            sizes.push(limits::group_size(&d.limits, declared.as_ref()));
+        }
         let budgets: Vec<_> = due
             .iter()
-            .map(|d| self.budgets.of(&d.id, &d.limits))
+            .zip(&limits)
+            .map(|(d, l)| self.budgets.of(&d.id, l))
             .collect();
-        let caps: Vec<usize> = due
-            .iter()
-            .zip(&budgets)
-            .map(|(d, b)| {
-                if b.paused_for(now).is_some() || b.empty_at(now) {
-                    0
-                } else {
-                    d.due
-                        .min((d.limits.calls_at_once() as usize).saturating_sub(d.running))
-                        .min(most.saturating_sub(here.get(&d.id).copied().unwrap_or(0)))
+        // What each connection may still run, in jobs.
+        let caps: Vec<usize> = (0..len)
+            .map(|i| {
+                let d = &due[i];
+                if budgets[i].paused_for(now).is_some() || budgets[i].empty_at(now) {
+                    return 0;
                 }
+                let (groups_here, _) = here.get(&d.id).copied().unwrap_or_default();
+                let at_once = limits[i].calls_at_once() as usize * sizes[i];
+                d.due
+                    .min(at_once.saturating_sub(d.running))
+                    .min(most.saturating_sub(groups_here) * sizes[i])
             })
             .collect();
         let mut plan = vec![0usize; len];
-        let mut total = 0;
+        let mut groups = 0;
         'rounds: loop {
-            let before = total;
+            let before = groups;
             for i in 0..len {
-                if total == free {
+                if groups == free {
                     break 'rounds;
                 }
-                if plan[i] < caps[i] {
-                    plan[i] += 1;
-                    total += 1;
+                let room = caps[i] - plan[i];
+                if room > 0 {
+                    plan[i] += room.min(sizes[i]);
+                    groups += 1;
                 }
             }
-            if total == before {
+            if groups == before {
                 break;
             }
         }
-        let plan: Vec<(String, usize)> = due
-            .iter()
-            .zip(plan)
-            .filter(|(_, n)| *n > 0)
-            .map(|(d, n)| (d.id.clone(), n))
+        let plan: Vec<(String, usize, usize)> = (0..len)
+            .filter(|&i| plan[i] > 0)
+            .map(|i| {
+                let at_once = limits[i].calls_at_once() as usize * sizes[i];
+                (due[i].id.clone(), plan[i], at_once)
+            })
             .collect();
         let claimed = self.store.claim(worker, plan, lease_until).await?;
-        let mut run = Vec::with_capacity(claimed.len());
-        let mut paused = Vec::new();
+        let mut by_connection: Vec<Vec<Job>> = vec![Vec::new(); len];
         for job in claimed {
             let i = due
                 .iter()
                 .position(|d| d.id == job.connection_id)
                 .expect("claimed from a planned connection");
-            match budgets[i].try_take(now) {
-                Ok(()) => run.push(job),
-                Err(wait) => {
-                    let until = now.saturating_add(wait.as_millis().min(i64::MAX as u128) as i64);
-                    if wait > PAUSE_AFTER && !paused.contains(&i) {
-                        paused.push(i);
-                        let reason = budget_spent(&due[i].limits);
-                        self.pause(&due[i].id, &due[i].limits, until, PausedBy::Budget, &reason)
-                            .await;
+            by_connection[i].push(job);
+        }
+        let mut run = Vec::new();
+        for (i, jobs) in by_connection.into_iter().enumerate() {
+            let mut paused = false;
+            let mut jobs = jobs.into_iter().peekable();
+            while jobs.peek().is_some() {
+                let group: Vec<Job> = jobs.by_ref().take(sizes[i]).collect();
+                match budgets[i].try_take(now) {
+                    Ok(()) => run.push(Group {
+                        jobs: group,
+                        size: sizes[i],
+                    }),
+                    Err(wait) => {
+                        let until =
+                            now.saturating_add(wait.as_millis().min(i64::MAX as u128) as i64);
+                        if wait > PAUSE_AFTER && !paused {
+                            paused = true;
+                            let reason = budget_spent(&limits[i]);
+                            self.pause(&due[i].id, &limits[i], until, PausedBy::Budget, &reason)
+                                .await;
+                        }
+                        let why = format!("waiting for the connection's call budget ({wait:.1?})");
+                        for job in group {
+                            self.store.release(&job, until, &why).await?;
+                        }
                     }
-                    let why = format!("waiting for the connection's call budget ({wait:.1?})");
-                    self.store.release(&job, until, &why).await?;
                 }
             }
         }
         Ok(run)
+    }
+
+    /// The limits `plugin`'s connection runs with (R2): the connector's,
+    /// lowered by the connection's `overrides`.
+    pub(crate) fn limits_of(
+        &self,
+        plugin: &str,
+        overrides: &crate::model::LimitOverrides,
+    ) -> crate::model::LimitOverrides {
+        limits::effective(overrides, self.connectors.declared(plugin).as_ref())
     }
 
     /// Waits for one call's share of `connection`'s budget (R2) unless the
@@ -1280,7 +1354,7 @@ impl Engine {
         for (connection, until) in &pauses {
             if let Some(c) = self.store.connection(connection).await? {
                 self.budgets
-                    .of(connection, &c.limits)
+                    .of(connection, &self.limits_of(&c.plugin, &c.limits))
                     .set_paused_until(*until);
             }
         }
@@ -1322,84 +1396,205 @@ impl Engine {
         tokio::time::sleep(*trouble).await;
     }
 
-    /// A task ended: its outcome counted; a host failure or a panic fails
-    /// that job alone.
+    /// A group's task ended: each job's outcome counted; a host failure
+    /// puts that job back, a panic fails that job alone.
     async fn task_done(
         &self,
-        r: Result<(tokio::task::Id, anyhow::Result<JobOutcome>), tokio::task::JoinError>,
-        in_flight: &mut HashMap<tokio::task::Id, Job>,
+        r: Result<(tokio::task::Id, Vec<(Job, JobResult)>), tokio::task::JoinError>,
+        in_flight: &InFlight,
         report: &mut WorkerReport,
     ) {
-        match r {
-            Ok((id, Ok(outcome))) => {
-                in_flight.remove(&id);
-                *report
-                    .outcomes
-                    .entry(outcome.as_str().to_string())
-                    .or_default() += 1;
-            }
-            Ok((id, Err(e))) => {
-                let Some(job) = in_flight.remove(&id) else {
-                    return;
-                };
-                report.host_errors += 1;
-                tracing::warn!(job = job.id, connection = %job.connection_id, document = %job.document_id,
-                    "the host could not finish the sync, it will run again: {e:#}");
-                // Back in the queue after a pause; if even that fails, its
-                // lease runs out (no longer renewed) and recovery takes it.
-                let due = now_ms() + 5_000;
-                if let Err(e) = self.store.release(&job, due, &format!("{e:#}")).await {
-                    tracing::warn!(
-                        job = job.id,
-                        "could not put the job back, its lease will run out: {e:#}"
-                    );
-                }
-            }
+        let (id, results) = match r {
+            Ok((id, results)) => (id, results),
             Err(join) => {
-                let Some(job) = in_flight.remove(&join.id()) else {
-                    return;
-                };
-                let why = match join.try_into_panic() {
-                    Ok(p) => p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "a panic".into()),
-                    Err(e) => e.to_string(),
-                };
-                tracing::error!(job = job.id, "a sync task failed: {why}");
-                *report.outcomes.entry("failed".into()).or_default() += 1;
-                if let Err(e) = self.finish(notices::task_failed(job, &why)).await {
-                    tracing::warn!(
-                        "could not record the failed task, its lease will run out: {e:#}"
-                    );
+                // The group's own code panicked (each job's panic is caught
+                // on its own): every job of it failed.
+                let id = join.id();
+                let why = panic_message(join.try_into_panic().ok());
+                let jobs = in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id)
+                    .unwrap_or_default();
+                (
+                    id,
+                    jobs.into_iter()
+                        .map(|j| (j, JobResult::Panicked(why.clone())))
+                        .collect(),
+                )
+            }
+        };
+        in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        for (job, result) in results {
+            match result {
+                JobResult::Done(outcome) => {
+                    *report
+                        .outcomes
+                        .entry(outcome.as_str().to_string())
+                        .or_default() += 1;
+                }
+                JobResult::HostError(e) => {
+                    report.host_errors += 1;
+                    tracing::warn!(job = job.id, connection = %job.connection_id, document = %job.document_id,
+                        "the host could not finish the sync, it will run again: {e:#}");
+                    // Back in the queue after a pause; if even that fails, its
+                    // lease runs out (no longer renewed) and recovery takes it.
+                    let due = now_ms() + 5_000;
+                    if let Err(e) = self.store.release(&job, due, &format!("{e:#}")).await {
+                        tracing::warn!(
+                            job = job.id,
+                            "could not put the job back, its lease will run out: {e:#}"
+                        );
+                    }
+                }
+                JobResult::Panicked(why) => {
+                    tracing::error!(job = job.id, "a sync task failed: {why}");
+                    *report.outcomes.entry("failed".into()).or_default() += 1;
+                    if let Err(e) = self.finish(notices::task_failed(job, &why)).await {
+                        tracing::warn!(
+                            "could not record the failed task, its lease will run out: {e:#}"
+                        );
+                    }
                 }
             }
         }
     }
 
-    async fn execute(&self, job: Job) -> anyhow::Result<JobOutcome> {
-        let t = std::time::Instant::now();
-        let outcome = match executor::run(self, &job).await? {
-            executor::Step::Finished(f) => {
-                let outcome = f.outcome;
-                if self.finish(*f).await? {
-                    outcome
-                } else {
-                    JobOutcome::Coalesced
+    /// Runs a group of one connection's jobs side by side, their calls
+    /// batched (`batcher`), and stores their outcomes in one transaction.
+    /// A group smaller than its batch `size` first lingers, and takes more
+    /// of its connection's jobs that came due meanwhile (registered in
+    /// `in_flight`, so the worker's heartbeat keeps their leases).
+    async fn execute_group(
+        &self,
+        mut jobs: Vec<Job>,
+        size: usize,
+        worker: &str,
+        in_flight: &InFlight,
+    ) -> Vec<(Job, JobResult)> {
+        let urgent = jobs.iter().any(|j| j.priority == Priority::FundingComplete);
+        if jobs.len() < size && !urgent && !self.worker.linger.is_zero() {
+            tokio::time::sleep(self.worker.linger).await;
+            let connection = jobs[0].connection_id.clone();
+            let lease_until = now_ms() + self.worker.lease.as_millis() as i64;
+            // Never more than the group's own size: the claim that made the
+            // group counted the connection's calls at once in groups.
+            let most = self
+                .store
+                .running(&connection)
+                .await
+                .unwrap_or(usize::MAX)
+                .saturating_add(size - jobs.len());
+            if let Ok(more) = self
+                .store
+                .claim(
+                    worker,
+                    vec![(connection, size - jobs.len(), most)],
+                    lease_until,
+                )
+                .await
+                && !more.is_empty()
+            {
+                if let Some(mine) = in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_mut(&tokio::task::id())
+                {
+                    mine.extend(more.iter().cloned());
                 }
+                jobs.extend(more);
             }
-            executor::Step::WaitForBill(bill) => {
-                self.store
-                    .wait_for_bill(job, bill, a5::payment_waits)
-                    .await?;
-                JobOutcome::Waiting
+        }
+        let t = std::time::Instant::now();
+        let batcher = batcher::Batcher::new(self, jobs.len());
+        let runs = futures::future::join_all(jobs.iter().map(|job| {
+            let batcher = &batcher;
+            async move {
+                let run = std::panic::AssertUnwindSafe(executor::run(self, job, batcher));
+                let r = futures::FutureExt::catch_unwind(run).await;
+                batcher.done();
+                r
             }
-        };
-        Stats::add(&self.stats.job_ns, t);
-        self.stats.jobs.fetch_add(1, Ordering::Relaxed);
-        Ok(outcome)
+        }));
+        let (steps, ()) = tokio::join!(runs, batcher.drive());
+        let mut results: Vec<Option<JobResult>> = Vec::with_capacity(jobs.len());
+        let mut finished = Vec::new();
+        for (i, (job, step)) in jobs.iter().zip(steps).enumerate() {
+            results.push(match step {
+                Ok(Ok(executor::Step::Finished(mut f))) => {
+                    finish::settle(&mut f);
+                    finished.push((i, *f));
+                    None
+                }
+                Ok(Ok(executor::Step::WaitForBill(bill))) => Some(
+                    match self
+                        .store
+                        .wait_for_bill(job.clone(), bill, a5::payment_waits)
+                        .await
+                    {
+                        Ok(()) => JobResult::Done(JobOutcome::Waiting),
+                        Err(e) => JobResult::HostError(e),
+                    },
+                ),
+                Ok(Err(e)) => Some(JobResult::HostError(e)),
+                Err(panic) => Some(JobResult::Panicked(panic_message(Some(panic)))),
+            });
+        }
+        let (slots, finished): (Vec<usize>, Vec<_>) = finished.into_iter().unzip();
+        let outcomes: Vec<JobOutcome> = finished.iter().map(|f: &FinishedJob| f.outcome).collect();
+        let stored = self.store.finish_all(finished).await;
+        for (k, i) in slots.into_iter().enumerate() {
+            results[i] = Some(match &stored {
+                Ok(each) => match &each[k] {
+                    Ok(true) => JobResult::Done(outcomes[k]),
+                    Ok(false) => JobResult::Done(JobOutcome::Coalesced),
+                    Err(e) => JobResult::HostError(anyhow::anyhow!("{e}")),
+                },
+                Err(e) => JobResult::HostError(anyhow::anyhow!("{e:#}")),
+            });
+        }
+        let n = jobs.len() as u64;
+        self.stats
+            .job_ns
+            .fetch_add(t.elapsed().as_nanos() as u64 * n, Ordering::Relaxed);
+        self.stats.jobs.fetch_add(n, Ordering::Relaxed);
+        jobs.into_iter()
+            .zip(results)
+            .map(|(j, r)| (j, r.expect("every job has a result")))
+            .collect()
     }
+}
+
+/// This worker's groups in flight: each task's jobs.
+type InFlight = Arc<std::sync::Mutex<HashMap<tokio::task::Id, Vec<Job>>>>;
+
+/// A group of one connection's jobs claimed together, and the batch size
+/// it was claimed for.
+struct Group {
+    jobs: Vec<Job>,
+    size: usize,
+}
+
+/// How one job of a group ended.
+enum JobResult {
+    /// Finished (stored).
+    Done(JobOutcome),
+    /// The host could not finish it: it runs again.
+    HostError(anyhow::Error),
+    /// It panicked: failed, with the message.
+    Panicked(String),
+}
+
+fn panic_message(p: Option<Box<dyn std::any::Any + Send>>) -> String {
+    p.and_then(|p| {
+        p.downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+    })
+    .unwrap_or_else(|| "a panic".into())
 }
 
 /// How often the worker logs each busy connection's queue.

@@ -21,6 +21,13 @@ impl Connector for CsvConnector {
                 | Capabilities::UPDATE_PAYMENTS
                 | Capabilities::CHECK_NUMBERS_IN_USE,
             settings: vec![],
+            // Files on a local disk: a batch of fifty is one call.
+            limits: Limits {
+                lookups_per_call: 50,
+                creates_per_call: 50,
+                updates_per_call: 50,
+                ..Limits::default()
+            },
         }
     }
 

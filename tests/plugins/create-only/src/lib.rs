@@ -24,6 +24,13 @@ impl Connector for CreateOnly {
             version: "0.1.0".into(),
             capabilities: Capabilities::PAYMENTS,
             settings: vec![],
+            limits: Limits {
+                // One ERP request per item, and no batch endpoint: one item a call.
+                lookups_per_call: 1,
+                creates_per_call: 1,
+                updates_per_call: 1,
+                ..Limits::default()
+            },
         }
     }
 

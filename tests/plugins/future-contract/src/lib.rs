@@ -1,10 +1,10 @@
-//! A plugin built for `ledgerbridge:connector@0.9.0`, a contract version the
+//! A plugin built for `ledgerbridge:connector@0.3.0`, a contract version the
 //! host does not accept: the host must refuse it, naming both versions,
 //! before instantiating it.
 
 wit_bindgen::generate!({
     inline: "
-        package ledgerbridge:connector@0.9.0;
+        package ledgerbridge:connector@0.3.0;
         interface connector {
             describe: func() -> string;
         }

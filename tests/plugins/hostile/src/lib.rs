@@ -30,6 +30,27 @@ impl Connector for Hostile {
                 description: "which attack lookup-bill makes".into(),
                 required: true,
             }],
+            limits: Limits {
+                // One ERP request per item, and no batch endpoint: one item a call.
+                lookups_per_call: 1,
+                creates_per_call: 1,
+                updates_per_call: 1,
+                ..Limits::default()
+            },
+        }
+    }
+
+    /// Modes `too-few-results` and `too-many-results` lie about the
+    /// batch: one result short, or one more than the items.
+    fn lookup_bills(ctx: &Context, items: &[BillLookup]) -> Results<Option<Entry>> {
+        let one = || found("counted".into());
+        match ctx.setting("mode") {
+            Some("too-few-results") => Ok(items.iter().skip(1).map(|_| one()).collect()),
+            Some("too-many-results") => Ok(items.iter().chain(items.first()).map(|_| one()).collect()),
+            _ => Ok(items
+                .iter()
+                .map(|i| Self::lookup_bill(&ctx.for_item(&i.key), &i.bill, i.known_id.as_deref()))
+                .collect()),
         }
     }
 

@@ -59,6 +59,17 @@ impl Connector for Metered {
             version: "0.1.0".into(),
             capabilities: Capabilities::PAYMENTS | Capabilities::UPDATE_PAYMENTS,
             settings: vec![],
+            // The test ERP's limits are set by each test: the connector
+            // states the most the host runs, and each test's connection
+            // lowers them.
+            limits: Limits {
+                calls_at_once: 16,
+                // One ERP request per item, and no batch endpoint: one item a call.
+                lookups_per_call: 1,
+                creates_per_call: 1,
+                updates_per_call: 1,
+                ..Limits::default()
+            },
         }
     }
 

@@ -9,6 +9,10 @@
 //! middle of a call finds the entry or finds nothing. Lookup answers the
 //! first; more than one line is a duplicate. A create repeated with the same
 //! idempotency key answers the first entry, as Xero does.
+//!
+//! It batches (fifty items a call) and appends one line per call to
+//! `/data/calls` (`<operation> <items>`), so a test can count the calls
+//! the host made, the way an ERP meters them.
 
 use ledgerbridge_sdk::*;
 use std::io::Write;
@@ -78,6 +82,18 @@ fn create(ctx: &Context, kind: &str, reference: &str) -> Result<Entry, Connector
     Ok(entry(id))
 }
 
+/// Counts one call of `operation` with `items` items.
+fn count(operation: &str, items: usize) -> Result<(), CallError> {
+    let mut calls = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open("/data/calls")
+        .map_err(|e| CallError::Unavailable(format!("minting connector I/O: {e}")))?;
+    calls
+        .write_all(format!("{operation} {items}\n").as_bytes())
+        .map_err(|e| CallError::Unavailable(format!("minting connector I/O: {e}")))
+}
+
 fn update(kind: &str, reference: &str, e: &Entry) -> Result<Entry, ConnectorError> {
     match lookup(kind, reference, Some(&e.id))? {
         Some(found) => Ok(found),
@@ -92,6 +108,13 @@ impl Connector for Minting {
             version: "0.1.0".into(),
             capabilities: Capabilities::PAYMENTS | Capabilities::UPDATE_PAYMENTS,
             settings: vec![],
+            // Local files: a batch of fifty is one call.
+            limits: Limits {
+                lookups_per_call: 50,
+                creates_per_call: 50,
+                updates_per_call: 50,
+                ..Limits::default()
+            },
         }
     }
 
@@ -117,6 +140,36 @@ impl Connector for Minting {
 
     fn update_payment(_: &Context, e: &Entry, p: &Payment) -> Result<Entry, ConnectorError> {
         update("payment", &p.payment_id, e)
+    }
+
+    fn lookup_bills(ctx: &Context, items: &[BillLookup]) -> Results<Option<Entry>> {
+        count("lookup-bills", items.len())?;
+        Ok(items.iter().map(|i| Self::lookup_bill(&ctx.for_item(&i.key), &i.bill, i.known_id.as_deref())).collect())
+    }
+
+    fn create_bills(ctx: &Context, items: &[BillCreate]) -> Results<Entry> {
+        count("create-bills", items.len())?;
+        Ok(items.iter().map(|i| Self::create_bill(&ctx.for_item(&i.key), &i.bill)).collect())
+    }
+
+    fn update_bills(ctx: &Context, items: &[BillUpdate]) -> Results<Entry> {
+        count("update-bills", items.len())?;
+        Ok(items.iter().map(|i| Self::update_bill(&ctx.for_item(&i.key), &i.entry, &i.bill)).collect())
+    }
+
+    fn lookup_payments(ctx: &Context, items: &[PaymentLookup]) -> Results<Option<Entry>> {
+        count("lookup-payments", items.len())?;
+        Ok(items.iter().map(|i| Self::lookup_payment(&ctx.for_item(&i.key), &i.payment, i.known_id.as_deref())).collect())
+    }
+
+    fn create_payments(ctx: &Context, items: &[PaymentCreate]) -> Results<Entry> {
+        count("create-payments", items.len())?;
+        Ok(items.iter().map(|i| Self::create_payment(&ctx.for_item(&i.key), &i.payment)).collect())
+    }
+
+    fn update_payments(ctx: &Context, items: &[PaymentUpdate]) -> Results<Entry> {
+        count("update-payments", items.len())?;
+        Ok(items.iter().map(|i| Self::update_payment(&ctx.for_item(&i.key), &i.entry, &i.payment)).collect())
     }
 }
 

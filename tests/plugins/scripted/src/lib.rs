@@ -9,6 +9,9 @@
 //! `used-checks` lists check numbers in use (`1001,1003`); with
 //! `checks-outside-range` set it also answers numbers it was not asked about
 //! (a lying plugin). `retry-after-ms` sets the rate-limited answer's wait.
+//! Setting `<operation>:<subject>` (for example `create-bill:d3`, the
+//! subject a document's or payment's id) scripts that operation for that
+//! item alone, so one batch can mix answers.
 //! A lookup that finds an entry answers version `2` (another writer's edit),
 //! creates and updates answer version `1`. Every operation logs its
 //! idempotency key (`<operation> key <key>`), so tests can see keys.
@@ -17,9 +20,13 @@ use ledgerbridge_sdk::*;
 
 struct Scripted;
 
-fn script(ctx: &Context, op: &str, default: &str) -> Result<String, ConnectorError> {
+fn script(ctx: &Context, op: &str, subject: &str, default: &str) -> Result<String, ConnectorError> {
     log::info(format!("{op} key {}", ctx.idempotency_key));
-    let answer = ctx.setting(op).unwrap_or(default).to_string();
+    let answer = ctx
+        .setting(&format!("{op}:{subject}"))
+        .or_else(|| ctx.setting(op))
+        .unwrap_or(default)
+        .to_string();
     let msg = format!("scripted {answer} for {op}");
     match answer.as_str() {
         "booked" => Err(ConnectorError::Booked(msg)),
@@ -78,6 +85,13 @@ impl Connector for Scripted {
                 | Capabilities::UPDATE_PAYMENTS
                 | Capabilities::CHECK_NUMBERS_IN_USE,
             settings: vec![],
+            // No I/O: a batch of fifty is one cheap call.
+            limits: Limits {
+                lookups_per_call: 50,
+                creates_per_call: 50,
+                updates_per_call: 50,
+                ..Limits::default()
+            },
         }
     }
 
@@ -86,7 +100,7 @@ impl Connector for Scripted {
         bill: &Bill,
         known: Option<&str>,
     ) -> Result<Option<Entry>, ConnectorError> {
-        Ok(match script(ctx, "lookup-bill", "none")?.as_str() {
+        Ok(match script(ctx, "lookup-bill", &bill.document_id, "none")?.as_str() {
             "found" => Some(found(
                 known.map_or_else(|| format!("S-{}", bill.document_id), str::to_string),
                 bill.total,
@@ -96,12 +110,12 @@ impl Connector for Scripted {
     }
 
     fn create_bill(ctx: &Context, bill: &Bill) -> Result<Entry, ConnectorError> {
-        script(ctx, "create-bill", "ok")?;
+        script(ctx, "create-bill", &bill.document_id, "ok")?;
         Ok(entry(format!("S-{}", bill.document_id), bill.total))
     }
 
     fn update_bill(ctx: &Context, e: &Entry, bill: &Bill) -> Result<Entry, ConnectorError> {
-        script(ctx, "update-bill", "ok")?;
+        script(ctx, "update-bill", &bill.document_id, "ok")?;
         Ok(entry(e.id.clone(), bill.total))
     }
 
@@ -110,7 +124,7 @@ impl Connector for Scripted {
         p: &Payment,
         known: Option<&str>,
     ) -> Result<Option<Entry>, ConnectorError> {
-        Ok(match script(ctx, "lookup-payment", "none")?.as_str() {
+        Ok(match script(ctx, "lookup-payment", &p.payment_id, "none")?.as_str() {
             "found" => Some(found(
                 known.map_or_else(|| format!("SP-{}", p.payment_id), str::to_string),
                 p.amount,
@@ -120,12 +134,12 @@ impl Connector for Scripted {
     }
 
     fn create_payment(ctx: &Context, p: &Payment) -> Result<Entry, ConnectorError> {
-        script(ctx, "create-payment", "ok").map_err(|e| own_number(e, p))?;
+        script(ctx, "create-payment", &p.payment_id, "ok").map_err(|e| own_number(e, p))?;
         Ok(entry(format!("SP-{}", p.payment_id), p.amount))
     }
 
     fn update_payment(ctx: &Context, e: &Entry, p: &Payment) -> Result<Entry, ConnectorError> {
-        script(ctx, "update-payment", "ok").map_err(|e| own_number(e, p))?;
+        script(ctx, "update-payment", &p.payment_id, "ok").map_err(|e| own_number(e, p))?;
         Ok(entry(e.id.clone(), p.amount))
     }
 
@@ -135,7 +149,7 @@ impl Connector for Scripted {
         first: u64,
         count: u32,
     ) -> Result<Vec<u64>, ConnectorError> {
-        script(ctx, "check-numbers-in-use", "ok")?;
+        script(ctx, "check-numbers-in-use", "", "ok")?;
         let last = first.saturating_add(u64::from(count));
         let lie = ctx.setting("checks-outside-range").is_some();
         Ok(ctx

@@ -1,0 +1,448 @@
+//! Batching: the jobs of one group (due jobs of one connection, claimed
+//! together) run side by side, each through its own M3 machine, and their
+//! plugin calls meet here. When every job of the group is waiting (on a
+//! call or an intent) or done, the waiting intents are recorded in one
+//! transaction, then the waiting calls go out: gathered by operation, up to
+//! the connector's items per call, each batch one plugin call. Each item's
+//! answer goes back to its own job, so an item that fails is retried or
+//! sent to Requires attention on its own; its batch-mates never see it.
+//!
+//! Exactly-once is per item as before (D2): an item's create intent is
+//! recorded before the call that carries it, and a retry looks the item up
+//! by reference first (those lookups are batched too).
+
+use super::Engine;
+use super::limits::items_per_call;
+use super::retry::MAX_RETRY_AFTER;
+use crate::model::LimitOverrides;
+use crate::runtime::bindings as wit;
+use crate::runtime::{CallError, Item, LogLine, LogSource, Operation, Plugin, Reply, Sandbox};
+use crate::store::{EntryRow, Job, PausedBy, now_ms};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, oneshot};
+
+/// What a job's calls go out with: the same for every job of a group,
+/// unless the connection changed under it.
+pub(super) struct Setup {
+    pub connection: String,
+    pub plugin: Arc<Plugin>,
+    pub sandbox: Sandbox,
+    /// The connection's effective limits (R2).
+    pub limits: LimitOverrides,
+    /// The connection as its job read it: jobs whose connection reads the
+    /// same share a setup, and only calls of one setup share a batch.
+    pub fingerprint: String,
+}
+
+/// One item's answer.
+pub(super) struct Answer {
+    pub result: Result<Reply, CallError>,
+    /// The call's log lines that concern this item (see [`attribute`]).
+    pub logs: Vec<LogLine>,
+    /// The items of the call that carried it (0: not sent).
+    pub batch: usize,
+    /// The call's idempotency key.
+    pub call_key: String,
+}
+
+struct Waiting {
+    setup: Arc<Setup>,
+    subject: String,
+    item: Item,
+    reply: oneshot::Sender<Answer>,
+}
+
+struct Intent {
+    row: EntryRow,
+    job: Job,
+    reply: oneshot::Sender<anyhow::Result<()>>,
+}
+
+struct State {
+    /// Jobs computing (neither waiting nor done).
+    running: usize,
+    /// Jobs not done.
+    left: usize,
+    calls: Vec<Waiting>,
+    intents: Vec<Intent>,
+    /// The group's first call was paid for by its claim (R2).
+    prepaid: bool,
+}
+
+/// The meeting point of one group's calls.
+pub(super) struct Batcher<'e> {
+    engine: &'e Engine,
+    state: Mutex<State>,
+    wake: Notify,
+    setups: Mutex<Vec<Arc<Setup>>>,
+}
+
+impl<'e> Batcher<'e> {
+    /// A batcher for a group of `jobs` jobs, all running from the start.
+    pub fn new(engine: &'e Engine, jobs: usize) -> Batcher<'e> {
+        Batcher {
+            engine,
+            state: Mutex::new(State {
+                running: jobs,
+                left: jobs,
+                calls: Vec::new(),
+                intents: Vec::new(),
+                prepaid: true,
+            }),
+            wake: Notify::new(),
+            setups: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The group's setup equal to `setup` (same connection, as read, and
+    /// same plugin), or `setup` itself when it is the first such.
+    pub fn setup(&self, setup: Setup) -> Arc<Setup> {
+        let mut setups = self.setups.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(same) = setups.iter().find(|s| {
+            s.connection == setup.connection
+                && s.fingerprint == setup.fingerprint
+                && s.limits == setup.limits
+                && Arc::ptr_eq(&s.plugin, &setup.plugin)
+        }) {
+            return same.clone();
+        }
+        let setup = Arc::new(setup);
+        setups.push(setup.clone());
+        setup
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic elsewhere cannot leave the counts half-changed: every
+        // change is one statement under the lock.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A job of the group is done (whatever its result).
+    pub fn done(&self) {
+        let mut s = self.state();
+        s.running -= 1;
+        s.left -= 1;
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// Sends `operation` (for `subject`, a document's or payment's id) with
+    /// the next batch, and waits for its answer.
+    pub async fn call(
+        &self,
+        setup: &Arc<Setup>,
+        subject: &str,
+        key: String,
+        operation: Operation,
+    ) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        {
+            let mut s = self.state();
+            s.calls.push(Waiting {
+                setup: setup.clone(),
+                subject: subject.to_string(),
+                item: Item { key, operation },
+                reply,
+            });
+            s.running -= 1;
+        }
+        self.wake.notify_one();
+        answer.await.unwrap_or_else(|_| Answer {
+            result: Err(CallError::HeldBack(Duration::ZERO)),
+            logs: Vec::new(),
+            batch: 0,
+            call_key: String::new(),
+        })
+    }
+
+    /// Records a create's intent (D2) with the others waiting, in one
+    /// transaction, before the call that carries the create.
+    pub async fn record_intent(&self, row: EntryRow, job: &Job) -> anyhow::Result<()> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let mut s = self.state();
+            s.intents.push(Intent {
+                row,
+                job: job.clone(),
+                reply,
+            });
+            s.running -= 1;
+        }
+        self.wake.notify_one();
+        answer
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the batch stopped before recording")))
+    }
+
+    /// Answers `n` waiting jobs: they compute again from here.
+    fn resume(&self, n: usize) {
+        self.state().running += n;
+    }
+
+    /// Runs the group's calls until every job is done.
+    pub async fn drive(&self) {
+        enum Work {
+            Intents(Vec<Intent>),
+            Calls(Vec<Waiting>),
+        }
+        loop {
+            let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let work = {
+                let mut s = self.state();
+                if s.left == 0 {
+                    return;
+                }
+                if s.running > 0 {
+                    None
+                } else if !s.intents.is_empty() {
+                    Some(Work::Intents(std::mem::take(&mut s.intents)))
+                } else if !s.calls.is_empty() {
+                    Some(Work::Calls(std::mem::take(&mut s.calls)))
+                } else {
+                    None
+                }
+            };
+            match work {
+                None => notified.await,
+                Some(Work::Intents(intents)) => self.record(intents).await,
+                Some(Work::Calls(calls)) => {
+                    let batches = gather(calls);
+                    futures::future::join_all(batches.into_iter().map(|b| self.send(b))).await;
+                }
+            }
+        }
+    }
+
+    async fn record(&self, intents: Vec<Intent>) {
+        let rows = intents
+            .iter()
+            .map(|i| (i.row.clone(), i.job.clone()))
+            .collect();
+        let results = self.engine.store.record_intents(rows).await;
+        self.resume(intents.len());
+        match results {
+            Ok(results) => {
+                for (intent, r) in intents.into_iter().zip(results) {
+                    let _ = intent.reply.send(r.map_err(anyhow::Error::msg));
+                }
+            }
+            Err(e) => {
+                let why = format!("{e:#}");
+                for intent in intents {
+                    let _ = intent.reply.send(Err(anyhow::anyhow!("{why}")));
+                }
+            }
+        }
+    }
+
+    /// One call: its share of the budget (R2), the plugin call, a pause
+    /// when the ERP throttled (R5), and each item's answer to its job.
+    async fn send(&self, batch: Vec<Waiting>) {
+        let engine = self.engine;
+        let setup = batch[0].setup.clone();
+        let prepaid = std::mem::take(&mut self.state().prepaid);
+        let n = batch.len();
+        if let Err(wait) = engine.pace(&setup.connection, &setup.limits, prepaid).await {
+            self.resume(n);
+            for w in batch {
+                let _ = w.reply.send(Answer {
+                    result: Err(CallError::HeldBack(wait)),
+                    logs: Vec::new(),
+                    batch: 0,
+                    call_key: String::new(),
+                });
+            }
+            return;
+        }
+        let started = std::time::Instant::now();
+        let (names, replies, items): (Vec<[String; 2]>, Vec<_>, Vec<Item>) = batch
+            .into_iter()
+            .map(|w| ([w.subject, w.item.key.clone()], w.reply, w.item))
+            .fold((vec![], vec![], vec![]), |mut acc, (s, r, i)| {
+                acc.0.push(s);
+                acc.1.push(r);
+                acc.2.push(i);
+                acc
+            });
+        let (results, logs, call_key) = if let [
+            Item {
+                operation: op @ Operation::CheckNumbersInUse { .. },
+                key,
+            },
+        ] = items.as_slice()
+        {
+            let out = engine
+                .runtime
+                .call(&setup.plugin, &setup.sandbox, key, op.clone())
+                .await;
+            (vec![out.result], out.logs, key.clone())
+        } else {
+            let out = engine
+                .runtime
+                .call_batch(&setup.plugin, &setup.sandbox, items)
+                .await;
+            let results = match out.result {
+                Ok(each) => each,
+                Err(e) => vec![Err(e); n],
+            };
+            (results, out.logs, out.key)
+        };
+        let stats = &engine.stats;
+        stats.plugin_ns.fetch_add(
+            started.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        stats
+            .plugin_calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(r) = results.iter().find_map(|r| match r {
+            Err(CallError::Connector(wit::ConnectorError::RateLimited(r))) => Some(r),
+            _ => None,
+        }) {
+            let after = r
+                .retry_after_ms
+                .map_or(engine.retry.base, Duration::from_millis)
+                .min(MAX_RETRY_AFTER);
+            let until = now_ms().saturating_add(after.as_millis() as i64);
+            let reason = format!("the ERP answered rate-limited: {}", r.message);
+            engine
+                .pause(
+                    &setup.connection,
+                    &setup.limits,
+                    until,
+                    PausedBy::Erp,
+                    &reason,
+                )
+                .await;
+        }
+        let mut lines = attribute(&logs, &names);
+        self.resume(n);
+        for (i, (reply, result)) in replies.into_iter().zip(results).enumerate() {
+            let _ = reply.send(Answer {
+                result,
+                logs: std::mem::take(&mut lines[i]),
+                batch: n,
+                call_key: call_key.clone(),
+            });
+        }
+    }
+}
+
+/// The waiting calls as batches: by connection setup and operation, in the
+/// order they came, each at most the connector's items per call.
+fn gather(calls: Vec<Waiting>) -> Vec<Vec<Waiting>> {
+    let mut batches: Vec<Vec<Waiting>> = Vec::new();
+    let mut open: Vec<(usize, usize)> = Vec::new(); // (batch index, its limit)
+    for w in calls {
+        let declared = &w.setup.plugin.descriptor.limits;
+        let most = items_per_call(&w.setup.limits, Some(declared), &w.item.operation);
+        let fits = open.iter().position(|&(b, limit)| {
+            let first = &batches[b][0];
+            batches[b].len() < limit
+                && Arc::ptr_eq(&first.setup, &w.setup)
+                && first.item.operation.name() == w.item.operation.name()
+        });
+        match fits {
+            Some(o) => batches[open[o].0].push(w),
+            None => {
+                open.push((batches.len(), most));
+                batches.push(vec![w]);
+            }
+        }
+    }
+    batches
+}
+
+/// Which of a call's log lines each of its items gets: a line that names
+/// an item (its document's or payment's id, or its idempotency key) goes to
+/// that item; a line naming none of them (and the host's own lines) to
+/// every item. A call of one item gets them all.
+fn attribute(logs: &[LogLine], items: &[[String; 2]]) -> Vec<Vec<LogLine>> {
+    if items.len() == 1 {
+        return vec![logs.to_vec()];
+    }
+    let mut out = vec![Vec::new(); items.len()];
+    for line in logs {
+        let named: Vec<usize> = if line.source == LogSource::Host {
+            Vec::new()
+        } else {
+            items
+                .iter()
+                .enumerate()
+                .filter(|(_, names)| {
+                    names
+                        .iter()
+                        .any(|n| !n.is_empty() && line.message.contains(n.as_str()))
+                })
+                .map(|(i, _)| i)
+                .collect()
+        };
+        if named.is_empty() {
+            for o in &mut out {
+                o.push(line.clone());
+            }
+        } else {
+            for i in named {
+                out[i].push(line.clone());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::LogLevel;
+
+    fn line(source: LogSource, message: &str) -> LogLine {
+        LogLine {
+            source,
+            level: LogLevel::Info,
+            message: message.into(),
+        }
+    }
+
+    /// L1: each document's log shows the lines of a shared call that are
+    /// about it, and the call's general lines, not its batch-mates' lines.
+    #[test]
+    fn l1_a_batch_calls_log_lines_go_to_the_items_they_name() {
+        let items = [
+            ["d1".to_string(), "k1".to_string()],
+            ["d2".to_string(), "k2".to_string()],
+        ];
+        let logs = [
+            line(LogSource::Plugin, "created d1"),
+            line(LogSource::Plugin, "create-bill key k2"),
+            line(LogSource::Plugin, "sent 2 invoices"),
+            line(LogSource::Host, "denied a request to d1.example"),
+        ];
+        let out = attribute(&logs, &items);
+        let messages = |i: usize| {
+            out[i]
+                .iter()
+                .map(|l| l.message.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            messages(0),
+            [
+                "created d1",
+                "sent 2 invoices",
+                "denied a request to d1.example"
+            ]
+        );
+        assert_eq!(
+            messages(1),
+            [
+                "create-bill key k2",
+                "sent 2 invoices",
+                "denied a request to d1.example"
+            ]
+        );
+        assert_eq!(attribute(&logs, &items[..1])[0].len(), 4);
+    }
+}
