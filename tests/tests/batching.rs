@@ -189,7 +189,7 @@ async fn m3_each_item_of_a_mixed_batch_gets_its_own_outcome() {
     for d in ["d0", "d4"] {
         let log = last(d).await;
         let keys = logged_keys(&log[log.len() - 1..], "update-bill");
-        assert_eq!(keys.len(), 1, "{d}: {keys:?}");
+        assert_eq!(keys.len(), 1, "{d}: {keys:?} {:#?}", log.last());
     }
 }
 

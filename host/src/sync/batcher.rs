@@ -372,11 +372,7 @@ fn attribute(logs: &[LogLine], items: &[[String; 2]]) -> Vec<Vec<LogLine>> {
             items
                 .iter()
                 .enumerate()
-                .filter(|(_, names)| {
-                    names
-                        .iter()
-                        .any(|n| !n.is_empty() && line.message.contains(n.as_str()))
-                })
+                .filter(|(_, names)| names.iter().any(|n| mentions(&line.message, n)))
                 .map(|(i, _)| i)
                 .collect()
         };
@@ -393,10 +389,32 @@ fn attribute(logs: &[LogLine], items: &[[String; 2]]) -> Vec<Vec<LogLine>> {
     out
 }
 
+/// Whether `text` names `word` as a whole: not inside a longer run of
+/// letters and digits (`d4` is not in `caad40e`, nor `INV-7` in `INV-70`).
+fn mentions(text: &str, word: &str) -> bool {
+    if word.is_empty() {
+        return false;
+    }
+    let edge = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
+    text.match_indices(word).any(|(at, _)| {
+        edge(text[..at].chars().next_back()) && edge(text[at + word.len()..].chars().next())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::runtime::LogLevel;
+
+    #[test]
+    fn a_name_is_mentioned_only_as_a_whole() {
+        assert!(mentions("created bills/d4.csv", "d4"));
+        assert!(mentions("d4", "d4"));
+        assert!(!mentions("key 3ddb2138ea220caad40e0d7", "d4"));
+        assert!(!mentions("created INV-70", "INV-7"));
+        assert!(mentions("created INV-7, INV-70", "INV-7"));
+        assert!(!mentions("anything", ""));
+    }
 
     fn line(source: LogSource, message: &str) -> LogLine {
         LogLine {
