@@ -762,13 +762,10 @@ async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
         .await
         .unwrap();
     let claimed = store
-        .claim(
-            "w-elsewhere",
-            vec![("csv".to_string(), 1, 8)],
-            now() + 60_000,
-        )
+        .claim("w-elsewhere", one_group(1), now() + 60_000)
         .await
-        .unwrap();
+        .unwrap()
+        .concat();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].lease_owner, "w-elsewhere");
     // Recovery leaves it alone, and it cannot be claimed twice.
@@ -780,9 +777,10 @@ async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
         (0, 0)
     );
     let other = store
-        .claim("w-here", vec![("csv".to_string(), 10, 8)], now() + 60_000)
+        .claim("w-here", one_group(10), now() + 60_000)
         .await
-        .unwrap();
+        .unwrap()
+        .concat();
     assert!(other.iter().all(|j| j.id != claimed[0].id));
     // A worker that stops beating: once the lease runs out its job is taken
     // back (and counted as a crash, since the worker is gone too).
@@ -794,9 +792,10 @@ async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
     .await
     .unwrap();
     let lost = store
-        .claim("w-silent", vec![("csv".to_string(), 1, 8)], now() - 1)
+        .claim("w-silent", one_group(1), now() - 1)
         .await
-        .unwrap();
+        .unwrap()
+        .concat();
     assert_eq!(lost.len(), 1);
     assert_eq!(
         store
@@ -807,9 +806,10 @@ async fn d1_a_live_workers_jobs_are_never_taken_a_silent_ones_are() {
         "only the silent worker's job"
     );
     let again = store
-        .claim("w-here", vec![("csv".to_string(), 10, 8)], now() + 60_000)
+        .claim("w-here", one_group(10), now() + 60_000)
         .await
-        .unwrap();
+        .unwrap()
+        .concat();
     assert!(
         again
             .iter()
@@ -833,9 +833,10 @@ async fn p7_a_job_that_keeps_crashing_its_worker_is_quarantined() {
         let worker = format!("w{crash}");
         store.register_worker(&worker, "doomed").await.unwrap();
         let claimed = store
-            .claim(&worker, vec![("csv".to_string(), 1, 8)], now() - 1)
+            .claim(&worker, one_group(1), now() - 1)
             .await
-            .unwrap();
+            .unwrap()
+            .concat();
         assert_eq!(
             claimed.len(),
             1,
@@ -853,9 +854,10 @@ async fn p7_a_job_that_keeps_crashing_its_worker_is_quarantined() {
     }
     assert!(
         store
-            .claim("w4", vec![("csv".to_string(), 1, 8)], now() + 1000)
+            .claim("w4", one_group(1), now() + 1000)
             .await
             .unwrap()
+            .concat()
             .is_empty()
     );
     let items = e.attention(Some("csv")).await.unwrap();
@@ -952,4 +954,14 @@ async fn p1_a_connections_own_deadline_reaches_the_sandbox() {
         "{}",
         items[0].hint
     );
+}
+
+/// A plan to claim one group of up to `n` of connection `csv`'s jobs.
+fn one_group(n: usize) -> Vec<ledgerbridge::store::ClaimPlan> {
+    vec![ledgerbridge::store::ClaimPlan {
+        connection: "csv".into(),
+        groups: 1,
+        size: n,
+        most_groups: 8,
+    }]
 }

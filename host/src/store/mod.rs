@@ -13,7 +13,7 @@ mod records;
 mod rows;
 
 pub use payments::{ChecksExhausted, FailedExport, FundingAccount};
-pub use queue::{ConnectionStatus, DueConnection, PausedBy};
+pub use queue::{ClaimPlan, ConnectionStatus, DueConnection, PausedBy};
 pub use records::{JobContext, JobPlan, PaymentMerge, Recorded};
 pub use rows::{
     Attention, AttentionChange, AttentionItem, AttentionKind, BillFacts, EntryRow, FinishedJob,
@@ -34,6 +34,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_4.sql"),
     include_str!("schema_5.sql"),
     include_str!("schema_6.sql"),
+    include_str!("schema_7.sql"),
 ];
 
 /// A handle on the database. Cheap to clone.

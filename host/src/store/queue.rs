@@ -42,8 +42,9 @@ pub struct DueConnection {
     /// Its connector (a built-in name or a path).
     pub plugin: String,
     pub limits: LimitOverrides,
-    /// Its jobs running now, in every worker.
-    pub running: usize,
+    /// Its groups of jobs running now, in every worker (a job claimed
+    /// before groups existed counts as one).
+    pub running_groups: usize,
     /// Its due queued jobs (counted up to [`MOST_DUE_COUNTED`]).
     pub due: usize,
     /// The best priority among them.
@@ -113,17 +114,12 @@ impl Store {
                     params![id, now, MOST_DUE_COUNTED as i64],
                     |r| r.get(0),
                 )?;
-                let running: i64 = query_row(
-                    db,
-                    "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND connection_id = ?1",
-                    [&id],
-                    |r| r.get(0),
-                )?;
+                let running = running_groups(db, &id)?;
                 out.push(DueConnection {
                     id,
                     plugin: plugin_of(&config),
                     limits: limits_of(&config),
-                    running: running as usize,
+                    running_groups: running,
                     due: due as usize,
                     best: Priority::from_i64(best),
                 });
@@ -133,97 +129,110 @@ impl Store {
         .await
     }
 
-    /// How many of `connection`'s jobs are running, in every worker.
-    pub async fn running(&self, connection: &str) -> anyhow::Result<usize> {
-        let connection = connection.to_string();
-        self.with(move |db| {
-            let n: i64 = query_row(
-                db,
-                "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND connection_id = ?1",
-                [&connection],
-                |r| r.get(0),
-            )?;
-            Ok(n as usize)
-        })
-        .await
-    }
-
-    /// Claims, for each `(connection, n, most)` of `plan`, up to `n` of its
-    /// due jobs, best priority first (then due time, bills before payments),
-    /// leased to `worker` until `lease_until`. Never more than `most` of the
-    /// connection's jobs run (the engine's bound: its calls at once times
-    /// its items per call), counted again here; never two jobs
-    /// of one document at once (a manual and an automatic sync of it never
-    /// overlap). The result keeps `plan`'s order, so the engine's rotation
-    /// over connections decides who runs first.
+    /// Claims, for each [`ClaimPlan`], up to `groups` groups of up to
+    /// `size` of its due jobs, best priority first (then due time, bills
+    /// before payments), leased to `worker` until `lease_until`. Never more
+    /// than `most_groups` of the connection's groups run (its calls at once),
+    /// counted again here over every worker; never two jobs of one document
+    /// at once (a manual and an automatic sync of it never overlap). The
+    /// result keeps the plan's order, so the engine's rotation over
+    /// connections decides who runs first.
     pub async fn claim(
         &self,
         worker: &str,
-        plan: Vec<(String, usize, usize)>,
+        plan: Vec<ClaimPlan>,
         lease_until: i64,
-    ) -> anyhow::Result<Vec<Job>> {
+    ) -> anyhow::Result<Vec<Vec<Job>>> {
         let worker = worker.to_string();
         self.with(move |db| {
             let tx = db.savepoint()?;
             let now = now_ms();
             let mut claimed = Vec::new();
-            for (connection, n, most) in plan {
+            for p in plan {
                 let unpaused: Option<i64> = query_row(
                     &tx,
                     "SELECT 1 FROM connections WHERE id = ?1
                        AND (paused_until IS NULL OR paused_until <= ?2)",
-                    params![connection, now],
+                    params![p.connection, now],
                     |r| r.get(0),
                 )
                 .optional()?;
                 if unpaused.is_none() {
                     continue;
                 }
-                let running: i64 = query_row(
+                let running = running_groups(&tx, &p.connection)?;
+                let groups = p.groups.min(p.most_groups.saturating_sub(running));
+                let size = p.size.max(1);
+                let mut group = Vec::new();
+                let mut id = String::new();
+                let jobs = take(
                     &tx,
-                    "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND connection_id = ?1",
-                    [&connection],
-                    |r| r.get(0),
+                    &worker,
+                    &p.connection,
+                    groups * size,
+                    lease_until,
+                    now,
+                    |i| {
+                        if i % size == 0 {
+                            id = uuid::Uuid::new_v4().to_string();
+                        }
+                        id.clone()
+                    },
                 )?;
-                let n = n.min(most.saturating_sub(running as usize));
-                if n == 0 {
-                    continue;
+                for job in jobs {
+                    group.push(job);
+                    if group.len() == size {
+                        claimed.push(std::mem::take(&mut group));
+                    }
                 }
-                // `+due_at`: the connection's index gives the order, so a
-                // claim reads a few rows however long the queue (with the
-                // due-time index SQLite would sort every due job).
-                let candidates: Vec<Job> = {
-                    let mut stmt = tx.prepare_cached(&format!(
-                        "SELECT {} FROM jobs j WHERE state = 'queued' AND connection_id = ?1 AND +due_at <= ?2
-                           AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.state = 'running'
-                               AND r.connection_id = j.connection_id AND r.document_id = j.document_id)
-                         ORDER BY priority, due_at, target, id LIMIT ?3",
-                        super::jobs::JOB_COLUMNS
-                    ))?;
-                    stmt.query_map(params![connection, now, (n * 2) as i64], super::jobs::job_from_row)?
-                        .collect::<Result<_, _>>()?
-                };
-                let mut documents = HashSet::new();
-                let mut taken = 0;
-                for mut job in candidates {
-                    if taken == n {
-                        break;
-                    }
-                    if !documents.insert(job.document_id.clone()) {
-                        continue;
-                    }
-                    exec(
-                        &tx,
-                        "UPDATE jobs SET state = 'running', lease_until = ?2, lease_owner = ?3 WHERE id = ?1",
-                        params![job.id, lease_until, worker],
-                    )?;
-                    job.lease_owner = worker.clone();
-                    claimed.push(job);
-                    taken += 1;
+                if !group.is_empty() {
+                    claimed.push(group);
                 }
             }
             tx.commit()?;
             Ok(claimed)
+        })
+        .await
+    }
+
+    /// Claims up to `n` more of the connection's due jobs into the running
+    /// group whose jobs are `group` (a group that lingered for more work).
+    pub async fn claim_into(
+        &self,
+        worker: &str,
+        group: &[Job],
+        n: usize,
+        lease_until: i64,
+    ) -> anyhow::Result<Vec<Job>> {
+        let worker = worker.to_string();
+        let Some(first) = group.first() else {
+            return Ok(Vec::new());
+        };
+        let (connection, first) = (first.connection_id.clone(), first.id);
+        self.with(move |db| {
+            let tx = db.savepoint()?;
+            let now = now_ms();
+            let id: Option<String> = query_row(
+                &tx,
+                "SELECT claim_group FROM jobs WHERE id = ?1 AND state = 'running' AND lease_owner = ?2",
+                params![first, worker],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+            let paused: Option<i64> = query_row(
+                &tx,
+                "SELECT 1 FROM connections WHERE id = ?1 AND paused_until > ?2",
+                params![connection, now],
+                |r| r.get(0),
+            )
+            .optional()?;
+            let Some(id) = id.filter(|_| paused.is_none()) else {
+                return Ok(Vec::new());
+            };
+            let jobs = take(&tx, &worker, &connection, n, lease_until, now, |_| id.clone())?;
+            tx.commit()?;
+            Ok(jobs)
         })
         .await
     }
@@ -483,6 +492,83 @@ impl Store {
 
 /// The limits in a connection's stored config (defaults if unreadable:
 /// the config was checked when stored).
+/// What to claim of one connection (see [`Store::claim`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPlan {
+    pub connection: String,
+    /// Groups wanted.
+    pub groups: usize,
+    /// Jobs per group: the connector's items per call.
+    pub size: usize,
+    /// Groups of the connection that may run at once: its calls at once.
+    pub most_groups: usize,
+}
+
+/// The connection's groups running now, in every worker.
+fn running_groups(db: &rusqlite::Connection, connection: &str) -> rusqlite::Result<usize> {
+    let n: i64 = query_row(
+        db,
+        "SELECT COUNT(DISTINCT COALESCE(claim_group, 'job ' || id)) FROM jobs
+         WHERE state = 'running' AND connection_id = ?1",
+        [connection],
+        |r| r.get(0),
+    )?;
+    Ok(n as usize)
+}
+
+/// Leases up to `n` of `connection`'s due jobs to `worker`, best first,
+/// never a second job of a document that has one running; the `i`th job
+/// taken joins the group `group(i)`.
+fn take(
+    tx: &rusqlite::Connection,
+    worker: &str,
+    connection: &str,
+    n: usize,
+    lease_until: i64,
+    now: i64,
+    mut group: impl FnMut(usize) -> String,
+) -> rusqlite::Result<Vec<Job>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    // `+due_at`: the connection's index gives the order, so a claim reads a
+    // few rows however long the queue (with the due-time index SQLite would
+    // sort every due job).
+    let candidates: Vec<Job> = {
+        let mut stmt = tx.prepare_cached(&format!(
+            "SELECT {} FROM jobs j WHERE state = 'queued' AND connection_id = ?1 AND +due_at <= ?2
+               AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.state = 'running'
+                   AND r.connection_id = j.connection_id AND r.document_id = j.document_id)
+             ORDER BY priority, due_at, target, id LIMIT ?3",
+            super::jobs::JOB_COLUMNS
+        ))?;
+        stmt.query_map(
+            params![connection, now, (n * 2) as i64],
+            super::jobs::job_from_row,
+        )?
+        .collect::<Result<_, _>>()?
+    };
+    let mut documents = HashSet::new();
+    let mut taken = Vec::new();
+    for mut job in candidates {
+        if taken.len() == n {
+            break;
+        }
+        if !documents.insert(job.document_id.clone()) {
+            continue;
+        }
+        exec(
+            tx,
+            "UPDATE jobs SET state = 'running', lease_until = ?2, lease_owner = ?3, claim_group = ?4
+             WHERE id = ?1",
+            params![job.id, lease_until, worker, group(taken.len())],
+        )?;
+        job.lease_owner = worker.to_string();
+        taken.push(job);
+    }
+    Ok(taken)
+}
+
 /// Due jobs counted per connection: enough for every call at once of the
 /// largest batches ([`crate::model::LimitOverrides::CALLS_AT_ONCE`] ×
 /// [`crate::runtime::MAX_ITEMS_PER_CALL`]).

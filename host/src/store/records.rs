@@ -39,44 +39,12 @@ pub struct JobContext {
 }
 
 impl Store {
-    /// What `job` needs to run, read in one go.
-    pub async fn job_context(&self, job: &super::Job) -> anyhow::Result<JobContext> {
-        let (c, t, d, target) = (
-            job.connection_id.clone(),
-            job.tenant_id.clone(),
-            job.document_id.clone(),
-            job.target,
-        );
+    /// What each of `jobs` (a group's) needs to run, read in one go.
+    pub async fn job_contexts(&self, jobs: &[super::Job]) -> anyhow::Result<Vec<JobContext>> {
+        let jobs = jobs.to_vec();
         self.with(move |db| {
             let tx = db.savepoint()?;
-            let connection = query_row(
-                &tx,
-                "SELECT config, credentials, enabled FROM connections WHERE id = ?1",
-                [&c],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, bool>(2)?)),
-            )
-            .optional()?
-            .map(|(config, creds, enabled)| parse_connection(&config, &creds, enabled))
-            .transpose()?;
-            let document = document_in(&tx, &t, &d)?;
-            let bill_entry = entry_in(&tx, &c, Target::Bill, &d)?;
-            let mut ctx = JobContext { connection, document, bill_entry, ..JobContext::default() };
-            if target == Target::Payment {
-                let mut stmt = tx.prepare_cached(
-                    "SELECT body FROM payments WHERE tenant_id = ?1 AND document_id = ?2 ORDER BY updated_at, id",
-                )?;
-                let rows = stmt.query_map(params![t, d], |r| r.get::<_, String>(0))?;
-                for b in rows {
-                    ctx.payments.push(serde_json::from_str(&b?)?);
-                }
-                drop(stmt);
-                for p in &ctx.payments {
-                    if let Some(e) = entry_in(&tx, &c, Target::Payment, &p.id)? {
-                        ctx.payment_entries.insert(p.id.clone(), e);
-                    }
-                }
-            }
-            Ok(ctx)
+            jobs.iter().map(|job| context_in(&tx, job)).collect()
         })
         .await
     }
@@ -649,4 +617,48 @@ fn intent(db: &mut rusqlite::Connection, entry: &EntryRow, job: &super::Job) -> 
     )?;
     tx.commit()?;
     Ok(())
+}
+
+/// What `job` needs to run.
+fn context_in(tx: &rusqlite::Connection, job: &super::Job) -> anyhow::Result<JobContext> {
+    let (c, t, d) = (&job.connection_id, &job.tenant_id, &job.document_id);
+    let connection = query_row(
+        tx,
+        "SELECT config, credentials, enabled FROM connections WHERE id = ?1",
+        [c],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, bool>(2)?,
+            ))
+        },
+    )
+    .optional()?
+    .map(|(config, creds, enabled)| parse_connection(&config, &creds, enabled))
+    .transpose()?;
+    let document = document_in(tx, t, d)?;
+    let bill_entry = entry_in(tx, c, Target::Bill, d)?;
+    let mut ctx = JobContext {
+        connection,
+        document,
+        bill_entry,
+        ..JobContext::default()
+    };
+    if job.target == Target::Payment {
+        let mut stmt = tx.prepare_cached(
+            "SELECT body FROM payments WHERE tenant_id = ?1 AND document_id = ?2 ORDER BY updated_at, id",
+        )?;
+        let rows = stmt.query_map(params![t, d], |r| r.get::<_, String>(0))?;
+        for b in rows {
+            ctx.payments.push(serde_json::from_str(&b?)?);
+        }
+        drop(stmt);
+        for p in &ctx.payments {
+            if let Some(e) = entry_in(tx, c, Target::Payment, &p.id)? {
+                ctx.payment_entries.insert(p.id.clone(), e);
+            }
+        }
+    }
+    Ok(ctx)
 }

@@ -17,7 +17,7 @@ use super::outcome::{Failure, conclude, failed, finished, skipped};
 use crate::model::{PaymentMethod, Target};
 use crate::runtime::bindings as wit;
 use crate::runtime::{CallError, describe_connector_error};
-use crate::store::{FinishedJob, Job, JobOutcome, NewJob, now_ms};
+use crate::store::{FinishedJob, Job, JobContext, JobOutcome, NewJob, now_ms};
 
 /// What the executor decided.
 pub(super) enum Step {
@@ -32,14 +32,14 @@ impl From<FinishedJob> for Step {
     }
 }
 
-/// Runs `job`, its calls going out with its group's (`batcher`), and
-/// decides its outcome.
+/// Runs `job` from what the store holds for it (`ctx`), its calls going
+/// out with its group's (`batcher`), and decides its outcome.
 pub(super) async fn run<'e>(
     engine: &'e Engine,
     job: &Job,
+    ctx: JobContext,
     batcher: &Batcher<'e>,
 ) -> anyhow::Result<Step> {
-    let ctx = engine.store.job_context(job).await?;
     let Some(conn) = ctx.connection else {
         return Ok(failed(
             job,

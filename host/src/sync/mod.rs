@@ -38,7 +38,9 @@ pub use retry::RetryPolicy;
 use crate::intake::{Batch, FieldError, InvalidInput};
 use crate::model::{Connection, Payment, Target, Trigger, check_id, check_text};
 use crate::runtime::Runtime;
-use crate::store::{FinishedJob, Job, JobOutcome, PausedBy, Priority, RunSummary, Store, now_ms};
+use crate::store::{
+    ClaimPlan, FinishedJob, Job, JobOutcome, PausedBy, Priority, RunSummary, Store, now_ms,
+};
 use anyhow::{Context as _, bail};
 use connectors::Connectors;
 use std::collections::HashMap;
@@ -1142,21 +1144,23 @@ impl Engine {
             .zip(&limits)
             .map(|(d, l)| self.budgets.of(&d.id, l))
             .collect();
-        // What each connection may still run, in jobs.
-        let caps: Vec<usize> = (0..len)
+        // What each connection may still start: groups (its calls at once,
+        // counted over every worker, and three quarters of this worker's
+        // hands), and the jobs that fill them.
+        let rooms: Vec<(usize, usize)> = (0..len)
             .map(|i| {
                 let d = &due[i];
                 if budgets[i].paused_for(now).is_some() || budgets[i].empty_at(now) {
-                    return 0;
+                    return (0, 0);
                 }
                 let (groups_here, _) = here.get(&d.id).copied().unwrap_or_default();
-                let at_once = limits[i].calls_at_once() as usize * sizes[i];
-                d.due
-                    .min(at_once.saturating_sub(d.running))
-                    .min(most.saturating_sub(groups_here) * sizes[i])
+                let groups = (limits[i].calls_at_once() as usize)
+                    .saturating_sub(d.running_groups)
+                    .min(most.saturating_sub(groups_here));
+                (groups, d.due)
             })
             .collect();
-        let mut plan = vec![0usize; len];
+        let mut plan = vec![(0usize, 0usize); len]; // (groups, jobs)
         let mut groups = 0;
         'rounds: loop {
             let before = groups;
@@ -1164,9 +1168,10 @@ impl Engine {
                 if groups == free {
                     break 'rounds;
                 }
-                let room = caps[i] - plan[i];
-                if room > 0 {
-                    plan[i] += room.min(sizes[i]);
+                let (room_groups, room_jobs) = rooms[i];
+                if plan[i].0 < room_groups && plan[i].1 < room_jobs {
+                    plan[i].0 += 1;
+                    plan[i].1 += sizes[i].min(room_jobs - plan[i].1);
                     groups += 1;
                 }
             }
@@ -1174,46 +1179,41 @@ impl Engine {
                 break;
             }
         }
-        let plan: Vec<(String, usize, usize)> = (0..len)
-            .filter(|&i| plan[i] > 0)
-            .map(|i| {
-                let at_once = limits[i].calls_at_once() as usize * sizes[i];
-                (due[i].id.clone(), plan[i], at_once)
+        let plan: Vec<ClaimPlan> = (0..len)
+            .filter(|&i| plan[i].0 > 0)
+            .map(|i| ClaimPlan {
+                connection: due[i].id.clone(),
+                groups: plan[i].0,
+                size: sizes[i],
+                most_groups: limits[i].calls_at_once() as usize,
             })
             .collect();
         let claimed = self.store.claim(worker, plan, lease_until).await?;
-        let mut by_connection: Vec<Vec<Job>> = vec![Vec::new(); len];
-        for job in claimed {
-            let i = due
-                .iter()
-                .position(|d| d.id == job.connection_id)
-                .expect("claimed from a planned connection");
-            by_connection[i].push(job);
-        }
         let mut run = Vec::new();
-        for (i, jobs) in by_connection.into_iter().enumerate() {
-            let mut paused = false;
-            let mut jobs = jobs.into_iter().peekable();
-            while jobs.peek().is_some() {
-                let group: Vec<Job> = jobs.by_ref().take(sizes[i]).collect();
-                match budgets[i].try_take(now) {
-                    Ok(()) => run.push(Group {
-                        jobs: group,
-                        size: sizes[i],
-                    }),
-                    Err(wait) => {
-                        let until =
-                            now.saturating_add(wait.as_millis().min(i64::MAX as u128) as i64);
-                        if wait > PAUSE_AFTER && !paused {
-                            paused = true;
-                            let reason = budget_spent(&limits[i]);
-                            self.pause(&due[i].id, &limits[i], until, PausedBy::Budget, &reason)
-                                .await;
-                        }
-                        let why = format!("waiting for the connection's call budget ({wait:.1?})");
-                        for job in group {
-                            self.store.release(&job, until, &why).await?;
-                        }
+        let mut paused = Vec::new();
+        for group in claimed {
+            let Some(i) = group
+                .first()
+                .and_then(|j| due.iter().position(|d| d.id == j.connection_id))
+            else {
+                continue;
+            };
+            match budgets[i].try_take(now) {
+                Ok(()) => run.push(Group {
+                    jobs: group,
+                    size: sizes[i],
+                }),
+                Err(wait) => {
+                    let until = now.saturating_add(wait.as_millis().min(i64::MAX as u128) as i64);
+                    if wait > PAUSE_AFTER && !paused.contains(&i) {
+                        paused.push(i);
+                        let reason = budget_spent(&limits[i]);
+                        self.pause(&due[i].id, &limits[i], until, PausedBy::Budget, &reason)
+                            .await;
+                    }
+                    let why = format!("waiting for the connection's call budget ({wait:.1?})");
+                    for job in group {
+                        self.store.release(&job, until, &why).await?;
                     }
                 }
             }
@@ -1478,23 +1478,12 @@ impl Engine {
         let urgent = jobs.iter().any(|j| j.priority == Priority::FundingComplete);
         if jobs.len() < size && !urgent && !self.worker.linger.is_zero() {
             tokio::time::sleep(self.worker.linger).await;
-            let connection = jobs[0].connection_id.clone();
             let lease_until = now_ms() + self.worker.lease.as_millis() as i64;
-            // Never more than the group's own size: the claim that made the
-            // group counted the connection's calls at once in groups.
-            let most = self
-                .store
-                .running(&connection)
-                .await
-                .unwrap_or(usize::MAX)
-                .saturating_add(size - jobs.len());
+            // More of the connection's due jobs join this group: it counts
+            // once against the connection's calls at once however full.
             if let Ok(more) = self
                 .store
-                .claim(
-                    worker,
-                    vec![(connection, size - jobs.len(), most)],
-                    lease_until,
-                )
+                .claim_into(worker, &jobs, size - jobs.len(), lease_until)
                 .await
                 && !more.is_empty()
             {
@@ -1509,11 +1498,22 @@ impl Engine {
             }
         }
         let t = std::time::Instant::now();
+        // What every job needs, in one read.
+        let contexts = match self.store.job_contexts(&jobs).await {
+            Ok(c) => c,
+            Err(e) => {
+                let why = format!("{e:#}");
+                return jobs
+                    .into_iter()
+                    .map(|j| (j, JobResult::HostError(anyhow::anyhow!("{why}"))))
+                    .collect();
+            }
+        };
         let batcher = batcher::Batcher::new(self, jobs.len());
-        let runs = futures::future::join_all(jobs.iter().map(|job| {
+        let runs = futures::future::join_all(jobs.iter().zip(contexts).map(|(job, ctx)| {
             let batcher = &batcher;
             async move {
-                let run = std::panic::AssertUnwindSafe(executor::run(self, job, batcher));
+                let run = std::panic::AssertUnwindSafe(executor::run(self, job, ctx, batcher));
                 let r = futures::FutureExt::catch_unwind(run).await;
                 batcher.done();
                 r
