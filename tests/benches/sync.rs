@@ -13,7 +13,9 @@
 //!   document does not grow with what is already synced) and where the
 //!   host's time goes.
 //!
-//! `LEDGERBRIDGE_BENCH_DOCS` sets the number of documents.
+//! `LEDGERBRIDGE_BENCH_DOCS` sets the number of documents;
+//! `LEDGERBRIDGE_BENCH_CASES` picks cases (`batched,single,csv`, all by
+//! default), to profile one alone.
 
 use ledgerbridge::model::LimitOverrides;
 use ledgerbridge::sync::{Engine, Selection, WorkerConfig};
@@ -55,6 +57,7 @@ async fn resync(
         .request_resync("c", Selection::All, false)
         .await
         .unwrap();
+    let store_before = engine.store_busy();
     let started = Instant::now();
     let mut marks: Vec<(usize, Duration)> = Vec::new();
     let mut next = 1000;
@@ -89,15 +92,16 @@ async fn resync(
             prev = *at;
         }
         println!();
-        where_time_goes(&engine, total);
+        where_time_goes(&engine, total, store_before);
     }
     rate
 }
 
-fn where_time_goes(engine: &Arc<Engine>, total: Duration) {
+fn where_time_goes(engine: &Arc<Engine>, total: Duration, before: (u64, Duration)) {
     let (calls, busy) = engine.store_busy();
+    let (calls, busy) = (calls - before.0, busy - before.1);
     println!(
-        "  store: {calls} requests holding the database {busy:.2?} in all ({:.0}% of the run)",
+        "  store, during the re-sync: {calls} requests holding the database {busy:.2?} ({:.0}% of the run)",
         100.0 * busy.as_secs_f64() / total.as_secs_f64()
     );
     let s = &engine.stats;
@@ -125,36 +129,52 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let cases =
+        std::env::var("LEDGERBRIDGE_BENCH_CASES").unwrap_or_else(|_| "batched,single,csv".into());
+    let run = |case: &str| cases.split(',').any(|c| c.trim() == case);
     tokio.block_on(async {
         println!("ledgerbridge sync benchmark: bulk re-sync of {docs} new documents");
         println!("(file-backed SQLite store in WAL mode; every outcome durable)\n");
-        let batched = resync(
-            "no-I/O connector, batches of 50",
-            docs,
-            SCRIPTED,
-            LimitOverrides::default(),
-            true,
-        )
-        .await;
-        let single = resync(
-            "no-I/O connector, one item a call",
-            docs,
-            SCRIPTED,
-            LimitOverrides {
-                items_per_call: Some(1),
-                ..LimitOverrides::default()
-            },
-            false,
-        )
-        .await;
-        println!("  batches are {:.1}x faster end to end\n", batched / single);
-        resync(
-            "CSV connector, files on disk, batches of 50",
-            docs,
-            "csv",
-            LimitOverrides::default(),
-            true,
-        )
-        .await;
+        let mut rates = (None, None);
+        if run("batched") {
+            rates.0 = Some(
+                resync(
+                    "no-I/O connector, batches of 50",
+                    docs,
+                    SCRIPTED,
+                    LimitOverrides::default(),
+                    true,
+                )
+                .await,
+            );
+        }
+        if run("single") {
+            rates.1 = Some(
+                resync(
+                    "no-I/O connector, one item a call",
+                    docs,
+                    SCRIPTED,
+                    LimitOverrides {
+                        items_per_call: Some(1),
+                        ..LimitOverrides::default()
+                    },
+                    false,
+                )
+                .await,
+            );
+        }
+        if let (Some(batched), Some(single)) = rates {
+            println!("  batches are {:.1}x faster end to end\n", batched / single);
+        }
+        if run("csv") {
+            resync(
+                "CSV connector, files on disk, batches of 50",
+                docs,
+                "csv",
+                LimitOverrides::default(),
+                true,
+            )
+            .await;
+        }
     });
 }

@@ -283,3 +283,29 @@ async fn p6_a_batch_answered_with_the_wrong_count_is_a_plugin_fault() {
         );
     }
 }
+
+/// R2: a connection runs by the limits its connector states for the ERP,
+/// which its own `limits` may lower, never raise; `status` shows them.
+#[tokio::test]
+async fn r2_a_connection_runs_by_its_connectors_limits_and_may_only_lower_them() {
+    let engine = engine();
+    engine.add_tenant("acme").await.unwrap();
+    let erp = tempfile::tempdir().unwrap();
+    let mut c = connection("m", "acme", MINTING, Some(erp.path()));
+    let limits = |c: &ledgerbridge::model::Connection| {
+        let engine = engine.clone();
+        let c = c.clone();
+        async move {
+            engine.put_connection(c).await.unwrap();
+            let l = engine.status(Some("acme")).await.unwrap().remove(0).limits;
+            (l.calls_at_once, l.calls_per_minute)
+        }
+    };
+    // The minting connector states 8 at once and no minute's limit.
+    assert_eq!(limits(&c).await, (Some(8), None));
+    c.limits.calls_at_once = Some(16);
+    assert_eq!(limits(&c).await, (Some(8), None), "raised past the ERP's");
+    c.limits.calls_at_once = Some(2);
+    c.limits.calls_per_minute = Some(30);
+    assert_eq!(limits(&c).await, (Some(2), Some(30)));
+}

@@ -965,3 +965,50 @@ fn one_group(n: usize) -> Vec<ledgerbridge::store::ClaimPlan> {
         most_groups: 8,
     }]
 }
+
+/// R2 with batches (issue 10): a connection's calls at once bound its
+/// running groups, however many jobs each carries, counted in the store
+/// over every worker; jobs a lingering group takes in join it and count
+/// nothing more.
+#[tokio::test]
+async fn r2_calls_at_once_bound_running_groups_not_jobs() {
+    let (e, store, _dir) = csv_engine_with_store(T).await;
+    let docs: Vec<_> = (0..30)
+        .map(|i| doc_json(T, &format!("d{i:02}"), "approved", "10.00"))
+        .collect();
+    import(&e, json!({ "documents": docs })).await.unwrap();
+    let now = ledgerbridge::store::now_ms;
+    store.register_worker("w", "here:1").await.unwrap();
+    let plan = |groups, size| {
+        vec![ledgerbridge::store::ClaimPlan {
+            connection: "csv".into(),
+            groups,
+            size,
+            most_groups: 2,
+        }]
+    };
+    let first = store.claim("w", plan(1, 10), now() + 60_000).await.unwrap();
+    assert_eq!(first.iter().map(Vec::len).collect::<Vec<_>>(), [10]);
+    // Two at once: one more group, of one job, whatever was asked.
+    let second = store.claim("w", plan(5, 1), now() + 60_000).await.unwrap();
+    assert_eq!(second.iter().map(Vec::len).collect::<Vec<_>>(), [1]);
+    let third = store.claim("w", plan(5, 1), now() + 60_000).await.unwrap();
+    assert!(third.is_empty(), "a third group ran: {third:?}");
+    // The first group takes in five more: still two groups.
+    let more = store
+        .claim_into("w", &first[0], 5, now() + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(more.len(), 5);
+    let fourth = store.claim("w", plan(1, 1), now() + 60_000).await.unwrap();
+    assert!(fourth.is_empty(), "joining made a group: {fourth:?}");
+    // Another worker's claim counts the same groups.
+    store.register_worker("w2", "there:2").await.unwrap();
+    assert!(
+        store
+            .claim("w2", plan(1, 10), now() + 60_000)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

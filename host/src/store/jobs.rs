@@ -536,22 +536,28 @@ fn release_payments(
     document: &str,
     now: i64,
 ) -> anyhow::Result<()> {
-    let queued: bool = tx
-        .query_row(
-            "SELECT 1 FROM jobs WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment' AND state = 'queued'",
-            params![connection, document],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
     // The job that goes on keeps the best priority of those it stands for:
     // a funding-complete payment merged into bulk work is still one (R5).
-    let best: Option<i64> = tx.query_row(
+    // Cached statements: every bill's outcome runs them.
+    let best: Option<i64> = query_row(
+        tx,
         "SELECT MIN(priority) FROM jobs WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment'
            AND state IN ('waiting', 'blocked')",
         params![connection, document],
         |r| r.get(0),
     )?;
+    if best.is_none() {
+        // No payment waits (most bills): nothing to release.
+        return Ok(());
+    }
+    let queued: bool = query_row(
+        tx,
+        "SELECT 1 FROM jobs WHERE connection_id = ?1 AND document_id = ?2 AND target = 'payment' AND state = 'queued'",
+        params![connection, document],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some();
     if queued {
         // One queued payment job already covers the document's payments.
         exec(tx,

@@ -7,6 +7,7 @@ use super::{exec, query_row};
 use crate::model::{Connection, Document, Payment, Target};
 use anyhow::{Context as _, bail};
 use rusqlite::{OptionalExtension, params};
+use std::collections::HashMap;
 
 /// Decides the jobs a change causes, inside the transaction that records it.
 pub type JobPlan<T> = Box<dyn FnOnce(Option<&T>, &T, &[Connection]) -> Vec<NewJob> + Send>;
@@ -44,7 +45,21 @@ impl Store {
         let jobs = jobs.to_vec();
         self.with(move |db| {
             let tx = db.savepoint()?;
-            jobs.iter().map(|job| context_in(&tx, job)).collect()
+            // A group's jobs share their connection: read and parse it once.
+            let mut connections: HashMap<String, Option<Connection>> = HashMap::new();
+            let mut out = Vec::with_capacity(jobs.len());
+            for job in &jobs {
+                let connection = match connections.get(&job.connection_id) {
+                    Some(c) => c.clone(),
+                    None => {
+                        let c = connection_in(&tx, &job.connection_id)?;
+                        connections.insert(job.connection_id.clone(), c.clone());
+                        c
+                    }
+                };
+                out.push(context_in(&tx, job, connection)?);
+            }
+            Ok(out)
         })
         .await
     }
@@ -619,13 +634,12 @@ fn intent(db: &mut rusqlite::Connection, entry: &EntryRow, job: &super::Job) -> 
     Ok(())
 }
 
-/// What `job` needs to run.
-fn context_in(tx: &rusqlite::Connection, job: &super::Job) -> anyhow::Result<JobContext> {
-    let (c, t, d) = (&job.connection_id, &job.tenant_id, &job.document_id);
-    let connection = query_row(
+/// Connection `id` as stored, if it exists.
+fn connection_in(tx: &rusqlite::Connection, id: &str) -> anyhow::Result<Option<Connection>> {
+    query_row(
         tx,
         "SELECT config, credentials, enabled FROM connections WHERE id = ?1",
-        [c],
+        [id],
         |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -636,7 +650,16 @@ fn context_in(tx: &rusqlite::Connection, job: &super::Job) -> anyhow::Result<Job
     )
     .optional()?
     .map(|(config, creds, enabled)| parse_connection(&config, &creds, enabled))
-    .transpose()?;
+    .transpose()
+}
+
+/// What `job` needs to run, with its `connection`.
+fn context_in(
+    tx: &rusqlite::Connection,
+    job: &super::Job,
+    connection: Option<Connection>,
+) -> anyhow::Result<JobContext> {
+    let (c, t, d) = (&job.connection_id, &job.tenant_id, &job.document_id);
     let document = document_in(tx, t, d)?;
     let bill_entry = entry_in(tx, c, Target::Bill, d)?;
     let mut ctx = JobContext {

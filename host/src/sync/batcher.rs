@@ -364,18 +364,29 @@ fn attribute(logs: &[LogLine], items: &[[String; 2]]) -> Vec<Vec<LogLine>> {
     if items.len() == 1 {
         return vec![logs.to_vec()];
     }
+    // One pass over each line for every item's names at once.
+    let names: Vec<(&str, usize)> = items
+        .iter()
+        .enumerate()
+        .flat_map(|(i, names)| names.iter().map(move |n| (n.as_str(), i)))
+        .filter(|(n, _)| !n.is_empty())
+        .collect();
+    let Ok(finder) = aho_corasick::AhoCorasick::new(names.iter().map(|(n, _)| n)) else {
+        return vec![logs.to_vec(); items.len()];
+    };
     let mut out = vec![Vec::new(); items.len()];
     for line in logs {
-        let named: Vec<usize> = if line.source == LogSource::Host {
-            Vec::new()
-        } else {
-            items
-                .iter()
-                .enumerate()
-                .filter(|(_, names)| names.iter().any(|n| mentions(&line.message, n)))
-                .map(|(i, _)| i)
-                .collect()
-        };
+        let mut named: Vec<usize> = Vec::new();
+        if line.source != LogSource::Host {
+            let text = &line.message;
+            for m in finder.find_overlapping_iter(text) {
+                if whole(text, m.start(), m.end()) {
+                    named.push(names[m.pattern().as_usize()].1);
+                }
+            }
+            named.sort_unstable();
+            named.dedup();
+        }
         if named.is_empty() {
             for o in &mut out {
                 o.push(line.clone());
@@ -389,16 +400,21 @@ fn attribute(logs: &[LogLine], items: &[[String; 2]]) -> Vec<Vec<LogLine>> {
     out
 }
 
-/// Whether `text` names `word` as a whole: not inside a longer run of
-/// letters and digits (`d4` is not in `caad40e`, nor `INV-7` in `INV-70`).
-fn mentions(text: &str, word: &str) -> bool {
-    if word.is_empty() {
-        return false;
-    }
+/// Whether `text[start..end]` stands as a whole: not inside a longer run
+/// of letters and digits.
+fn whole(text: &str, start: usize, end: usize) -> bool {
     let edge = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
-    text.match_indices(word).any(|(at, _)| {
-        edge(text[..at].chars().next_back()) && edge(text[at + word.len()..].chars().next())
-    })
+    edge(text[..start].chars().next_back()) && edge(text[end..].chars().next())
+}
+
+/// Whether `text` names `word` as a whole (`d4` is not in `caad40e`, nor
+/// `INV-7` in `INV-70`).
+#[cfg(test)]
+fn mentions(text: &str, word: &str) -> bool {
+    !word.is_empty()
+        && text
+            .match_indices(word)
+            .any(|(at, _)| whole(text, at, at + word.len()))
 }
 
 #[cfg(test)]

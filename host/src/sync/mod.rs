@@ -1084,8 +1084,10 @@ impl Engine {
         }
         let mut all = self.store.queue_status().await?;
         all.retain(|c| tenant.is_none_or(|t| c.tenant_id == t));
-        // The limits it runs by: its connector's, lowered by its own (R2).
+        // The limits it runs by: its connector's (loaded for them, once),
+        // lowered by its own (R2).
         for c in &mut all {
+            let _ = self.connectors.named(&self.runtime, &c.plugin).await;
             c.limits = self.limits_of(&c.plugin, &c.limits);
         }
         Ok(all)
