@@ -204,6 +204,36 @@ fn operators_run_it_for_a_tenant_from_the_command_line() {
     );
 }
 
+/// P5: `plugin check` says a 0.1 plugin was built for the older contract,
+/// which still runs, one item a call.
+#[test]
+fn plugin_check_names_an_older_contract() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let legacy = ledgerbridge_plugin_build::build_into(
+        &root.join("tests/plugins"),
+        &["test-legacy"],
+        &root.join("target/wasm"),
+    )
+    .remove(0);
+    let out = ledgerbridge(&["plugin", "check", legacy.to_str().unwrap()], &cache());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("contract:         ledgerbridge:connector@0.1.0 (an older contract, still run: one item per call"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("items per call: 1 lookups, 1 creates, 1 updates"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn plugin_check_describes_a_plugin() {
     let out = ledgerbridge(

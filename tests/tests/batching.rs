@@ -116,7 +116,7 @@ async fn m2_a_bulk_resync_of_2000_documents_makes_a_call_per_batch_not_per_docum
 /// item gets its own outcome, log line and attention item; the others are
 /// unaffected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn m3_each_item_of_a_mixed_batch_gets_its_own_outcome() {
+async fn l1_l2_each_item_of_a_mixed_batch_gets_its_own_outcome_log_line_and_attention() {
     let (engine, mut c) = scripted_engine("acme", &[]).await;
     let ids: Vec<String> = (0..10).map(|i| format!("d{i}")).collect();
     let batch = |amount: &str| serde_json::json!({"documents": ids.iter().map(|d| doc_json("acme", d, "approved", amount)).collect::<Vec<_>>()});
@@ -308,4 +308,46 @@ async fn r2_a_connection_runs_by_its_connectors_limits_and_may_only_lower_them()
     c.limits.calls_at_once = Some(2);
     c.limits.calls_per_minute = Some(30);
     assert_eq!(limits(&c).await, (Some(2), Some(30)));
+}
+
+/// The SDK's batch default (a connector that implements only single
+/// items): each item is sent with its own key; once the ERP throttles, the
+/// items after it are not sent (each would spend a call and fail the same
+/// way) and answer the same `rate-limited`, to be retried.
+#[tokio::test]
+async fn r5_the_sdk_loop_stops_a_batch_at_the_first_throttle() {
+    use ledgerbridge::runtime::bindings::ConnectorError;
+    use ledgerbridge::runtime::{CallError, Item, Operation, Reply};
+    let plugin = load(SCRIPTED).await;
+    let sandbox = ledgerbridge::runtime::Sandbox {
+        settings: vec![("create-bill:d1".into(), "rate-limited".into())],
+        ..Default::default()
+    };
+    let items = (0..4)
+        .map(|i| Item {
+            key: format!("key-{i}"),
+            operation: Operation::CreateBill {
+                bill: sample_bill(&format!("d{i}")),
+            },
+        })
+        .collect();
+    let out = runtime().call_batch(&plugin, &sandbox, items).await;
+    let results = out.result.expect("a result per item");
+    assert!(matches!(results[0], Ok(Reply::Entry(_))), "{results:?}");
+    for r in &results[1..] {
+        assert!(
+            matches!(r, Err(CallError::Connector(ConnectorError::RateLimited(_)))),
+            "{results:?}"
+        );
+    }
+    let sent: Vec<&str> = out
+        .logs
+        .iter()
+        .filter_map(|l| l.message.strip_prefix("create-bill key "))
+        .collect();
+    assert_eq!(
+        sent,
+        ["key-0", "key-1"],
+        "each item's own key, none after the throttle"
+    );
 }
