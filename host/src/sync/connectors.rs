@@ -51,7 +51,7 @@ impl Connectors {
         self.declared
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(name.to_string(), plugin.descriptor.limits.clone());
+            .insert(name.to_string(), plugin.descriptor.limits);
         Ok(plugin)
     }
 }

@@ -1135,7 +1135,7 @@ impl Engine {
             // its first claim, so every claim runs by them. One that cannot
             // be loaded runs by the connection's own, and its jobs fail.
             let declared = match self.connectors.named(&self.runtime, &d.plugin).await {
-                Ok(p) => Some(p.descriptor.limits.clone()),
+                Ok(p) => Some(p.descriptor.limits),
                 Err(_) => None,
             };
             limits.push(limits::effective(&d.limits, declared.as_ref()));
