@@ -166,7 +166,8 @@ pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
             tenant_id: TENANT.into(),
             plugin: "csv".into(),
             enabled: true,
-            settings: Default::default(),
+            // The day's new and changed bills, ready for Xero's bill import.
+            settings: [("import-layout".to_string(), "xero".to_string())].into(),
             credentials: Default::default(),
             allowed_hosts: vec![],
             directory: Some(erp.display().to_string()),
@@ -244,7 +245,7 @@ pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
     }
 
     println!("\nFiles in {}:", erp.display());
-    for sub in ["bills", "payments", "checks"] {
+    for sub in ["bills", "payments", "checks", "imports"] {
         let mut paths = Vec::new();
         collect(&erp.join(sub), &mut paths);
         paths.sort();
@@ -253,7 +254,7 @@ pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
         }
     }
     println!(
-        "\nplugins/csv/README.md explains the layout; README.md shows how to run ledgerbridge for your own tenants."
+        "\nplugins/csv/README.md explains the layout (imports/ holds the day's bills in Xero's bill import layout); README.md shows how to run ledgerbridge for your own tenants."
     );
     Ok(())
 }

@@ -28,6 +28,8 @@ fn demo_runs_the_engine_on_the_csv_plugin() {
         stdout.contains("doc-1001  bill     approved         created         entry doc-1001"),
         "{stdout}"
     );
+    // The day's bills, ready for Xero's bill import (issue 10).
+    assert!(stdout.contains("imports/bills-xero-"), "{stdout}");
     assert!(
         stdout.contains("doc-1005  bill     approved         failed          lines[0].category"),
         "{stdout}"
