@@ -351,3 +351,36 @@ async fn r5_the_sdk_loop_stops_a_batch_at_the_first_throttle() {
         "each item's own key, none after the throttle"
     );
 }
+
+/// A plugin that faults on a batch (here: it traps on one item's data)
+/// does not drag that batch's other items down: they go again one by one,
+/// and only the item that causes the fault fails, is retried on its own
+/// and ends in Requires attention.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p7_a_fault_on_one_items_data_fails_that_item_alone() {
+    let (engine, _) = scripted_engine("acme", &[("panic-on", "d2")]).await;
+    let ids = ["d0", "d1", "d2", "d3", "d4"];
+    import(
+        &engine,
+        serde_json::json!({"documents": ids.iter().map(|d| doc_json("acme", d, "approved", "10.00")).collect::<Vec<_>>()}),
+    )
+    .await
+    .unwrap();
+    settle(&engine).await;
+    for d in ["d0", "d1", "d3", "d4"] {
+        let log = engine.log_of("acme", d, None).await.unwrap();
+        assert_eq!(log.last().unwrap().outcome, "created", "{d}: {log:?}");
+        assert!(
+            log[0]
+                .plugin_log
+                .to_string()
+                .contains("scripted panic on d2")
+                || log[0].plugin_log.to_string().contains("crashed"),
+            "{d}: the batch's fault shows in its log: {}",
+            log[0].plugin_log
+        );
+    }
+    let attention = engine.attention(Some("s")).await.unwrap();
+    let flagged: Vec<&str> = attention.iter().map(|a| a.document_id.as_str()).collect();
+    assert_eq!(flagged, ["d2"], "{attention:?}");
+}

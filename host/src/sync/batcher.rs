@@ -16,7 +16,9 @@ use super::limits::items_per_call;
 use super::retry::MAX_RETRY_AFTER;
 use crate::model::LimitOverrides;
 use crate::runtime::bindings as wit;
-use crate::runtime::{CallError, Item, LogLine, LogSource, Operation, Plugin, Reply, Sandbox};
+use crate::runtime::{
+    CallError, Item, LogLine, LogSource, Operation, Plugin, PluginFault, Reply, Sandbox,
+};
 use crate::store::{EntryRow, Job, PausedBy, now_ms};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -267,57 +269,50 @@ impl<'e> Batcher<'e> {
                 acc.2.push(i);
                 acc
             });
-        let (results, logs, call_key) = if let [
-            Item {
-                operation: op @ Operation::CheckNumbersInUse { .. },
-                key,
-            },
-        ] = items.as_slice()
-        {
+        let single = matches!(
+            items.as_slice(),
+            [Item {
+                operation: Operation::CheckNumbersInUse { .. },
+                ..
+            }]
+        );
+        let (results, logs, call_key) = if single {
+            let Item { key, operation } = items.into_iter().next().expect("one item");
             let out = engine
                 .runtime
-                .call(&setup.plugin, &setup.sandbox, key, op.clone())
+                .call(&setup.plugin, &setup.sandbox, &key, operation)
                 .await;
-            (vec![out.result], out.logs, key.clone())
+            (vec![out.result], out.logs, key)
         } else {
+            // Kept to send alone should the plugin fault on the batch.
+            let alone = (n > 1).then(|| items.clone());
             let out = engine
                 .runtime
                 .call_batch(&setup.plugin, &setup.sandbox, items)
                 .await;
-            let results = match out.result {
-                Ok(each) => each,
-                Err(e) => vec![Err(e); n],
-            };
-            (results, out.logs, out.key)
+            match (out.result, alone) {
+                (Ok(each), _) => (each, out.logs, out.key),
+                // A plugin that faults on a batch (a trap on one item's
+                // data, a wrong count, a reply over its bounds, its memory
+                // limit) must not drag the items it could have handled:
+                // each goes again alone. Not a deadline: a slow ERP would
+                // make that n deadlines; those items are retried later.
+                (Err(CallError::Fault(fault)), Some(alone))
+                    if !matches!(
+                        fault,
+                        PluginFault::Deadline(_) | PluginFault::Instantiate(_)
+                    ) =>
+                {
+                    self.count_call(started);
+                    return self
+                        .one_by_one(&setup, alone, names, replies, &fault, out.logs)
+                        .await;
+                }
+                (Err(e), _) => (vec![Err(e); n], out.logs, out.key),
+            }
         };
-        let stats = &engine.stats;
-        stats.plugin_ns.fetch_add(
-            started.elapsed().as_nanos() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        stats
-            .plugin_calls
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Some(r) = results.iter().find_map(|r| match r {
-            Err(CallError::Connector(wit::ConnectorError::RateLimited(r))) => Some(r),
-            _ => None,
-        }) {
-            let after = r
-                .retry_after_ms
-                .map_or(engine.retry.base, Duration::from_millis)
-                .min(MAX_RETRY_AFTER);
-            let until = now_ms().saturating_add(after.as_millis() as i64);
-            let reason = format!("the ERP answered rate-limited: {}", r.message);
-            engine
-                .pause(
-                    &setup.connection,
-                    &setup.limits,
-                    until,
-                    PausedBy::Erp,
-                    &reason,
-                )
-                .await;
-        }
+        self.count_call(started);
+        self.pause_if_throttled(&setup, &results).await;
         let mut lines = attribute(&logs, &names);
         self.resume(n);
         for (i, (reply, result)) in replies.into_iter().zip(results).enumerate() {
@@ -327,6 +322,100 @@ impl<'e> Batcher<'e> {
                 batch: n,
                 call_key: call_key.clone(),
             });
+        }
+    }
+
+    fn count_call(&self, started: std::time::Instant) {
+        let stats = &self.engine.stats;
+        stats.plugin_ns.fetch_add(
+            started.elapsed().as_nanos() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        stats
+            .plugin_calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A `rate-limited` answer pauses the whole connection (R5).
+    async fn pause_if_throttled(&self, setup: &Setup, results: &[Result<Reply, CallError>]) {
+        let Some(r) = results.iter().find_map(|r| match r {
+            Err(CallError::Connector(wit::ConnectorError::RateLimited(r))) => Some(r),
+            _ => None,
+        }) else {
+            return;
+        };
+        let engine = self.engine;
+        let after = r
+            .retry_after_ms
+            .map_or(engine.retry.base, Duration::from_millis)
+            .min(MAX_RETRY_AFTER);
+        let until = now_ms().saturating_add(after.as_millis() as i64);
+        let reason = format!("the ERP answered rate-limited: {}", r.message);
+        engine
+            .pause(
+                &setup.connection,
+                &setup.limits,
+                until,
+                PausedBy::Erp,
+                &reason,
+            )
+            .await;
+    }
+
+    /// Sends each item of a batch the plugin faulted on in a call of its
+    /// own (each paced by the budget), so only the item that causes the
+    /// fault fails; every item's log shows the batch's fault first.
+    async fn one_by_one(
+        &self,
+        setup: &Arc<Setup>,
+        items: Vec<Item>,
+        names: Vec<[String; 2]>,
+        replies: Vec<oneshot::Sender<Answer>>,
+        fault: &PluginFault,
+        batch_logs: Vec<LogLine>,
+    ) {
+        let engine = self.engine;
+        let n = items.len();
+        tracing::warn!(
+            connection = %setup.connection,
+            items = n,
+            "the plugin faulted on a batch ({fault}); its items go again one by one"
+        );
+        let shared = attribute(&batch_logs, &names);
+        let mut answers = Vec::with_capacity(n);
+        for (item, mut logs) in items.into_iter().zip(shared) {
+            if let Err(wait) = engine.pace(&setup.connection, &setup.limits, false).await {
+                answers.push(Answer {
+                    result: Err(CallError::HeldBack(wait)),
+                    logs,
+                    batch: 0,
+                    call_key: String::new(),
+                });
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let out = engine
+                .runtime
+                .call_batch(&setup.plugin, &setup.sandbox, vec![item])
+                .await;
+            self.count_call(started);
+            let result = match out.result {
+                Ok(mut one) => one.pop().unwrap_or(Err(CallError::Fault(fault.clone()))),
+                Err(e) => Err(e),
+            };
+            self.pause_if_throttled(setup, std::slice::from_ref(&result))
+                .await;
+            logs.extend(out.logs);
+            answers.push(Answer {
+                result,
+                logs,
+                batch: 1,
+                call_key: out.key,
+            });
+        }
+        self.resume(n);
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            let _ = reply.send(answer);
         }
     }
 }

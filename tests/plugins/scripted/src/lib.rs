@@ -9,6 +9,8 @@
 //! `used-checks` lists check numbers in use (`1001,1003`); with
 //! `checks-outside-range` set it also answers numbers it was not asked about
 //! (a lying plugin). `retry-after-ms` sets the rate-limited answer's wait.
+//! Setting `panic-on` names a subject whose every operation traps (a
+//! plugin that chokes on one item's data).
 //! Setting `<operation>:<subject>` (for example `create-bill:d3`, the
 //! subject a document's or payment's id) scripts that operation for that
 //! item alone, so one batch can mix answers.
@@ -22,6 +24,9 @@ struct Scripted;
 
 fn script(ctx: &Context, op: &str, subject: &str, default: &str) -> Result<String, ConnectorError> {
     log::info(format!("{op} key {}", ctx.idempotency_key));
+    if !subject.is_empty() && ctx.setting("panic-on") == Some(subject) {
+        panic!("scripted panic on {subject}");
+    }
     let answer = ctx
         .setting(&format!("{op}:{subject}"))
         .or_else(|| ctx.setting(op))
