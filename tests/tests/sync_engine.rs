@@ -1012,3 +1012,55 @@ async fn r2_calls_at_once_bound_running_groups_not_jobs() {
             .is_empty()
     );
 }
+
+/// R5 with batches: a group's jobs share their priority, so a
+/// funding-complete payment never waits in a group of bulk work; and bulk
+/// work leaves one of the connection's calls at once to everything else.
+#[tokio::test]
+async fn r5_groups_share_a_priority_and_bulk_work_leaves_a_call_free() {
+    let (e, store, _dir) = csv_engine_with_store(T).await;
+    e.set_enabled("csv", false).await.unwrap();
+    let docs: Vec<_> = (0..30)
+        .map(|i| doc_json(T, &format!("d{i:02}"), "approved", "10.00"))
+        .collect();
+    import(&e, json!({ "documents": docs })).await.unwrap();
+    e.set_enabled("csv", true).await.unwrap();
+    e.request_resync("csv", ledgerbridge::sync::Selection::All, false)
+        .await
+        .unwrap();
+    let now = ledgerbridge::store::now_ms;
+    store.register_worker("w", "here:1").await.unwrap();
+    let plan = |groups| {
+        vec![ledgerbridge::store::ClaimPlan {
+            connection: "csv".into(),
+            groups,
+            size: 10,
+            most_groups: 3,
+        }]
+    };
+    use ledgerbridge::store::Priority::{Bulk, FundingComplete};
+    let shape = |groups: &Vec<Vec<ledgerbridge::store::Job>>| {
+        groups
+            .iter()
+            .map(|g| (g.len(), g[0].priority))
+            .collect::<Vec<_>>()
+    };
+    // Bulk work alone: two of the three calls at once.
+    let bulk = store.claim("w", plan(8), now() + 60_000).await.unwrap();
+    assert_eq!(shape(&bulk), [(10, Bulk), (10, Bulk)]);
+    // A funding-complete payment comes due: the third is its own, and it
+    // is in a group of its own even when bulk work is due beside it.
+    let mut pay = payment_json(T, "p1", "d29", "10.00");
+    pay["disbursement_status"] = "funding_complete".into();
+    import(&e, json!({ "payments": [pay] })).await.unwrap();
+    let groups = store.claim("w", plan(8), now() + 60_000).await.unwrap();
+    assert_eq!(shape(&groups), [(1, FundingComplete)]);
+    assert!(
+        store
+            .claim("w", plan(8), now() + 60_000)
+            .await
+            .unwrap()
+            .is_empty(),
+        "three groups run"
+    );
+}

@@ -114,7 +114,7 @@ impl Store {
                     params![id, now, MOST_DUE_COUNTED as i64],
                     |r| r.get(0),
                 )?;
-                let running = running_groups(db, &id)?;
+                let running = running_groups(db, &id, None)?;
                 out.push(DueConnection {
                     id,
                     plugin: plugin_of(&config),
@@ -160,34 +160,30 @@ impl Store {
                 if unpaused.is_none() {
                     continue;
                 }
-                let running = running_groups(&tx, &p.connection)?;
-                let groups = p.groups.min(p.most_groups.saturating_sub(running));
-                let size = p.size.max(1);
-                let mut group = Vec::new();
-                let mut id = String::new();
-                let jobs = take(
+                let running = running_groups(&tx, &p.connection, None)?;
+                // Bulk work leaves one of the connection's calls at once to
+                // everything else, so a funding-complete payment or an
+                // automatic sync never waits for a bulk group to end (R5).
+                let bulk_most = if p.most_groups > 1 {
+                    p.most_groups - 1
+                } else {
+                    1
+                };
+                let bulk_running = running_groups(&tx, &p.connection, Some(Priority::Bulk))?;
+                let grouping = Grouping {
+                    groups: p.groups.min(p.most_groups.saturating_sub(running)),
+                    size: p.size.max(1),
+                    bulk_groups: bulk_most.saturating_sub(bulk_running),
+                    into: None,
+                };
+                claimed.extend(take(
                     &tx,
                     &worker,
                     &p.connection,
-                    groups * size,
+                    grouping,
                     lease_until,
                     now,
-                    |i| {
-                        if i % size == 0 {
-                            id = uuid::Uuid::new_v4().to_string();
-                        }
-                        id.clone()
-                    },
-                )?;
-                for job in jobs {
-                    group.push(job);
-                    if group.len() == size {
-                        claimed.push(std::mem::take(&mut group));
-                    }
-                }
-                if !group.is_empty() {
-                    claimed.push(group);
-                }
+                )?);
             }
             tx.commit()?;
             Ok(claimed)
@@ -208,7 +204,7 @@ impl Store {
         let Some(first) = group.first() else {
             return Ok(Vec::new());
         };
-        let (connection, first) = (first.connection_id.clone(), first.id);
+        let (connection, first, priority) = (first.connection_id.clone(), first.id, first.priority);
         self.with(move |db| {
             let tx = db.savepoint()?;
             let now = now_ms();
@@ -230,7 +226,14 @@ impl Store {
             let Some(id) = id.filter(|_| paused.is_none()) else {
                 return Ok(Vec::new());
             };
-            let jobs = take(&tx, &worker, &connection, n, lease_until, now, |_| id.clone())?;
+            // Only jobs of the group's own priority join it.
+            let grouping = Grouping {
+                groups: 1,
+                size: n,
+                bulk_groups: 1,
+                into: Some((id, priority)),
+            };
+            let jobs = take(&tx, &worker, &connection, grouping, lease_until, now)?.concat();
             tx.commit()?;
             Ok(jobs)
         })
@@ -504,69 +507,108 @@ pub struct ClaimPlan {
     pub most_groups: usize,
 }
 
-/// The connection's groups running now, in every worker.
-fn running_groups(db: &rusqlite::Connection, connection: &str) -> rusqlite::Result<usize> {
+/// The connection's groups running now, in every worker; only those of
+/// `priority` when given (a group's jobs share their priority).
+fn running_groups(
+    db: &rusqlite::Connection,
+    connection: &str,
+    priority: Option<Priority>,
+) -> rusqlite::Result<usize> {
     let n: i64 = query_row(
         db,
         "SELECT COUNT(DISTINCT COALESCE(claim_group, 'job ' || id)) FROM jobs
-         WHERE state = 'running' AND connection_id = ?1",
-        [connection],
+         WHERE state = 'running' AND connection_id = ?1 AND (?2 IS NULL OR priority = ?2)",
+        params![connection, priority.map(Priority::as_i64)],
         |r| r.get(0),
     )?;
     Ok(n as usize)
 }
 
-/// Leases up to `n` of `connection`'s due jobs to `worker`, best first,
-/// never a second job of a document that has one running; the `i`th job
-/// taken joins the group `group(i)`.
+/// How [`take`] forms groups.
+struct Grouping {
+    /// New groups at most.
+    groups: usize,
+    /// Jobs per group at most.
+    size: usize,
+    /// New groups of bulk work at most.
+    bulk_groups: usize,
+    /// Joins this running group (its id and priority) instead.
+    into: Option<(String, Priority)>,
+}
+
+/// Leases `connection`'s due jobs to `worker`, best first, in groups as
+/// `g` says: a group's jobs share their priority (a funding-complete payment
+/// never waits in a group of bulk work), and never two jobs of one document
+/// (nor one whose document has a job running).
 fn take(
     tx: &rusqlite::Connection,
     worker: &str,
     connection: &str,
-    n: usize,
+    g: Grouping,
     lease_until: i64,
     now: i64,
-    mut group: impl FnMut(usize) -> String,
-) -> rusqlite::Result<Vec<Job>> {
+) -> rusqlite::Result<Vec<Vec<Job>>> {
+    let n = g.groups * g.size;
     if n == 0 {
         return Ok(Vec::new());
     }
+    let only = g.into.as_ref().map(|(_, p)| p.as_i64());
     // `+due_at`: the connection's index gives the order, so a claim reads a
     // few rows however long the queue (with the due-time index SQLite would
     // sort every due job).
     let candidates: Vec<Job> = {
         let mut stmt = tx.prepare_cached(&format!(
             "SELECT {} FROM jobs j WHERE state = 'queued' AND connection_id = ?1 AND +due_at <= ?2
+               AND (?4 IS NULL OR priority = ?4)
                AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.state = 'running'
                    AND r.connection_id = j.connection_id AND r.document_id = j.document_id)
              ORDER BY priority, due_at, target, id LIMIT ?3",
             super::jobs::JOB_COLUMNS
         ))?;
         stmt.query_map(
-            params![connection, now, (n * 2) as i64],
+            params![connection, now, (n * 2) as i64, only],
             super::jobs::job_from_row,
         )?
         .collect::<Result<_, _>>()?
     };
     let mut documents = HashSet::new();
-    let mut taken = Vec::new();
+    let mut groups: Vec<Vec<Job>> = Vec::new();
+    let (mut id, mut bulk) = (String::new(), 0);
     for mut job in candidates {
-        if taken.len() == n {
-            break;
-        }
-        if !documents.insert(job.document_id.clone()) {
+        if documents.contains(&job.document_id) {
             continue;
         }
+        let new = groups
+            .last()
+            .is_none_or(|last| last.len() == g.size || last[0].priority != job.priority);
+        if new {
+            if groups.len() == g.groups {
+                break;
+            }
+            if job.priority == Priority::Bulk {
+                // Candidates come best priority first: the rest is bulk too.
+                if bulk == g.bulk_groups {
+                    break;
+                }
+                bulk += 1;
+            }
+            id = match &g.into {
+                Some((into, _)) => into.clone(),
+                None => uuid::Uuid::new_v4().to_string(),
+            };
+            groups.push(Vec::new());
+        }
+        documents.insert(job.document_id.clone());
         exec(
             tx,
             "UPDATE jobs SET state = 'running', lease_until = ?2, lease_owner = ?3, claim_group = ?4
              WHERE id = ?1",
-            params![job.id, lease_until, worker, group(taken.len())],
+            params![job.id, lease_until, worker, id],
         )?;
         job.lease_owner = worker.to_string();
-        taken.push(job);
+        groups.last_mut().expect("a group was opened").push(job);
     }
-    Ok(taken)
+    Ok(groups)
 }
 
 /// Due jobs counted per connection: enough for every call at once of the
