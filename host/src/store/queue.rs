@@ -45,7 +45,8 @@ pub struct DueConnection {
     /// Its groups of jobs running now, in every worker (a job claimed
     /// before groups existed counts as one).
     pub running_groups: usize,
-    /// Its due queued jobs (counted up to [`MOST_DUE_COUNTED`]).
+    /// Its due queued jobs (counted up to 1,600: every call at once of the
+    /// largest batches).
     pub due: usize,
     /// The best priority among them.
     pub best: Priority,

@@ -2,11 +2,13 @@
 //!
 //! Data flows one way. An event (a document or payment arriving or
 //! changing) is recorded with the jobs it causes in one transaction
-//! ([`policy`]); the worker claims due jobs ([`Engine::run_worker`]); the
-//! [`executor`] maps the document for the connection and brings each entry
-//! in line through the M3 state machine (`m3`); [`outcome`] folds the
-//! results, [`finish`] settles what follows (A5, L2), and the store records
-//! it all (entry, log line, attention item, next retry) in one transaction.
+//! ([`policy`]); the worker claims due jobs in groups, up to a batch of one
+//! connection's ([`Engine::run_worker`]); the [`executor`] maps each
+//! document for the connection and brings each entry in line through the M3
+//! state machine (`m3`), the group's calls meeting in `batcher` to go out
+//! batched (contract 0.2); [`outcome`] folds the results, [`finish`]
+//! settles what follows (A5, L2), and the store records it all (entry, log
+//! line, attention item, next retry), a group's outcomes in one transaction.
 //! The store records; the engine decides.
 
 pub mod a5;
