@@ -309,6 +309,22 @@ pub fn payment_json(tenant: &str, id: &str, document: &str, amount: &str) -> ser
     })
 }
 
+/// `n` approved documents of 10.00 of `tenant`, ids `<prefix>00000`, ...
+pub fn docs(tenant: &str, prefix: &str, n: usize) -> Vec<serde_json::Value> {
+    (0..n)
+        .map(|i| doc_json(tenant, &format!("{prefix}{i:05}"), "approved", "10.00"))
+        .collect()
+}
+
+/// Imports `docs` a thousand at a time.
+pub async fn import_all(engine: &Engine, docs: Vec<serde_json::Value>) {
+    for chunk in docs.chunks(1000) {
+        import(engine, serde_json::json!({"documents": chunk}))
+            .await
+            .unwrap();
+    }
+}
+
 /// Validates and records a batch.
 pub async fn import(engine: &Engine, batch: serde_json::Value) -> anyhow::Result<usize> {
     let batch = ledgerbridge::intake::parse_batch(&batch.to_string())?;

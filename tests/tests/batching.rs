@@ -4,22 +4,8 @@
 //! for contract 0.1 still syncs, one item a call; a plugin that answers
 //! another number of results than items faults that call only.
 
-use ledgerbridge::sync::{Engine, Selection};
+use ledgerbridge::sync::Selection;
 use ledgerbridge_tests::*;
-
-fn docs(tenant: &str, prefix: &str, n: usize) -> Vec<serde_json::Value> {
-    (0..n)
-        .map(|i| doc_json(tenant, &format!("{prefix}{i:05}"), "approved", "10.00"))
-        .collect()
-}
-
-async fn import_all(engine: &Engine, docs: Vec<serde_json::Value>) {
-    for chunk in docs.chunks(1000) {
-        import(engine, serde_json::json!({"documents": chunk}))
-            .await
-            .unwrap();
-    }
-}
 
 /// The minting connector's record of its calls: `(operation, items)`.
 fn calls(dir: &std::path::Path) -> Vec<(String, usize)> {

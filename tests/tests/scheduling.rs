@@ -30,20 +30,6 @@ async fn metered_connection(
     engine.put_connection(c).await.unwrap();
 }
 
-fn docs(tenant: &str, prefix: &str, n: usize) -> Vec<serde_json::Value> {
-    (0..n)
-        .map(|i| doc_json(tenant, &format!("{prefix}{i:05}"), "approved", "10.00"))
-        .collect()
-}
-
-async fn import_all(engine: &Engine, docs: Vec<serde_json::Value>) {
-    for chunk in docs.chunks(1000) {
-        import(engine, serde_json::json!({"documents": chunk}))
-            .await
-            .unwrap();
-    }
-}
-
 /// Runs a worker in the background; `stop` ends it.
 fn worker(
     engine: &Arc<Engine>,

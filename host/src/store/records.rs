@@ -151,24 +151,7 @@ impl Store {
     /// The connection `id`, credentials included.
     pub async fn connection(&self, id: &str) -> anyhow::Result<Option<Connection>> {
         let id = id.to_string();
-        self.with(move |db| {
-            query_row(
-                db,
-                "SELECT config, credentials, enabled FROM connections WHERE id = ?1",
-                [id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, bool>(2)?,
-                    ))
-                },
-            )
-            .optional()?
-            .map(|(config, creds, enabled)| parse_connection(&config, &creds, enabled))
-            .transpose()
-        })
-        .await
+        self.with(move |db| connection_in(db, &id)).await
     }
 
     /// Every connection, credentials included.
