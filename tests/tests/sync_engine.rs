@@ -963,6 +963,7 @@ fn one_group(n: usize) -> Vec<ledgerbridge::store::ClaimPlan> {
         groups: 1,
         size: n,
         most_groups: 8,
+        most_bulk_groups: 7,
     }]
 }
 
@@ -985,6 +986,7 @@ async fn r2_calls_at_once_bound_running_groups_not_jobs() {
             groups,
             size,
             most_groups: 2,
+            most_bulk_groups: 1,
         }]
     };
     let first = store.claim("w", plan(1, 10), now() + 60_000).await.unwrap();
@@ -1036,6 +1038,7 @@ async fn r5_groups_share_a_priority_and_bulk_work_leaves_a_call_free() {
             groups,
             size: 10,
             most_groups: 3,
+            most_bulk_groups: 2,
         }]
     };
     use ledgerbridge::store::Priority::{Bulk, FundingComplete};

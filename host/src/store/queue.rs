@@ -162,19 +162,11 @@ impl Store {
                     continue;
                 }
                 let running = running_groups(&tx, &p.connection, None)?;
-                // Bulk work leaves one of the connection's calls at once to
-                // everything else, so a funding-complete payment or an
-                // automatic sync never waits for a bulk group to end (R5).
-                let bulk_most = if p.most_groups > 1 {
-                    p.most_groups - 1
-                } else {
-                    1
-                };
                 let bulk_running = running_groups(&tx, &p.connection, Some(Priority::Bulk))?;
                 let grouping = Grouping {
                     groups: p.groups.min(p.most_groups.saturating_sub(running)),
                     size: p.size.max(1),
-                    bulk_groups: bulk_most.saturating_sub(bulk_running),
+                    bulk_groups: p.most_bulk_groups.saturating_sub(bulk_running),
                     into: None,
                 };
                 claimed.extend(take(
@@ -506,6 +498,9 @@ pub struct ClaimPlan {
     pub size: usize,
     /// Groups of the connection that may run at once: its calls at once.
     pub most_groups: usize,
+    /// Groups of bulk work that may run at once (the engine leaves room
+    /// for other work beside a bulk run).
+    pub most_bulk_groups: usize,
 }
 
 /// The connection's groups running now, in every worker; only those of

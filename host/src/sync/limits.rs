@@ -57,9 +57,28 @@ pub(crate) fn group_size(limits: &LimitOverrides, declared: Option<&wit::Limits>
         .max(1) as usize
 }
 
+/// How many of a connection's `at_once` groups bulk work may hold (R5):
+/// all but one, so a funding-complete payment or an automatic sync never
+/// waits for a bulk group to end; all of one.
+pub(crate) fn bulk_groups(at_once: usize) -> usize {
+    at_once.saturating_sub(1).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// R5: bulk work leaves one call at once to everything else.
+    #[test]
+    fn r5_bulk_work_leaves_one_call_at_once_free() {
+        assert_eq!(bulk_groups(5), 4);
+        assert_eq!(bulk_groups(2), 1);
+        assert_eq!(
+            bulk_groups(1),
+            1,
+            "a connection of one call at once still syncs"
+        );
+    }
 
     fn xero() -> wit::Limits {
         wit::Limits {

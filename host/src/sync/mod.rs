@@ -1185,11 +1185,15 @@ impl Engine {
         }
         let plan: Vec<ClaimPlan> = (0..len)
             .filter(|&i| plan[i].0 > 0)
-            .map(|i| ClaimPlan {
-                connection: due[i].id.clone(),
-                groups: plan[i].0,
-                size: sizes[i],
-                most_groups: limits[i].calls_at_once() as usize,
+            .map(|i| {
+                let at_once = limits[i].calls_at_once() as usize;
+                ClaimPlan {
+                    connection: due[i].id.clone(),
+                    groups: plan[i].0,
+                    size: sizes[i],
+                    most_groups: at_once,
+                    most_bulk_groups: limits::bulk_groups(at_once),
+                }
             })
             .collect();
         let claimed = self.store.claim(worker, plan, lease_until).await?;
