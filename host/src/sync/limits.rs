@@ -59,7 +59,8 @@ pub(crate) fn group_size(limits: &LimitOverrides, declared: Option<&wit::Limits>
 
 /// How many of a connection's `at_once` groups bulk work may hold (R5):
 /// all but one, so a funding-complete payment or an automatic sync never
-/// waits for a bulk group to end; all of one.
+/// waits for a bulk group to end (a connection of one call at once gives
+/// bulk work that one).
 pub(crate) fn bulk_groups(at_once: usize) -> usize {
     at_once.saturating_sub(1).max(1)
 }
