@@ -249,3 +249,89 @@ async fn v1_an_unknown_layout_is_a_validation_error_naming_the_setting() {
     }
     assert!(!csv.path("bills/s1.csv").exists());
 }
+
+/// Calls of one connection run at once, each in an instance of its own,
+/// and append to the same day's file: their rows stay whole, the header
+/// single, every entry's lines there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x3_calls_at_once_append_whole_rows_and_one_header() {
+    let csv = std::sync::Arc::new(csv_with(&[("import-layout", "xero")]).await);
+    let calls: Vec<_> = (0..8)
+        .map(|c| {
+            let csv = csv.clone();
+            tokio::spawn(async move {
+                let ids: Vec<String> = (0..10).map(|i| format!("c{c}-{i}")).collect();
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                let results = batch(&csv, creates(&ids)).await;
+                assert!(
+                    results.iter().all(|r| matches!(r, Ok(Reply::Entry(_)))),
+                    "{results:?}"
+                );
+            })
+        })
+        .collect();
+    for c in calls {
+        c.await.unwrap();
+    }
+    let rows = rows(&csv, &format!("bills-xero-{}.csv", today()));
+    assert_eq!(
+        rows.iter().filter(|r| r[0] == "*ContactName").count(),
+        1,
+        "one header"
+    );
+    assert!(rows.iter().all(|r| r.len() == 24), "every row whole");
+    assert_eq!(rows.len(), 1 + 8 * 10 * 2);
+    let mut numbers: Vec<&str> = rows[1..].iter().map(|r| r[10].as_str()).collect();
+    numbers.sort();
+    numbers.dedup();
+    assert_eq!(numbers.len(), 80, "every bill, once (two lines each)");
+    assert!(
+        !csv.path("imports/.append.lock").exists(),
+        "the lock is released"
+    );
+}
+
+/// The folder's append lock: while another call holds it, a call waits
+/// (up to 5 s), then leaves its rows out and says so in its log; its
+/// entries are written. A lock left by a call that stopped (older than
+/// 30 s) is taken over.
+#[tokio::test]
+async fn x3_the_append_lock_is_waited_for_and_a_stale_one_taken_over() {
+    let csv = csv_with(&[("import-layout", "xero")]).await;
+    std::fs::create_dir_all(csv.path("imports")).unwrap();
+    let lock = csv.path("imports/.append.lock");
+    std::fs::write(&lock, b"").unwrap();
+    let out = runtime()
+        .call_batch(&csv.plugin, &csv.sandbox, creates(&["held"]))
+        .await;
+    assert!(
+        matches!(out.result.as_deref(), Ok([Ok(Reply::Entry(_))])),
+        "{:?}",
+        out.result
+    );
+    assert!(csv.path("bills/held.csv").exists());
+    assert!(
+        !csv.path(&format!("imports/bills-xero-{}.csv", today()))
+            .exists(),
+        "nothing appended while another call held the lock"
+    );
+    assert!(
+        out.logs
+            .iter()
+            .any(|l| l.message.contains("held by another call")),
+        "{:?}",
+        out.logs
+    );
+    // A lock a stopped call left a minute ago.
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&lock)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    batch(&csv, creates(&["after"])).await;
+    let rows = rows(&csv, &format!("bills-xero-{}.csv", today()));
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(!lock.exists(), "released");
+}

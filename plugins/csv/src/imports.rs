@@ -18,8 +18,8 @@
 //! entry was written; kinds `bills` and `payments` for new entries,
 //! `changed-bills` and `changed-payments` for updates (an import creates, it
 //! never updates: a changed bill is edited in the ERP, or its draft replaced).
-//! Each call appends its rows in one write; the header is written when the
-//! file is new.
+//! Each call appends its rows in one write, under the folder's lock (calls
+//! run at once); the header is written when the file is new.
 
 use crate::dialect::escape;
 use ledgerbridge_sdk::dates::Ymd;
@@ -217,8 +217,20 @@ impl Appends {
         }
     }
 
-    /// Appends everything added to today's files: one write per file.
+    /// Appends everything added to today's files: one write per file,
+    /// under the folder's lock (calls run at once, each its own instance).
     pub fn write(self) -> Result<(), ConnectorError> {
+        if self.bills.is_empty()
+            && self.changed_bills.is_empty()
+            && self.payments.is_empty()
+            && self.changed_payments.is_empty()
+        {
+            return Ok(());
+        }
+        std::fs::create_dir_all(DIR).map_err(|e| {
+            ConnectorError::Unavailable(format!("CSV connector: cannot create {DIR}: {e}"))
+        })?;
+        let _lock = Lock::take()?;
         let day = today();
         let layout = self.layout.name();
         for (kind, columns, rows) in [
@@ -303,20 +315,74 @@ fn today() -> String {
     format!("{:04}-{:02}-{:02}", d.year, d.month, d.day)
 }
 
+/// How long a call waits for another call's appends.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// A lock older than this was left by a call that stopped: taken over.
+const LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The folder's append lock: a file created only if absent (atomic in the
+/// file system), removed when dropped. Calls of one connection run at once,
+/// each in an instance of its own, and append to the same day's files: the
+/// lock keeps their rows whole and the header single.
+struct Lock(String);
+
+impl Lock {
+    fn take() -> Result<Lock, ConnectorError> {
+        let path = format!("{DIR}/.append.lock");
+        let started = std::time::Instant::now();
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(_) => return Ok(Lock(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let stale = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|at| at.elapsed().unwrap_or_default() > LOCK_STALE);
+                    if stale {
+                        let _ = std::fs::remove_file(&path);
+                        continue;
+                    }
+                    if started.elapsed() > LOCK_WAIT {
+                        return Err(ConnectorError::Unavailable(format!(
+                            "CSV connector: {path} was held by another call for {LOCK_WAIT:?}"
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                Err(e) => {
+                    return Err(ConnectorError::Unavailable(format!(
+                        "CSV connector: cannot create {path}: {e}"
+                    )));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Appends `rows` to `path` in one write, after the header when the file is
-/// new. A call stopped in the middle can leave the file without its rows,
-/// never an entry file wrong: the entry files are the source of truth.
+/// new; the caller holds the folder's lock. A write that fails part way is
+/// cut back, so the file never ends in half a row. A call stopped in the
+/// middle can leave the file without its rows, never an entry file wrong:
+/// the entry files are the source of truth.
 fn append(path: &str, columns: &[&str], rows: &[Vec<String>]) -> Result<(), ConnectorError> {
     let io = |what: &str, e: std::io::Error| {
         ConnectorError::Unavailable(format!("CSV connector: cannot {what} {path}: {e}"))
     };
-    std::fs::create_dir_all(DIR).map_err(|e| io("create the folder of", e))?;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .map_err(|e| io("open", e))?;
-    let new = file.metadata().map_err(|e| io("read", e))?.len() == 0;
+    let before = file.metadata().map_err(|e| io("read", e))?.len();
     let mut out = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::new());
@@ -324,7 +390,7 @@ fn append(path: &str, columns: &[&str], rows: &[Vec<String>]) -> Result<(), Conn
         out.write_record(cells.iter().map(|c| escape(c).into_owned()))
             .map_err(|e| ConnectorError::Unavailable(format!("CSV connector: {e}")))
     };
-    if new {
+    if before == 0 {
         line(&mut out, columns.iter().map(|c| c.to_string()).collect())?;
     }
     for row in rows {
@@ -333,6 +399,9 @@ fn append(path: &str, columns: &[&str], rows: &[Vec<String>]) -> Result<(), Conn
     let data = out
         .into_inner()
         .map_err(|e| ConnectorError::Unavailable(format!("CSV connector: {e}")))?;
-    file.write_all(&data).map_err(|e| io("append to", e))?;
-    file.sync_all().map_err(|e| io("sync", e))
+    if let Err(e) = file.write_all(&data).and_then(|()| file.sync_all()) {
+        let _ = file.set_len(before);
+        return Err(io("append to", e));
+    }
+    Ok(())
 }
