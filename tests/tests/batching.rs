@@ -370,3 +370,65 @@ async fn p7_a_fault_on_one_items_data_fails_that_item_alone() {
     let flagged: Vec<&str> = attention.iter().map(|a| a.document_id.as_str()).collect();
     assert_eq!(flagged, ["d2"], "{attention:?}");
 }
+
+/// D2 after a fault: the ERP made a batch's entries, then the plugin
+/// trapped before answering. The items go again one by one, each looked up
+/// first, so none is created twice, even by a connector that keys creates
+/// by the call's key (an ERP with one key per request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d2_a_fault_after_the_erp_made_a_batch_duplicates_nothing() {
+    let engine = engine();
+    engine.add_tenant("acme").await.unwrap();
+    let erp = tempfile::tempdir().unwrap();
+    let mut c = connection("m", "acme", MINTING, Some(erp.path()));
+    c.settings.insert("dedupe".into(), "call".into());
+    c.settings
+        .insert("trap-after-batch-create".into(), "yes".into());
+    engine.put_connection(c).await.unwrap();
+    import_all(&engine, docs("acme", "d", 5)).await;
+    settle(&engine).await;
+    let made = creates(erp.path(), "bill");
+    assert_eq!(made, [1, 1, 1, 1, 1], "one entry each, none twice");
+    for i in 0..5 {
+        let log = engine
+            .log_of("acme", &format!("d{i:05}"), None)
+            .await
+            .unwrap();
+        assert_eq!(log.last().unwrap().outcome, "created", "{log:?}");
+    }
+}
+
+/// R2: a group's batches go out one at a time, so a connection of one
+/// call at once never has two calls in flight, even when a group's jobs
+/// need different operations in the same round (updates of known entries
+/// beside lookups of new ones).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r2_a_groups_calls_go_out_one_at_a_time() {
+    let engine = engine();
+    engine.add_tenant("acme").await.unwrap();
+    let erp = tempfile::tempdir().unwrap();
+    let mut c = connection("m", "acme", MINTING, Some(erp.path()));
+    c.limits.calls_at_once = Some(1);
+    engine.put_connection(c).await.unwrap();
+    import_all(&engine, docs("acme", "a", 5)).await;
+    settle(&engine).await;
+    // Five known entries change, five new documents come.
+    let mut changed = docs("acme", "a", 5);
+    for d in &mut changed {
+        d["due_date"] = "2026-12-24".into();
+    }
+    changed.extend(docs("acme", "b", 5));
+    import_all(&engine, changed).await;
+    settle(&engine).await;
+    let calls = std::fs::read_to_string(erp.path().join("calls")).unwrap();
+    let mut open = 0;
+    for line in calls.lines() {
+        if line.starts_with("end ") {
+            open -= 1;
+        } else {
+            open += 1;
+            assert_eq!(open, 1, "two calls at once:\n{calls}");
+        }
+    }
+    assert!(calls.contains("update-bills"), "{calls}");
+}

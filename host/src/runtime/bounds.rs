@@ -144,7 +144,10 @@ pub const MAX_ITEMS_PER_CALL: u32 = 100;
 /// A plugin's descriptor, within its bounds. Its limits must allow at least
 /// one call and one item; larger ones than the host runs are lowered to the
 /// host's (calls at once to [`LimitOverrides::CALLS_AT_ONCE`], items per
-/// call to [`MAX_ITEMS_PER_CALL`]).
+/// call to [`MAX_ITEMS_PER_CALL`]); calls a day are raised to the host's
+/// least ([`LimitOverrides::CALLS_PER_DAY`]).
+///
+/// [`LimitOverrides::CALLS_PER_DAY`]: crate::model::LimitOverrides::CALLS_PER_DAY
 ///
 /// [`LimitOverrides::CALLS_AT_ONCE`]: crate::model::LimitOverrides::CALLS_AT_ONCE
 pub(crate) fn descriptor(mut d: Descriptor) -> Result<Descriptor, PluginFault> {
@@ -163,6 +166,11 @@ pub(crate) fn descriptor(mut d: Descriptor) -> Result<Descriptor, PluginFault> {
             )));
         }
     }
+    // Under 350 a day the budget's pace leaves a job waiting past its
+    // longest wait between its lookup and its create, for ever; the ERP's
+    // own `429`s then pause the connection instead.
+    let least_a_day = *crate::model::LimitOverrides::CALLS_PER_DAY.start() as u32;
+    l.calls_per_day = l.calls_per_day.map(|d| d.max(least_a_day));
     let most_at_once = *crate::model::LimitOverrides::CALLS_AT_ONCE.end() as u32;
     l.calls_at_once = l.calls_at_once.min(most_at_once);
     for n in [
@@ -352,5 +360,11 @@ mod tests {
         assert_eq!(big.limits.calls_at_once, 16);
         assert_eq!(big.limits.lookups_per_call, MAX_ITEMS_PER_CALL);
         assert_eq!(big.limits.creates_per_call, 50);
+        let few = with(|l| l.calls_per_day = Some(2)).unwrap();
+        assert_eq!(
+            few.limits.calls_per_day,
+            Some(350),
+            "a day's budget the host can keep to"
+        );
     }
 }

@@ -700,7 +700,7 @@ impl Runtime {
                 Ok(r)
             } else {
                 Err(CallError::Fault(PluginFault::Contract(format!(
-                    "{name} answered {} results for {items} items",
+                    "{name}s answered {} results for {items} items",
                     r.len()
                 ))))
             }

@@ -57,9 +57,18 @@ pub fn check(engine: &Engine, component: &Component) -> Result<String, ContractE
         .map(|(name, _)| name.to_string())
         .collect();
     let prefix = format!("{PACKAGE}/connector@");
-    let found = names
+    // A plugin exporting several versions runs as the newest this host
+    // accepts (a plugin keeping 0.1 for older hosts still batches here).
+    let exported: Vec<&str> = names
         .iter()
-        .find_map(|n| n.strip_prefix(&prefix))
+        .filter_map(|n| n.strip_prefix(&prefix))
+        .collect();
+    if let Some(v) = ACCEPTED.iter().find(|v| exported.contains(v)) {
+        return Ok(v.to_string());
+    }
+    let found = exported
+        .first()
+        .copied()
         .ok_or_else(|| ContractError::NotAConnector {
             exports: if names.is_empty() {
                 "nothing".into()

@@ -212,7 +212,11 @@ impl<'e> Batcher<'e> {
                 Some(Work::Intents(intents)) => self.record(intents).await,
                 Some(Work::Calls(calls)) => {
                     let batches = gather(calls);
-                    futures::future::join_all(batches.into_iter().map(|b| self.send(b))).await;
+                    // One call at a time: a group counts once against the
+                    // connection's calls at once (R2).
+                    for batch in batches {
+                        self.send(batch).await;
+                    }
                 }
             }
         }
@@ -295,8 +299,9 @@ impl<'e> Batcher<'e> {
                 // A plugin that faults on a batch (a trap on one item's
                 // data, a wrong count, a reply over its bounds, its memory
                 // limit) must not drag the items it could have handled:
-                // each goes again alone. Not a deadline: a slow ERP would
-                // make that n deadlines; those items are retried later.
+                // each goes again alone, a create looked up first. Not a
+                // deadline: a slow ERP would make that n deadlines; those
+                // items are retried later.
                 (Err(CallError::Fault(fault)), Some(alone))
                     if !matches!(
                         fault,
@@ -374,7 +379,6 @@ impl<'e> Batcher<'e> {
         fault: &PluginFault,
         batch_logs: Vec<LogLine>,
     ) {
-        let engine = self.engine;
         let n = items.len();
         tracing::warn!(
             connection = %setup.connection,
@@ -384,33 +388,37 @@ impl<'e> Batcher<'e> {
         let shared = attribute(&batch_logs, &names);
         let mut answers = Vec::with_capacity(n);
         for (item, mut logs) in items.into_iter().zip(shared) {
-            if let Err(wait) = engine.pace(&setup.connection, &setup.limits, false).await {
-                answers.push(Answer {
-                    result: Err(CallError::HeldBack(wait)),
-                    logs,
-                    batch: 0,
-                    call_key: String::new(),
-                });
-                continue;
+            // The ERP may have made a create before the plugin faulted: it
+            // is looked up first (D2), and sent again only when not found.
+            if let Some(lookup) = lookup_of(&item) {
+                match self.alone(setup, lookup, fault, &mut logs).await {
+                    (Ok(Reply::Found(None)), _) => {}
+                    (Ok(Reply::Found(Some(entry))), key) => {
+                        answers.push(Answer {
+                            result: Ok(Reply::Entry(entry)),
+                            logs,
+                            batch: 1,
+                            call_key: key,
+                        });
+                        continue;
+                    }
+                    (other, key) => {
+                        answers.push(Answer {
+                            result: other,
+                            logs,
+                            batch: 1,
+                            call_key: key,
+                        });
+                        continue;
+                    }
+                }
             }
-            let started = std::time::Instant::now();
-            let out = engine
-                .runtime
-                .call_batch(&setup.plugin, &setup.sandbox, vec![item])
-                .await;
-            self.count_call(started);
-            let result = match out.result {
-                Ok(mut one) => one.pop().unwrap_or(Err(CallError::Fault(fault.clone()))),
-                Err(e) => Err(e),
-            };
-            self.pause_if_throttled(setup, std::slice::from_ref(&result))
-                .await;
-            logs.extend(out.logs);
+            let (result, key) = self.alone(setup, item, fault, &mut logs).await;
             answers.push(Answer {
                 result,
                 logs,
                 batch: 1,
-                call_key: out.key,
+                call_key: key,
             });
         }
         self.resume(n);
@@ -418,6 +426,60 @@ impl<'e> Batcher<'e> {
             let _ = reply.send(answer);
         }
     }
+}
+
+impl Batcher<'_> {
+    /// One item in a call of its own, paced by the budget; its log lines
+    /// are added to `logs`.
+    async fn alone(
+        &self,
+        setup: &Setup,
+        item: Item,
+        fault: &PluginFault,
+        logs: &mut Vec<LogLine>,
+    ) -> (Result<Reply, CallError>, String) {
+        if let Err(wait) = self
+            .engine
+            .pace(&setup.connection, &setup.limits, false)
+            .await
+        {
+            return (Err(CallError::HeldBack(wait)), String::new());
+        }
+        let started = std::time::Instant::now();
+        let out = self
+            .engine
+            .runtime
+            .call_batch(&setup.plugin, &setup.sandbox, vec![item])
+            .await;
+        self.count_call(started);
+        let result = match out.result {
+            Ok(mut one) => one.pop().unwrap_or(Err(CallError::Fault(fault.clone()))),
+            Err(e) => Err(e),
+        };
+        self.pause_if_throttled(setup, std::slice::from_ref(&result))
+            .await;
+        logs.extend(out.logs);
+        (result, out.key)
+    }
+}
+
+/// The lookup by reference of a create item, with a key of its own.
+fn lookup_of(item: &Item) -> Option<Item> {
+    let operation = match &item.operation {
+        Operation::CreateBill { bill } => Operation::LookupBill {
+            bill: bill.clone(),
+            known_id: None,
+        },
+        Operation::CreatePayment { payment } => Operation::LookupPayment {
+            payment: payment.clone(),
+            known_id: None,
+        },
+        _ => return None,
+    };
+    Some(Item {
+        key: crate::runtime::call_key([item.key.as_str(), "lookup after a fault"]),
+        operation,
+    })
 }
 
 /// The waiting calls as batches: by connection setup and operation, in the
@@ -492,7 +554,8 @@ fn attribute(logs: &[LogLine], items: &[[String; 2]]) -> Vec<Vec<LogLine>> {
 /// Whether `text[start..end]` stands as a whole: not inside a longer run
 /// of letters and digits.
 fn whole(text: &str, start: usize, end: usize) -> bool {
-    let edge = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
+    // Ids hold `-` and `_` too: `d1` is not in `d1-a`.
+    let edge = |c: Option<char>| c.is_none_or(|c| !(c.is_alphanumeric() || c == '-' || c == '_'));
     edge(text[..start].chars().next_back()) && edge(text[end..].chars().next())
 }
 
@@ -518,6 +581,8 @@ mod tests {
         assert!(!mentions("key 3ddb2138ea220caad40e0d7", "d4"));
         assert!(!mentions("created INV-70", "INV-7"));
         assert!(mentions("created INV-7, INV-70", "INV-7"));
+        assert!(!mentions("created d1-a", "d1"));
+        assert!(mentions("wrote /data/bills/d1.csv", "d1"));
         assert!(!mentions("anything", ""));
     }
 

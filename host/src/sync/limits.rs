@@ -24,6 +24,7 @@ pub(crate) fn effective(
         calls_at_once: lower(overrides.calls_at_once, Some(d.calls_at_once)),
         calls_per_minute: lower(overrides.calls_per_minute, d.calls_per_minute),
         calls_per_day: lower(overrides.calls_per_day, d.calls_per_day),
+        items_per_call: Some(group_size(overrides, declared) as u32),
         ..overrides.clone()
     }
 }
@@ -113,6 +114,16 @@ mod tests {
         assert_eq!(
             (e.calls_at_once, e.calls_per_minute, e.calls_per_day),
             (Some(2), Some(30), Some(5000))
+        );
+        assert_eq!(e.items_per_call, Some(10));
+        let wide = LimitOverrides {
+            items_per_call: Some(100),
+            ..LimitOverrides::default()
+        };
+        assert_eq!(
+            effective(&wide, Some(&xero())).items_per_call,
+            Some(50),
+            "what it runs by, not what was asked"
         );
         let create = Operation::CreateBill {
             bill: wit::Bill {

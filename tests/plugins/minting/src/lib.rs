@@ -11,8 +11,9 @@
 //! idempotency key answers the first entry, as Xero does.
 //!
 //! It batches (fifty items a call) and appends one line per call to
-//! `/data/calls` (`<operation> <items>`), so a test can count the calls
-//! the host made, the way an ERP meters them.
+//! `/data/calls` (`<operation> <items>`) when it starts and `end
+//! <operation>` when it ends, so a test can count the calls the host made,
+//! the way an ERP meters them, and see whether any overlapped.
 
 use ledgerbridge_sdk::*;
 use std::io::Write;
@@ -94,6 +95,18 @@ fn count(operation: &str, items: usize) -> Result<(), CallError> {
         .map_err(|e| CallError::Unavailable(format!("minting connector I/O: {e}")))
 }
 
+/// Records the end of a call of `operation`, passing its answer through.
+fn end<T>(operation: &str, answer: Results<T>) -> Results<T> {
+    let mut calls = std::fs::OpenOptions::new()
+        .append(true)
+        .open("/data/calls")
+        .map_err(|e| CallError::Unavailable(format!("minting connector I/O: {e}")))?;
+    calls
+        .write_all(format!("end {operation}\n").as_bytes())
+        .map_err(|e| CallError::Unavailable(format!("minting connector I/O: {e}")))?;
+    answer
+}
+
 fn update(kind: &str, reference: &str, e: &Entry) -> Result<Entry, ConnectorError> {
     match lookup(kind, reference, Some(&e.id))? {
         Some(found) => Ok(found),
@@ -144,32 +157,43 @@ impl Connector for Minting {
 
     fn lookup_bills(ctx: &Context, items: &[BillLookup]) -> Results<Option<Entry>> {
         count("lookup-bills", items.len())?;
-        Ok(items.iter().map(|i| Self::lookup_bill(&ctx.for_item(&i.key), &i.bill, i.known_id.as_deref())).collect())
+        end("lookup-bills", Ok(items.iter().map(|i| Self::lookup_bill(&ctx.for_item(&i.key), &i.bill, i.known_id.as_deref())).collect()))
     }
 
+    /// Setting `dedupe=call` keys creates by the call's key, as an ERP
+    /// taking one key per request does; `trap-after-batch-create` makes the
+    /// plugin trap after the ERP made a batch's entries (more than one).
     fn create_bills(ctx: &Context, items: &[BillCreate]) -> Results<Entry> {
         count("create-bills", items.len())?;
-        Ok(items.iter().map(|i| Self::create_bill(&ctx.for_item(&i.key), &i.bill)).collect())
+        let by_call = ctx.setting("dedupe") == Some("call");
+        let out = items
+            .iter()
+            .map(|i| Self::create_bill(&if by_call { ctx.clone() } else { ctx.for_item(&i.key) }, &i.bill))
+            .collect();
+        if items.len() > 1 && ctx.setting("trap-after-batch-create").is_some() {
+            panic!("minting traps after creating a batch");
+        }
+        end("create-bills", Ok(out))
     }
 
     fn update_bills(ctx: &Context, items: &[BillUpdate]) -> Results<Entry> {
         count("update-bills", items.len())?;
-        Ok(items.iter().map(|i| Self::update_bill(&ctx.for_item(&i.key), &i.entry, &i.bill)).collect())
+        end("update-bills", Ok(items.iter().map(|i| Self::update_bill(&ctx.for_item(&i.key), &i.entry, &i.bill)).collect()))
     }
 
     fn lookup_payments(ctx: &Context, items: &[PaymentLookup]) -> Results<Option<Entry>> {
         count("lookup-payments", items.len())?;
-        Ok(items.iter().map(|i| Self::lookup_payment(&ctx.for_item(&i.key), &i.payment, i.known_id.as_deref())).collect())
+        end("lookup-payments", Ok(items.iter().map(|i| Self::lookup_payment(&ctx.for_item(&i.key), &i.payment, i.known_id.as_deref())).collect()))
     }
 
     fn create_payments(ctx: &Context, items: &[PaymentCreate]) -> Results<Entry> {
         count("create-payments", items.len())?;
-        Ok(items.iter().map(|i| Self::create_payment(&ctx.for_item(&i.key), &i.payment)).collect())
+        end("create-payments", Ok(items.iter().map(|i| Self::create_payment(&ctx.for_item(&i.key), &i.payment)).collect()))
     }
 
     fn update_payments(ctx: &Context, items: &[PaymentUpdate]) -> Results<Entry> {
         count("update-payments", items.len())?;
-        Ok(items.iter().map(|i| Self::update_payment(&ctx.for_item(&i.key), &i.entry, &i.payment)).collect())
+        end("update-payments", Ok(items.iter().map(|i| Self::update_payment(&ctx.for_item(&i.key), &i.entry, &i.payment)).collect()))
     }
 }
 
