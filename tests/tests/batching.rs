@@ -432,3 +432,41 @@ async fn r2_a_groups_calls_go_out_one_at_a_time() {
     }
     assert!(calls.contains("update-bills"), "{calls}");
 }
+
+/// P6: an update answered with another entry than the one sent would
+/// rewire the host's record to another bill: that item's plugin fault, its
+/// batch-mate unaffected.
+#[tokio::test]
+async fn p6_an_update_answered_with_another_entry_is_a_plugin_fault() {
+    use ledgerbridge::runtime::bindings::{Entry, EntryState};
+    use ledgerbridge::runtime::{CallError, Item, Operation, PluginFault, Reply};
+    let plugin = load(SCRIPTED).await;
+    let sandbox = ledgerbridge::runtime::Sandbox {
+        settings: vec![("update-bill:d1".into(), "another-id".into())],
+        ..Default::default()
+    };
+    let update = |d: &str| Item {
+        key: format!("k-{d}"),
+        operation: Operation::UpdateBill {
+            entry: Entry {
+                id: format!("E-{d}"),
+                version: Some("1".into()),
+                state: EntryState::Open,
+                total: None,
+            },
+            bill: sample_bill(d),
+        },
+    };
+    let out = runtime()
+        .call_batch(&plugin, &sandbox, vec![update("d0"), update("d1")])
+        .await;
+    let results = out.result.expect("a result per item");
+    assert!(
+        matches!(&results[0], Ok(Reply::Entry(e)) if e.id == "E-d0"),
+        "{results:?}"
+    );
+    assert!(
+        matches!(&results[1], Err(CallError::Fault(PluginFault::Contract(m))) if m.contains("E-d1-other")),
+        "{results:?}"
+    );
+}

@@ -456,6 +456,20 @@ impl Batch {
     }
 }
 
+/// The entry an operation names, which its answer must be: an update's
+/// entry, a lookup's known id.
+fn named_entry(op: &Operation) -> Option<String> {
+    match op {
+        Operation::UpdateBill { entry, .. } | Operation::UpdatePayment { entry, .. } => {
+            Some(entry.id.clone())
+        }
+        Operation::LookupBill { known_id, .. } | Operation::LookupPayment { known_id, .. } => {
+            known_id.clone()
+        }
+        _ => None,
+    }
+}
+
 /// A call's key: its one item's key, or a digest of its items' keys in
 /// order, so a retry of the same call sends the same key.
 pub fn call_key<'a>(keys: impl IntoIterator<Item = &'a str>) -> String {
@@ -583,6 +597,8 @@ impl Runtime {
             }
             return outcome(Ok(results), logs, calls);
         }
+        // The entry each item names: an update's, a lookup's known id.
+        let named: Vec<Option<String>> = items.iter().map(|i| named_entry(&i.operation)).collect();
         let Some(batch) = Batch::of(items) else {
             return outcome(
                 Err(CallError::Unsupported {
@@ -593,9 +609,31 @@ impl Runtime {
                 0,
             );
         };
-        let (result, logs, _) = self
+        let (result, mut logs, _) = self
             .invoke(plugin, sandbox, &key, Invocation::Batch(batch), name)
             .await;
+        // An update or a lookup by id answered with another entry would
+        // rewire the host's record: that item's plugin fault, not stored.
+        let result = result.map(|each| {
+            each.into_iter()
+                .zip(&named)
+                .map(|(r, named)| match (&r, named) {
+                    (Ok(Reply::Entry(e) | Reply::Found(Some(e))), Some(id)) if e.id != *id => {
+                        let fault = PluginFault::Contract(format!(
+                            "{name} answered entry {:?} for entry {id:?}",
+                            e.id
+                        ));
+                        logs.push(LogLine {
+                            source: super::LogSource::Host,
+                            level: super::LogLevel::Error,
+                            message: format!("plugin fault: {fault}"),
+                        });
+                        Err(CallError::Fault(fault))
+                    }
+                    _ => r,
+                })
+                .collect()
+        });
         outcome(result, logs, 1)
     }
 
