@@ -10,11 +10,15 @@ fn main() {
         .to_path_buf();
     let built = ledgerbridge_plugin_build::build(
         &root.join("plugins"),
-        &["ledgerbridge-csv"],
+        &["ledgerbridge-csv", "ledgerbridge-xero"],
         &[&root.join("sdk"), &root.join("wit")],
     );
     println!(
         "cargo:rustc-env=LEDGERBRIDGE_PLUGIN_CSV={}",
         built[0].display()
+    );
+    println!(
+        "cargo:rustc-env=LEDGERBRIDGE_PLUGIN_XERO={}",
+        built[1].display()
     );
 }

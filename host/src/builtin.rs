@@ -21,8 +21,15 @@ pub const CSV: BuiltinPlugin = BuiltinPlugin {
     needs_directory: true,
 };
 
+/// The Xero connector (`plugins/xero`).
+pub const XERO: BuiltinPlugin = BuiltinPlugin {
+    name: "xero",
+    wasm: include_bytes!(env!("LEDGERBRIDGE_PLUGIN_XERO")),
+    needs_directory: false,
+};
+
 /// Every built-in plugin.
-pub const ALL: &[BuiltinPlugin] = &[CSV];
+pub const ALL: &[BuiltinPlugin] = &[CSV, XERO];
 
 /// The built-in plugin called `name`.
 pub fn find(name: &str) -> Option<BuiltinPlugin> {

@@ -1,5 +1,7 @@
-//! `ledgerbridge demo`: the sync engine and the built-in CSV connector on
-//! sample bills and payments, with every step printed.
+//! `ledgerbridge demo`: the sync engine and a built-in connector on sample
+//! bills and payments, with every step printed: the CSV connector writing
+//! files, or (`--erp xero`) the Xero connector against a Xero simulator the
+//! demo starts on loopback.
 
 use anyhow::Context as _;
 use ledgerbridge::intake;
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 const TENANT: &str = "demo";
 const CONNECTION: &str = "demo-csv";
+const XERO_CONNECTION: &str = "demo-xero";
 
 fn document(
     id: &str,
@@ -92,8 +95,13 @@ async fn settle(engine: &Arc<Engine>) -> anyhow::Result<()> {
 
 /// Prints what happened to each document since `since`.
 async fn report(engine: &Engine, since: i64) -> anyhow::Result<()> {
+    report_of(engine, CONNECTION, since).await
+}
+
+/// Prints what happened to each document in `connection` since `since`.
+async fn report_of(engine: &Engine, connection: &str, since: i64) -> anyhow::Result<()> {
     for id in engine.document_ids(TENANT).await? {
-        for row in engine.log_of(TENANT, &id, Some(CONNECTION)).await? {
+        for row in engine.log_of(TENANT, &id, Some(connection)).await? {
             if row.at < since {
                 continue;
             }
@@ -159,6 +167,7 @@ pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
         )]
         .into(),
         bank_accounts: [("operating".to_string(), "1010".to_string())].into(),
+        vendors: Default::default(),
     };
     engine
         .put_connection(Connection {
@@ -177,6 +186,7 @@ pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
             sync_payments: true,
             sync_before_approval: false,
             limits: LimitOverrides::default(),
+            oauth2: None,
         })
         .await?;
     println!(
@@ -257,6 +267,171 @@ pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
         "\nplugins/csv/README.md explains the layout (imports/ holds the day's bills in Xero's bill import layout); README.md shows how to run ledgerbridge for your own tenants."
     );
     Ok(())
+}
+
+/// The demo against a Xero simulator: the Xero connector, the host's
+/// OAuth2 (P2), batches, a lock date and a bill paid in Xero (B1).
+pub async fn run_xero(runtime: Arc<Runtime>) -> anyhow::Result<()> {
+    use ledgerbridge::model::OAuth2;
+    use ledgerbridge_sim::xero::{Config, Organisation, XeroSim};
+    let sim = XeroSim::start(Config::default()).await?;
+    let org = sim.add_organisation(Organisation::demo());
+    let (client, secret) = ("ledgerbridge-demo", "demo-client-secret");
+    sim.add_client(client, secret);
+    let refresh_token = sim.grant(client, &org);
+    println!(
+        "A Xero simulator serves {} (OAuth2 token endpoint {}); organisation {org}.",
+        sim.api_url(),
+        sim.token_url()
+    );
+    let store = Store::open_in_memory()?;
+    let retry = RetryPolicy {
+        base: Duration::from_millis(200),
+        ..RetryPolicy::default()
+    };
+    let engine = Arc::new(Engine::new(store, runtime, retry, WorkerConfig::default()));
+    engine.add_tenant(TENANT).await?;
+    let mappings = Mappings {
+        categories: [
+            ("office", "453"),
+            ("freight", "425"),
+            ("cleaning", "408"),
+            ("software", "485"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect(),
+        departments: [(
+            "ops".to_string(),
+            TrackingMapping {
+                category: "Region".into(),
+                option: "North".into(),
+            },
+        )]
+        .into(),
+        bank_accounts: [("operating".to_string(), "090".to_string())].into(),
+        vendors: Default::default(),
+    };
+    engine
+        .put_connection(Connection {
+            id: XERO_CONNECTION.into(),
+            tenant_id: TENANT.into(),
+            plugin: "xero".into(),
+            enabled: true,
+            settings: [
+                ("tenant-id".to_string(), org.clone()),
+                ("api-url".to_string(), sim.api_url()),
+            ]
+            .into(),
+            credentials: Default::default(),
+            allowed_hosts: vec![format!("http://{}", sim.addr())],
+            directory: None,
+            mappings,
+            default_bank_account: Some("090".into()),
+            sync_bills: true,
+            sync_payments: true,
+            sync_before_approval: false,
+            limits: LimitOverrides::default(),
+            oauth2: Some(OAuth2 {
+                token_url: sim.token_url(),
+                client_id: client.into(),
+                client_secret: secret.into(),
+                refresh_token: Some(refresh_token),
+            }),
+        })
+        .await?;
+    println!(
+        "Tenant `{TENANT}` has connection `{XERO_CONNECTION}`: the built-in Xero connector. The host holds its OAuth2 grant and adds the access token to the connector's requests; the connector never sees it.\n"
+    );
+    println!(
+        "1. Five bills are approved and sent to Xero in one batch (`travel` has no GL account mapping):"
+    );
+    let t = now_ms();
+    import(&engine, json!({"documents": documents()})).await?;
+    settle(&engine).await?;
+    report_of(&engine, XERO_CONNECTION, t).await?;
+
+    println!(
+        "\n2. doc-1001 is paid (ACH); its payment becomes a Xero payment from bank account 090:"
+    );
+    let t = now_ms();
+    import(
+        &engine,
+        json!({"payments": [{"tenant_id": TENANT, "id": "pay-9001", "document_id": "doc-1001",
+            "amount": "480.00", "date": "2026-11-20", "method": "ach", "funding_account": "operating",
+            "disbursement_status": "funding_complete"}]}),
+    )
+    .await?;
+    settle(&engine).await?;
+    report_of(&engine, XERO_CONNECTION, t).await?;
+
+    println!(
+        "\n3. In Xero, an accountant sets the period lock date to 2026-11-30 and someone pays doc-1004 there; then three bills change:"
+    );
+    sim.set_lock_dates(&org, Some("2026-11-30"), None);
+    let d4 = entry_of(&engine, "doc-1004").await?;
+    if let Some(id) = d4 {
+        sim.pay(&org, &id, "2400.00", "2026-11-21");
+    }
+    sim.expire_access_tokens();
+    let t = now_ms();
+    let mut docs = documents();
+    docs[1]["lines"][0]["amount"] = "1260.50".into();
+    docs[1]["total"] = "1359.50".into();
+    docs[3]["due_date"] = "2026-12-15".into();
+    docs[2]["issue_date"] = "2026-12-01".into();
+    import(
+        &engine,
+        json!({"documents": [docs[1].clone(), docs[2].clone(), docs[3].clone()]}),
+    )
+    .await?;
+    settle(&engine).await?;
+    report_of(&engine, XERO_CONNECTION, t).await?;
+    println!(
+        "   (Xero's access token had expired meanwhile: the host refreshed it and stored the rotated refresh token first.)"
+    );
+
+    println!("\n4. Requires attention:");
+    for a in engine.attention(Some(XERO_CONNECTION)).await? {
+        println!(
+            "  {} {}: {}\n      how to fix: {}",
+            a.document_id, a.target, a.message, a.hint
+        );
+    }
+
+    println!("\n5. What Xero holds:");
+    for inv in sim.invoices(&org) {
+        let s = |k: &str| inv[k].as_str().unwrap_or("").to_string();
+        println!(
+            "  {:<8} {:<11} {:>8} due {:>8}  {}",
+            s("InvoiceNumber"),
+            s("Status"),
+            inv["Total"],
+            inv["AmountDue"],
+            s("Url")
+        );
+    }
+    let stats = sim.stats();
+    println!(
+        "\n{} calls to Xero's API ({} token refreshes); none over its limits ({} refused for a limit).",
+        stats.calls,
+        stats.token_refreshes,
+        stats.over_minute + stats.over_day + stats.over_concurrent
+    );
+    println!(
+        "plugins/xero/README.md explains how each of Xero's answers is read; `ledgerbridge-sim xero` runs this simulator for your own plugin."
+    );
+    Ok(())
+}
+
+/// The bill entry id of `document` in the Xero connection.
+async fn entry_of(engine: &Engine, document: &str) -> anyhow::Result<Option<String>> {
+    Ok(engine
+        .log_of(TENANT, document, Some(XERO_CONNECTION))
+        .await?
+        .iter()
+        .rev()
+        .find_map(|r| r.entry_id.clone()))
 }
 
 fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

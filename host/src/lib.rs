@@ -16,6 +16,7 @@
 pub mod builtin;
 pub mod intake;
 pub mod model;
+pub mod oauth;
 pub mod runtime;
 pub mod store;
 pub mod sync;

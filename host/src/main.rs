@@ -42,12 +42,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Runs the built-in CSV connector on sample bills and payments, and
-    /// prints what it did and where the files are.
+    /// Runs a built-in connector on sample bills and payments, and prints
+    /// what it did: the CSV connector (and where its files are), or the
+    /// Xero connector against a Xero simulator the demo starts.
     Demo {
         /// The directory the CSV connection is granted (created if missing).
         #[arg(long, default_value = "ledgerbridge-demo")]
         dir: PathBuf,
+        /// Which ERP: `csv` (files) or `xero` (a local Xero simulator).
+        #[arg(long, default_value = "csv", value_parser = ["csv", "xero"])]
+        erp: String,
     },
     /// Works with plugin files.
     Plugin {
@@ -341,7 +345,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         )))
     };
     match &cli.command {
-        Command::Demo { dir } => demo::run(runtime, dir).await,
+        Command::Demo { dir, erp } if erp == "xero" => {
+            let _ = dir;
+            demo::run_xero(runtime).await
+        }
+        Command::Demo { dir, .. } => demo::run(runtime, dir).await,
         Command::Plugin {
             command: PluginCommand::Check { file },
         } => plugin_check(&runtime, file).await,

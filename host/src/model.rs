@@ -290,6 +290,9 @@ pub struct Mappings {
     pub departments: std::collections::BTreeMap<String, TrackingMapping>,
     /// Funding account → the ERP's bank account code.
     pub bank_accounts: std::collections::BTreeMap<String, String>,
+    /// Vendor id → the ERP's own id for that vendor (Xero's `ContactID`,
+    /// QuickBooks' vendor `Id`). A vendor with none is matched by name.
+    pub vendors: std::collections::BTreeMap<String, String>,
 }
 
 /// Per-connection overrides of the sandbox limits.
@@ -439,6 +442,44 @@ pub struct Connection {
     pub sync_before_approval: bool,
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// OAuth2 (P2, O2): the host obtains and refreshes the connection's
+    /// access tokens and adds them to the plugin's requests as
+    /// `Authorization: Bearer …`; the plugin never sees any of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2>,
+}
+
+/// A connection's OAuth2 client and grant (refresh-token flow).
+///
+/// The secret and the refresh token are write-only: they are never
+/// serialised back, and once stored the host keeps the refresh token the
+/// ERP rotated to. Sending a refresh token again (after the user
+/// re-authorised the app) replaces the grant.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2 {
+    /// The ERP's token endpoint (Xero: `https://identity.xero.com/connect/token`).
+    /// https, or plain http to loopback (simulators).
+    pub token_url: String,
+    pub client_id: String,
+    /// Kept when left out on a change of an existing connection.
+    #[serde(default, skip_serializing)]
+    pub client_secret: String,
+    /// A refresh token from the ERP's consent flow; left out on a change,
+    /// the host keeps the one it holds.
+    #[serde(default, skip_serializing)]
+    pub refresh_token: Option<String>,
+}
+
+impl std::fmt::Debug for OAuth2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuth2")
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 fn yes() -> bool {

@@ -281,6 +281,10 @@ pub async fn status(engine: &Engine, tenant: Option<&str>, json: bool) -> anyhow
     for c in all {
         let state = match (&c.paused_until, c.enabled) {
             (_, false) => "disabled".to_string(),
+            _ if c.needs_reauthorisation.is_some() => format!(
+                "needs re-authorisation: {} (store a new oauth2.refresh_token with `connection add`, then re-sync Requires attention)",
+                c.needs_reauthorisation.as_deref().unwrap_or_default()
+            ),
             (Some(until), true) => format!(
                 "paused until {} ({})",
                 rfc3339(*until),

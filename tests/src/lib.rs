@@ -78,6 +78,7 @@ pub fn sample_bill(document_id: &str) -> Bill {
         vendor: Vendor {
             id: "v-1".into(),
             name: "Acme, \"Paper\" Co".into(),
+            erp_id: None,
         },
         issue_date: "2026-11-01".into(),
         due_date: "2026-12-01".into(),
@@ -281,12 +282,14 @@ pub fn connection(
             )]
             .into(),
             bank_accounts: [("operating".to_string(), "1010".to_string())].into(),
+            vendors: Default::default(),
         },
         default_bank_account: None,
         sync_bills: true,
         sync_payments: true,
         sync_before_approval: false,
         limits: LimitOverrides::default(),
+        oauth2: None,
     }
 }
 

@@ -375,6 +375,19 @@ pub struct BatchOutcome {
     pub calls: usize,
 }
 
+impl BatchOutcome {
+    /// A call not made: `error` answers it as a whole.
+    pub fn refused(error: CallError, items: &[Item]) -> BatchOutcome {
+        BatchOutcome {
+            result: Err(error),
+            logs: Vec::new(),
+            elapsed: Duration::ZERO,
+            key: call_key(items.iter().map(|i| i.key.as_str())),
+            calls: 0,
+        }
+    }
+}
+
 /// The items of one call, in the contract's shapes.
 enum Batch {
     LookupBills(Vec<wit::BillLookup>),

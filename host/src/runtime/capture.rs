@@ -41,6 +41,17 @@ pub struct LogLine {
     pub message: String,
 }
 
+impl LogLine {
+    /// A warning the host writes about a call.
+    pub fn host(message: String) -> LogLine {
+        LogLine {
+            source: LogSource::Host,
+            level: LogLevel::Warn,
+            message,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     lines: Vec<LogLine>,

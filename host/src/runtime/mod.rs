@@ -25,9 +25,11 @@ pub use call::{
     BatchOutcome, CallError, CallOutcome, Item, Operation, Phases, PluginFault, Reply, call_key,
     describe_connector_error,
 };
+pub(crate) use capture::clip;
 pub use capture::{LogLevel, LogLine, LogSource, MAX_HOST_LOG_BYTES, MAX_HOST_LOG_LINES};
 pub use contract::ContractError;
 pub use fs::{DiskQuota, MAX_OPEN_DESCRIPTORS, Usage as DiskUsage, scan as scan_directory};
+pub(crate) use outbound::is_loopback;
 pub use outbound::{
     AllowedHost, Credential, MAX_REQUESTS_PER_CALL, MAX_REQUESTS_PER_CONNECTION,
     MAX_WAITING_PER_CALL, MIN_REDACTED_SECRET,

@@ -196,7 +196,7 @@ impl std::fmt::Display for AllowedHost {
 }
 
 /// Loopback: 127.0.0.0/8, `localhost` (any case) and `::1`.
-fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<Ipv4Addr>().is_ok_and(|a| a.is_loopback())

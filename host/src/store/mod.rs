@@ -11,6 +11,7 @@ mod payments;
 mod queue;
 mod records;
 mod rows;
+mod tokens;
 
 pub use payments::{ChecksExhausted, FailedExport, FundingAccount};
 pub use queue::{ClaimPlan, ConnectionStatus, DueConnection, PausedBy};
@@ -20,6 +21,7 @@ pub use rows::{
     Job, JobOutcome, JobState, LogRow, LoggedOperation, NewJob, PaymentWait, Priority, RunSummary,
     WaitingPayments,
 };
+pub use tokens::Grant;
 
 use anyhow::Context as _;
 use rusqlite::Connection as Db;
@@ -35,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_5.sql"),
     include_str!("schema_6.sql"),
     include_str!("schema_7.sql"),
+    include_str!("schema_8.sql"),
 ];
 
 /// A handle on the database. Cheap to clone.

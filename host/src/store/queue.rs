@@ -80,6 +80,9 @@ pub struct ConnectionStatus {
     /// Paused until (ms since the epoch), and why.
     pub paused_until: Option<i64>,
     pub paused_reason: Option<String>,
+    /// Why the ERP refused the connection's OAuth2 grant, when it did: the
+    /// connection needs re-authorisation (P2).
+    pub needs_reauthorisation: Option<String>,
 }
 
 impl Store {
@@ -440,6 +443,14 @@ impl Store {
                     calls_last_day: 0,
                     paused_until: paused_until.filter(|u| *u > now),
                     paused_reason: paused_reason.filter(|_| paused_until.is_some_and(|u| u > now)),
+                    needs_reauthorisation: query_row(
+                        db,
+                        "SELECT refused FROM oauth_grants WHERE connection_id = ?1",
+                        [&c.id],
+                        |r| r.get::<_, Option<String>>(0),
+                    )
+                    .optional()?
+                    .flatten(),
                 };
                 let mut stmt = db.prepare_cached(
                     "SELECT state, priority, target, COUNT(*), SUM(due_at <= ?2) FROM jobs

@@ -124,6 +124,7 @@ impl Store {
                    credentials = excluded.credentials",
                 params![c.id, c.tenant_id, c.enabled, config, credentials, now_ms()],
             )?;
+            super::tokens::put_grant(&tx, &c.id, c.oauth2.as_ref())?;
             tx.commit()?;
             Ok(())
         })

@@ -14,10 +14,12 @@
 use super::Engine;
 use super::limits::items_per_call;
 use super::retry::MAX_RETRY_AFTER;
+use super::tokens::TokenError;
 use crate::model::LimitOverrides;
 use crate::runtime::bindings as wit;
 use crate::runtime::{
-    CallError, Item, LogLine, LogSource, Operation, Plugin, PluginFault, Reply, Sandbox,
+    BatchOutcome, CallError, Item, LogLine, LogSource, Operation, Plugin, PluginFault, Reply,
+    Sandbox,
 };
 use crate::store::{EntryRow, Job, PausedBy, now_ms};
 use std::sync::{Arc, Mutex};
@@ -35,6 +37,8 @@ pub(super) struct Setup {
     /// The connection as its job read it: jobs whose connection reads the
     /// same share a setup, and only calls of one setup share a batch.
     pub fingerprint: String,
+    /// The connection's OAuth2 client, when the host holds its tokens (P2).
+    pub oauth2: Option<crate::model::OAuth2>,
 }
 
 /// One item's answer.
@@ -282,18 +286,12 @@ impl<'e> Batcher<'e> {
         );
         let (results, logs, call_key) = if single {
             let Item { key, operation } = items.into_iter().next().expect("one item");
-            let out = engine
-                .runtime
-                .call(&setup.plugin, &setup.sandbox, &key, operation)
-                .await;
-            (vec![out.result], out.logs, key)
+            let (result, logs) = self.plugin_call(&setup, &key, operation).await;
+            (vec![result], logs, key)
         } else {
             // Kept to send alone should the plugin fault on the batch.
             let alone = (n > 1).then(|| items.clone());
-            let out = engine
-                .runtime
-                .call_batch(&setup.plugin, &setup.sandbox, items)
-                .await;
+            let out = self.plugin_batch(&setup, items).await;
             match (out.result, alone) {
                 (Ok(each), _) => (each, out.logs, out.key),
                 // A plugin that faults on a batch (a trap on one item's
@@ -429,6 +427,137 @@ impl<'e> Batcher<'e> {
 }
 
 impl Batcher<'_> {
+    /// The sandbox of one call: the setup's, with the connection's OAuth2
+    /// access token as `Authorization` when it has one (P2), and that
+    /// token. `rejected`: a token the ERP just refused.
+    async fn authorised(
+        &self,
+        setup: &Setup,
+        rejected: Option<&str>,
+    ) -> Result<(std::borrow::Cow<'_, Sandbox>, Option<String>), CallError> {
+        let Some(oauth2) = &setup.oauth2 else {
+            return Ok((std::borrow::Cow::Owned(setup.sandbox.clone()), None));
+        };
+        let token = self
+            .engine
+            .tokens
+            .access(&self.engine.store, &setup.connection, oauth2, rejected)
+            .await
+            .map_err(|e| {
+                CallError::Connector(match e {
+                    TokenError::Refused(m) => wit::ConnectorError::Unauthorized(m),
+                    TokenError::Unavailable(m) => wit::ConnectorError::Unavailable(format!(
+                        "no OAuth2 access token could be obtained: {m}"
+                    )),
+                })
+            })?;
+        let bearer = crate::runtime::Credential::new("authorization", &format!("Bearer {token}"))
+            .map_err(|m| CallError::Connector(wit::ConnectorError::Unauthorized(m)))?;
+        let mut sandbox = setup.sandbox.clone();
+        sandbox
+            .credentials
+            .retain(|c| c.header != http::header::AUTHORIZATION);
+        sandbox.credentials.push(bearer);
+        Ok((std::borrow::Cow::Owned(sandbox), Some(token)))
+    }
+
+    /// A batch call to the plugin. Under OAuth2, items the ERP answered
+    /// `unauthorized` (the whole call, or some items when the token expired
+    /// during it) go once more with a refreshed token (P2).
+    async fn plugin_batch(&self, setup: &Setup, items: Vec<Item>) -> BatchOutcome {
+        let runtime = &self.engine.runtime;
+        let (sandbox, token) = match self.authorised(setup, None).await {
+            Ok(s) => s,
+            Err(e) => return BatchOutcome::refused(e, &items),
+        };
+        let Some(token) = token else {
+            return runtime.call_batch(&setup.plugin, &sandbox, items).await;
+        };
+        let kept = items.clone();
+        let mut out = runtime.call_batch(&setup.plugin, &sandbox, items).await;
+        let again: Vec<usize> = match &out.result {
+            Err(e) if unauthorized(e) => (0..kept.len()).collect(),
+            Ok(each) => (0..each.len())
+                .filter(|&i| each[i].as_ref().is_err_and(unauthorized))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if again.is_empty() {
+            return out;
+        }
+        let (sandbox, _) = match self.authorised(setup, Some(&token)).await {
+            Ok(s) => s,
+            Err(e) => {
+                out.logs.push(LogLine::host(format!("{e}")));
+                return out;
+            }
+        };
+        out.logs.push(LogLine::host(format!(
+            "the ERP refused the access token; refreshed it and sent {} item(s) once more",
+            again.len()
+        )));
+        let retry: Vec<Item> = again.iter().map(|&i| kept[i].clone()).collect();
+        let second = runtime.call_batch(&setup.plugin, &sandbox, retry).await;
+        out.logs.extend(second.logs);
+        out.result = match (out.result, second.result) {
+            (Err(_), second) => second,
+            (Ok(mut each), Ok(answers)) => {
+                for (i, a) in again.into_iter().zip(answers) {
+                    each[i] = a;
+                }
+                Ok(each)
+            }
+            (Ok(mut each), Err(e)) => {
+                for i in again {
+                    each[i] = Err(e.clone());
+                }
+                Ok(each)
+            }
+        };
+        out.key = if out.key.is_empty() {
+            second.key
+        } else {
+            out.key
+        };
+        out
+    }
+
+    /// A single call to the plugin (check numbers in use), with the same
+    /// OAuth2 handling as [`Self::plugin_batch`].
+    async fn plugin_call(
+        &self,
+        setup: &Setup,
+        key: &str,
+        operation: Operation,
+    ) -> (Result<Reply, CallError>, Vec<LogLine>) {
+        let runtime = &self.engine.runtime;
+        let (sandbox, token) = match self.authorised(setup, None).await {
+            Ok(s) => s,
+            Err(e) => return (Err(e), Vec::new()),
+        };
+        let out = runtime
+            .call(&setup.plugin, &sandbox, key, operation.clone())
+            .await;
+        let Some(token) = token else {
+            return (out.result, out.logs);
+        };
+        if !out.result.as_ref().is_err_and(unauthorized) {
+            return (out.result, out.logs);
+        }
+        let mut logs = out.logs;
+        match self.authorised(setup, Some(&token)).await {
+            Ok((sandbox, _)) => {
+                logs.push(LogLine::host(
+                    "the ERP refused the access token; refreshed it and called once more".into(),
+                ));
+                let again = runtime.call(&setup.plugin, &sandbox, key, operation).await;
+                logs.extend(again.logs);
+                (again.result, logs)
+            }
+            Err(e) => (Err(e), logs),
+        }
+    }
+
     /// One item in a call of its own, paced by the budget; its log lines
     /// are added to `logs`.
     async fn alone(
@@ -446,11 +575,7 @@ impl Batcher<'_> {
             return (Err(CallError::HeldBack(wait)), String::new());
         }
         let started = std::time::Instant::now();
-        let out = self
-            .engine
-            .runtime
-            .call_batch(&setup.plugin, &setup.sandbox, vec![item])
-            .await;
+        let out = self.plugin_batch(setup, vec![item]).await;
         self.count_call(started);
         let result = match out.result {
             Ok(mut one) => one.pop().unwrap_or(Err(CallError::Fault(fault.clone()))),
@@ -461,6 +586,14 @@ impl Batcher<'_> {
         logs.extend(out.logs);
         (result, out.key)
     }
+}
+
+/// Whether the ERP refused the credentials.
+fn unauthorized(e: &CallError) -> bool {
+    matches!(
+        e,
+        CallError::Connector(wit::ConnectorError::Unauthorized(_))
+    )
 }
 
 /// The lookup by reference of a create item, with a key of its own.

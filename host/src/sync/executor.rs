@@ -112,6 +112,7 @@ pub(super) async fn run<'e>(
             plugin,
             sandbox,
             fingerprint: serde_json::to_string(&conn).unwrap_or_default(),
+            oauth2: conn.oauth2.clone(),
             limits,
         }),
         batcher,

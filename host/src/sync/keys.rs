@@ -50,7 +50,7 @@ pub fn canonical_bill(b: &wit::Bill) -> Value {
     json!({
         "document-id": b.document_id,
         "number": b.number,
-        "vendor": {"id": b.vendor.id, "name": b.vendor.name},
+        "vendor": vendor(&b.vendor),
         "issue-date": b.issue_date,
         "due-date": b.due_date,
         "currency": b.currency,
@@ -71,6 +71,15 @@ pub fn canonical_bill(b: &wit::Bill) -> Value {
     })
 }
 
+/// A vendor, canonically. Its ERP id only when mapped, so that entries
+/// synced before vendors could be mapped keep their hashes (D3).
+fn vendor(v: &wit::Vendor) -> Value {
+    match &v.erp_id {
+        None => json!({"id": v.id, "name": v.name}),
+        Some(e) => json!({"id": v.id, "name": v.name, "erp-id": e}),
+    }
+}
+
 /// What a payment is, canonically (see [`canonical_bill`]).
 pub fn canonical_payment(p: &wit::Payment) -> Value {
     json!({
@@ -78,7 +87,7 @@ pub fn canonical_payment(p: &wit::Payment) -> Value {
         "document-id": p.document_id,
         "bill-entry-id": p.bill_entry_id,
         "bill-number": p.bill_number,
-        "vendor": {"id": p.vendor.id, "name": p.vendor.name},
+        "vendor": vendor(&p.vendor),
         "amount": p.amount,
         "currency": p.currency,
         "date": p.date,
@@ -110,6 +119,7 @@ mod tests {
             vendor: wit::Vendor {
                 id: "v".into(),
                 name: "Acme".into(),
+                erp_id: None,
             },
             issue_date: "2026-11-01".into(),
             due_date: "2026-12-01".into(),

@@ -132,6 +132,7 @@ mod tests {
                 vendor: wit::Vendor {
                     id: "v".into(),
                     name: "V".into(),
+                    erp_id: None,
                 },
                 issue_date: "2026-01-01".into(),
                 due_date: "2026-01-31".into(),

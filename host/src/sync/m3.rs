@@ -461,6 +461,7 @@ mod tests {
             vendor: wit::Vendor {
                 id: "v".into(),
                 name: "Acme".into(),
+                erp_id: None,
             },
             issue_date: "2026-11-01".into(),
             due_date: "2026-12-01".into(),

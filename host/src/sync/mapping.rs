@@ -55,6 +55,7 @@ pub fn bill(doc: &Document, c: &Connection) -> Result<wit::Bill, MappingError> {
         vendor: wit::Vendor {
             id: doc.vendor.id.clone(),
             name: doc.vendor.name.clone(),
+            erp_id: c.mappings.vendors.get(&doc.vendor.id).cloned(),
         },
         issue_date: doc.issue_date.clone(),
         due_date: doc.due_date.clone(),
@@ -110,6 +111,7 @@ pub fn payment(
         vendor: wit::Vendor {
             id: doc.vendor.id.clone(),
             name: doc.vendor.name.clone(),
+            erp_id: c.mappings.vendors.get(&doc.vendor.id).cloned(),
         },
         amount: p.amount,
         currency: doc.currency.clone(),

@@ -33,6 +33,7 @@ pub mod outcome;
 pub mod plain;
 pub mod policy;
 pub mod retry;
+pub mod tokens;
 
 pub use api::{ConnectionSummary, EngineError};
 pub use retry::RetryPolicy;
@@ -163,6 +164,45 @@ pub struct Engine {
     pub(crate) budgets: budget::Budgets,
     /// Which connection claims go to first, turning each claim (R5).
     turn: std::sync::atomic::AtomicUsize,
+    /// Connections' OAuth2 access tokens (P2).
+    pub(crate) tokens: tokens::Tokens,
+}
+
+/// What is wrong with a connection's OAuth2 settings (V1), each naming
+/// its field. The secret and refresh token are checked against the grant
+/// held when the connection is stored.
+fn check_oauth2(c: &Connection, o: &crate::model::OAuth2) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(m) = crate::oauth::check_token_url(&o.token_url) {
+        problems.push(format!("oauth2.token_url: {m}"));
+    }
+    for (field, v) in [
+        ("client_id", &o.client_id),
+        ("client_secret", &o.client_secret),
+    ] {
+        if field == "client_id" && v.is_empty() {
+            problems.push("oauth2.client_id: required".into());
+        } else if v.len() > 4096 || v.chars().any(char::is_control) {
+            problems.push(format!(
+                "oauth2.{field}: at most 4096 characters, no control characters"
+            ));
+        }
+    }
+    if let Some(r) = &o.refresh_token
+        && (r.is_empty() || r.len() > 16 * 1024 || r.chars().any(char::is_control))
+    {
+        problems.push("oauth2.refresh_token: 1 to 16384 characters, no control characters".into());
+    }
+    if c.credentials
+        .keys()
+        .any(|k| k.eq_ignore_ascii_case("authorization"))
+    {
+        problems.push(
+            "credentials.authorization: the host sends the OAuth2 access token in `Authorization`; leave it out of credentials"
+                .into(),
+        );
+    }
+    problems
 }
 
 /// A claim that would wait longer than this for a connection's budget
@@ -196,6 +236,7 @@ impl Engine {
             stopping: tokio::sync::watch::Sender::new(false),
             budgets: budget::Budgets::default(),
             turn: Default::default(),
+            tokens: tokens::Tokens::default(),
         }
     }
 
@@ -237,6 +278,9 @@ impl Engine {
         }
         if let Err(e) = connectors::sandbox(&c, &c.limits) {
             problems.push(e);
+        }
+        if let Some(o) = &c.oauth2 {
+            problems.extend(check_oauth2(&c, o));
         }
         match c.directory.as_deref().map(grants::resolve) {
             Some(Ok(dir)) => {

@@ -48,7 +48,7 @@ fn connector(c: &ConnectorError) -> Verdict {
         ConnectorError::Validation(v) => Verdict::Attention { hint: validation_hint(&v.field), message },
         ConnectorError::Unauthorized(_) => Verdict::Attention {
             message,
-            hint: "Re-authorise the connection with the ERP (its token expired or was revoked), then re-sync.".into(),
+            hint: "Re-authorise the connection with the ERP (its token expired or was revoked): store the connection again with a new oauth2.refresh_token from the user's consent (or new credentials), then re-sync Requires attention.".into(),
         },
         ConnectorError::DuplicateCheckNumber(d) => Verdict::Attention {
             message,

@@ -208,7 +208,10 @@ impl Appends {
             payment.currency.clone(),
             payment.bank_account.clone(),
             method(payment.method).to_string(),
-            payment.check_number.map(|n| n.to_string()).unwrap_or_default(),
+            payment
+                .check_number
+                .map(|n| n.to_string())
+                .unwrap_or_default(),
         ];
         if changed {
             self.changed_payments.push(row);
@@ -235,7 +238,11 @@ impl Appends {
         let layout = self.layout.name();
         for (kind, columns, rows) in [
             ("bills", self.layout.bill_columns(), &self.bills),
-            ("changed-bills", self.layout.bill_columns(), &self.changed_bills),
+            (
+                "changed-bills",
+                self.layout.bill_columns(),
+                &self.changed_bills,
+            ),
             ("payments", PAYMENT_COLUMNS, &self.payments),
             ("changed-payments", PAYMENT_COLUMNS, &self.changed_payments),
         ] {

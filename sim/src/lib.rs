@@ -1,0 +1,8 @@
+//! Local simulators of the ERPs ledgerbridge connects to: test doubles of
+//! the real services (not of ledgerbridge), faithful to
+//! `shared/reference/ERP_FACTS.md` and to each ERP's official API
+//! description. The tests run against them, `ledgerbridge demo --erp xero`
+//! starts one, and integrators run them with `ledgerbridge-sim`.
+
+pub mod openapi;
+pub mod xero;
