@@ -368,11 +368,11 @@ pub async fn run_xero(runtime: Arc<Runtime>) -> anyhow::Result<()> {
     println!(
         "\n3. In Xero, an accountant sets the period lock date to 2026-11-30 and someone pays doc-1004 there; then three bills change:"
     );
-    sim.set_lock_dates(&org, Some("2026-11-30"), None);
     let d4 = entry_of(&engine, "doc-1004").await?;
     if let Some(id) = d4 {
-        sim.pay(&org, &id, "2400.00", "2026-11-21");
+        sim.pay(&org, &id, "2400.00", "2026-11-21")?;
     }
+    sim.set_lock_dates(&org, Some("2026-11-30"), None);
     sim.expire_access_tokens();
     let t = now_ms();
     let mut docs = documents();
@@ -402,12 +402,13 @@ pub async fn run_xero(runtime: Arc<Runtime>) -> anyhow::Result<()> {
     println!("\n5. What Xero holds:");
     for inv in sim.invoices(&org) {
         let s = |k: &str| inv[k].as_str().unwrap_or("").to_string();
+        let n = |k: &str| format!("{:.2}", inv[k].as_f64().unwrap_or(0.0));
         println!(
-            "  {:<8} {:<11} {:>8} due {:>8}  {}",
+            "  {:<8} {:<11} total {:>8}  due {:>8}  {}",
             s("InvoiceNumber"),
             s("Status"),
-            inv["Total"],
-            inv["AmountDue"],
+            n("Total"),
+            n("AmountDue"),
             s("Url")
         );
     }

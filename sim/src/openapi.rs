@@ -138,7 +138,18 @@ impl OpenApi {
                     self.resolve(op.get("requestBody")?)
                         .pointer("/content/application~1json/schema")
                 }) {
-                Some(schema) => self.check(schema, body, "$", None, &what, &mut out, 0),
+                Some(schema) => self.check(
+                    schema,
+                    body,
+                    "$",
+                    None,
+                    &Ctx {
+                        what: &what,
+                        echo: None,
+                    },
+                    &mut out,
+                    0,
+                ),
                 None => out.push(format!("{what}: the operation takes no JSON body")),
             }
         }
@@ -167,8 +178,16 @@ impl OpenApi {
         let Some(schema) = response.pointer("/content/application~1json/schema") else {
             return Vec::new();
         };
+        // What an error's elements echo: the kind of object the request
+        // sends, the collection named by the path (`/Invoices` → Invoice).
+        let collection = segments(path).into_iter().next().unwrap_or_default();
+        let echo = op
+            .pointer("/requestBody/content/application~1json/schema")
+            .map(|s| self.resolve(s))
+            .and_then(|s| s.pointer(&format!("/properties/{collection}/items")));
         let mut out = Vec::new();
-        self.check(schema, body, "$", None, &what, &mut out, 0);
+        let ctx = Ctx { what: &what, echo };
+        self.check(schema, body, "$", None, &ctx, &mut out, 0);
         out
     }
 
@@ -231,10 +250,11 @@ impl OpenApi {
         value: &Value,
         at: &str,
         name: Option<&str>,
-        what: &str,
+        ctx: &Ctx,
         out: &mut Vec<String>,
         depth: usize,
     ) {
+        let what = ctx.what;
         if depth > 40 {
             return;
         }
@@ -257,7 +277,7 @@ impl OpenApi {
         }
         if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
             for s in all {
-                self.check(s, value, at, name, what, out, depth + 1);
+                self.check(s, value, at, name, ctx, out, depth + 1);
             }
             return;
         }
@@ -266,7 +286,7 @@ impl OpenApi {
                 let mut best: Option<Vec<String>> = None;
                 for s in alts {
                     let mut o = Vec::new();
-                    self.check(s, value, at, name, what, &mut o, depth + 1);
+                    self.check(s, value, at, name, ctx, &mut o, depth + 1);
                     if o.is_empty() {
                         return;
                     }
@@ -296,16 +316,31 @@ impl OpenApi {
                 for (k, v) in obj {
                     let here = format!("{at}.{k}");
                     match props.and_then(|p| p.get(k)) {
-                        Some(p) => self.check(p, v, &here, None, what, out, depth + 1),
+                        Some(p) => self.check(p, v, &here, None, ctx, out, depth + 1),
                         None if extra.is_some() => self.check(
                             extra.unwrap_or(&Value::Null),
                             v,
                             &here,
                             None,
-                            what,
+                            ctx,
                             out,
                             depth + 1,
                         ),
+                        // An error's element echoes the object sent (ERP_FACTS):
+                        // its other properties are the sent kind's.
+                        None if name == Some("Element")
+                            && ctx.echo.is_some_and(|e| {
+                                self.resolve(e)
+                                    .pointer(&format!("/properties/{k}"))
+                                    .is_some()
+                            }) =>
+                        {
+                            let e = self.resolve(ctx.echo.unwrap_or(&Value::Null));
+                            let p = e
+                                .pointer(&format!("/properties/{k}"))
+                                .unwrap_or(&Value::Null);
+                            self.check(p, v, &here, None, ctx, out, depth + 1)
+                        }
                         None => {
                             let allowed = name
                                 .and_then(|n| self.allowed.get(n))
@@ -330,7 +365,7 @@ impl OpenApi {
                 };
                 if let Some(s) = schema.get("items") {
                     for (i, v) in items.iter().enumerate() {
-                        self.check(s, v, &format!("{at}[{i}]"), None, what, out, depth + 1);
+                        self.check(s, v, &format!("{at}[{i}]"), None, ctx, out, depth + 1);
                     }
                 }
             }
@@ -354,11 +389,16 @@ impl OpenApi {
                 {
                     out.push(format!("{what}: {at}: longer than {max} characters"));
                 }
-                match schema.get("format").and_then(Value::as_str) {
+                let msdate = ["x-is-msdate", "x-is-msdate-time"]
+                    .iter()
+                    .any(|k| schema.get(*k).and_then(Value::as_bool) == Some(true));
+                let format = schema.get("format").and_then(Value::as_str);
+                let dated = msdate || matches!(format, Some("date" | "date-time"));
+                match format {
                     Some("uuid") if uuid::Uuid::parse_str(s).is_err() => {
                         out.push(format!("{what}: {at}: `{s}` is not a UUID"))
                     }
-                    Some("date" | "date-time") if !is_date(s) => out.push(format!(
+                    _ if dated && !is_date(s) => out.push(format!(
                         "{what}: {at}: `{s}` is neither YYYY-MM-DD[Thh:mm:ss] nor /Date(ms)/"
                     )),
                     _ => {}
@@ -484,6 +524,13 @@ impl OpenApi {
             _ => {}
         }
     }
+}
+
+/// One check's context: what is checked, for messages, and the schema
+/// an error element echoes.
+struct Ctx<'a> {
+    what: &'a str,
+    echo: Option<&'a Value>,
 }
 
 fn segments(path: &str) -> Vec<String> {

@@ -116,6 +116,12 @@ fn booked(
         .get()
         .and_then(|(p, y)| if year { y.clone() } else { p.clone() });
     Some(ConnectorError::Booked(match named {
+        // The new date is past the lock: the entry Xero has lies in the
+        // closed period, and Xero lets it neither change nor move out.
+        Some(lock) if date > lock.as_str() => format!(
+            "the {what}'s entry in Xero is dated inside Xero's {which} {lock}: the period is closed, so Xero lets it neither change nor move out of it (Xero: {})",
+            messages.join("; ")
+        ),
         Some(lock) => format!(
             "the {what}'s date {date} is inside Xero's {which} {lock}: the period is closed (Xero: {})",
             messages.join("; ")

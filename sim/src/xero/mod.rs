@@ -314,19 +314,32 @@ impl XeroSim {
         })
     }
 
-    /// A person records a payment in Xero (from bank account 090).
-    pub fn pay(&self, tenant_id: &str, invoice_id: &str, amount: &str, date: &str) -> String {
+    /// A person records a payment in Xero (from bank account 090); what
+    /// Xero would say when it refuses it.
+    pub fn pay(
+        &self,
+        tenant_id: &str,
+        invoice_id: &str,
+        amount: &str,
+        date: &str,
+    ) -> anyhow::Result<String> {
         let mut s = self.state();
-        let b = s.books.get_mut(tenant_id).expect("an organisation");
+        let b = s
+            .books
+            .get_mut(tenant_id)
+            .ok_or_else(|| anyhow::anyhow!("no organisation {tenant_id}"))?;
         let el = json!({"Invoice": {"InvoiceID": invoice_id}, "Account": {"Code": "090"}, "Date": date, "Amount": amount, "Reference": "paid in Xero"});
         b.save_payment(&el, now_ms(), false)
-            .unwrap_or_else(|e| panic!("the simulator refused the payment: {e:?}"))
+            .map_err(|e| anyhow::anyhow!("Xero refuses the payment: {}", e.join("; ")))
     }
 
     /// A person deletes the invoice in Xero (voids it when approved).
-    pub fn delete_invoice(&self, tenant_id: &str, invoice_id: &str) {
+    pub fn delete_invoice(&self, tenant_id: &str, invoice_id: &str) -> anyhow::Result<()> {
         let mut s = self.state();
-        let b = s.books.get_mut(tenant_id).expect("an organisation");
+        let b = s
+            .books
+            .get_mut(tenant_id)
+            .ok_or_else(|| anyhow::anyhow!("no organisation {tenant_id}"))?;
         let status = b.invoice(invoice_id).map(|i| i.status.clone());
         let to = match status.as_deref() {
             Some("AUTHORISED") => "VOIDED",
@@ -334,7 +347,8 @@ impl XeroSim {
         };
         let el = json!({"InvoiceID": invoice_id, "Status": to});
         b.save_invoice(&el, false, now_ms(), false)
-            .unwrap_or_else(|e| panic!("the simulator refused the deletion: {e:?}"));
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("Xero refuses the deletion: {}", e.join("; ")))
     }
 
     /// Every access token issued so far expires now.
@@ -1154,13 +1168,14 @@ fn elements(body: Option<&Value>, key: &str) -> Result<Vec<Value>, Answer> {
     }
 }
 
-/// An element Xero refused, echoed with its errors.
-fn refused(el: &Value, errors: &[String]) -> Value {
+/// An element Xero refused, echoed with its errors (`HasErrors` on
+/// invoices, `HasValidationErrors` on payments, as their schemas name it).
+fn refused(el: &Value, errors: &[String], flag: &str) -> Value {
     let mut e = el.clone();
     if !e.is_object() {
         e = json!({});
     }
-    e["HasErrors"] = true.into();
+    e[flag] = true.into();
     e["StatusAttributeString"] = "ERROR".into();
     e["ValidationErrors"] = errors.iter().map(|m| json!({"Message": m})).collect();
     e
@@ -1196,7 +1211,7 @@ fn write_invoices(
                 .iter()
                 .zip(&checks)
                 .map(|(e, c)| match c {
-                    Err(m) => refused(e, m),
+                    Err(m) => refused(e, m, "HasErrors"),
                     Ok(_) => e.clone(),
                 })
                 .collect();
@@ -1218,7 +1233,7 @@ fn write_invoices(
                 v["StatusAttributeString"] = "OK".into();
                 out.push(v);
             }
-            Err(m) => out.push(refused(e, &m)),
+            Err(m) => out.push(refused(e, &m, "HasErrors")),
         }
     }
     s.stats.invoices_created += created;
@@ -1242,7 +1257,7 @@ fn write_payments(s: &mut State, org: &str, body: Option<&Value>, summarize: boo
                 .iter()
                 .zip(&checks)
                 .map(|(e, c)| match c {
-                    Err(m) => refused(e, m),
+                    Err(m) => refused(e, m, "HasValidationErrors"),
                     Ok(_) => e.clone(),
                 })
                 .collect();
@@ -1268,7 +1283,7 @@ fn write_payments(s: &mut State, org: &str, body: Option<&Value>, summarize: boo
                 v["StatusAttributeString"] = "OK".into();
                 out.push(v);
             }
-            Err(m) => out.push(refused(e, &m)),
+            Err(m) => out.push(refused(e, &m, "HasValidationErrors")),
         }
     }
     s.stats.payments_created += created;
