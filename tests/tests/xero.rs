@@ -448,16 +448,18 @@ async fn m2_a_bulk_resync_of_1000_documents_gets_each_the_right_outcome() {
     erp.assert_faithful();
 }
 
-/// R1, R2, D1: with 20% of calls failing (500/503) and bursts of 429, every
-/// document is synced exactly once, the host never goes over Xero's own
-/// limits, and nothing is left for a person.
+/// R1, R2, D1, D2: with 20% of calls failing (500/503), bursts of 429,
+/// and 10% of calls whose connection drops after Xero did the work (the
+/// answer lost between the ERP and the host's commit), every document is
+/// synced exactly once, the host never goes over Xero's own limits, and
+/// nothing is left for a person.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r1_r2_faults_and_429_bursts_end_with_every_document_synced_once() {
     let erp = Erp::start().await;
     erp.sim.set_faults(Faults {
         latency: Duration::from_millis(5),
         error_rate: 0.2,
-        reset_rate: 0.0,
+        reset_rate: 0.1,
         burst_429: 3,
         seed: 7,
     });
@@ -491,6 +493,11 @@ async fn r1_r2_faults_and_429_bursts_end_with_every_document_synced_once() {
     assert!(engine.attention(None).await.unwrap().is_empty());
     let stats = erp.sim.stats();
     assert!(stats.injected > 0, "faults were injected: {stats:?}");
+    assert!(
+        stats.resets > 0,
+        "answers were lost after the work: {stats:?}"
+    );
+    assert_eq!(stats.invoices_created, 120, "none made twice: {stats:?}");
     assert_eq!(
         (stats.over_minute, stats.over_day, stats.over_concurrent),
         (0, 0, 0),
@@ -595,6 +602,15 @@ async fn p2_a_refused_grant_needs_reauthorisation_and_a_new_grant_fixes_it() {
         "{}",
         attention[0].message
     );
+    let status = engine.status(Some("acme")).await.unwrap();
+    assert!(
+        status[0]
+            .needs_reauthorisation
+            .as_deref()
+            .is_some_and(|m| m.contains("invalid_grant")),
+        "status shows it: {:?}",
+        status[0].needs_reauthorisation
+    );
     assert!(
         attention[0].hint.to_lowercase().contains("re-authorise"),
         "{}",
@@ -611,6 +627,8 @@ async fn p2_a_refused_grant_needs_reauthorisation_and_a_new_grant_fixes_it() {
     settle(&engine).await;
     assert_eq!(erp.bills_of("d1").len(), 1);
     assert!(engine.attention(None).await.unwrap().is_empty());
+    let status = engine.status(Some("acme")).await.unwrap();
+    assert_eq!(status[0].needs_reauthorisation, None);
     erp.assert_faithful();
 }
 
@@ -692,4 +710,151 @@ async fn p2_o2_concurrent_refreshes_in_two_processes_spend_the_refresh_token_onc
         "{second:?}"
     );
     assert_eq!(erp.sim.stats().token_refreshes, 2);
+}
+
+/// X1: a vendor the connection maps to a Xero contact is sent by its
+/// `ContactID` (Xero's name for it wins); one it does not map goes by
+/// name, which Xero matches or creates; a mapped contact Xero does not
+/// have is a validation error on `vendor`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x1_a_mapped_vendor_goes_by_contact_id_and_others_by_name() {
+    let contact = "6d42f03b-181f-43e3-93fb-2025c012de92";
+    let mut org = Organisation::demo();
+    org.contacts = vec![(contact.to_string(), "ACME PAPER LTD".to_string())];
+    let sim = XeroSim::start(Config {
+        openapi: Some(openapi()),
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    let id = sim.add_organisation(org);
+    sim.add_client(CLIENT, SECRET);
+    let erp = Erp { sim, org: id };
+    let engine = engine();
+    engine.add_tenant("acme").await.unwrap();
+    let mut c = erp.connection("xero", "acme");
+    c.mappings.vendors = [("v-1".to_string(), contact.to_string())].into();
+    c.mappings
+        .vendors
+        .insert("v-9".into(), "1f0a7f0e-0000-4000-8000-000000000000".into());
+    engine.put_connection(c).await.unwrap();
+    let mut other = doc_json("acme", "d2", "approved", "10.00");
+    other["vendor"] = serde_json::json!({"id": "v-2", "name": "Northwind Freight"});
+    let mut unknown = doc_json("acme", "d3", "approved", "10.00");
+    unknown["vendor"] = serde_json::json!({"id": "v-9", "name": "Gone Ltd"});
+    import(
+        &engine,
+        serde_json::json!({"documents": [doc_json("acme", "d1", "approved", "10.00"), other, unknown]}),
+    )
+    .await
+    .unwrap();
+    settle(&engine).await;
+    let d1 = &erp.bills_of("d1")[0];
+    assert_eq!(d1["Contact"]["ContactID"], contact);
+    assert_eq!(d1["Contact"]["Name"], "ACME PAPER LTD");
+    assert_eq!(
+        erp.bills_of("d2")[0]["Contact"]["Name"],
+        "Northwind Freight"
+    );
+    let put = erp
+        .sim
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .unwrap();
+    let sent = put.body.unwrap();
+    assert!(
+        sent["Invoices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["Contact"] == serde_json::json!({"ContactID": contact})),
+        "{sent}"
+    );
+    let attention = engine.attention(Some("xero")).await.unwrap();
+    assert_eq!(attention.len(), 1, "{attention:?}");
+    assert_eq!(attention[0].document_id, "d3");
+    assert!(
+        attention[0].message.contains("vendor"),
+        "{}",
+        attention[0].message
+    );
+    erp.assert_faithful();
+}
+
+/// X1, D1: Xero does not keep a vendor's invoice number unique, nor does
+/// the host rely on it: two documents with the same number get a bill
+/// each, and a lookup (after the host lost its records) finds each its own
+/// by the `Url` that names the document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d1_bills_sharing_a_vendor_number_are_told_apart_by_their_document() {
+    let erp = Erp::start().await;
+    let same = || {
+        let docs: Vec<Value> = ["s1", "s2"]
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let mut doc = doc_json("acme", d, "approved", &format!("{}.00", 10 + i));
+                doc["number"] = "INV-SAME".into();
+                doc
+            })
+            .collect();
+        serde_json::json!({ "documents": docs })
+    };
+    let (first, _) = xero_engine(&erp).await;
+    import(&first, same()).await.unwrap();
+    settle(&first).await;
+    assert_eq!(erp.bills().len(), 2);
+    let (second, _) = xero_engine(&erp).await;
+    import(&second, same()).await.unwrap();
+    settle(&second).await;
+    assert_eq!(erp.bills().len(), 2, "nothing duplicated");
+    for (d, total) in [("s1", "10.00"), ("s2", "11.00")] {
+        let b = erp.bills_of(d);
+        assert_eq!(b.len(), 1);
+        assert_eq!(money(&b[0]["Total"]), total, "{d} kept its own amount");
+        let log = second.log_of("acme", d, Some("xero")).await.unwrap();
+        assert_eq!(
+            log.last().unwrap().entry_id.as_deref(),
+            b[0]["InvoiceID"].as_str(),
+            "{d} was matched to its own bill"
+        );
+    }
+    erp.assert_faithful();
+}
+
+/// A3, X1: Xero cannot modify a payment; a changed payment is reported as
+/// not replaced and never duplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a3_a_changed_payment_is_reported_and_never_duplicated() {
+    let erp = Erp::start().await;
+    let (engine, _) = xero_engine(&erp).await;
+    import(
+        &engine,
+        serde_json::json!({"documents": [doc_json("acme", "d1", "approved", "100.00")],
+                           "payments": [payment_json("acme", "p1", "d1", "40.00")]}),
+    )
+    .await
+    .unwrap();
+    settle(&engine).await;
+    assert_eq!(erp.sim.payments(&erp.org).len(), 1);
+    let mut changed = payment_json("acme", "p1", "d1", "45.00");
+    changed["date"] = "2026-11-21".into();
+    import(&engine, serde_json::json!({ "payments": [changed] }))
+        .await
+        .unwrap();
+    settle(&engine).await;
+    let payments = erp.sim.payments(&erp.org);
+    assert_eq!(payments.len(), 1, "{payments:#?}");
+    assert_eq!(money(&payments[0]["Amount"]), "40.00");
+    let log = engine.log_of("acme", "d1", Some("xero")).await.unwrap();
+    let last = log.last().unwrap();
+    assert_eq!(last.target, "payment");
+    assert!(
+        last.operations
+            .iter()
+            .any(|o| o.result.contains("cannot modify")),
+        "{last:?}"
+    );
+    erp.assert_faithful();
 }

@@ -93,8 +93,10 @@ pub struct Stats {
     pub over_day: u64,
     pub over_concurrent: u64,
     pub over_app_minute: u64,
-    /// Calls answered with an injected fault.
+    /// Calls answered with an injected fault (resets included).
     pub injected: u64,
+    /// Calls done whose connection was then dropped before the answer.
+    pub resets: u64,
     pub most_at_once: u64,
     pub token_refreshes: u64,
     pub idempotent_replays: u64,
@@ -720,6 +722,7 @@ async fn api(
         let reset = s.rng.f64() < s.faults.reset_rate;
         if reset {
             s.stats.injected += 1;
+            s.stats.resets += 1;
         }
         // Limits, counted over rolling windows.
         let minute = Duration::from_secs(60);
