@@ -858,3 +858,27 @@ async fn a3_a_changed_payment_is_reported_and_never_duplicated() {
     );
     erp.assert_faithful();
 }
+
+/// D1, D2: bills made before the connection's `document-url` changed are
+/// still found by lookup (their Url ends with the document's id), not
+/// created again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d2_a_changed_document_url_still_finds_earlier_bills() {
+    let erp = Erp::start().await;
+    let (first, _) = xero_engine(&erp).await;
+    let docs = || serde_json::json!({"documents": [doc_json("acme", "u1", "approved", "10.00")]});
+    import(&first, docs()).await.unwrap();
+    settle(&first).await;
+    let engine = engine();
+    engine.add_tenant("acme").await.unwrap();
+    let mut c = erp.connection("xero", "acme");
+    c.settings.insert(
+        "document-url".into(),
+        "https://ap.example.com/bills/{document-id}".into(),
+    );
+    engine.put_connection(c).await.unwrap();
+    import(&engine, docs()).await.unwrap();
+    settle(&engine).await;
+    assert_eq!(erp.bills().len(), 1, "{:#?}", erp.bills());
+    erp.assert_faithful();
+}

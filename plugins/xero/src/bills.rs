@@ -133,15 +133,26 @@ pub fn lookup(ctx: &Context, items: &[BillLookup]) -> Results<Option<Entry>> {
         match xero.invoices(&q) {
             Ok(found) => {
                 for i in which {
-                    let url = wire::document_url(ctx, &items[i].bill.document_id);
+                    let id = &items[i].bill.document_id;
                     let live: Vec<&Value> = found
                         .iter()
-                        .filter(|v| {
-                            wire::text(v, "Url") == url
-                                && wire::text(v, "Type") == "ACCPAY"
-                                && !wire::gone(v)
-                        })
+                        .filter(|v| wire::text(v, "Type") == "ACCPAY" && !wire::gone(v))
                         .collect();
+                    let url = wire::document_url(ctx, id);
+                    let exact: Vec<&Value> = live
+                        .iter()
+                        .copied()
+                        .filter(|v| wire::text(v, "Url") == url)
+                        .collect();
+                    // A bill made under another `document-url`: its Url
+                    // still ends with the document's id.
+                    let live = if exact.is_empty() {
+                        live.into_iter()
+                            .filter(|v| wire::names_document(wire::text(v, "Url"), id))
+                            .collect()
+                    } else {
+                        exact
+                    };
                     if live.len() > 1 {
                         log::warn(format!(
                             "bill {}: {} live invoices in Xero carry its Url; the first is taken",

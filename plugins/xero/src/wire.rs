@@ -22,6 +22,16 @@ pub fn document_url(ctx: &Context, document_id: &str) -> String {
     template.replace("{document-id}", &id)
 }
 
+/// Whether `url`'s last path segment is `document_id` (as the default
+/// template and most AP products' links put it), whatever the host and
+/// path before it: how a bill made under an earlier `document-url` is
+/// still found.
+pub fn names_document(url: &str, document_id: &str) -> bool {
+    let id: String = form_urlencoded::byte_serialize(document_id.as_bytes()).collect();
+    let path = url.split(['?', '#']).next().unwrap_or("");
+    path.contains("://") && path.rsplit('/').next() == Some(id.as_str())
+}
+
 /// The connection's `document-url`, checked: an http(s) URL template with
 /// `{document-id}`.
 pub fn check_document_url(ctx: &Context) -> Result<(), ConnectorError> {
