@@ -404,28 +404,14 @@ impl OpenApi {
                     _ => {}
                 }
             }
-            Some("number") => {
-                if !value.is_number() {
-                    out.push(format!(
-                        "{what}: {at}: expected a number, got {}",
-                        kind(value)
-                    ));
-                }
-            }
-            Some("integer") => {
-                if !(value.is_i64() || value.is_u64()) {
-                    out.push(format!(
-                        "{what}: {at}: expected an integer, got {}",
-                        kind(value)
-                    ));
-                }
-            }
-            Some("boolean") => {
-                if !value.is_boolean() {
-                    out.push(format!(
-                        "{what}: {at}: expected a boolean, got {}",
-                        kind(value)
-                    ));
+            Some(t @ ("number" | "integer" | "boolean")) => {
+                let ok = match t {
+                    "number" => value.is_number(),
+                    "integer" => value.is_i64() || value.is_u64(),
+                    _ => value.is_boolean(),
+                };
+                if !ok {
+                    out.push(format!("{what}: {at}: expected a {t}, got {}", kind(value)));
                 }
             }
             _ => {}

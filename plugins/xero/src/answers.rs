@@ -137,8 +137,7 @@ fn booked(
 fn bill_field(bill: &Bill, message: &str) -> String {
     let m = message.to_ascii_lowercase();
     let quoted = quoted(message);
-    let line_with =
-        |f: &dyn Fn(&ledgerbridge_sdk::BillLine) -> bool| bill.lines.iter().position(|l| f(l));
+    let line_with = |f: &dyn Fn(&ledgerbridge_sdk::BillLine) -> bool| bill.lines.iter().position(f);
     if m.contains("account code") || m.contains("accountcode") {
         let i = line_with(&|l| Some(l.account_code.as_str()) == quoted.as_deref()).unwrap_or(0);
         return format!("lines[{i}].account-code");

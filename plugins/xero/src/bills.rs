@@ -49,6 +49,9 @@ pub(crate) fn open<'c, T: Clone>(ctx: &'c Context, n: usize) -> Result<Xero<'c>,
     Ok(xero)
 }
 
+/// A lookup request: the items it answers and its query.
+type Query<'a> = (Vec<usize>, Vec<(&'a str, String)>);
+
 /// `'…'` in a `where` string, with its quotes escaped as Xero reads them.
 fn quoted(value: &str) -> String {
     format!("\"{}\"", value.replace('\\', "\\\\").replace('"', "\\\""))
@@ -100,7 +103,7 @@ pub fn lookup(ctx: &Context, items: &[BillLookup]) -> Results<Option<Entry>> {
     let (listed, alone): (Vec<usize>, Vec<usize>) = by_ref
         .into_iter()
         .partition(|&i| !items[i].bill.number.contains(','));
-    let mut queries: Vec<(Vec<usize>, Vec<(&str, String)>)> = Vec::new();
+    let mut queries: Vec<Query> = Vec::new();
     if !listed.is_empty() {
         let mut numbers: Vec<&str> = listed
             .iter()
