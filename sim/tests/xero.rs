@@ -169,8 +169,12 @@ async fn an_expired_access_token_is_answered_401_and_every_answer_has_the_limit_
     }
     assert_eq!(h["x-minlimit-remaining"], "59");
     o.sim.expire_access_tokens();
-    let (s, _, _) = o.call("GET", "/Organisation", None, None).await;
+    let (s, h, _) = o.call("GET", "/Organisation", None, None).await;
     assert_eq!(s, 401);
+    assert!(
+        h.contains_key("x-minlimit-remaining"),
+        "on refusals too: {h:?}"
+    );
     o.faithful();
 }
 

@@ -469,7 +469,7 @@ async fn serve(
         let v = spec.check_request(method.as_str(), &rel, &query, parsed.as_ref());
         shared.state().violations.extend(v);
     }
-    let (answer, reset) = api(
+    let (mut answer, reset) = api(
         &shared,
         &method,
         &rel,
@@ -479,6 +479,8 @@ async fn serve(
         parsed.clone(),
     )
     .await;
+    let tenant = headers.get("xero-tenant-id").and_then(|v| v.to_str().ok());
+    remaining(&shared, tenant, &mut answer);
     {
         let mut s = shared.state();
         s.stats.calls += 1;
@@ -778,27 +780,34 @@ async fn api(
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let mut a = if body.is_none() && !raw.is_empty() {
+    let a = if body.is_none() && !raw.is_empty() {
         validation("The request body is not valid JSON")
     } else {
         operation(shared, &org, method, rel, query, headers, body)
     };
-    let s = shared.state();
-    let w = s.windows.get(&org);
-    let min_left = cfg.minute_limit as usize
-        - w.map_or(0, |w| w.minute.len())
-            .min(cfg.minute_limit as usize);
-    let day_left =
-        cfg.day_limit as usize - w.map_or(0, |w| w.day.len()).min(cfg.day_limit as usize);
-    let app_left =
-        cfg.app_minute_limit as usize - s.app_minute.len().min(cfg.app_minute_limit as usize);
-    a.headers
-        .push(("x-minlimit-remaining", min_left.to_string()));
-    a.headers
-        .push(("x-daylimit-remaining", day_left.to_string()));
-    a.headers
-        .push(("x-appminlimit-remaining", app_left.to_string()));
     (a, reset)
+}
+
+/// Xero's `X-*Limit-Remaining` headers, on every API answer (refusals
+/// included): what is left of the organisation's minute and day and of
+/// the app's minute.
+fn remaining(shared: &Shared, org: Option<&str>, a: &mut Answer) {
+    let cfg = &shared.config;
+    let s = shared.state();
+    let w = org.and_then(|o| s.windows.get(o));
+    let left = |limit: u32, used: usize| (limit as usize).saturating_sub(used).to_string();
+    a.headers.push((
+        "x-minlimit-remaining",
+        left(cfg.minute_limit, w.map_or(0, |w| w.minute.len())),
+    ));
+    a.headers.push((
+        "x-daylimit-remaining",
+        left(cfg.day_limit, w.map_or(0, |w| w.day.len())),
+    ));
+    a.headers.push((
+        "x-appminlimit-remaining",
+        left(cfg.app_minute_limit, s.app_minute.len()),
+    ));
 }
 
 /// The envelope every successful answer has.
