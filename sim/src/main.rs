@@ -46,14 +46,14 @@ async fn main() -> anyhow::Result<()> {
             sim.add_client(&client_id, &client_secret);
             let refresh = sim.grant(&client_id, &org);
             println!("A Xero simulator is serving (Ctrl-C stops it).");
-            println!("  api-url        {}", sim.api_url());
+            println!("  api_url        {}", sim.api_url());
             println!("  token_url      {}", sim.token_url());
-            println!("  tenant-id      {org}");
+            println!("  tenant_id      {org}");
             println!("  client_id      {client_id}");
             println!("  client_secret  {client_secret}");
             println!("  refresh_token  {refresh}   (rotates on every use)");
             println!(
-                "  allowed_hosts  [\"http://{}\"]; bank account 090; expense accounts 400-493 (453 Office Expenses); tracking Region: North, South",
+                "  allowed_hosts  [\"http://{}\"]; bank account 090; expense accounts 400-493 (453 Office Expenses); tracking Region: North, South; Department: Sales, Operations",
                 sim.addr()
             );
             println!(

@@ -882,3 +882,27 @@ async fn d2_a_changed_document_url_still_finds_earlier_bills() {
     assert_eq!(erp.bills().len(), 1, "{:#?}", erp.bills());
     erp.assert_faithful();
 }
+
+/// P2, P7: a plugin that answers `unauthorized` whatever the ERP said
+/// cannot make the host refresh the connection's token on every call (a
+/// storm on the ERP's token endpoint, rotating the grant each time): a
+/// token obtained in the last minute is not refreshed again for a 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2_p7_a_plugin_crying_unauthorized_cannot_storm_the_token_endpoint() {
+    let erp = Erp::start().await;
+    let engine = engine();
+    engine.add_tenant("acme").await.unwrap();
+    let mut c = erp.connection("liar", "acme");
+    c.plugin = SCRIPTED.into();
+    c.settings = [("lookup-bill".to_string(), "unauthorized".to_string())].into();
+    c.limits.items_per_call = Some(1);
+    engine.put_connection(c).await.unwrap();
+    import_all(&engine, docs("acme", "u", 10)).await;
+    settle(&engine).await;
+    assert_eq!(engine.attention(Some("liar")).await.unwrap().len(), 10);
+    let refreshes = erp.sim.stats().token_refreshes;
+    assert_eq!(
+        refreshes, 1,
+        "one token for the run, not one per call the plugin cried 401 on"
+    );
+}

@@ -211,6 +211,10 @@ pub struct Credential {
     pub header: HeaderName,
     /// Header value, marked sensitive.
     pub value: HeaderValue,
+    /// Set when an allowed host answers `401` to a request that carried
+    /// this credential: the host's own proof that the ERP refused it, which
+    /// a plugin's word (`unauthorized`) is not.
+    refused: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Credential {
@@ -221,7 +225,18 @@ impl Credential {
         let mut value = HeaderValue::try_from(value)
             .map_err(|_| format!("the value for `{header}` is not a valid header value"))?;
         value.set_sensitive(true);
-        Ok(Credential { header, value })
+        Ok(Credential {
+            header,
+            value,
+            refused: None,
+        })
+    }
+
+    /// This credential, reporting to `flag` when an allowed host answers
+    /// `401` to a request carrying it.
+    pub fn watched(mut self, flag: Arc<std::sync::atomic::AtomicBool>) -> Credential {
+        self.refused = Some(flag);
+        self
     }
 
     /// The byte strings that must not reach the guest: the whole value and,
@@ -617,6 +632,11 @@ impl WasiHttpHooks for OutboundPolicy {
         let secrets = self.secrets.clone();
         let capture = self.capture.clone();
         let (budget, deadline) = (self.budget.clone(), self.deadline);
+        let watched: Vec<_> = self
+            .credentials
+            .iter()
+            .filter_map(|c| c.refused.clone())
+            .collect();
         Box::new(async move {
             use http_body_util::BodyExt;
             let slot = slot?.await?;
@@ -637,6 +657,11 @@ impl WasiHttpHooks for OutboundPolicy {
             }
             let (res, io) =
                 wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            if res.status() == http::StatusCode::UNAUTHORIZED {
+                for flag in &watched {
+                    flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             let (mut parts, body) = res.into_parts();
             if OutboundPolicy::strip(&secrets, &mut parts.headers) > 0 {
                 capture.host_line(

@@ -434,9 +434,9 @@ impl Batcher<'_> {
         &self,
         setup: &Setup,
         rejected: Option<&str>,
-    ) -> Result<(std::borrow::Cow<'_, Sandbox>, Option<String>), CallError> {
+    ) -> Result<(Sandbox, Option<Authorised>), CallError> {
         let Some(oauth2) = &setup.oauth2 else {
-            return Ok((std::borrow::Cow::Owned(setup.sandbox.clone()), None));
+            return Ok((setup.sandbox.clone(), None));
         };
         let token = self
             .engine
@@ -451,16 +451,17 @@ impl Batcher<'_> {
                     )),
                 })
             })?;
+        let refused = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let bearer = crate::runtime::Credential::new("authorization", &format!("Bearer {token}"))
-            .map_err(|m| CallError::Connector(wit::ConnectorError::Unauthorized(m)))?;
+            .map_err(|m| CallError::Connector(wit::ConnectorError::Unauthorized(m)))?
+            .watched(refused.clone());
         let mut sandbox = setup.sandbox.clone();
         sandbox
             .credentials
             .retain(|c| c.header != http::header::AUTHORIZATION);
         sandbox.credentials.push(bearer);
-        Ok((std::borrow::Cow::Owned(sandbox), Some(token)))
+        Ok((sandbox, Some(Authorised { token, refused })))
     }
-
     /// A batch call to the plugin. Under OAuth2, items the ERP answered
     /// `unauthorized` (the whole call, or some items when the token expired
     /// during it) go once more with a refreshed token (P2).
@@ -470,11 +471,17 @@ impl Batcher<'_> {
             Ok(s) => s,
             Err(e) => return BatchOutcome::refused(e, &items),
         };
-        let Some(token) = token else {
+        let Some(auth) = token else {
             return runtime.call_batch(&setup.plugin, &sandbox, items).await;
         };
         let kept = items.clone();
         let mut out = runtime.call_batch(&setup.plugin, &sandbox, items).await;
+        // Only the ERP's own 401, seen by the host, earns a refresh: a
+        // plugin answering `unauthorized` whatever the ERP said must not
+        // make the host storm the token endpoint.
+        if !auth.erp_refused() {
+            return out;
+        }
         let again: Vec<usize> = match &out.result {
             Err(e) if unauthorized(e) => (0..kept.len()).collect(),
             Ok(each) => (0..each.len())
@@ -485,7 +492,7 @@ impl Batcher<'_> {
         if again.is_empty() {
             return out;
         }
-        let (sandbox, _) = match self.authorised(setup, Some(&token)).await {
+        let (sandbox, _) = match self.authorised(setup, Some(&auth.token)).await {
             Ok(s) => s,
             Err(e) => {
                 out.logs.push(LogLine::host(format!("{e}")));
@@ -538,14 +545,14 @@ impl Batcher<'_> {
         let out = runtime
             .call(&setup.plugin, &sandbox, key, operation.clone())
             .await;
-        let Some(token) = token else {
+        let Some(auth) = token else {
             return (out.result, out.logs);
         };
-        if !out.result.as_ref().is_err_and(unauthorized) {
+        if !auth.erp_refused() || !out.result.as_ref().is_err_and(unauthorized) {
             return (out.result, out.logs);
         }
         let mut logs = out.logs;
-        match self.authorised(setup, Some(&token)).await {
+        match self.authorised(setup, Some(&auth.token)).await {
             Ok((sandbox, _)) => {
                 logs.push(LogLine::host(
                     "the ERP refused the access token; refreshed it and called once more".into(),
@@ -585,6 +592,19 @@ impl Batcher<'_> {
             .await;
         logs.extend(out.logs);
         (result, out.key)
+    }
+}
+
+/// The access token a call went out with, and whether the ERP answered
+/// it `401`.
+struct Authorised {
+    token: String,
+    refused: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Authorised {
+    fn erp_refused(&self) -> bool {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -6,14 +6,20 @@
 //! test can inject.
 //!
 //! What it does not model: sales-side features (quotes, credit notes,
-//! repeating invoices), currencies other than at rate 1, attachments, and
-//! `where` clauses beyond `==`/`!=` on the fields connectors filter by
-//! (Type, Status, InvoiceNumber, InvoiceID, Contact.ContactID, Reference),
-//! joined with `AND`/`OR`. Where ERP_FACTS is silent, it follows Xero's
-//! documentation as we know it and says so beside the code.
+//! repeating invoices), currencies other than at rate 1, attachments,
+//! contacts and accounts endpoints. `where` is a Dynamic-LINQ-like subset
+//! (see `query.rs`): comparisons, `guid()`, `DateTime()`, `Contains` /
+//! `StartsWith` / `EndsWith`, `AND`/`OR`/`NOT` and parentheses, over the
+//! record's answer shape. Where ERP_FACTS is silent, it follows Xero's
+//! documentation as we know it and says so beside the code. Known
+//! differences on purpose: a spent refresh token is refused at once (Xero
+//! lets it be retried for a 30-minute grace period; stricter here, so a
+//! client that works here works there), and a reset drops the connection
+//! after the work is done (the answer is lost, the write is not).
 
 mod model;
 mod money;
+mod query;
 mod wire;
 
 pub use model::{Account, AccountKind, Organisation};
@@ -348,7 +354,7 @@ impl XeroSim {
             _ => "DELETED",
         };
         let el = json!({"InvoiceID": invoice_id, "Status": to});
-        b.save_invoice(&el, false, now_ms(), false)
+        b.save_invoice(&el, false, now_ms(), false, true)
             .map(|_| ())
             .map_err(|e| anyhow::anyhow!("Xero refuses the deletion: {}", e.join("; ")))
     }
@@ -413,7 +419,7 @@ fn answer(status: u16, body: Value) -> Answer {
 fn problem(status: u16, title: &str, detail: &str) -> Answer {
     answer(
         status,
-        json!({"Type": null, "Title": title, "Status": status, "Detail": detail, "Instance": uuid::Uuid::new_v4().to_string()}),
+        json!({"Type": null, "Title": title, "Status": status, "Detail": detail, "Instance": uuid::Uuid::new_v4().to_string(), "Extensions": {}}),
     )
 }
 
@@ -685,19 +691,21 @@ async fn api(
             );
         };
         if grant.expires <= now {
-            return (
-                problem(401, "Unauthorized", "TokenExpired: token expired"),
-                false,
+            // Xero names the moment, as `MM/dd/yyyy HH:mm:ss` (UTC).
+            let ago = now.saturating_duration_since(grant.expires);
+            let at = chrono::Utc::now() + chrono::Duration::from_std(s.offset).unwrap_or_default()
+                - chrono::Duration::from_std(ago).unwrap_or_default();
+            let detail = format!(
+                "TokenExpired: token expired at {}",
+                at.format("%m/%d/%Y %H:%M:%S")
             );
+            return (problem(401, "Unauthorized", &detail), false);
         }
         let Some(org) = tenant.filter(|t| grant.tenants.contains(t) && s.books.contains_key(t))
         else {
             return (
-                problem(
-                    403,
-                    "Forbidden",
-                    "AuthenticationUnsuccessful: the xero-tenant-id is missing or not connected to this app",
-                ),
+                // Xero's own words for a missing or unconnected tenant.
+                problem(403, "Forbidden", "AuthenticationUnsuccessful"),
                 false,
             );
         };
@@ -837,11 +845,14 @@ fn operation(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    // The key's check, the work and the answer kept happen under one lock,
+    // so two requests racing with one key do the work once: the second
+    // waits and replays the first's answer.
+    let mut s = shared.state();
     if write && let Some(k) = &key {
         if k.len() > 128 {
             return validation("The Idempotency-Key may be at most 128 characters");
         }
-        let mut s = shared.state();
         let now = s.now();
         let ttl = shared.config.idempotency_ttl;
         s.replays.retain(|_, r| r.at + ttl > now);
@@ -863,13 +874,12 @@ fn operation(
             None => {}
         }
     }
-    let a = route(shared, org, method, &segments, &q, body.as_ref());
+    let a = route(&mut s, org, method, &segments, &q, headers, body.as_ref());
     if write
         && let Some(k) = key
         && a.status < 500
         && a.status != 429
     {
-        let mut s = shared.state();
         let now = s.now();
         s.replays.insert(
             (org.to_string(), k),
@@ -885,22 +895,35 @@ fn operation(
 }
 
 fn route(
-    shared: &Shared,
+    s: &mut State,
     org: &str,
     method: &Method,
     segments: &[&str],
     q: &HashMap<String, String>,
+    headers: &HeaderMap,
     body: Option<&Value>,
 ) -> Answer {
     let summarize = q.get("summarizeErrors").map(String::as_str) != Some("false");
-    let mut s = shared.state();
+    let unitdp4 = q.get("unitdp").map(String::as_str) == Some("4");
     match (method.as_str(), segments) {
-        ("PUT", ["Invoices"]) => return write_invoices(&mut s, org, body, None, true, summarize),
-        ("POST", ["Invoices"]) => return write_invoices(&mut s, org, body, None, false, summarize),
-        ("POST", ["Invoices", id]) => {
-            return write_invoices(&mut s, org, body, Some(id.to_string()), false, summarize);
+        ("PUT", ["Invoices"]) => {
+            return write_invoices(s, org, body, None, true, summarize, unitdp4);
         }
-        ("PUT", ["Payments"]) => return write_payments(&mut s, org, body, summarize),
+        ("POST", ["Invoices"]) => {
+            return write_invoices(s, org, body, None, false, summarize, unitdp4);
+        }
+        ("POST", ["Invoices", id]) => {
+            return write_invoices(
+                s,
+                org,
+                body,
+                Some(id.to_string()),
+                false,
+                summarize,
+                unitdp4,
+            );
+        }
+        ("PUT", ["Payments"]) => return write_payments(s, org, body, summarize),
         _ => {}
     }
     let Some(books) = s.books.get_mut(org) else {
@@ -937,8 +960,12 @@ fn route(
             );
             answer(200, strip_nulls(b))
         }
-        ("GET", ["Invoices"]) => list_invoices(books, q),
-        ("GET", ["Invoices", id]) => match books.invoice(id) {
+        ("GET", ["Invoices"]) => list_invoices(books, q, headers),
+        // Xero takes an InvoiceNumber in place of the InvoiceID here.
+        ("GET", ["Invoices", id]) => match books
+            .invoice(id)
+            .or_else(|| books.invoices.iter().find(|i| i.number == decode(id)))
+        {
             Some(i) => answer(
                 200,
                 envelope("Invoices", json!([books.invoice_json(i, true)])),
@@ -949,14 +976,7 @@ fn route(
                 "The resource you're looking for cannot be found",
             ),
         },
-        ("GET", ["Payments"]) => {
-            let items: Vec<Value> = books
-                .payments
-                .iter()
-                .map(|p| books.payment_json(p))
-                .collect();
-            answer(200, envelope("Payments", items.into()))
-        }
+        ("GET", ["Payments"]) => list_payments(books, q, headers),
         ("GET", ["Payments", id]) => match books
             .payments
             .iter()
@@ -1020,9 +1040,102 @@ fn strip_nulls(v: Value) -> Value {
     }
 }
 
+/// `If-Modified-Since` as milliseconds: RFC 3339 (`2020-02-06T12:17:43.202-08:00`),
+/// a zoneless `2020-02-06T12:17:43` (UTC), or an HTTP date.
+fn modified_since(headers: &HeaderMap) -> Result<Option<i64>, Answer> {
+    let Some(v) = headers.get("if-modified-since") else {
+        return Ok(None);
+    };
+    let t = v.to_str().unwrap_or("").trim();
+    let ms = chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| d.timestamp_millis())
+        .or_else(|_| chrono::DateTime::parse_from_rfc2822(t).map(|d| d.timestamp_millis()))
+        .or_else(|_| {
+            chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f")
+                .map(|d| d.and_utc().timestamp_millis())
+        })
+        .or_else(|_| {
+            chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").map(|d| {
+                d.and_hms_opt(0, 0, 0)
+                    .unwrap_or_default()
+                    .and_utc()
+                    .timestamp_millis()
+            })
+        });
+    match ms {
+        Ok(ms) => Ok(Some(ms)),
+        Err(_) => Err(validation(&format!(
+            "The If-Modified-Since header '{t}' is not a valid date"
+        ))),
+    }
+}
+
+/// A `where` filter for records with `fields`, or Xero's 400.
+fn where_of(
+    q: &HashMap<String, String>,
+    fields: &'static [&'static str],
+) -> Result<Option<query::Where>, Answer> {
+    q.get("where")
+        .filter(|w| !w.trim().is_empty())
+        .map(|w| query::parse(w, fields))
+        .transpose()
+        .map_err(|m| validation(&m))
+}
+
+/// Keeps the records `filter` passes; Xero's 400 for one it cannot judge.
+fn filtered(items: Vec<Value>, filter: &Option<query::Where>) -> Result<Vec<Value>, Answer> {
+    let Some(f) = filter else { return Ok(items) };
+    let mut out = Vec::new();
+    for v in items {
+        if f.matches(&v).map_err(|m| validation(&m))? {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// `order=Field [ASC|DESC]` over records in their answer shape.
+fn ordered(
+    items: &mut [Value],
+    q: &HashMap<String, String>,
+    fields: &[&str],
+) -> Result<(), Answer> {
+    let Some(order) = q.get("order").filter(|o| !o.trim().is_empty()) else {
+        return Ok(());
+    };
+    let mut parts = order.split_whitespace();
+    let field = parts.next().unwrap_or("").to_string();
+    let desc = parts.next().is_some_and(|d| d.eq_ignore_ascii_case("DESC"));
+    if !fields.iter().any(|f| f.eq_ignore_ascii_case(&field)) {
+        return Err(validation(&format!(
+            "No property or field '{field}' exists to order by"
+        )));
+    }
+    let key = |v: &Value| -> (i64, f64, String) {
+        let x = v.get(&field).cloned().unwrap_or(Value::Null);
+        match &x {
+            Value::String(s) => match wire::date_ms(s) {
+                Some(ms) => (ms, 0.0, String::new()),
+                None => (0, 0.0, s.to_lowercase()),
+            },
+            Value::Number(n) => (0, n.as_f64().unwrap_or(0.0), String::new()),
+            _ => (0, 0.0, String::new()),
+        }
+    };
+    items.sort_by(|a, b| {
+        let (ka, kb) = (key(a), key(b));
+        let o =
+            ka.0.cmp(&kb.0)
+                .then(ka.1.partial_cmp(&kb.1).unwrap_or(std::cmp::Ordering::Equal))
+                .then(ka.2.cmp(&kb.2));
+        if desc { o.reverse() } else { o }
+    });
+    Ok(())
+}
+
 /// `GET /Invoices` with Xero's filters; line items only on paged reads
 /// (as Xero's documentation of `page` says).
-fn list_invoices(books: &Books, q: &HashMap<String, String>) -> Answer {
+fn list_invoices(books: &Books, q: &HashMap<String, String>, headers: &HeaderMap) -> Answer {
     let list = |k: &str| -> Option<Vec<String>> {
         q.get(k).map(|v| {
             v.split(',')
@@ -1035,14 +1148,24 @@ fn list_invoices(books: &Books, q: &HashMap<String, String>) -> Answer {
     let numbers = list("InvoiceNumbers");
     let statuses = list("Statuses");
     let contacts = list("ContactIDs");
-    let filter = match q.get("where").map(|w| parse_where(w)).transpose() {
+    let search = q
+        .get("searchTerm")
+        .or_else(|| q.get("SearchTerm"))
+        .map(|s| s.to_lowercase());
+    let filter = match where_of(q, query::INVOICE_FIELDS) {
         Ok(f) => f,
-        Err(m) => return validation(&m),
+        Err(a) => return a,
     };
-    if let Some(ids) = &ids
-        && let Some(bad) = ids.iter().find(|i| uuid::Uuid::parse_str(i).is_err())
-    {
-        return validation(&format!("'{bad}' is not a valid GUID in IDs"));
+    let since = match modified_since(headers) {
+        Ok(s) => s,
+        Err(a) => return a,
+    };
+    for (name, l) in [("IDs", &ids), ("ContactIDs", &contacts)] {
+        if let Some(l) = l
+            && let Some(bad) = l.iter().find(|i| uuid::Uuid::parse_str(i).is_err())
+        {
+            return validation(&format!("'{bad}' is not a valid GUID in {name}"));
+        }
     }
     let mut found: Vec<&model::Invoice> = books
         .invoices
@@ -1058,9 +1181,22 @@ fn list_invoices(books: &Books, q: &HashMap<String, String>) -> Answer {
                 .as_ref()
                 .is_none_or(|l| l.iter().any(|x| x.eq_ignore_ascii_case(&i.contact_id)))
         })
-        .filter(|i| filter.as_ref().is_none_or(|f| f.matches(i)))
+        .filter(|i| since.is_none_or(|t| i.updated_ms >= t))
+        .filter(|i| {
+            search
+                .as_ref()
+                .is_none_or(|s| i.number.to_lowercase().contains(s.as_str()))
+        })
         .collect();
     found.sort_by_key(|i| i.updated_ms);
+    let all: Vec<Value> = found.iter().map(|i| books.invoice_json(i, true)).collect();
+    let mut all = match filtered(all, &filter) {
+        Ok(a) => a,
+        Err(a) => return a,
+    };
+    if let Err(a) = ordered(&mut all, q, query::INVOICE_FIELDS) {
+        return a;
+    }
     let page: Option<usize> = q
         .get("page")
         .and_then(|p| p.parse().ok())
@@ -1070,100 +1206,52 @@ fn list_invoices(books: &Books, q: &HashMap<String, String>) -> Answer {
         .and_then(|p| p.parse().ok())
         .unwrap_or(100)
         .clamp(1, 1000);
-    let mut body = match page {
+    let body = match page {
         Some(p) => {
-            let total = found.len();
-            let items: Vec<Value> = found
-                .iter()
-                .skip((p - 1) * size)
-                .take(size)
-                .map(|i| books.invoice_json(i, true))
-                .collect();
+            let total = all.len();
+            let items: Vec<Value> = all.into_iter().skip((p - 1) * size).take(size).collect();
             let mut b = envelope("Invoices", items.into());
             b["pagination"] = json!({"page": p, "pageSize": size, "pageCount": total.div_ceil(size), "itemCount": total});
             b
         }
         None => envelope(
             "Invoices",
-            found
-                .iter()
-                .map(|i| books.invoice_json(i, false))
+            all.into_iter()
+                .map(|mut v| {
+                    v["LineItems"] = json!([]);
+                    v
+                })
                 .collect::<Vec<_>>()
                 .into(),
         ),
     };
-    if body.get("Invoices").is_none() {
-        body["Invoices"] = json!([]);
-    }
     answer(200, body)
 }
 
-/// A `where` filter: clauses `Field=="value"` (or `!=`), `guid("…")`
-/// values, joined by AND (binding tighter) and OR.
-struct Where(Vec<Vec<(String, bool, String)>>);
-
-fn parse_where(text: &str) -> Result<Where, String> {
-    let mut any = Vec::new();
-    for part in text.split(" OR ") {
-        let mut all = Vec::new();
-        for clause in part.split(" AND ") {
-            let c = clause.trim().trim_start_matches('(').trim_end_matches(')');
-            let (field, eq, value) = if let Some((f, v)) = c.split_once("!=") {
-                (f, false, v)
-            } else if let Some((f, v)) = c.split_once("==") {
-                (f, true, v)
-            } else {
-                return Err(format!(
-                    "The where clause `{c}` is not supported by the simulator"
-                ));
-            };
-            let v = value.trim();
-            let v = v
-                .strip_prefix("guid(")
-                .and_then(|v| v.strip_suffix(')'))
-                .unwrap_or(v);
-            let v = v
-                .strip_prefix('"')
-                .and_then(|v| v.strip_suffix('"'))
-                .ok_or_else(|| format!("The where value `{value}` must be quoted"))?;
-            let v = v.replace("\\\"", "\"").replace("\\\\", "\\");
-            let field = field.trim().to_string();
-            if !matches!(
-                field.as_str(),
-                "Type"
-                    | "Status"
-                    | "InvoiceNumber"
-                    | "InvoiceID"
-                    | "Contact.ContactID"
-                    | "Reference"
-            ) {
-                return Err(format!(
-                    "The where field `{field}` is not supported by the simulator"
-                ));
-            }
-            all.push((field, eq, v));
-        }
-        any.push(all);
+/// `GET /Payments` with `where`, `order` and `If-Modified-Since`.
+fn list_payments(books: &Books, q: &HashMap<String, String>, headers: &HeaderMap) -> Answer {
+    let filter = match where_of(q, query::PAYMENT_FIELDS) {
+        Ok(f) => f,
+        Err(a) => return a,
+    };
+    let since = match modified_since(headers) {
+        Ok(s) => s,
+        Err(a) => return a,
+    };
+    let items: Vec<Value> = books
+        .payments
+        .iter()
+        .filter(|p| since.is_none_or(|t| p.updated_ms >= t))
+        .map(|p| books.payment_json(p))
+        .collect();
+    let mut items = match filtered(items, &filter) {
+        Ok(i) => i,
+        Err(a) => return a,
+    };
+    if let Err(a) = ordered(&mut items, q, query::PAYMENT_FIELDS) {
+        return a;
     }
-    Ok(Where(any))
-}
-
-impl Where {
-    fn matches(&self, i: &model::Invoice) -> bool {
-        self.0.iter().any(|all| {
-            all.iter().all(|(f, eq, v)| {
-                let got = match f.as_str() {
-                    "Type" => i.kind.as_str(),
-                    "Status" => i.status.as_str(),
-                    "InvoiceNumber" => i.number.as_str(),
-                    "InvoiceID" => i.id.as_str(),
-                    "Contact.ContactID" => i.contact_id.as_str(),
-                    _ => "",
-                };
-                got.eq_ignore_ascii_case(v) == *eq
-            })
-        })
-    }
+    answer(200, envelope("Payments", items.into()))
 }
 
 /// The elements of a write body: `{"Invoices": [...]}` or one object.
@@ -1200,6 +1288,7 @@ fn write_invoices(
     path_id: Option<String>,
     create_only: bool,
     summarize: bool,
+    unitdp4: bool,
 ) -> Answer {
     let mut els = match elements(body, "Invoices") {
         Ok(e) => e,
@@ -1216,7 +1305,7 @@ fn write_invoices(
         // All or nothing: any element's error refuses the request.
         let checks: Vec<Result<String, Vec<String>>> = els
             .iter()
-            .map(|e| books.save_invoice(e, create_only, now, true))
+            .map(|e| books.save_invoice(e, create_only, now, true, unitdp4))
             .collect();
         if checks.iter().any(Result::is_err) {
             let elements: Vec<Value> = els
@@ -1237,7 +1326,7 @@ fn write_invoices(
     let mut created = 0;
     for e in &els {
         let new = e.get("InvoiceID").is_none();
-        match books.save_invoice(e, create_only, now, false) {
+        match books.save_invoice(e, create_only, now, false, unitdp4) {
             Ok(id) => {
                 created += u64::from(new);
                 let inv = books.invoice(&id).expect("saved");

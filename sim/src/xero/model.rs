@@ -187,9 +187,18 @@ fn shown_date(date: &str) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let (y, m, d) = (&date[0..4], &date[5..7], &date[8..10]);
-    let m: usize = m.parse().unwrap_or(1);
-    format!("{d}-{}-{y}", MONTHS[(m.clamp(1, 12)) - 1])
+    match chrono::NaiveDate::parse_from_str(date.get(..10).unwrap_or(date), "%Y-%m-%d") {
+        Ok(d) => {
+            use chrono::Datelike as _;
+            format!(
+                "{:02}-{}-{}",
+                d.day(),
+                MONTHS[d.month0() as usize],
+                d.year()
+            )
+        }
+        Err(_) => date.to_string(),
+    }
 }
 
 /// Whether `text` is a `YYYY-MM-DD` date (time of day allowed after it).
@@ -285,13 +294,16 @@ impl Books {
 
     /// Saves an invoice element (create, or update when it names an
     /// existing `InvoiceID`), or says why Xero refuses it. `create_only`:
-    /// `PUT`, which never updates.
+    /// `PUT`, which never updates. `unitdp4`: the request asked for four
+    /// decimal places of unit amounts (`unitdp=4`); without it Xero rounds
+    /// unit amounts to two.
     pub fn save_invoice(
         &mut self,
         el: &Value,
         create_only: bool,
         now_ms: i64,
         dry_run: bool,
+        unitdp4: bool,
     ) -> Result<String, Vec<String>> {
         let mut errors = Vec::new();
         let Some(obj) = el.as_object() else {
@@ -427,7 +439,7 @@ impl Books {
         }
         if let Some(lines) = obj.get("LineItems") {
             match lines.as_array() {
-                Some(items) => match self.lines(&inv, items) {
+                Some(items) => match self.lines(&inv, items, unitdp4) {
                     Ok(l) => inv.lines = l,
                     Err(mut e) => errors.append(&mut e),
                 },
@@ -492,7 +504,12 @@ impl Books {
 
     /// The line items of `items` for `inv`: each with its `LineItemID` is
     /// updated, each without is added, and lines left out are deleted.
-    fn lines(&self, inv: &Invoice, items: &[Value]) -> Result<Vec<Line>, Vec<String>> {
+    fn lines(
+        &self,
+        inv: &Invoice,
+        items: &[Value],
+        unitdp4: bool,
+    ) -> Result<Vec<Line>, Vec<String>> {
         let mut errors = Vec::new();
         let mut out = Vec::new();
         for item in items {
@@ -521,7 +538,8 @@ impl Books {
                 if let Some(v) = item.get(k) {
                     match parse_amount(v, 4) {
                         Some(a) if slot == 0 => line.quantity = a,
-                        Some(a) => line.unit_amount = a,
+                        Some(a) if unitdp4 => line.unit_amount = a,
+                        Some(a) => line.unit_amount = round_to(a.into(), 2) as Amount,
                         None => errors.push(format!(
                             "{k} is not a valid number (at most 4 decimal places)"
                         )),

@@ -26,6 +26,11 @@ pub fn ms_date(ms: i64) -> String {
 /// The milliseconds of a `/Date(ms[+zone])/`.
 pub fn date_ms(text: &str) -> Option<i64> {
     let inner = text.strip_prefix("/Date(")?.strip_suffix(")/")?;
-    let end = inner[1..].find(['+', '-']).map_or(inner.len(), |i| i + 1);
+    // A leading minus belongs to the number; a later `+`/`-` starts the zone.
+    let end = inner
+        .char_indices()
+        .skip(1)
+        .find(|(_, c)| *c == '+' || *c == '-')
+        .map_or(inner.len(), |(i, _)| i);
     inner[..end].parse().ok()
 }
