@@ -5,7 +5,6 @@
 use ledgerbridge_sim::openapi::OpenApi;
 use serde_json::{Value, json};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 fn spec() -> &'static OpenApi {
     static S: OnceLock<OpenApi> = OnceLock::new();
@@ -475,25 +474,16 @@ fn no_input_panics() {
     assert!(OpenApi::load(std::path::Path::new("/nonexistent.yaml")).is_err());
 }
 
+/// A batch of 50 invoices passes as a whole (performance is measured by
+/// benchmarks, not asserted in tests).
 #[test]
-fn loading_and_checking_are_fast() {
-    let t = Instant::now();
+fn a_batch_of_fifty_invoices_passes() {
     let api = OpenApi::xero().expect("Xero's OpenAPI file");
-    let load = t.elapsed();
     let mut b = bill();
     let one = b["Invoices"][0].clone();
     b["Invoices"] = Value::Array(vec![one; 50]);
-    let t = Instant::now();
-    let rounds = 20;
-    for _ in 0..rounds {
-        assert!(
-            api.check_request("PUT", "/Invoices", "summarizeErrors=false", Some(&b))
-                .is_empty()
-        );
-    }
-    let check = t.elapsed() / rounds;
-    eprintln!("load {load:?}, check of 50 invoices {check:?}");
-    // Generous: a debug build on a shared, busy machine.
-    assert!(load < Duration::from_secs(10), "load {load:?}");
-    assert!(check < Duration::from_millis(200), "check {check:?}");
+    assert!(
+        api.check_request("PUT", "/Invoices", "summarizeErrors=false", Some(&b))
+            .is_empty()
+    );
 }
