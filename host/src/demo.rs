@@ -82,6 +82,45 @@ fn documents() -> Vec<serde_json::Value> {
     ]
 }
 
+/// The demo's engine: an in-memory store, quick retries, tenant `demo`.
+async fn demo_engine(runtime: Arc<Runtime>) -> anyhow::Result<Arc<Engine>> {
+    let retry = RetryPolicy {
+        base: Duration::from_millis(200),
+        ..RetryPolicy::default()
+    };
+    let engine = Arc::new(Engine::new(
+        Store::open_in_memory()?,
+        runtime,
+        retry,
+        WorkerConfig::default(),
+    ));
+    engine.add_tenant(TENANT).await?;
+    Ok(engine)
+}
+
+/// The demo's mappings: categories office, freight, cleaning and software
+/// to `accounts`, department ops to `tracking`, funding account operating
+/// to `bank`.
+fn demo_mappings(accounts: [&str; 4], tracking: (&str, &str), bank: &str) -> Mappings {
+    Mappings {
+        categories: ["office", "freight", "cleaning", "software"]
+            .into_iter()
+            .zip(accounts)
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect(),
+        departments: [(
+            "ops".to_string(),
+            TrackingMapping {
+                category: tracking.0.into(),
+                option: tracking.1.into(),
+            },
+        )]
+        .into(),
+        bank_accounts: [("operating".to_string(), bank.to_string())].into(),
+        vendors: Default::default(),
+    }
+}
+
 async fn import(engine: &Engine, batch: serde_json::Value) -> anyhow::Result<()> {
     let batch = intake::parse_batch(&batch.to_string())?;
     engine.import(batch).await?;
@@ -141,34 +180,12 @@ pub async fn run(runtime: Arc<Runtime>, dir: &Path) -> anyhow::Result<()> {
     let erp = dir.join("erp");
     std::fs::create_dir_all(&erp).with_context(|| format!("creating {}", erp.display()))?;
     let erp = erp.canonicalize()?;
-    let store = Store::open_in_memory()?;
-    let retry = RetryPolicy {
-        base: Duration::from_millis(200),
-        ..RetryPolicy::default()
-    };
-    let engine = Arc::new(Engine::new(store, runtime, retry, WorkerConfig::default()));
-    engine.add_tenant(TENANT).await?;
-    let mappings = Mappings {
-        categories: [
-            ("office", "6100"),
-            ("freight", "6300"),
-            ("cleaning", "6400"),
-            ("software", "6500"),
-        ]
-        .into_iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect(),
-        departments: [(
-            "ops".to_string(),
-            TrackingMapping {
-                category: "Department".into(),
-                option: "Operations".into(),
-            },
-        )]
-        .into(),
-        bank_accounts: [("operating".to_string(), "1010".to_string())].into(),
-        vendors: Default::default(),
-    };
+    let engine = demo_engine(runtime).await?;
+    let mappings = demo_mappings(
+        ["6100", "6300", "6400", "6500"],
+        ("Department", "Operations"),
+        "1010",
+    );
     engine
         .put_connection(Connection {
             id: CONNECTION.into(),
@@ -284,34 +301,8 @@ pub async fn run_xero(runtime: Arc<Runtime>) -> anyhow::Result<()> {
         sim.api_url(),
         sim.token_url()
     );
-    let store = Store::open_in_memory()?;
-    let retry = RetryPolicy {
-        base: Duration::from_millis(200),
-        ..RetryPolicy::default()
-    };
-    let engine = Arc::new(Engine::new(store, runtime, retry, WorkerConfig::default()));
-    engine.add_tenant(TENANT).await?;
-    let mappings = Mappings {
-        categories: [
-            ("office", "453"),
-            ("freight", "425"),
-            ("cleaning", "408"),
-            ("software", "485"),
-        ]
-        .into_iter()
-        .map(|(a, b)| (a.to_string(), b.to_string()))
-        .collect(),
-        departments: [(
-            "ops".to_string(),
-            TrackingMapping {
-                category: "Region".into(),
-                option: "North".into(),
-            },
-        )]
-        .into(),
-        bank_accounts: [("operating".to_string(), "090".to_string())].into(),
-        vendors: Default::default(),
-    };
+    let engine = demo_engine(runtime).await?;
+    let mappings = demo_mappings(["453", "425", "408", "485"], ("Region", "North"), "090");
     engine
         .put_connection(Connection {
             id: XERO_CONNECTION.into(),

@@ -1307,19 +1307,8 @@ fn write_invoices(
             .iter()
             .map(|e| books.save_invoice(e, create_only, now, true, unitdp4))
             .collect();
-        if checks.iter().any(Result::is_err) {
-            let elements: Vec<Value> = els
-                .iter()
-                .zip(&checks)
-                .map(|(e, c)| match c {
-                    Err(m) => refused(e, m, "HasErrors"),
-                    Ok(_) => e.clone(),
-                })
-                .collect();
-            return answer(
-                400,
-                json!({"ErrorNumber": 10, "Type": "ValidationException", "Message": "A validation exception occurred", "Elements": elements}),
-            );
+        if let Some(refusal) = all_or_nothing(&els, &checks, "HasErrors") {
+            return refusal;
         }
     }
     let mut out = Vec::new();
@@ -1341,6 +1330,31 @@ fn write_invoices(
     answer(200, envelope("Invoices", out.into()))
 }
 
+/// With `summarizeErrors` (Xero's default), any element's error refuses
+/// the whole request: a 400 `ValidationException` echoing every element,
+/// the refused ones with their errors; nothing is saved.
+fn all_or_nothing<T>(
+    els: &[Value],
+    checks: &[Result<T, Vec<String>>],
+    flag: &str,
+) -> Option<Answer> {
+    if checks.iter().all(Result::is_ok) {
+        return None;
+    }
+    let elements: Vec<Value> = els
+        .iter()
+        .zip(checks)
+        .map(|(e, c)| match c {
+            Err(m) => refused(e, m, flag),
+            Ok(_) => e.clone(),
+        })
+        .collect();
+    Some(answer(
+        400,
+        json!({"ErrorNumber": 10, "Type": "ValidationException", "Message": "A validation exception occurred", "Elements": elements}),
+    ))
+}
+
 fn write_payments(s: &mut State, org: &str, body: Option<&Value>, summarize: bool) -> Answer {
     let els = match elements(body, "Payments") {
         Ok(e) => e,
@@ -1353,19 +1367,8 @@ fn write_payments(s: &mut State, org: &str, body: Option<&Value>, summarize: boo
             .iter()
             .map(|e| books.save_payment(e, now, true))
             .collect();
-        if checks.iter().any(Result::is_err) {
-            let elements: Vec<Value> = els
-                .iter()
-                .zip(&checks)
-                .map(|(e, c)| match c {
-                    Err(m) => refused(e, m, "HasValidationErrors"),
-                    Ok(_) => e.clone(),
-                })
-                .collect();
-            return answer(
-                400,
-                json!({"ErrorNumber": 10, "Type": "ValidationException", "Message": "A validation exception occurred", "Elements": elements}),
-            );
+        if let Some(refusal) = all_or_nothing(&els, &checks, "HasValidationErrors") {
+            return refusal;
         }
     }
     let mut out = Vec::new();
