@@ -806,9 +806,10 @@ async fn faults_and_the_concurrency_limit_refuse_without_doing_the_work() {
     use ledgerbridge_sim::xero::Faults;
     use std::time::Duration;
     let o = org_with(Config::default()).await;
-    // Six at once against five allowed: one is refused as concurrent.
+    // Six at once against five allowed: one is refused as concurrent. Each
+    // call is held long enough that all six overlap on a busy machine.
     o.sim.set_faults(Faults {
-        latency: Duration::from_millis(600),
+        latency: Duration::from_millis(2500),
         ..Faults::default()
     });
     let calls: Vec<_> = (0..6)
