@@ -4,5 +4,9 @@
 //! description. The tests run against them, `ledgerbridge demo --erp xero`
 //! starts one, and integrators run them with `ledgerbridge-sim`.
 
+mod common;
+mod money;
+mod oauth;
 pub mod openapi;
+pub mod reference;
 pub mod xero;

@@ -60,7 +60,7 @@
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A loaded, compiled description. `Send + Sync`.
 pub struct OpenApi {
@@ -194,41 +194,9 @@ impl OpenApi {
     /// repository (found by walking up from this crate and the current
     /// directory).
     pub fn xero() -> anyhow::Result<OpenApi> {
-        let rel = Path::new("xero").join("xero_accounting.yaml");
-        let mut tried: Vec<PathBuf> = Vec::new();
-        if let Ok(dir) = std::env::var("LEDGERBRIDGE_REFERENCE") {
-            let p = Path::new(&dir).join(&rel);
-            if p.is_file() {
-                return OpenApi::load(&p);
-            }
-            anyhow::bail!(
-                "LEDGERBRIDGE_REFERENCE is set but {} is not a file",
-                p.display()
-            );
-        }
-        let starts = [
-            Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
-            std::env::current_dir().ok(),
-        ];
-        for start in starts.into_iter().flatten() {
-            for dir in start.ancestors() {
-                let p = dir.join("shared").join("reference").join(&rel);
-                if !tried.contains(&p) {
-                    tried.push(p);
-                }
-            }
-        }
-        match tried.iter().find(|p| p.is_file()) {
-            Some(p) => OpenApi::load(p),
-            None => anyhow::bail!(
-                "Xero's OpenAPI file was not found; looked at {} (set LEDGERBRIDGE_REFERENCE to the folder holding xero/xero_accounting.yaml)",
-                tried
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }
+        OpenApi::load(&crate::reference::file(
+            &Path::new("xero").join("xero_accounting.yaml"),
+        )?)
     }
 
     /// What is wrong with a request: `path` relative to the server base

@@ -18,15 +18,16 @@
 //! after the work is done (the answer is lost, the write is not).
 
 mod model;
-mod money;
 mod query;
 mod wire;
 
 pub use model::{Account, AccountKind, Organisation};
 
-use axum::body::{Body, Bytes};
+use crate::common::{Answer, answer, decode, retry_after, to_response, url_decode_pairs};
+use crate::oauth::{OAuth, Refused};
+use axum::body::Bytes;
 use axum::extract::State as Shared_;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use model::Books;
 use serde_json::{Value, json};
@@ -121,12 +122,6 @@ pub struct Recorded {
     pub status: u16,
 }
 
-struct Grant {
-    client: String,
-    tenants: Vec<String>,
-    expires: Instant,
-}
-
 #[derive(Default)]
 struct Window {
     minute: VecDeque<Instant>,
@@ -145,9 +140,7 @@ struct State {
     books: HashMap<String, Books>,
     windows: HashMap<String, Window>,
     app_minute: VecDeque<Instant>,
-    clients: HashMap<String, String>,
-    refresh: HashMap<String, Grant>,
-    access: HashMap<String, Grant>,
+    oauth: OAuth,
     replays: HashMap<(String, String), Replay>,
     faults: Faults,
     rng: fastrand::Rng,
@@ -194,14 +187,6 @@ impl Drop for Handle {
 #[derive(Clone)]
 pub struct XeroSim(Arc<Handle>);
 
-fn token() -> String {
-    format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    )
-}
-
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -217,9 +202,7 @@ impl XeroSim {
                 books: HashMap::new(),
                 windows: HashMap::new(),
                 app_minute: VecDeque::new(),
-                clients: HashMap::new(),
-                refresh: HashMap::new(),
-                access: HashMap::new(),
+                oauth: OAuth::default(),
                 replays: HashMap::new(),
                 faults: Faults::default(),
                 rng: fastrand::Rng::with_seed(0),
@@ -277,26 +260,15 @@ impl XeroSim {
 
     /// Registers an app.
     pub fn add_client(&self, client_id: &str, client_secret: &str) {
-        self.state()
-            .clients
-            .insert(client_id.into(), client_secret.into());
+        self.state().oauth.add_client(client_id, client_secret);
     }
 
     /// A refresh token for `client_id` to `tenant_id`, as the consent flow
     /// would give it.
     pub fn grant(&self, client_id: &str, tenant_id: &str) -> String {
         let mut s = self.state();
-        let t = token();
         let expires = s.now() + self.0.shared.config.refresh_token_ttl;
-        s.refresh.insert(
-            t.clone(),
-            Grant {
-                client: client_id.into(),
-                tenants: vec![tenant_id.into()],
-                expires,
-            },
-        );
-        t
+        s.oauth.grant(client_id, tenant_id, expires)
     }
 
     pub fn set_lock_dates(&self, tenant_id: &str, period: Option<&str>, end_of_year: Option<&str>) {
@@ -363,16 +335,12 @@ impl XeroSim {
     pub fn expire_access_tokens(&self) {
         let mut s = self.state();
         let past = s.now() - Duration::from_secs(1);
-        for g in s.access.values_mut() {
-            g.expires = past;
-        }
+        s.oauth.expire_access(past);
     }
 
     /// The user disconnected the app: every grant is refused from now on.
     pub fn revoke_grants(&self) {
-        let mut s = self.state();
-        s.refresh.clear();
-        s.access.clear();
+        self.state().oauth.revoke();
     }
 
     pub fn set_faults(&self, faults: Faults) {
@@ -401,21 +369,6 @@ impl XeroSim {
     }
 }
 
-/// An answer: status, JSON body, extra headers.
-struct Answer {
-    status: u16,
-    body: Value,
-    headers: Vec<(&'static str, String)>,
-}
-
-fn answer(status: u16, body: Value) -> Answer {
-    Answer {
-        status,
-        body,
-        headers: Vec::new(),
-    }
-}
-
 fn problem(status: u16, title: &str, detail: &str) -> Answer {
     answer(
         status,
@@ -429,17 +382,6 @@ fn validation(message: &str) -> Answer {
         400,
         json!({"ErrorNumber": 10, "Type": "ValidationException", "Message": message}),
     )
-}
-
-fn to_response(a: Answer) -> Response {
-    let mut r = Response::builder()
-        .status(StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
-        .header("content-type", "application/json; charset=utf-8");
-    for (k, v) in a.headers {
-        r = r.header(k, v);
-    }
-    r.body(Body::from(a.body.to_string()))
-        .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
 async fn serve(
@@ -509,133 +451,28 @@ async fn serve(
     }
     if reset {
         // The work is done; the answer never arrives.
-        let stream = futures_util_stream_error();
-        return Response::builder()
-            .status(200)
-            .header("content-length", "1000")
-            .body(stream)
-            .unwrap_or_else(|_| Response::new(Body::empty()));
+        return crate::common::reset();
     }
     to_response(answer)
 }
 
-/// A body that fails at once: hyper drops the connection mid-answer.
-fn futures_util_stream_error() -> Body {
-    Body::from_stream(futures::stream::once(async {
-        Err::<Bytes, _>(std::io::Error::other("connection reset by the simulator"))
-    }))
-}
-
 /// The OAuth2 token endpoint: refresh-token grants, rotating.
 fn token_endpoint(shared: &Shared, method: &Method, headers: &HeaderMap, body: &[u8]) -> Answer {
-    use base64::Engine as _;
-    if *method != Method::POST {
-        return answer(405, json!({"error": "invalid_request"}));
-    }
-    let client = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        })
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|t| {
-            t.split_once(':')
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-        });
-    let mut s = shared.state();
-    let Some((id, secret)) = client.filter(|(id, secret)| s.clients.get(id) == Some(secret)) else {
-        return answer(401, json!({"error": "invalid_client"}));
-    };
-    let _ = secret;
-    let form: HashMap<String, String> = form_pairs(body);
-    if form.get("grant_type").map(String::as_str) != Some("refresh_token") {
-        return answer(400, json!({"error": "unsupported_grant_type"}));
-    }
-    let now = s.now();
-    let presented = form.get("refresh_token").cloned().unwrap_or_default();
-    let valid = s
-        .refresh
-        .get(&presented)
-        .is_some_and(|g| g.client == id && g.expires > now);
-    if !valid {
-        return answer(400, json!({"error": "invalid_grant"}));
-    }
-    // Rotation: the used token is spent.
-    let used = s.refresh.remove(&presented).expect("checked");
-    let (access, refresh) = (token(), token());
     let cfg = &shared.config;
-    s.access.insert(
-        access.clone(),
-        Grant {
-            client: id.clone(),
-            tenants: used.tenants.clone(),
-            expires: now + cfg.access_token_ttl,
-        },
+    let mut s = shared.state();
+    let now = s.now();
+    let (status, mut body, refreshed) = s.oauth.token_endpoint(
+        method,
+        headers,
+        body,
+        now,
+        (cfg.access_token_ttl, cfg.refresh_token_ttl),
     );
-    s.refresh.insert(
-        refresh.clone(),
-        Grant {
-            client: id,
-            tenants: used.tenants,
-            expires: now + cfg.refresh_token_ttl,
-        },
-    );
-    s.stats.token_refreshes += 1;
-    answer(
-        200,
-        json!({
-            "access_token": access,
-            "expires_in": cfg.access_token_ttl.as_secs(),
-            "token_type": "Bearer",
-            "refresh_token": refresh,
-            "scope": "offline_access accounting.transactions accounting.settings.read",
-        }),
-    )
-}
-
-fn form_pairs(body: &[u8]) -> HashMap<String, String> {
-    url_decode_pairs(&String::from_utf8_lossy(body))
-}
-
-fn url_decode_pairs(text: &str) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    for pair in text.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        out.insert(decode(k), decode(v));
+    if refreshed {
+        s.stats.token_refreshes += 1;
+        body["scope"] = "offline_access accounting.transactions accounting.settings.read".into();
     }
-    out
-}
-
-/// Percent-decoding, `+` as a space.
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match std::str::from_utf8(&bytes[i + 1..i + 3])
-                    .ok()
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or(())
-                {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    answer(status, body)
 }
 
 /// Decrements an organisation's calls in flight when an answer is done.
@@ -652,13 +489,6 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Seconds until a window of `len` admits another call.
-fn retry_after(window: &VecDeque<Instant>, len: Duration, now: Instant) -> u64 {
-    window.front().map_or(1, |t| {
-        (*t + len).saturating_duration_since(now).as_secs() + 1
-    })
-}
-
 /// An API call: authentication, faults, limits, then the operation.
 /// Returns the answer and whether to drop the connection instead.
 async fn api(
@@ -671,11 +501,6 @@ async fn api(
     body: Option<Value>,
 ) -> (Answer, bool) {
     let cfg = &shared.config;
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_string);
     let tenant = headers
         .get("xero-tenant-id")
         .and_then(|v| v.to_str().ok())
@@ -683,24 +508,26 @@ async fn api(
     let (org, latency, reset) = {
         let mut s = shared.state();
         let now = s.now();
-        let grant = bearer.as_ref().and_then(|b| s.access.get(b));
-        let Some(grant) = grant else {
-            return (
-                problem(401, "Unauthorized", "AuthenticationUnsuccessful"),
-                false,
-            );
+        let grant = match s.oauth.bearer(headers, now) {
+            Ok(g) => g,
+            Err(Refused::Unknown) => {
+                return (
+                    problem(401, "Unauthorized", "AuthenticationUnsuccessful"),
+                    false,
+                );
+            }
+            Err(Refused::Expired(ago)) => {
+                // Xero names the moment, as `MM/dd/yyyy HH:mm:ss` (UTC).
+                let at = chrono::Utc::now()
+                    + chrono::Duration::from_std(s.offset).unwrap_or_default()
+                    - chrono::Duration::from_std(ago).unwrap_or_default();
+                let detail = format!(
+                    "TokenExpired: token expired at {}",
+                    at.format("%m/%d/%Y %H:%M:%S")
+                );
+                return (problem(401, "Unauthorized", &detail), false);
+            }
         };
-        if grant.expires <= now {
-            // Xero names the moment, as `MM/dd/yyyy HH:mm:ss` (UTC).
-            let ago = now.saturating_duration_since(grant.expires);
-            let at = chrono::Utc::now() + chrono::Duration::from_std(s.offset).unwrap_or_default()
-                - chrono::Duration::from_std(ago).unwrap_or_default();
-            let detail = format!(
-                "TokenExpired: token expired at {}",
-                at.format("%m/%d/%Y %H:%M:%S")
-            );
-            return (problem(401, "Unauthorized", &detail), false);
-        }
         let Some(org) = tenant.filter(|t| grant.tenants.contains(t) && s.books.contains_key(t))
         else {
             return (

@@ -2,7 +2,7 @@
 //! chart of accounts, and Xero's rules on them (validation with Xero's
 //! messages, what cannot be edited, amounts and tax).
 
-use super::money::{Amount, parse_amount, round_to};
+use crate::money::{Amount, parse_amount, round_to};
 use super::wire::{date_ms, ms_date};
 use serde_json::{Map, Value, json};
 
@@ -747,7 +747,7 @@ impl Books {
     pub fn invoice_json(&self, inv: &Invoice, with_lines: bool) -> Value {
         let d = digits(&inv.currency);
         let (lines, sub, tax, total) = self.amounts(inv);
-        let num = |a: Amount| super::money::to_json(a, d);
+        let num = |a: Amount| crate::money::to_json(a, d);
         let mut o = Map::new();
         o.insert("Type".into(), inv.kind.clone().into());
         o.insert("InvoiceID".into(), inv.id.clone().into());
@@ -803,8 +803,8 @@ impl Books {
                     let mut li = json!({
                         "LineItemID": l.id,
                         "Description": l.description,
-                        "Quantity": super::money::to_json(l.quantity, 4),
-                        "UnitAmount": super::money::to_json(l.unit_amount, 4),
+                        "Quantity": crate::money::to_json(l.quantity, 4),
+                        "UnitAmount": crate::money::to_json(l.unit_amount, 4),
                         "AccountCode": l.account_code,
                         "TaxAmount": num(*t),
                         "LineAmount": num(*amount),
@@ -844,8 +844,8 @@ impl Books {
         json!({
             "PaymentID": p.id,
             "Date": super::wire::json_date(&p.date),
-            "Amount": super::money::to_json(p.amount, digits(currency)),
-            "BankAmount": super::money::to_json(p.amount, digits(currency)),
+            "Amount": crate::money::to_json(p.amount, digits(currency)),
+            "BankAmount": crate::money::to_json(p.amount, digits(currency)),
             "CurrencyRate": 1.0,
             "Reference": p.reference,
             "IsReconciled": false,
