@@ -10,7 +10,11 @@ fn main() {
         .to_path_buf();
     let built = ledgerbridge_plugin_build::build(
         &root.join("plugins"),
-        &["ledgerbridge-csv", "ledgerbridge-xero"],
+        &[
+            "ledgerbridge-csv",
+            "ledgerbridge-xero",
+            "ledgerbridge-quickbooks",
+        ],
         &[&root.join("sdk"), &root.join("wit")],
     );
     println!(
@@ -20,5 +24,9 @@ fn main() {
     println!(
         "cargo:rustc-env=LEDGERBRIDGE_PLUGIN_XERO={}",
         built[1].display()
+    );
+    println!(
+        "cargo:rustc-env=LEDGERBRIDGE_PLUGIN_QUICKBOOKS={}",
+        built[2].display()
     );
 }

@@ -28,8 +28,15 @@ pub const XERO: BuiltinPlugin = BuiltinPlugin {
     needs_directory: false,
 };
 
+/// The QuickBooks Online connector (`plugins/quickbooks`).
+pub const QUICKBOOKS: BuiltinPlugin = BuiltinPlugin {
+    name: "quickbooks",
+    wasm: include_bytes!(env!("LEDGERBRIDGE_PLUGIN_QUICKBOOKS")),
+    needs_directory: false,
+};
+
 /// Every built-in plugin.
-pub const ALL: &[BuiltinPlugin] = &[CSV, XERO];
+pub const ALL: &[BuiltinPlugin] = &[CSV, XERO, QUICKBOOKS];
 
 /// The built-in plugin called `name`.
 pub fn find(name: &str) -> Option<BuiltinPlugin> {

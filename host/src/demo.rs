@@ -1,7 +1,7 @@
 //! `ledgerbridge demo`: the sync engine and a built-in connector on sample
 //! bills and payments, with every step printed: the CSV connector writing
-//! files, or (`--erp xero`) the Xero connector against a Xero simulator the
-//! demo starts on loopback.
+//! files, or (`--erp xero`, `--erp quickbooks`) the Xero or QuickBooks
+//! Online connector against a simulator the demo starts on loopback.
 
 use anyhow::Context as _;
 use ledgerbridge::intake;
@@ -17,6 +17,8 @@ use std::time::Duration;
 const TENANT: &str = "demo";
 const CONNECTION: &str = "demo-csv";
 const XERO_CONNECTION: &str = "demo-xero";
+const QUICKBOOKS_CONNECTION: &str = "demo-quickbooks";
+const CLIENT: (&str, &str) = ("ledgerbridge-demo", "demo-client-secret");
 
 fn document(
     id: &str,
@@ -293,7 +295,7 @@ pub async fn run_xero(runtime: Arc<Runtime>) -> anyhow::Result<()> {
     use ledgerbridge_sim::xero::{Config, Organisation, XeroSim};
     let sim = XeroSim::start(Config::default()).await?;
     let org = sim.add_organisation(Organisation::demo());
-    let (client, secret) = ("ledgerbridge-demo", "demo-client-secret");
+    let (client, secret) = CLIENT;
     sim.add_client(client, secret);
     let refresh_token = sim.grant(client, &org);
     println!(
@@ -304,32 +306,20 @@ pub async fn run_xero(runtime: Arc<Runtime>) -> anyhow::Result<()> {
     let engine = demo_engine(runtime).await?;
     let mappings = demo_mappings(["453", "425", "408", "485"], ("Region", "North"), "090");
     engine
-        .put_connection(Connection {
-            id: XERO_CONNECTION.into(),
-            tenant_id: TENANT.into(),
-            plugin: "xero".into(),
-            enabled: true,
-            settings: [
-                ("tenant-id".to_string(), org.clone()),
-                ("api-url".to_string(), sim.api_url()),
-            ]
-            .into(),
-            credentials: Default::default(),
-            allowed_hosts: vec![format!("http://{}", sim.addr())],
-            directory: None,
+        .put_connection(erp_connection(
+            XERO_CONNECTION,
+            "xero",
+            [("tenant-id", org.clone()), ("api-url", sim.api_url())],
+            sim.addr(),
             mappings,
-            default_bank_account: Some("090".into()),
-            sync_bills: true,
-            sync_payments: true,
-            sync_before_approval: false,
-            limits: LimitOverrides::default(),
-            oauth2: Some(OAuth2 {
+            "090",
+            OAuth2 {
                 token_url: sim.token_url(),
                 client_id: client.into(),
                 client_secret: secret.into(),
                 refresh_token: Some(refresh_token),
-            }),
-        })
+            },
+        ))
         .await?;
     println!(
         "Tenant `{TENANT}` has connection `{XERO_CONNECTION}`: the built-in Xero connector. The host holds its OAuth2 grant and adds the access token to the connector's requests; the connector never sees it.\n"
@@ -359,7 +349,7 @@ pub async fn run_xero(runtime: Arc<Runtime>) -> anyhow::Result<()> {
     println!(
         "\n3. In Xero, an accountant sets the period lock date to 2026-11-30 and someone pays doc-1004 there; then three bills change:"
     );
-    let d4 = entry_of(&engine, "doc-1004").await?;
+    let d4 = entry_of(&engine, XERO_CONNECTION, "doc-1004").await?;
     if let Some(id) = d4 {
         sim.pay(&org, &id, "2400.00", "2026-11-21")?;
     }
@@ -416,10 +406,219 @@ pub async fn run_xero(runtime: Arc<Runtime>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The bill entry id of `document` in the Xero connection.
-async fn entry_of(engine: &Engine, document: &str) -> anyhow::Result<Option<String>> {
+/// A connection to an ERP simulator on `addr`, the host holding its OAuth2
+/// grant.
+fn erp_connection<const N: usize>(
+    id: &str,
+    plugin: &str,
+    settings: [(&str, String); N],
+    addr: std::net::SocketAddr,
+    mappings: Mappings,
+    bank: &str,
+    oauth2: ledgerbridge::model::OAuth2,
+) -> Connection {
+    Connection {
+        id: id.into(),
+        tenant_id: TENANT.into(),
+        plugin: plugin.into(),
+        enabled: true,
+        settings: settings
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        credentials: Default::default(),
+        allowed_hosts: vec![format!("http://{addr}")],
+        directory: None,
+        mappings,
+        default_bank_account: Some(bank.into()),
+        sync_bills: true,
+        sync_payments: true,
+        sync_before_approval: false,
+        limits: LimitOverrides::default(),
+        oauth2: Some(oauth2),
+    }
+}
+
+/// The demo against a QuickBooks Online simulator: bills in batches,
+/// vendors found or created, a check whose number QuickBooks already has
+/// going to Failed to export, edited and exported (C3), and a closed period
+/// (B1).
+pub async fn run_quickbooks(runtime: Arc<Runtime>) -> anyhow::Result<()> {
+    use ledgerbridge::model::OAuth2;
+    use ledgerbridge::sync::Selection;
+    use ledgerbridge_sim::quickbooks::{Company, Config, Faults, QuickBooksSim};
+    let sim = QuickBooksSim::start(Config::default()).await?;
+    let realm = sim.add_company(Company::demo());
+    let (client, secret) = CLIENT;
+    sim.add_client(client, secret);
+    let refresh_token = sim.grant(client, &realm);
+    println!(
+        "A QuickBooks Online simulator serves {} (OAuth2 token endpoint {}); company (realm) {realm}.",
+        sim.api_url(),
+        sim.token_url()
+    );
+    let engine = demo_engine(runtime).await?;
+    let mappings = demo_mappings(["60", "61", "63", "62"], ("Class", "101"), "35");
+    engine
+        .put_connection(erp_connection(
+            QUICKBOOKS_CONNECTION,
+            "quickbooks",
+            [
+                ("realm-id", realm.clone()),
+                ("api-url", sim.api_url()),
+                ("create-vendors", "true".to_string()),
+            ],
+            sim.addr(),
+            mappings,
+            "35",
+            OAuth2 {
+                token_url: sim.token_url(),
+                client_id: client.into(),
+                client_secret: secret.into(),
+                refresh_token: Some(refresh_token),
+            },
+        ))
+        .await?;
+    engine
+        .set_next_check_number(TENANT, "operating", 1001)
+        .await?;
+    println!(
+        "Tenant `{TENANT}` has connection `{QUICKBOOKS_CONNECTION}`: the built-in QuickBooks Online connector, allowed to create vendors it cannot find by name. Checks from funding account `operating` (QuickBooks' Checking, 35) start at 1001.\n"
+    );
+    println!(
+        "1. Five bills are approved and sent to QuickBooks in batches (Acme Paper exists there; the other vendors are created; `travel` has no GL account mapping):"
+    );
+    let t = now_ms();
+    import(&engine, json!({"documents": documents()})).await?;
+    settle(&engine).await?;
+    report_of(&engine, QUICKBOOKS_CONNECTION, t).await?;
+
+    println!(
+        "\n2. doc-1001 is paid by check while QuickBooks refuses writes (maintenance): the payment is numbered 1001 and retried with backoff, then waits in Requires attention."
+    );
+    sim.set_faults(Faults {
+        fail_writes: u32::MAX,
+        ..Faults::default()
+    });
+    let t = now_ms();
+    import(
+        &engine,
+        json!({"payments": [{"tenant_id": TENANT, "id": "pay-9001", "document_id": "doc-1001",
+            "amount": "480.00", "date": "2026-11-20", "method": "check", "funding_account": "operating",
+            "disbursement_status": "funding_complete"}]}),
+    )
+    .await?;
+    settle(&engine).await?;
+    report_of(&engine, QUICKBOOKS_CONNECTION, t).await?;
+
+    println!(
+        "\n3. Meanwhile a bookkeeper writes check 1001 by hand in QuickBooks, from Checking, for doc-1003's bill. QuickBooks is back; the operator re-syncs what needs attention, and QuickBooks refuses 1001 as a duplicate (6140):"
+    );
+    sim.set_faults(Faults::default());
+    if let Some(bill) = entry_of(&engine, QUICKBOOKS_CONNECTION, "doc-1003").await? {
+        sim.write_check(&realm, &bill, "35", "385.00", "1001")?;
+    }
+    let t = now_ms();
+    engine
+        .request_resync(QUICKBOOKS_CONNECTION, Selection::Attention, false)
+        .await?;
+    settle(&engine).await?;
+    report_of(&engine, QUICKBOOKS_CONNECTION, t).await?;
+    println!("   Failed to export:");
+    for f in engine.failed_exports(Some(QUICKBOOKS_CONNECTION)).await? {
+        println!(
+            "  {} check {} : {}\n      suggested next free number: {}",
+            f.payment_id,
+            f.check_number.map_or("-".into(), |n| n.to_string()),
+            f.error,
+            f.suggested_check_number
+                .map_or("-".into(), |n| n.to_string())
+        );
+        if let Some(n) = f.suggested_check_number {
+            println!("   The operator edits the check number to {n} and presses Export:");
+            engine
+                .edit_export(TENANT, &f.payment_id, Some(n), None)
+                .await?;
+            let t = now_ms();
+            let run = engine
+                .request_export(&f.payment_id, QUICKBOOKS_CONNECTION)
+                .await?;
+            engine.finish_run(&run, |_| {}).await?;
+            report_of(&engine, QUICKBOOKS_CONNECTION, t).await?;
+        }
+    }
+
+    println!(
+        "\n4. An accountant closes the books through 2026-11-30 in QuickBooks; then doc-1002 changes:"
+    );
+    sim.set_book_close_date(&realm, Some("2026-11-30"), false);
+    sim.expire_access_tokens();
+    let t = now_ms();
+    let mut docs = documents();
+    docs[1]["lines"][0]["amount"] = "1260.50".into();
+    docs[1]["total"] = "1359.50".into();
+    import(&engine, json!({"documents": [docs[1].clone()]})).await?;
+    settle(&engine).await?;
+    report_of(&engine, QUICKBOOKS_CONNECTION, t).await?;
+    println!(
+        "   (QuickBooks' access token had expired meanwhile: the host refreshed it and stored the rotated refresh token first.)"
+    );
+
+    println!("\n5. Requires attention:");
+    for a in engine.attention(Some(QUICKBOOKS_CONNECTION)).await? {
+        println!(
+            "  {} {}: {}\n      how to fix: {}",
+            a.document_id, a.target, a.message, a.hint
+        );
+    }
+
+    println!("\n6. What QuickBooks holds:");
+    for b in sim.bills(&realm) {
+        let s = |k: &str| b[k].as_str().unwrap_or("").to_string();
+        println!(
+            "  Bill {:<4} {:<8} {:<20} total {:>8}  balance {:>8}  SyncToken {}",
+            s("Id"),
+            s("DocNumber"),
+            b["VendorRef"]["name"].as_str().unwrap_or(""),
+            format!("{:.2}", b["TotalAmt"].as_f64().unwrap_or(0.0)),
+            format!("{:.2}", b["Balance"].as_f64().unwrap_or(0.0)),
+            s("SyncToken")
+        );
+    }
+    for p in sim.bill_payments(&realm) {
+        let s = |k: &str| p[k].as_str().unwrap_or("").to_string();
+        println!(
+            "  BillPayment {:<4} {} check {:<6} {:>8}  {}",
+            s("Id"),
+            s("PayType"),
+            s("DocNumber"),
+            format!("{:.2}", p["TotalAmt"].as_f64().unwrap_or(0.0)),
+            s("PrivateNote")
+        );
+    }
+    let stats = sim.stats();
+    println!(
+        "\n{} calls to QuickBooks' API ({} batches of {} items, {} token refreshes); none over its limits ({} refused for a limit).",
+        stats.calls,
+        stats.batch_requests,
+        stats.batch_items,
+        stats.token_refreshes,
+        stats.over_minute + stats.over_batch_minute + stats.over_concurrent
+    );
+    println!(
+        "plugins/quickbooks/README.md explains how each of QuickBooks' answers is read; `ledgerbridge-sim quickbooks` runs this simulator for your own plugin."
+    );
+    Ok(())
+}
+
+/// The bill entry id of `document` in `connection`.
+async fn entry_of(
+    engine: &Engine,
+    connection: &str,
+    document: &str,
+) -> anyhow::Result<Option<String>> {
     Ok(engine
-        .log_of(TENANT, document, Some(XERO_CONNECTION))
+        .log_of(TENANT, document, Some(connection))
         .await?
         .iter()
         .rev()

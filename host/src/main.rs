@@ -44,13 +44,15 @@ struct Cli {
 enum Command {
     /// Runs a built-in connector on sample bills and payments, and prints
     /// what it did: the CSV connector (and where its files are), or the
-    /// Xero connector against a Xero simulator the demo starts.
+    /// Xero or QuickBooks Online connector against a simulator the demo
+    /// starts.
     Demo {
         /// The directory the CSV connection is granted (created if missing).
         #[arg(long, default_value = "ledgerbridge-demo")]
         dir: PathBuf,
-        /// Which ERP: `csv` (files) or `xero` (a local Xero simulator).
-        #[arg(long, default_value = "csv", value_parser = ["csv", "xero"])]
+        /// Which ERP: `csv` (files), `xero` or `quickbooks` (a local
+        /// simulator of Xero or QuickBooks Online).
+        #[arg(long, default_value = "csv", value_parser = ["csv", "xero", "quickbooks"])]
         erp: String,
     },
     /// Works with plugin files.
@@ -348,6 +350,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo { dir, erp } if erp == "xero" => {
             let _ = dir;
             demo::run_xero(runtime).await
+        }
+        Command::Demo { dir, erp } if erp == "quickbooks" => {
+            let _ = dir;
+            demo::run_quickbooks(runtime).await
         }
         Command::Demo { dir, .. } => demo::run(runtime, dir).await,
         Command::Plugin {

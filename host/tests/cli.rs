@@ -510,3 +510,36 @@ fn operators_see_queues_and_budgets_and_bad_limits_are_named() {
     let (_, out, _) = run(&["status"]);
     assert!(out.contains("queued 0 (0 due now); running 0"), "{out}");
 }
+
+/// Issue 12: the QuickBooks demo's story end to end: bills in batches,
+/// vendors created, a check number QuickBooks already has → Failed to
+/// export → edited → exported once, a closed period → booked.
+#[test]
+fn demo_runs_the_quickbooks_connector_against_its_simulator() {
+    let out = ledgerbridge(&["demo", "--erp", "quickbooks"], &cache());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        "doc-1001  bill     approved         created         entry",
+        "doc-1005  bill     approved         failed          lines[0].category",
+        "doc-1001  payment  bulk             failed          check number 1001 is already used in the ERP",
+        "pay-9001 check 1001 : ",
+        "suggested next free number: 1002",
+        "doc-1001  payment  manual           created         entry",
+        "doc-1002  bill     changed          skipped_booked  not synced: the entry is booked in the ERP (the books are closed in QuickBooks through 2026-11-30",
+        "Check check 1002     480.00  ledgerbridge payment pay-9001",
+        "none over its limits (0 refused for a limit)",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    // Check 1001 is the bookkeeper's; ours is written once, as 1002.
+    assert_eq!(
+        stdout.matches("ledgerbridge payment pay-9001").count(),
+        1,
+        "{stdout}"
+    );
+}

@@ -48,6 +48,8 @@ pub mod http;
 #[cfg(feature = "guest")]
 pub mod log;
 pub mod money;
+#[cfg(feature = "guest")]
+mod slots;
 
 #[cfg(feature = "guest")]
 pub use bindings::ledgerbridge::connector::ledger::{
@@ -58,6 +60,8 @@ pub use bindings::ledgerbridge::connector::ledger::{
 };
 #[cfg(feature = "guest")]
 pub use connector::{Connector, Results};
+#[cfg(feature = "guest")]
+pub use slots::{Slots, only};
 
 /// The contract version this SDK builds plugins for (`wit/connector.wit`).
 pub const CONTRACT_VERSION: &str = "0.2.0";

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::time::Duration;
 
 /// An answer: status, JSON body, extra headers.
 pub(crate) struct Answer {
@@ -91,4 +92,23 @@ pub(crate) fn retry_after(
     window.front().map_or(1, |t| {
         (*t + len).saturating_duration_since(now).as_secs() + 1
     })
+}
+
+/// Faults a test injects into a simulator, deterministic for a seed.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Added to every API call, while it counts as in flight.
+    pub latency: Duration,
+    /// The share of API calls answered 500 or 503 without doing anything.
+    pub error_rate: f64,
+    /// The share of API calls whose connection is dropped before an answer.
+    /// These are done first (a write is saved), so the client cannot know:
+    /// the case idempotency keys and lookups exist for.
+    pub reset_rate: f64,
+    /// The next this many API calls are answered 429 (minute).
+    pub burst_429: u32,
+    /// The next this many writes are answered 503 without doing anything,
+    /// while reads go on (an ERP in maintenance).
+    pub fail_writes: u32,
+    pub seed: u64,
 }

@@ -8,5 +8,7 @@ mod common;
 mod money;
 mod oauth;
 pub mod openapi;
+pub mod quickbooks;
 pub mod reference;
 pub mod xero;
+pub mod xsd;

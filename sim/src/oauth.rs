@@ -83,7 +83,9 @@ impl OAuth {
             .and_then(|b| self.access.get(b))
             .ok_or(Refused::Unknown)?;
         if grant.expires <= now {
-            return Err(Refused::Expired(now.saturating_duration_since(grant.expires)));
+            return Err(Refused::Expired(
+                now.saturating_duration_since(grant.expires),
+            ));
         }
         Ok(grant)
     }
@@ -116,8 +118,7 @@ impl OAuth {
                 t.split_once(':')
                     .map(|(a, b)| (a.to_string(), b.to_string()))
             });
-        let Some((id, _)) =
-            client.filter(|(id, secret)| self.clients.get(id) == Some(secret))
+        let Some((id, _)) = client.filter(|(id, secret)| self.clients.get(id) == Some(secret))
         else {
             return (401, json!({"error": "invalid_client"}), false);
         };

@@ -462,6 +462,7 @@ async fn r1_r2_faults_and_429_bursts_end_with_every_document_synced_once() {
         reset_rate: 0.1,
         burst_429: 3,
         seed: 7,
+        ..Faults::default()
     });
     let store = ledgerbridge::store::Store::open_in_memory().unwrap();
     let engine = Arc::new(Engine::new(

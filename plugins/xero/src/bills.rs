@@ -7,40 +7,6 @@ use crate::wire;
 use ledgerbridge_sdk::*;
 use serde_json::{Value, json};
 
-/// A batch's results, filled in as its requests answer.
-pub(crate) struct Slots<T>(Vec<Option<Result<T, ConnectorError>>>);
-
-impl<T: Clone> Slots<T> {
-    pub fn new(n: usize) -> Self {
-        Slots(vec![None; n])
-    }
-
-    pub fn set(&mut self, i: usize, r: Result<T, ConnectorError>) {
-        self.0[i] = Some(r);
-    }
-
-    /// Every item still open gets `e`.
-    pub fn fill(&mut self, e: &ConnectorError) {
-        for s in self.0.iter_mut().filter(|s| s.is_none()) {
-            *s = Some(Err(e.clone()));
-        }
-    }
-
-    pub fn done(self) -> Results<T> {
-        Ok(self
-            .0
-            .into_iter()
-            .map(|s| {
-                s.unwrap_or_else(|| {
-                    Err(ConnectorError::Unavailable(
-                        "the connector gave this item no answer".into(),
-                    ))
-                })
-            })
-            .collect())
-    }
-}
-
 /// The organisation's API, or the same settings error for every item.
 pub(crate) fn open<'c, T: Clone>(ctx: &'c Context, n: usize) -> Result<Xero<'c>, Results<T>> {
     let failed = |e: ConnectorError| Ok(vec![Err(e); n]);

@@ -14,20 +14,6 @@ use ledgerbridge_sdk::*;
 
 struct XeroConnector;
 
-/// The first (only) result of a batch of one, for the single-item methods.
-fn one<T>(r: Results<T>) -> Result<T, ConnectorError> {
-    match r {
-        Ok(mut v) if v.len() == 1 => v.pop().expect("one result"),
-        Ok(v) => Err(ConnectorError::Unavailable(format!(
-            "{} results for one item",
-            v.len()
-        ))),
-        Err(CallError::RateLimited(r)) => Err(ConnectorError::RateLimited(r)),
-        Err(CallError::Unavailable(m)) => Err(ConnectorError::Unavailable(m)),
-        Err(CallError::Unauthorized(m)) => Err(ConnectorError::Unauthorized(m)),
-    }
-}
-
 impl Connector for XeroConnector {
     fn describe() -> Descriptor {
         Descriptor {
@@ -79,7 +65,7 @@ impl Connector for XeroConnector {
         bill: &Bill,
         known_id: Option<&str>,
     ) -> Result<Option<Entry>, ConnectorError> {
-        one(bills::lookup(
+        only(bills::lookup(
             ctx,
             &[BillLookup {
                 key: ctx.idempotency_key.clone(),
@@ -90,7 +76,7 @@ impl Connector for XeroConnector {
     }
 
     fn create_bill(ctx: &Context, bill: &Bill) -> Result<Entry, ConnectorError> {
-        one(bills::create(
+        only(bills::create(
             ctx,
             &[BillCreate {
                 key: ctx.idempotency_key.clone(),
@@ -100,7 +86,7 @@ impl Connector for XeroConnector {
     }
 
     fn update_bill(ctx: &Context, entry: &Entry, bill: &Bill) -> Result<Entry, ConnectorError> {
-        one(bills::update(
+        only(bills::update(
             ctx,
             &[BillUpdate {
                 key: ctx.idempotency_key.clone(),
@@ -115,7 +101,7 @@ impl Connector for XeroConnector {
         payment: &Payment,
         known_id: Option<&str>,
     ) -> Result<Option<Entry>, ConnectorError> {
-        one(payments::lookup(
+        only(payments::lookup(
             ctx,
             &[PaymentLookup {
                 key: ctx.idempotency_key.clone(),
@@ -126,7 +112,7 @@ impl Connector for XeroConnector {
     }
 
     fn create_payment(ctx: &Context, payment: &Payment) -> Result<Entry, ConnectorError> {
-        one(payments::create(
+        only(payments::create(
             ctx,
             &[PaymentCreate {
                 key: ctx.idempotency_key.clone(),

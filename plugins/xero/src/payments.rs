@@ -4,7 +4,7 @@
 
 use crate::answers::{self, LockDates};
 use crate::api::Failure;
-use crate::bills::{Slots, open};
+use crate::bills::open;
 use crate::wire;
 use ledgerbridge_sdk::*;
 use serde_json::{Value, json};

@@ -21,6 +21,7 @@ mod model;
 mod query;
 mod wire;
 
+pub use crate::common::Faults;
 pub use model::{Account, AccountKind, Organisation};
 
 use crate::common::{Answer, answer, decode, retry_after, to_response, url_decode_pairs};
@@ -71,22 +72,6 @@ impl Default for Config {
             openapi: None,
         }
     }
-}
-
-/// Faults to inject, deterministic for a seed.
-#[derive(Debug, Clone, Default)]
-pub struct Faults {
-    /// Added to every API call, while it counts as in flight.
-    pub latency: Duration,
-    /// The share of API calls answered 500 or 503 without doing anything.
-    pub error_rate: f64,
-    /// The share of API calls whose connection is dropped before an answer.
-    /// These are done first (a write is saved), so the client cannot know:
-    /// the case idempotency keys and lookups exist for.
-    pub reset_rate: f64,
-    /// The next this many API calls are answered 429 (minute).
-    pub burst_429: u32,
-    pub seed: u64,
 }
 
 /// What the simulator saw.
@@ -545,6 +530,14 @@ async fn api(
             a.headers.push(("retry-after", "1".into()));
             a.headers.push(("x-rate-limit-problem", "minute".into()));
             return (a, false);
+        }
+        if s.faults.fail_writes > 0 && (*method == Method::PUT || *method == Method::POST) {
+            s.faults.fail_writes -= 1;
+            s.stats.injected += 1;
+            return (
+                problem(503, "Service Unavailable", "The organisation is offline"),
+                false,
+            );
         }
         let roll = s.rng.f64();
         if roll < s.faults.error_rate {

@@ -2,8 +2,8 @@
 //! chart of accounts, and Xero's rules on them (validation with Xero's
 //! messages, what cannot be edited, amounts and tax).
 
-use crate::money::{Amount, parse_amount, round_to};
 use super::wire::{date_ms, ms_date};
+use crate::money::{Amount, parse_amount, round_to};
 use serde_json::{Map, Value, json};
 
 /// What an account is for.
