@@ -181,3 +181,16 @@ fn hostile_depth_is_bounded() {
     let out = xsd().check("Bill", &json!({"Line": [{"Line": [v]}]}));
     assert!(!out.is_empty());
 }
+
+#[test]
+fn drift_inside_a_batch_item_is_named() {
+    let request = json!({"BatchItemRequest": [
+        {"bId": "0", "operation": "create", "Bill": {"Remarks": "x", "VendorRef": {"value": "56"}}}
+    ]});
+    assert_eq!(
+        xsd().check("IntuitBatchRequest", &request),
+        vec![
+            "IntuitBatchRequest.BatchItemRequest[0].Bill.Remarks: Bill has no element or attribute Remarks"
+        ]
+    );
+}

@@ -330,7 +330,14 @@ async fn c3_a_check_number_quickbooks_already_uses_is_failed_edited_and_exported
     assert_eq!(failed.len(), 1, "{failed:?}");
     let f = &failed[0];
     assert_eq!((f.payment_id.as_str(), f.check_number), ("p1", Some(1001)));
-    assert!(f.error.contains("1001"), "{}", f.error);
+    // The contract's duplicate-check-number, not a plain validation: the
+    // engine marks 1001 used in the ERP so it is never issued again.
+    assert!(
+        f.error
+            .starts_with("check number 1001 is already used in the ERP"),
+        "{}",
+        f.error
+    );
     assert_eq!(f.suggested_check_number, Some(1002));
     assert_eq!(
         erp.sim.bill_payments(&erp.realm).len(),
@@ -340,6 +347,14 @@ async fn c3_a_check_number_quickbooks_already_uses_is_failed_edited_and_exported
 
     let edited = engine.edit_export(T, "p1", Some(1002), None).await.unwrap();
     assert_eq!(edited.check_number, Some(1002));
+    assert_eq!(
+        engine
+            .check_number_holder(T, "operating", 1001)
+            .await
+            .unwrap(),
+        Some(None),
+        "1001 stays marked used in QuickBooks"
+    );
     let run = engine.request_export("p1", QB).await.unwrap();
     let s = engine.finish_run(&run, |_| {}).await.unwrap();
     assert_eq!(s.created, 1, "{s:?}");
