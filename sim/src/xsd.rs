@@ -14,8 +14,10 @@
 //! included, `IntuitObject` standing for each member of its substitution
 //! group); an array only where the element repeats; an object only for a
 //! complex type; leaves of the right JSON kind (numbers for `xs:decimal`
-//! and `xs:int`, booleans, strings in `YYYY-MM-DD` for `xs:date`) and
-//! enumerated strings among their values. Order and `minOccurs` are not
+//! and `xs:int`, booleans, strings in `YYYY-MM-DD` for `xs:date`, full
+//! timestamps for `xs:dateTime`), enumerated strings among their values, a
+//! list (an array, even of one) wherever the element repeats, and one
+//! alternative only of a choice that occurs once. Order and `minOccurs` are not
 //! checked: JSON has no order and QuickBooks fills read-only fields itself.
 //! Types from the two schemas Intuit's files include but the reference set
 //! does not hold (`IntuitNamesTypes.xsd` with `Vendor`, `Report.xsd`) cannot
@@ -57,6 +59,9 @@ struct Complex {
     simple_content: Option<String>,
     /// `xs:any`: any content allowed.
     any: bool,
+    /// Each `xs:choice` that occurs once: its alternatives, each with the
+    /// elements it holds. One object may hold elements of one only.
+    choices: Vec<Vec<Vec<Child>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -134,7 +139,10 @@ impl Xsd {
                 "group" => {
                     let mut children = Vec::new();
                     let mut refs = Vec::new();
-                    self.particles(node, &name, false, &mut children, &mut refs);
+                    // A group's choices are not checked (Intuit's groups
+                    // are sequences).
+                    let mut choices = Vec::new();
+                    self.particles(node, &name, false, &mut children, &mut refs, &mut choices);
                     // Groups inside groups are not used by Intuit's schemas.
                     self.groups.insert(name, children);
                 }
@@ -199,6 +207,22 @@ impl Xsd {
             if self.chain(ty).any(|c| c.any) {
                 return;
             }
+            for choice in self.chain(ty).flat_map(|c| &c.choices) {
+                let taken: Vec<&str> = choice
+                    .iter()
+                    .filter_map(|alt| {
+                        map.keys()
+                            .find(|k| alt.iter().any(|c| self.names(c, k)))
+                            .map(String::as_str)
+                    })
+                    .collect();
+                if taken.len() > 1 {
+                    out.push(format!(
+                        "{at}: {} are alternatives of one choice in {ty}: one only",
+                        taken.join(" and ")
+                    ));
+                }
+            }
             for (key, v) in map {
                 let path = format!("{at}.{key}");
                 if let Some((child_ty, many)) = self.child(ty, key) {
@@ -217,6 +241,10 @@ impl Xsd {
                         Value::Array(_) => {
                             out.push(format!("{path}: an array where {ty} allows one {key}"))
                         }
+                        _ if many => out.push(format!(
+                            "{path}: {} where {ty} takes a list of {key} (an array, even of one)",
+                            kind(v)
+                        )),
                         _ => self.value(&child_ty, v, &path, depth + 1, out),
                     }
                 } else if let Some(attr_ty) = self.attribute(ty, key) {
@@ -262,10 +290,11 @@ impl Xsd {
             "boolean" => (value.is_boolean(), "true or false"),
             "date" => (value.as_str().is_some_and(date), "a date YYYY-MM-DD"),
             "dateTime" => (
-                value
-                    .as_str()
-                    .is_some_and(|s| s.get(10..11) == Some("T") && s.get(..10).is_some_and(date)),
-                "a date and time YYYY-MM-DDThh:mm:ss",
+                value.as_str().is_some_and(|s| {
+                    chrono::DateTime::parse_from_rfc3339(s).is_ok()
+                        || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").is_ok()
+                }),
+                "a date and time YYYY-MM-DDThh:mm:ss[.sss][zone]",
             ),
             "string" | "normalizedString" | "token" | "anyURI" | "time" | "ID" | "IDREF"
             | "base64Binary" | "hexBinary" | "gYear" | "duration" => {
@@ -295,6 +324,21 @@ impl Xsd {
             };
             Some(c)
         })
+    }
+
+    /// Whether `child` is JSON key `name`: the element itself, or for a
+    /// reference to a substitution group's head, one of its members.
+    fn names(&self, child: &Child, name: &str) -> bool {
+        match child {
+            Child::Element { name: n, .. } => n == name,
+            Child::Ref { element, .. } => {
+                element == name
+                    || self
+                        .substitutes
+                        .get(element)
+                        .is_some_and(|members| members.iter().any(|m| m == name))
+            }
+        }
     }
 
     /// Type and repetition of child element `name` of complex type `ty`.
@@ -351,7 +395,7 @@ impl Xsd {
                         } else if ext.tag_name().name() == "extension" {
                             c.base = base;
                         }
-                        self.particles(ext, &name, false, &mut children, &mut refs);
+                        self.particles(ext, &name, false, &mut children, &mut refs, &mut c.choices);
                         self.attributes(ext, &name, &mut c.attributes);
                         if xs_children(ext).any(|n| n.tag_name().name() == "any") {
                             c.any = true;
@@ -361,7 +405,7 @@ impl Xsd {
                 _ => {}
             }
         }
-        self.particles(node, &name, false, &mut children, &mut refs);
+        self.particles(node, &name, false, &mut children, &mut refs, &mut c.choices);
         self.attributes(node, &name, &mut c.attributes);
         c.any |= has_any(node);
         c.children = children;
@@ -377,33 +421,62 @@ impl Xsd {
         many: bool,
         children: &mut Vec<Child>,
         refs: &mut Vec<(String, bool)>,
+        choices: &mut Vec<Vec<Vec<Child>>>,
     ) {
         for part in xs_children(node) {
-            let many = many || repeats(part);
-            match part.tag_name().name() {
-                "sequence" | "choice" | "all" => self.particles(part, owner, many, children, refs),
-                "group" => {
-                    if let Some(r) = part.attribute("ref") {
-                        refs.push((local(r).to_string(), many));
-                    }
+            self.particle(part, owner, many, children, refs, choices);
+        }
+    }
+
+    /// One particle: its elements into `children`; a choice that occurs
+    /// once also into `choices`, by alternative.
+    fn particle(
+        &mut self,
+        part: Node,
+        owner: &str,
+        many: bool,
+        children: &mut Vec<Child>,
+        refs: &mut Vec<(String, bool)>,
+        choices: &mut Vec<Vec<Vec<Child>>>,
+    ) {
+        let many = many || repeats(part);
+        match part.tag_name().name() {
+            "choice" if !many => {
+                let mut alternatives = Vec::new();
+                for alt in xs_children(part) {
+                    let mut held = Vec::new();
+                    self.particle(alt, owner, many, &mut held, refs, choices);
+                    children.extend(held.iter().cloned());
+                    alternatives.push(held);
                 }
-                "element" => {
-                    if let Some(r) = part.attribute("ref") {
-                        children.push(Child::Ref {
-                            element: local(r).to_string(),
-                            many,
-                        });
-                    } else {
-                        let name = part.attribute("name").unwrap_or_default().to_string();
-                        let ty = match part.attribute("type") {
-                            Some(t) => local(t).to_string(),
-                            None => self.anonymous(part, &format!("{owner}/{name}")),
-                        };
-                        children.push(Child::Element { name, ty, many });
-                    }
+                if alternatives.len() > 1 {
+                    choices.push(alternatives);
                 }
-                _ => {}
             }
+            "sequence" | "choice" | "all" => {
+                self.particles(part, owner, many, children, refs, choices)
+            }
+            "group" => {
+                if let Some(r) = part.attribute("ref") {
+                    refs.push((local(r).to_string(), many));
+                }
+            }
+            "element" => {
+                if let Some(r) = part.attribute("ref") {
+                    children.push(Child::Ref {
+                        element: local(r).to_string(),
+                        many,
+                    });
+                } else {
+                    let name = part.attribute("name").unwrap_or_default().to_string();
+                    let ty = match part.attribute("type") {
+                        Some(t) => local(t).to_string(),
+                        None => self.anonymous(part, &format!("{owner}/{name}")),
+                    };
+                    children.push(Child::Element { name, ty, many });
+                }
+            }
+            _ => {}
         }
     }
 

@@ -6,7 +6,7 @@
 
 use ledgerbridge::model::{Connection, OAuth2, Target, TrackingMapping};
 use ledgerbridge::sync::{Engine, RetryPolicy, Selection, WorkerConfig};
-use ledgerbridge_sim::quickbooks::{Company, Config, Faults, QuickBooksSim};
+use ledgerbridge_sim::quickbooks::{BatchLie, Company, Config, Faults, QuickBooksSim};
 use ledgerbridge_sim::xsd::Xsd;
 use ledgerbridge_tests::*;
 use serde_json::{Value, json};
@@ -83,7 +83,7 @@ impl Erp {
         c
     }
 
-    /// The bills whose memo names `document`.
+    /// The bills whose memo names `document` (in its first part).
     fn bills_of(&self, document: &str) -> Vec<Value> {
         let marker = format!("ledgerbridge document {document}");
         self.sim
@@ -92,7 +92,8 @@ impl Erp {
             .filter(|b| {
                 b["PrivateNote"]
                     .as_str()
-                    .is_some_and(|n| n.split(';').any(|p| p.trim() == marker))
+                    .and_then(|n| n.split(';').next())
+                    .is_some_and(|p| p.trim() == marker)
             })
             .collect()
     }
@@ -204,6 +205,9 @@ async fn x2_approve_change_and_pay_by_check_in_quickbooks_wire_format() {
     assert_eq!(p["PayType"], "Check");
     assert_eq!(p["DocNumber"], "5001");
     assert_eq!(p["CheckPayment"]["BankAccountRef"]["value"], "35");
+    // The AP product printed and mailed the check: QuickBooks must not
+    // queue it for printing again.
+    assert_eq!(p["CheckPayment"]["PrintStatus"], "PrintComplete");
     assert_eq!(p["Line"][0]["LinkedTxn"][0]["TxnId"], id.as_str());
     assert_eq!(p["Line"][0]["LinkedTxn"][0]["TxnType"], "Bill");
     assert_eq!(money(&p["TotalAmt"]), "130.00");
@@ -586,6 +590,269 @@ async fn x2_a_vendor_number_over_21_characters_is_cut_and_kept_whole_in_the_memo
         "found again, not duplicated"
     );
     erp.assert_faithful();
+}
+
+/// D2, X2: a vendor number is free text, and the memo holds the whole of
+/// a long one. One that reads `; ledgerbridge document d2` must not make
+/// d2's lookup take d1's bill (and then overwrite it with d2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d2_a_vendor_number_naming_another_document_never_takes_its_bill() {
+    let erp = Erp::start().await;
+    let engine = qb_engine(&erp).await;
+    // d2's number is d1's DocNumber (its first 21 characters), so d2's
+    // lookup by DocNumber finds d1's bill, whose memo then names d2.
+    let short = "B-0000000000000000021";
+    assert_eq!(short.len(), 21);
+    let mut d1 = doc_json(T, "d1", "approved", "10.00");
+    d1["number"] = format!("{short}; ledgerbridge document d2").into();
+    import(&engine, json!({"documents": [d1]})).await.unwrap();
+    settle(&engine).await;
+    let mut d2 = doc_json(T, "d2", "approved", "20.00");
+    d2["number"] = short.into();
+    import(&engine, json!({"documents": [d2]})).await.unwrap();
+    settle(&engine).await;
+    let (b1, b2) = (erp.bill_of("d1"), erp.bill_of("d2"));
+    assert_ne!(b1["Id"], b2["Id"]);
+    assert_eq!(money(&b1["TotalAmt"]), "10.00", "d1's bill untouched");
+    assert_eq!(money(&b2["TotalAmt"]), "20.00");
+    assert_eq!(erp.sim.bills(&erp.realm).len(), 2);
+    for (d, b) in [("d1", &b1), ("d2", &b2)] {
+        let entry = engine.entry(QB, Target::Bill, d).await.unwrap().unwrap();
+        assert_eq!(entry.entry_id.as_deref(), b["Id"].as_str(), "{d}");
+    }
+    erp.assert_faithful();
+}
+
+/// After the lie was told: each document's bill has its amount and its
+/// vendor (created once), and the host recorded it as the document's.
+async fn records_each_its_own(
+    erp: &Erp,
+    engine: &Arc<Engine>,
+    lie: BatchLie,
+    docs: &[(&str, &str, &str)],
+) {
+    settle(engine).await;
+    assert!(!erp.sim.lie_pending(), "{lie:?} told");
+    let vendor_id = |name: &str| -> Value {
+        let v: Vec<Value> = erp
+            .sim
+            .vendors(&erp.realm)
+            .into_iter()
+            .filter(|v| v["DisplayName"] == name)
+            .collect();
+        assert_eq!(v.len(), 1, "{lie:?}: {name} created once");
+        v[0]["Id"].clone()
+    };
+    for (d, vendor, amount) in docs {
+        let bill = erp.bill_of(d);
+        assert_eq!(money(&bill["TotalAmt"]), *amount, "{lie:?} {d}");
+        assert_eq!(bill["VendorRef"]["value"], vendor_id(vendor), "{lie:?} {d}");
+        let entry = engine.entry(QB, Target::Bill, d).await.unwrap().unwrap();
+        assert_eq!(
+            entry.entry_id.as_deref(),
+            bill["Id"].as_str(),
+            "{lie:?} {d}"
+        );
+    }
+    assert_eq!(erp.sim.bills(&erp.realm).len(), docs.len(), "{lie:?}");
+}
+
+/// D2, X2: an answer to a batch that is not the item's (a `bId` traded
+/// or given twice, by the ERP or something between) is never recorded:
+/// the call fails as unavailable, the host looks the items up and each
+/// document ends with its own bill, and a new vendor is never another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d2_a_batch_answer_mixed_up_between_items_records_no_wrong_entry() {
+    for lie in [BatchLie::SwapBIds, BatchLie::DuplicateBId] {
+        let erp = Erp::start().await;
+        let engine = engine();
+        engine.add_tenant(T).await.unwrap();
+        let mut c = erp.connection();
+        c.settings.insert("create-vendors".into(), "true".into());
+        c.mappings.vendors.clear();
+        engine.put_connection(c).await.unwrap();
+        let from = |id: &str, vendor: &str, amount: &str| {
+            let mut d = doc_json(T, id, "approved", amount);
+            d["vendor"] = json!({"id": vendor, "name": format!("Vendor {vendor}")});
+            d
+        };
+        // The new vendors' batch is answered with the lie.
+        erp.sim.lie(lie, 1);
+        import(
+            &engine,
+            json!({"documents": [from("d1", "v-7", "10.00"), from("d2", "v-8", "20.00")]}),
+        )
+        .await
+        .unwrap();
+        const TWO: &[(&str, &str, &str)] =
+            &[("d1", "Vendor v-7", "10.00"), ("d2", "Vendor v-8", "20.00")];
+        records_each_its_own(&erp, &engine, lie, TWO).await;
+        // Then a batch of new bills (their vendors known by now).
+        erp.sim.lie(lie, 1);
+        import(
+            &engine,
+            json!({"documents": [from("d3", "v-7", "30.00"), from("d4", "v-8", "40.00")]}),
+        )
+        .await
+        .unwrap();
+        const FOUR: &[(&str, &str, &str)] = &[
+            ("d1", "Vendor v-7", "10.00"),
+            ("d2", "Vendor v-8", "20.00"),
+            ("d3", "Vendor v-7", "30.00"),
+            ("d4", "Vendor v-8", "40.00"),
+        ];
+        records_each_its_own(&erp, &engine, lie, FOUR).await;
+        // Then a batch of updates (a forced re-sync).
+        erp.sim.lie(lie, 1);
+        engine
+            .request_resync(QB, Selection::All, true)
+            .await
+            .unwrap();
+        records_each_its_own(&erp, &engine, lie, FOUR).await;
+        erp.assert_faithful();
+    }
+}
+
+/// X2, V1: numbers and vendor names with a backslash or a quote are
+/// quoted in queries as QuickBooks reads them (found again, never made
+/// twice), and a query QuickBooks refuses fails only the documents it
+/// asked about, naming their field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x2_queries_quote_backslashes_and_a_refused_query_fails_only_its_documents() {
+    let erp = Erp::start().await;
+    let mut c = erp.connection();
+    c.settings.insert("create-vendors".into(), "true".into());
+    let from = |id: &str, number: &str, vendor: &str, name: &str| {
+        let mut d = doc_json(T, id, "approved", "10.00");
+        d["number"] = number.into();
+        d["vendor"] = json!({"id": vendor, "name": name});
+        d
+    };
+    let docs = json!({"documents": [
+        from("d1", "ENDS\\", "v-1", "Acme Paper"),
+        from("d2", "O'Neil\\'s", "v-9", "Back\\slash Co"),
+        from("d3", "INV-3", "v-8", "Trailing\\"),
+        from("d4", "INV-4", "v-1", "Acme Paper"),
+    ]});
+    let first = engine();
+    first.add_tenant(T).await.unwrap();
+    first.put_connection(c.clone()).await.unwrap();
+    import(&first, docs.clone()).await.unwrap();
+    settle(&first).await;
+    assert!(first.attention(Some(QB)).await.unwrap().is_empty());
+    // The host's records are lost: every bill and vendor is found again.
+    let second = engine();
+    second.add_tenant(T).await.unwrap();
+    c.oauth2.as_mut().unwrap().refresh_token = Some(erp.sim.grant(CLIENT, &erp.realm));
+    second.put_connection(c.clone()).await.unwrap();
+    import(&second, docs).await.unwrap();
+    settle(&second).await;
+    assert!(second.attention(Some(QB)).await.unwrap().is_empty());
+    assert_eq!(erp.sim.bills(&erp.realm).len(), 4, "none made twice");
+    for d in ["d1", "d2", "d3", "d4"] {
+        erp.bill_of(d);
+    }
+    for name in ["Back\\slash Co", "Trailing\\"] {
+        let n = erp
+            .sim
+            .vendors(&erp.realm)
+            .into_iter()
+            .filter(|v| v["DisplayName"] == name)
+            .count();
+        assert_eq!(n, 1, "vendor {name} made once");
+    }
+    // QuickBooks refuses the query that names INV-6: d6 needs attention on
+    // its number; d5 and d7, asked about in the same batch, are synced.
+    erp.sim.refuse_queries_naming(Some("'INV-6'"));
+    let third = engine();
+    third.add_tenant(T).await.unwrap();
+    c.oauth2.as_mut().unwrap().refresh_token = Some(erp.sim.grant(CLIENT, &erp.realm));
+    third.put_connection(c).await.unwrap();
+    let mut many: Vec<Value> = (5..=7)
+        .map(|i| doc_json(T, &format!("d{i}"), "approved", "10.00"))
+        .collect();
+    // One query per 50 numbers: INV-6 among others would fail them too.
+    many[1]["number"] = "INV-6".into();
+    import(&third, json!({"documents": many})).await.unwrap();
+    settle(&third).await;
+    assert!(erp.bills_of("d6").is_empty());
+    erp.bill_of("d5");
+    erp.bill_of("d7");
+    let attention = third.attention(Some(QB)).await.unwrap();
+    assert!(
+        attention
+            .iter()
+            .any(|a| a.document_id == "d6" && a.message.contains("number")),
+        "{attention:?}"
+    );
+    erp.assert_faithful();
+}
+
+/// D2, M3: QuickBooks answers a query 1,000 records at most: a lookup
+/// whose number 1,005 other bills share reads on, page by page, and finds
+/// the bill an earlier installation made instead of making another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn d2_a_lookup_reads_past_a_full_page_of_1000_bills() {
+    let erp = Erp::start().await;
+    let bill = |note: &str| {
+        json!({"VendorRef": {"value": "56"}, "DocNumber": "1", "TxnDate": "2026-11-02",
+            "PrivateNote": note,
+            "Line": [{"Amount": 9.0, "DetailType": "AccountBasedExpenseLineDetail",
+                "AccountBasedExpenseLineDetail": {"AccountRef": {"value": "60"}}}]})
+    };
+    for i in 0..1005 {
+        erp.sim
+            .add_bill(&erp.realm, bill(&format!("another bill {i}")))
+            .unwrap();
+    }
+    erp.sim
+        .add_bill(&erp.realm, bill("ledgerbridge document d1"))
+        .unwrap();
+    let engine = qb_engine(&erp).await;
+    let mut d = doc_json(T, "d1", "approved", "10.00");
+    d["number"] = "1".into();
+    import(&engine, json!({"documents": [d]})).await.unwrap();
+    settle(&engine).await;
+    assert_eq!(
+        erp.sim.bills(&erp.realm).len(),
+        1006,
+        "found, not made again"
+    );
+    assert_eq!(
+        money(&erp.bill_of("d1")["TotalAmt"]),
+        "10.00",
+        "and updated"
+    );
+    erp.assert_faithful();
+}
+
+/// V1: a connection whose `api-url` has a path or a query is refused
+/// naming the setting, not retried as an outage when QuickBooks answers
+/// 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_an_api_url_with_a_path_is_refused_naming_the_setting() {
+    let erp = Erp::start().await;
+    let engine = engine();
+    engine.add_tenant(T).await.unwrap();
+    let mut c = erp.connection();
+    c.settings
+        .insert("api-url".into(), format!("{}/v3", erp.sim.api_url()));
+    engine.put_connection(c).await.unwrap();
+    import(
+        &engine,
+        json!({"documents": [doc_json(T, "d1", "approved", "10.00")]}),
+    )
+    .await
+    .unwrap();
+    settle(&engine).await;
+    let attention = engine.attention(Some(QB)).await.unwrap();
+    assert_eq!(attention.len(), 1, "{attention:?}");
+    assert!(
+        attention[0].message.contains("settings.api-url"),
+        "{}",
+        attention[0].message
+    );
+    assert_eq!(erp.sim.stats().calls, 0, "nothing sent");
 }
 
 /// M2, M3, D2, R2: a bulk re-sync of 1,000 documents where QuickBooks

@@ -6,7 +6,7 @@
 //! token) to every request; this connector never sees it.
 
 use ledgerbridge_sdk::http::{self, Request, Response};
-use ledgerbridge_sdk::{CallError, ConnectorError, Context, RateLimit};
+use ledgerbridge_sdk::{CallError, ConnectorError, Context, RateLimit, log};
 use serde_json::{Value, json};
 
 /// Intuit's production API host; a connection may name another (the
@@ -64,18 +64,34 @@ impl<'a> Qbo<'a> {
             .unwrap_or(DEFAULT_API_URL)
             .trim()
             .trim_end_matches('/');
-        if !(api.starts_with("https://") || api.starts_with("http://")) {
-            return Err(ConnectorError::validation(
-                "settings.api-url",
-                format!("`{api}` is not an http(s) URL"),
-            ));
+        let host = api
+            .strip_prefix("https://")
+            .or_else(|| api.strip_prefix("http://"));
+        match host {
+            None => {
+                return Err(ConnectorError::validation(
+                    "settings.api-url",
+                    format!("`{api}` is not an http(s) URL"),
+                ));
+            }
+            // The connector adds `/v3/company/{realm}/...`: a path or query
+            // here would only ever be answered 404 (and look like an outage).
+            Some(h) if h.is_empty() || h.contains(['/', '?', '#', '@']) => {
+                return Err(ConnectorError::validation(
+                    "settings.api-url",
+                    format!(
+                        "`{api}` must be the API's scheme and host only, like {DEFAULT_API_URL}"
+                    ),
+                ));
+            }
+            Some(_) => {}
         }
         let minor = ctx
             .setting("minor-version")
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .unwrap_or(MINOR_VERSION);
-        if !minor.bytes().all(|b| b.is_ascii_digit()) {
+        if minor.len() > 3 || !minor.bytes().all(|b| b.is_ascii_digit()) {
             return Err(ConnectorError::validation(
                 "settings.minor-version",
                 format!("`{minor}` is not a minor version number"),
@@ -160,6 +176,13 @@ impl<'a> Qbo<'a> {
             else {
                 continue;
             };
+            if out[i].is_some() {
+                // Which answer is the item's? Neither can be trusted.
+                return Err(CallError::Unavailable(format!(
+                    "POST /batch ({purpose}): QuickBooks answered item {i} twice"
+                ))
+                .into());
+            }
             out[i] = Some(match r.get("Fault") {
                 Some(f) => Err((
                     f.get("type")
@@ -184,28 +207,89 @@ impl<'a> Qbo<'a> {
         Ok(out.into_iter().flatten().collect())
     }
 
-    /// Runs `queries` in as few batches as they fit; each query's records
-    /// of `entity`.
-    pub fn queries(&self, entity: &str, queries: &[String]) -> Result<Vec<Vec<Value>>, Failure> {
-        let mut out = Vec::new();
-        for chunk in queries.chunks(BATCH_ITEMS) {
-            let items = chunk.iter().map(|q| json!({ "Query": q })).collect();
-            for a in self.batch("query", items)? {
-                match a {
-                    Ok(v) => out.push(
-                        v.get("QueryResponse")
-                            .and_then(|q| q.get(entity))
-                            .and_then(Value::as_array)
-                            .cloned()
-                            .unwrap_or_default(),
-                    ),
-                    Err((kind, errors)) => {
-                        return Err(Failure::Each(crate::faults::plain(&kind, &errors)));
+    /// Runs `queries` in as few batches as they fit, each page by page
+    /// (a full page of [`PAGE`] asks for the next); every record found,
+    /// and which queries QuickBooks refused. A query refused does not fail
+    /// the others: only the items it was asked for get its error.
+    pub fn queries(&self, entity: &str, queries: &[Query]) -> Result<Found, CallError> {
+        let mut found = Found::default();
+        let mut queries = queries.to_vec();
+        // (query, start position, pages read so far)
+        let mut pending: Vec<(usize, usize, usize)> = (0..queries.len()).map(|q| (q, 1, 0)).collect();
+        while !pending.is_empty() {
+            let mut next = Vec::new();
+            for chunk in pending.chunks(BATCH_ITEMS) {
+                let items = chunk
+                    .iter()
+                    .map(|&(q, start, _)| {
+                        json!({ "Query": format!(
+                            "{} startposition {start} maxresults {PAGE}",
+                            queries[q].text
+                        ) })
+                    })
+                    .collect();
+                let answers = match self.batch("query", items) {
+                    Ok(a) => a,
+                    Err(Failure::Call(e)) => return Err(e),
+                    Err(Failure::Each(e)) => {
+                        for &(q, _, _) in chunk {
+                            found.failed.push((q, queries[q].refused(e.clone())));
+                        }
+                        continue;
+                    }
+                };
+                for (&(q, start, pages), a) in chunk.iter().zip(answers) {
+                    match a {
+                        Ok(v) => {
+                            let page = v
+                                .get("QueryResponse")
+                                .and_then(|r| r.get(entity))
+                                .and_then(Value::as_array)
+                                .cloned()
+                                .unwrap_or_default();
+                            let full = page.len() >= PAGE;
+                            found.records.extend(page);
+                            if !full {
+                            } else if pages + 1 < MAX_PAGES {
+                                next.push((q, start + PAGE, pages + 1));
+                            } else {
+                                found.failed.push((
+                                    q,
+                                    ConnectorError::Unavailable(format!(
+                                        "QuickBooks keeps answering full pages to `{}` (over {} records)",
+                                        queries[q].text,
+                                        PAGE * MAX_PAGES
+                                    )),
+                                ));
+                            }
+                        }
+                        Err((kind, errors)) => {
+                            let e = crate::faults::plain(&kind, &errors);
+                            let again = match e {
+                                ConnectorError::Validation(_) => queries[q].split(),
+                                _ => None,
+                            };
+                            match again {
+                                Some(each) => {
+                                    log::warn(format!(
+                                        "QuickBooks refused `{}`; its values are asked again one by one",
+                                        queries[q].text.chars().take(200).collect::<String>()
+                                    ));
+                                    for one in each {
+                                        next.push((queries.len(), 1, 0));
+                                        queries.push(one);
+                                    }
+                                }
+                                None => found.failed.push((q, queries[q].refused(e))),
+                            }
+                        }
                     }
                 }
             }
+            pending = next;
         }
-        Ok(out)
+        found.values = queries.iter().map(|q| q.values.clone()).collect();
+        Ok(found)
     }
 
     /// The books' closing date (`Preferences.AccountingInfoPrefs.BookCloseDate`).
@@ -219,7 +303,101 @@ impl<'a> Qbo<'a> {
     }
 }
 
-/// `'…'` in a query, with its quotes escaped as QuickBooks reads them.
+/// Records one query page asks for (QuickBooks' most).
+pub const PAGE: usize = 1000;
+/// Pages read of one query before the answer is taken as broken.
+const MAX_PAGES: usize = 50;
+/// Values one `IN (...)` query carries (QuickBooks' queries are limited
+/// in length).
+const PER_QUERY: usize = 50;
+
+/// One query (without its paging) and what it asks about: the values it
+/// names, and the host's field those values are (for its error).
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub text: String,
+    pub values: Vec<String>,
+    pub field: &'static str,
+    /// For an `IN (...)` query, its entity and element: refused, it is
+    /// asked again one value at a time, so one bad value fails only itself.
+    pub one_by_one: Option<(String, String)>,
+}
+
+impl Query {
+    /// `select * from {entity} where {element} in (...)` for `values`, in
+    /// queries of [`PER_QUERY`]; `field` is the host's name of the values.
+    pub fn any_of(
+        entity: &str,
+        element: &str,
+        field: &'static str,
+        values: &[String],
+    ) -> Vec<Query> {
+        let mut values = values.to_vec();
+        values.sort_unstable();
+        values.dedup();
+        values
+            .chunks(PER_QUERY)
+            .map(|c| Query {
+                text: format!(
+                    "select * from {entity} where {element} in ({})",
+                    c.iter().map(|v| quoted(v)).collect::<Vec<_>>().join(", ")
+                ),
+                values: c.to_vec(),
+                field,
+                one_by_one: (c.len() > 1).then(|| (entity.to_string(), element.to_string())),
+            })
+            .collect()
+    }
+
+    /// This `IN (...)` query as one query per value.
+    fn split(&self) -> Option<Vec<Query>> {
+        let (entity, element) = self.one_by_one.as_ref()?;
+        Some(
+            self.values
+                .iter()
+                .flat_map(|v| Query::any_of(entity, element, self.field, std::slice::from_ref(v)))
+                .collect(),
+        )
+    }
+
+    /// This query's error, naming its field when QuickBooks named none.
+    fn refused(&self, e: ConnectorError) -> ConnectorError {
+        match e {
+            ConnectorError::Validation(v) if v.field.is_empty() || v.field == "request" => {
+                ConnectorError::validation(self.field, v.message)
+            }
+            other => other,
+        }
+    }
+}
+
+/// What a set of queries found: every record, and the queries refused.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub records: Vec<Value>,
+    /// (query, its error)
+    failed: Vec<(usize, ConnectorError)>,
+    /// Each query's values.
+    values: Vec<Vec<String>>,
+}
+
+impl Found {
+    /// The error of a query that asked about `value`, if one was refused.
+    pub fn failure(&self, value: &str) -> Option<ConnectorError> {
+        self.failed
+            .iter()
+            .find(|(q, _)| self.values[*q].iter().any(|v| v == value))
+            .map(|(_, e)| e.clone())
+    }
+
+    /// The first refusal, if any query was refused.
+    pub fn first_failure(&self) -> Option<ConnectorError> {
+        self.failed.first().map(|(_, e)| e.clone())
+    }
+}
+
+/// `'…'` in a query: a backslash escapes the next character, so quotes
+/// and backslashes are escaped.
 pub fn quoted(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
 }
@@ -273,7 +451,7 @@ fn read(r: Result<Response, http::HttpError>, what: &str) -> Result<Value, Failu
                 Err(Failure::Each(crate::faults::plain(kind, &errors)))
             }
             None => Err(Failure::Each(ConnectorError::validation(
-                "",
+                "request",
                 format!("QuickBooks refused {what}: {}", detail()),
             ))),
         },

@@ -1,50 +1,23 @@
 //! Bills: lookup, create and update, each a batch of items in as few
 //! `POST /batch` requests as QuickBooks allows (30 items each).
 
-use crate::api::{BATCH_ITEMS, Failure, Qbo, quoted};
+use crate::api::{BATCH_ITEMS, Failure, Found, Qbo, Query, quoted};
 use crate::faults::{self, Closing, Subject};
 use crate::{vendors, wire};
 use ledgerbridge_sdk::*;
 use serde_json::{Value, json};
-
-/// Values one `IN (...)` query carries.
-const PER_QUERY: usize = 50;
 
 /// The company's API, or the same settings error for every item.
 pub(crate) fn open<'c, T: Clone>(ctx: &'c Context, n: usize) -> Result<Qbo<'c>, Results<T>> {
     Qbo::of(ctx).map_err(|e| Ok(vec![Err(e); n]))
 }
 
-/// `select * from Bill where <field> in (...)` for `values`, in queries
-/// of [`PER_QUERY`].
-fn queries(entity: &str, field: &str, values: &[String]) -> Vec<String> {
-    values
-        .chunks(PER_QUERY)
-        .map(|c| {
-            format!(
-                "select * from {entity} where {field} in ({}) maxresults 1000",
-                c.iter().map(|v| quoted(v)).collect::<Vec<_>>().join(", ")
-            )
-        })
-        .collect()
-}
-
-fn distinct(mut v: Vec<String>) -> Vec<String> {
-    v.sort_unstable();
-    v.dedup();
-    v
-}
-
-/// Every record the queries find, in one list.
-pub(crate) fn find(qbo: &Qbo, entity: &str, queries: &[String]) -> Result<Vec<Value>, Failure> {
+/// Every record the queries find (none asked: nothing found).
+pub(crate) fn find(qbo: &Qbo, entity: &str, queries: &[Query]) -> Result<Found, CallError> {
     if queries.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Found::default());
     }
-    Ok(qbo
-        .queries(entity, queries)?
-        .into_iter()
-        .flatten()
-        .collect())
+    qbo.queries(entity, queries)
 }
 
 /// Each item's bill: by its known `Id`, else by its vendor number
@@ -56,39 +29,48 @@ pub fn lookup(ctx: &Context, items: &[BillLookup]) -> Results<Option<Entry>> {
         Ok(q) => q,
         Err(r) => return r,
     };
-    let ids = distinct(items.iter().filter_map(|i| i.known_id.clone()).collect());
+    let ids: Vec<String> = items.iter().filter_map(|i| i.known_id.clone()).collect();
     let unknown = || items.iter().filter(|i| i.known_id.is_none());
-    let numbers = distinct(
-        unknown()
-            .filter_map(|i| wire::doc_number(&i.bill.number))
-            .collect(),
-    );
-    let dates = distinct(
-        unknown()
-            .filter(|i| wire::doc_number(&i.bill.number).is_none())
-            .map(|i| i.bill.issue_date.clone())
-            .collect(),
-    );
-    let mut all = queries("Bill", "Id", &ids);
-    all.extend(queries("Bill", "DocNumber", &numbers));
-    all.extend(dates.iter().map(|d| {
-        format!(
-            "select * from Bill where TxnDate = {} maxresults 1000",
-            quoted(d)
-        )
+    let numbers: Vec<String> = unknown()
+        .filter_map(|i| wire::doc_number(&i.bill.number))
+        .collect();
+    let mut dates: Vec<String> = unknown()
+        .filter(|i| wire::doc_number(&i.bill.number).is_none())
+        .map(|i| i.bill.issue_date.clone())
+        .collect();
+    dates.sort_unstable();
+    dates.dedup();
+    let mut all = Query::any_of("Bill", "Id", "bill-entry-id", &ids);
+    all.extend(Query::any_of("Bill", "DocNumber", "number", &numbers));
+    all.extend(dates.iter().map(|d| Query {
+        text: format!("select * from Bill where TxnDate = {}", quoted(d)),
+        values: vec![d.clone()],
+        field: "issue-date",
+        one_by_one: None,
     }));
-    let found = match find(&qbo, "Bill", &all) {
-        Ok(f) => f,
-        Err(Failure::Call(e)) => return Err(e),
-        Err(Failure::Each(e)) => return Ok(vec![Err(e); items.len()]),
-    };
+    let found = find(&qbo, "Bill", &all)?;
     let mut out = Slots::new(items.len());
     for (i, item) in items.iter().enumerate() {
+        // The value this item was looked for by, and whether that query failed.
+        let key = match &item.known_id {
+            Some(id) => id.clone(),
+            None => wire::doc_number(&item.bill.number)
+                .unwrap_or_else(|| item.bill.issue_date.clone()),
+        };
+        if let Some(e) = found.failure(&key) {
+            out.set(i, Err(e));
+            continue;
+        }
         let hit: Vec<&Value> = match &item.known_id {
-            Some(id) => found.iter().filter(|v| wire::text(v, "Id") == id).collect(),
+            Some(id) => found
+                .records
+                .iter()
+                .filter(|v| wire::text(v, "Id") == id)
+                .collect(),
             None => {
-                let marker = format!("ledgerbridge document {}", item.bill.document_id);
+                let marker = wire::bill_marker(&item.bill.document_id);
                 found
+                    .records
                     .iter()
                     .filter(|v| wire::names(wire::text(v, "PrivateNote"), &marker))
                     .collect()
@@ -134,26 +116,61 @@ pub fn update(ctx: &Context, items: &[BillUpdate]) -> Results<Entry> {
         .filter(|i| i.entry.version.is_none())
         .map(|i| i.entry.id.clone())
         .collect();
-    let current = match find(&qbo, "Bill", &queries("Bill", "Id", &distinct(unversioned))) {
-        Ok(f) => f,
-        Err(Failure::Call(e)) => return Err(e),
-        Err(Failure::Each(e)) => return Ok(vec![Err(e); items.len()]),
-    };
-    let targets: Vec<Option<(String, String)>> = items
-        .iter()
-        .map(|i| {
-            let token = i.entry.version.clone().or_else(|| {
-                current
-                    .iter()
-                    .find(|v| wire::text(v, "Id") == i.entry.id)
-                    .map(|v| wire::text(v, "SyncToken").to_string())
-            });
-            // No token: the bill is gone (answered `not-found` below).
-            Some((i.entry.id.clone(), token.unwrap_or_default()))
-        })
-        .collect();
+    let current = find(
+        &qbo,
+        "Bill",
+        &Query::any_of("Bill", "Id", "bill-entry-id", &unversioned),
+    )?;
+    let targets = targets(items.iter().map(|i| &i.entry), &current);
     let bills: Vec<&Bill> = items.iter().map(|i| &i.bill).collect();
     write(&qbo, ctx, &bills, &targets, "update")
+}
+
+/// What each update is sent to: the entry's id and its `SyncToken` (the
+/// entry's version, else the one just read; none when QuickBooks no longer
+/// has it), or the error of the read.
+pub(crate) type Target = Option<Result<(String, String), ConnectorError>>;
+
+/// The targets of updates of `entries`, read first where unversioned.
+pub(crate) fn targets<'e>(entries: impl Iterator<Item = &'e Entry>, current: &Found) -> Vec<Target> {
+    entries
+        .map(|e| {
+            if e.version.is_none()
+                && let Some(err) = current.failure(&e.id)
+            {
+                return Some(Err(err));
+            }
+            let token = e.version.clone().or_else(|| {
+                current
+                    .records
+                    .iter()
+                    .find(|v| wire::text(v, "Id") == e.id)
+                    .map(|v| wire::text(v, "SyncToken").to_string())
+            });
+            // No token: the entry is gone (answered `not-found`).
+            Some(Ok((e.id.clone(), token.unwrap_or_default())))
+        })
+        .collect()
+}
+
+/// Whether an entity QuickBooks answered for an item is that item's: the
+/// memo names its subject and, for an update, the id is the target's. An
+/// answer for another item (a mixed-up `bId`) fails the whole call: the
+/// host retries it, looking up first, so nothing is recorded wrong.
+pub(crate) fn answer_is_for(
+    v: &Value,
+    marker: &str,
+    target: Option<&(String, String)>,
+) -> Result<(), CallError> {
+    let note = wire::text(v, "PrivateNote");
+    let id = wire::text(v, "Id");
+    if !wire::names(note, marker) || target.is_some_and(|(t, _)| t != id) {
+        return Err(CallError::Unavailable(format!(
+            "QuickBooks answered the item for `{marker}` with another entry (Id {id}, memo `{}`)",
+            note.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok(())
 }
 
 /// Resolves the vendors, then sends each bill (`create`, or `update` of
@@ -162,7 +179,7 @@ fn write(
     qbo: &Qbo,
     ctx: &Context,
     bills: &[&Bill],
-    targets: &[Option<(String, String)>],
+    targets: &[Target],
     operation: &str,
 ) -> Results<Entry> {
     let mut out = Slots::new(bills.len());
@@ -170,7 +187,14 @@ fn write(
     let vendor_ids = vendors::resolve(qbo, ctx, &vendors)?;
     let mut sent: Vec<(usize, Value)> = Vec::new();
     for (i, (bill, vendor)) in bills.iter().zip(vendor_ids).enumerate() {
-        let target = targets[i].as_ref();
+        let target = match &targets[i] {
+            Some(Err(e)) => {
+                out.set(i, Err(e.clone()));
+                continue;
+            }
+            Some(Ok(t)) => Some(t),
+            None => None,
+        };
         if let Some((_, token)) = target
             && token.is_empty()
         {
@@ -209,7 +233,14 @@ fn write(
             let bill = bills[*i];
             let r = match a {
                 Ok(v) => match v.get("Bill") {
-                    Some(b) => wire::bill_entry(b, &bill.currency),
+                    Some(b) => {
+                        let target = match &targets[*i] {
+                            Some(Ok(t)) => Some(t),
+                            _ => None,
+                        };
+                        answer_is_for(b, &wire::bill_marker(&bill.document_id), target)?;
+                        wire::bill_entry(b, &bill.currency)
+                    }
                     None => Err(ConnectorError::Unavailable(
                         "QuickBooks answered the item without its Bill".into(),
                     )),

@@ -74,7 +74,12 @@ fn field(errors: &[Value], subject: &Subject) -> String {
         "CurrencyRef" => "currency".into(),
         "TotalAmt" | "Amount" => "amount".into(),
         _ if element.starts_with("Line") => "lines".into(),
-        "" => String::new(),
+        // QuickBooks named no element: the whole item.
+        "" => match subject {
+            Subject::Bill(_) => "bill".into(),
+            Subject::Payment(_) => "payment".into(),
+            Subject::None => "request".into(),
+        },
         other => other.to_string(),
     }
 }

@@ -1,24 +1,12 @@
 //! Payments as QuickBooks bill payments: lookup, create, update, and which
 //! check numbers a bank account already uses (C3).
 
-use crate::api::{BATCH_ITEMS, Failure, Qbo, quoted};
-use crate::bills::{find, open};
+use crate::api::{BATCH_ITEMS, Failure, Qbo, Query};
+use crate::bills::{Target, answer_is_for, find, open, targets};
 use crate::faults::{self, Closing, Subject};
 use crate::{vendors, wire};
 use ledgerbridge_sdk::*;
 use serde_json::{Value, json};
-
-fn in_query(entity: &str, field: &str, values: &[String]) -> Vec<String> {
-    values
-        .chunks(50)
-        .map(|c| {
-            format!(
-                "select * from {entity} where {field} in ({}) maxresults 1000",
-                c.iter().map(|v| quoted(v)).collect::<Vec<_>>().join(", ")
-            )
-        })
-        .collect()
-}
 
 /// Each payment: by its known `Id`, else among the bill payments linked
 /// to its bill (the bill's `LinkedTxn`), the one whose memo names the
@@ -28,46 +16,60 @@ pub fn lookup(ctx: &Context, items: &[PaymentLookup]) -> Results<Option<Entry>> 
         Ok(q) => q,
         Err(r) => return r,
     };
-    let fail = |e: Failure| match e {
-        Failure::Call(e) => Err(e),
-        Failure::Each(e) => Ok(vec![Err(e); items.len()]),
-    };
-    let mut bills: Vec<String> = items
+    let bills: Vec<String> = items
         .iter()
         .filter(|i| i.known_id.is_none())
         .map(|i| i.payment.bill_entry_id.clone())
         .filter(|b| !b.is_empty())
         .collect();
-    bills.sort_unstable();
-    bills.dedup();
-    let linked = match find(&qbo, "Bill", &in_query("Bill", "Id", &bills)) {
-        Ok(b) => b,
-        Err(e) => return fail(e),
+    let linked = find(
+        &qbo,
+        "Bill",
+        &Query::any_of("Bill", "Id", "bill-entry-id", &bills),
+    )?;
+    // The bill payments each bill links (where its payment may be).
+    let payments_of = |bill: &str| -> Vec<String> {
+        linked
+            .records
+            .iter()
+            .filter(|b| wire::text(b, "Id") == bill)
+            .flat_map(|b| {
+                b.get("LinkedTxn")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter(|t| wire::text(t, "TxnType") == "BillPayment")
+            .map(|t| wire::text(&t, "TxnId").to_string())
+            .collect()
     };
     let mut ids: Vec<String> = items.iter().filter_map(|i| i.known_id.clone()).collect();
-    for b in &linked {
-        for t in b
-            .get("LinkedTxn")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-        {
-            if wire::text(t, "TxnType") == "BillPayment" {
-                ids.push(wire::text(t, "TxnId").to_string());
-            }
-        }
+    for b in &bills {
+        ids.extend(payments_of(b));
     }
-    ids.sort_unstable();
-    ids.dedup();
-    let found = match find(&qbo, "BillPayment", &in_query("BillPayment", "Id", &ids)) {
-        Ok(f) => f,
-        Err(e) => return fail(e),
-    };
+    let found = find(
+        &qbo,
+        "BillPayment",
+        &Query::any_of("BillPayment", "Id", "entry-id", &ids),
+    )?;
     let mut out = Slots::new(items.len());
     for (i, item) in items.iter().enumerate() {
         let p = &item.payment;
+        // A query this item depends on was refused: its error.
+        let refused = match &item.known_id {
+            Some(id) => found.failure(id),
+            None => linked.failure(&p.bill_entry_id).or_else(|| {
+                payments_of(&p.bill_entry_id)
+                    .iter()
+                    .find_map(|id| found.failure(id))
+            }),
+        };
+        if let Some(e) = refused {
+            out.set(i, Err(e));
+            continue;
+        }
         let marker = wire::payment_note(p);
-        let hit = found.iter().find(|v| match &item.known_id {
+        let hit = found.records.iter().find(|v| match &item.known_id {
             Some(id) => wire::text(v, "Id") == id,
             None => wire::names(wire::text(v, "PrivateNote"), &marker),
         });
@@ -101,27 +103,12 @@ pub fn update(ctx: &Context, items: &[PaymentUpdate]) -> Results<Entry> {
         .filter(|i| i.entry.version.is_none())
         .map(|i| i.entry.id.clone())
         .collect();
-    let current = match find(
+    let current = find(
         &qbo,
         "BillPayment",
-        &in_query("BillPayment", "Id", &unversioned),
-    ) {
-        Ok(f) => f,
-        Err(Failure::Call(e)) => return Err(e),
-        Err(Failure::Each(e)) => return Ok(vec![Err(e); items.len()]),
-    };
-    let targets: Vec<Option<(String, String)>> = items
-        .iter()
-        .map(|i| {
-            let token = i.entry.version.clone().or_else(|| {
-                current
-                    .iter()
-                    .find(|v| wire::text(v, "Id") == i.entry.id)
-                    .map(|v| wire::text(v, "SyncToken").to_string())
-            });
-            Some((i.entry.id.clone(), token.unwrap_or_default()))
-        })
-        .collect();
+        &Query::any_of("BillPayment", "Id", "entry-id", &unversioned),
+    )?;
+    let targets = targets(items.iter().map(|i| &i.entry), &current);
     let payments: Vec<&Payment> = items.iter().map(|i| &i.payment).collect();
     write(&qbo, ctx, &payments, &targets, "update")
 }
@@ -130,7 +117,7 @@ fn write(
     qbo: &Qbo,
     ctx: &Context,
     payments: &[&Payment],
-    targets: &[Option<(String, String)>],
+    targets: &[Target],
     operation: &str,
 ) -> Results<Entry> {
     let mut out = Slots::new(payments.len());
@@ -138,7 +125,15 @@ fn write(
     let vendor_ids = vendors::resolve(qbo, ctx, &vendors)?;
     let mut sent: Vec<(usize, Value)> = Vec::new();
     for (i, (p, vendor)) in payments.iter().zip(vendor_ids).enumerate() {
-        if let Some((id, token)) = &targets[i]
+        let target = match &targets[i] {
+            Some(Err(e)) => {
+                out.set(i, Err(e.clone()));
+                continue;
+            }
+            Some(Ok(t)) => Some(t),
+            None => None,
+        };
+        if let Some((id, token)) = target
             && token.is_empty()
         {
             out.set(
@@ -150,7 +145,7 @@ fn write(
             continue;
         }
         let body = vendor.and_then(|v| wire::bill_payment(p, &v)).map(|mut b| {
-            if let Some((id, token)) = &targets[i] {
+            if let Some((id, token)) = target {
                 b["Id"] = id.clone().into();
                 b["SyncToken"] = token.clone().into();
             }
@@ -179,7 +174,14 @@ fn write(
             let p = payments[*i];
             let r = match a {
                 Ok(v) => match v.get("BillPayment") {
-                    Some(b) => wire::payment_entry(b, &p.currency),
+                    Some(b) => {
+                        let target = match &targets[*i] {
+                            Some(Ok(t)) => Some(t),
+                            _ => None,
+                        };
+                        answer_is_for(b, &wire::payment_note(p), target)?;
+                        wire::payment_entry(b, &p.currency)
+                    }
                     None => Err(ConnectorError::Unavailable(
                         "QuickBooks answered the item without its BillPayment".into(),
                     )),
@@ -215,15 +217,18 @@ pub fn check_numbers_in_use(
     let found = find(
         &qbo,
         "BillPayment",
-        &in_query("BillPayment", "DocNumber", &numbers),
+        &Query::any_of("BillPayment", "DocNumber", "check-number", &numbers),
     )
     .map_err(|e| match e {
-        Failure::Each(e) => e,
-        Failure::Call(CallError::Unavailable(m)) => ConnectorError::Unavailable(m),
-        Failure::Call(CallError::Unauthorized(m)) => ConnectorError::Unauthorized(m),
-        Failure::Call(CallError::RateLimited(r)) => ConnectorError::RateLimited(r),
+        CallError::Unavailable(m) => ConnectorError::Unavailable(m),
+        CallError::Unauthorized(m) => ConnectorError::Unauthorized(m),
+        CallError::RateLimited(r) => ConnectorError::RateLimited(r),
     })?;
+    if let Some(e) = found.first_failure() {
+        return Err(e);
+    }
     let mut used: Vec<u64> = found
+        .records
         .iter()
         .filter(|v| wire::text(v, "PayType") == "Check")
         .filter(|v| {

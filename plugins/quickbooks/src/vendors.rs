@@ -4,13 +4,10 @@
 //! when the connection's `create-vendors` setting allows. Never a guess:
 //! an unknown vendor is a `validation` of `vendor` with what to do.
 
-use crate::api::{Failure, Qbo, quoted};
+use crate::api::{Failure, Found, Qbo, Query};
 use crate::faults;
 use ledgerbridge_sdk::*;
 use serde_json::{Value, json};
-
-/// Names one query asks about (QuickBooks' queries are limited in length).
-const NAMES_PER_QUERY: usize = 50;
 
 /// Whether the connection lets the connector create vendors.
 pub fn may_create(ctx: &Context) -> Result<bool, ConnectorError> {
@@ -41,35 +38,25 @@ pub fn resolve(
         .collect();
     names.sort_unstable();
     names.dedup();
-    let mut found: Vec<(String, String)> = Vec::new();
-    let mut failed: Option<ConnectorError> = None;
-    if !names.is_empty() {
-        let queries: Vec<String> = names
-            .chunks(NAMES_PER_QUERY)
-            .map(|c| {
-                format!(
-                    "select * from Vendor where DisplayName in ({}) maxresults 1000",
-                    c.iter().map(|n| quoted(n)).collect::<Vec<_>>().join(", ")
-                )
-            })
-            .collect();
-        match qbo.queries("Vendor", &queries) {
-            Ok(lists) => {
-                for v in lists.into_iter().flatten() {
-                    let name = v
-                        .get("DisplayName")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    let id = v.get("Id").and_then(Value::as_str).unwrap_or_default();
-                    if !id.is_empty() {
-                        found.push((name.to_string(), id.to_string()));
-                    }
-                }
-            }
-            Err(Failure::Call(e)) => return Err(e),
-            Err(Failure::Each(e)) => failed = Some(e),
-        }
-    }
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let result = crate::bills::find(
+        qbo,
+        "Vendor",
+        &Query::any_of("Vendor", "DisplayName", "vendor", &names),
+    )?;
+    let found: Vec<(String, String)> = result
+        .records
+        .iter()
+        .filter_map(|v| {
+            let id = v.get("Id").and_then(Value::as_str).unwrap_or_default();
+            let name = v
+                .get("DisplayName")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            (!id.is_empty()).then(|| (name.to_string(), id.to_string()))
+        })
+        .collect();
+    let failed = |name: &str, result: &Found| result.failure(name);
     let lookup = |name: &str, found: &[(String, String)]| {
         found
             .iter()
@@ -77,11 +64,11 @@ pub fn resolve(
             .map(|(_, id)| id.clone())
     };
     let mut made: Vec<(String, Result<String, ConnectorError>)> = Vec::new();
-    if failed.is_none() && create {
+    if create {
         let missing: Vec<&str> = names
             .iter()
-            .copied()
-            .filter(|n| lookup(n, &found).is_none())
+            .map(String::as_str)
+            .filter(|n| failed(n, &result).is_none() && lookup(n, &found).is_none())
             .collect();
         for chunk in missing.chunks(crate::api::BATCH_ITEMS) {
             let items = chunk
@@ -92,16 +79,29 @@ pub fn resolve(
                 Ok(answers) => {
                     for (n, a) in chunk.iter().zip(answers) {
                         let r = match a {
-                            Ok(v) => v
-                                .get("Vendor")
-                                .and_then(|v| v.get("Id"))
-                                .and_then(Value::as_str)
-                                .map(str::to_string)
-                                .ok_or_else(|| {
-                                    ConnectorError::Unavailable(
-                                        "QuickBooks answered a new vendor without an Id".into(),
-                                    )
-                                }),
+                            Ok(v) => {
+                                let v = v.get("Vendor").cloned().unwrap_or_default();
+                                // Never a wrong vendor: an answer for another
+                                // item (a mixed-up `bId`) fails the call.
+                                let answered = v
+                                    .get("DisplayName")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default();
+                                if answered.trim() != n.trim() {
+                                    return Err(CallError::Unavailable(format!(
+                                        "QuickBooks answered the new vendor '{n}' with vendor '{answered}'"
+                                    )));
+                                }
+                                v.get("Id")
+                                    .and_then(Value::as_str)
+                                    .filter(|id| !id.is_empty())
+                                    .map(str::to_string)
+                                    .ok_or_else(|| {
+                                        ConnectorError::Unavailable(
+                                            "QuickBooks answered a new vendor without an Id".into(),
+                                        )
+                                    })
+                            }
                             Err((kind, errors)) => Err(match faults::plain(&kind, &errors) {
                                 ConnectorError::Validation(v) => ConnectorError::validation(
                                     "vendor",
@@ -134,10 +134,10 @@ pub fn resolve(
             if let Some(id) = &v.erp_id {
                 return Ok(id.clone());
             }
-            if let Some(e) = &failed {
-                return Err(e.clone());
-            }
             let name = v.name.trim();
+            if let Some(e) = failed(name, &result) {
+                return Err(e);
+            }
             if let Some(id) = lookup(name, &found) {
                 return Ok(id);
             }

@@ -25,12 +25,17 @@ pub fn doc_number(number: &str) -> Option<String> {
 /// The memo (`PrivateNote`) that names the document: how a lookup finds
 /// the bill an earlier attempt made.
 pub fn bill_note(bill: &Bill) -> String {
-    let mut note = format!("ledgerbridge document {}", bill.document_id);
+    let mut note = bill_marker(&bill.document_id);
     let n = bill.number.trim();
     if n.chars().count() > DOC_NUMBER_MAX {
         note.push_str(&format!("; vendor invoice number {n}"));
     }
     note
+}
+
+/// The marker that names a document: the first part of its bill's memo.
+pub fn bill_marker(document_id: &str) -> String {
+    format!("ledgerbridge document {document_id}")
 }
 
 /// The memo of a bill payment that names the payment.
@@ -39,9 +44,11 @@ pub fn payment_note(payment: &Payment) -> String {
 }
 
 /// Whether memo `note` names the subject (`marker` is
-/// `ledgerbridge document <id>` or `ledgerbridge payment <id>`).
+/// `ledgerbridge document <id>` or `ledgerbridge payment <id>`). Only the
+/// memo's first part counts: what follows (a vendor number, which may
+/// hold anything) never names another document. Ids hold no `;`.
 pub fn names(note: &str, marker: &str) -> bool {
-    note.split(';').any(|part| part.trim() == marker)
+    note.split(';').next().map(str::trim) == Some(marker)
 }
 
 /// An amount as QuickBooks takes it: a decimal of at most two places.

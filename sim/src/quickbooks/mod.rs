@@ -153,6 +153,19 @@ struct State {
     violations: Vec<String>,
     offset: Duration,
     next_realm: u64,
+    lie: Option<(BatchLie, u32)>,
+    refuse_queries_naming: Option<String>,
+}
+
+/// A lie the simulator tells in the answers of the next batches that
+/// write two items or more: how a connector is tested against an ERP (or
+/// something between) that mixes answers up. QuickBooks itself does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchLie {
+    /// The first two answers trade `bId`s.
+    SwapBIds,
+    /// The second answer carries the first one's `bId`.
+    DuplicateBId,
 }
 
 impl State {
@@ -245,6 +258,8 @@ impl QuickBooksSim {
                 violations: Vec::new(),
                 offset: Duration::ZERO,
                 next_realm: 9_341_455_000_000_001,
+                lie: None,
+                refuse_queries_naming: None,
             }),
         });
         let app = axum::Router::new()
@@ -428,6 +443,23 @@ impl QuickBooksSim {
         s.rng = fastrand::Rng::with_seed(faults.seed);
         s.burst_left = faults.burst_429;
         s.faults = faults;
+    }
+
+    /// Tells `lie` in the answers to the next `times` batches of two
+    /// writes or more (the writes are done as asked).
+    pub fn lie(&self, lie: BatchLie, times: u32) {
+        self.state().lie = (times > 0).then_some((lie, times));
+    }
+
+    /// Whether the lie of [`QuickBooksSim::lie`] is still to be told.
+    pub fn lie_pending(&self) -> bool {
+        self.state().lie.is_some()
+    }
+
+    /// Every query whose text holds `text` is refused (4000), as
+    /// QuickBooks refuses a query it cannot parse; `None` stops it.
+    pub fn refuse_queries_naming(&self, text: Option<&str>) {
+        self.state().refuse_queries_naming = text.map(str::to_string);
     }
 
     /// Moves the simulator's clock forward (token expiry, rate windows).
@@ -1070,6 +1102,19 @@ fn batch(shared: &Shared, s: &mut State, req: &Request) -> Answer {
         }
         seen.push(bid.clone());
         if let Some(q) = item.get("Query").and_then(Value::as_str) {
+            if let Some(t) = &s.refuse_queries_naming
+                && q.contains(t.as_str())
+            {
+                out.push(err(QbError {
+                    code: "4000",
+                    message: "Error parsing query",
+                    detail: format!(
+                        "QueryParserError: Encountered \"{t}\" (refused by a fault injected)"
+                    ),
+                    element: String::new(),
+                }));
+                continue;
+            }
             out.push(match run_query(company, q) {
                 Ok(v) => json!({"bId": bid, "QueryResponse": v}),
                 Err(e) => err(e),
@@ -1104,6 +1149,21 @@ fn batch(shared: &Shared, s: &mut State, req: &Request) -> Answer {
             Ok(v) => json!({"bId": bid, entity: v}),
             Err(e) => err(e),
         });
+    }
+    let writes = items.iter().filter(|i| i.get("Query").is_none()).count();
+    if writes >= 2
+        && out.len() >= 2
+        && let Some((lie, times)) = s.lie.take()
+    {
+        s.lie = (times > 1).then_some((lie, times - 1));
+        let first = out[0]["bId"].clone();
+        match lie {
+            BatchLie::SwapBIds => {
+                out[0]["bId"] = out[1]["bId"].clone();
+                out[1]["bId"] = first;
+            }
+            BatchLie::DuplicateBId => out[1]["bId"] = first,
+        }
     }
     answer(200, json!({"BatchItemResponse": out, "time": time()}))
 }

@@ -155,6 +155,8 @@ pub struct BillPayment {
     vendor: String,
     pay_type: String,
     account: String,
+    /// A check's `PrintStatus` (`NotSet`, `NeedToPrint`, `PrintComplete`).
+    print_status: String,
     pub doc_number: Option<String>,
     txn_date: String,
     currency: String,
@@ -628,8 +630,22 @@ impl Company {
         let private_note = Self::private_note(el)?;
         let txn_date = Self::date(el, "TxnDate")?.unwrap_or_else(today);
         let pay_type = text(el, "PayType").ok_or_else(|| missing("PayType"))?;
+        let mut print_status = "NotSet".to_string();
         let account = match pay_type.as_str() {
             "Check" => {
+                if let Some(s) = el.get("CheckPayment").and_then(|c| c.get("PrintStatus")) {
+                    match s.as_str() {
+                        Some(x @ ("NotSet" | "NeedToPrint" | "PrintComplete")) => {
+                            print_status = x.to_string()
+                        }
+                        _ => {
+                            return Err(invalid(
+                                "CheckPayment.PrintStatus",
+                                format!("`{s}` is not NotSet, NeedToPrint or PrintComplete"),
+                            ));
+                        }
+                    }
+                }
                 let a = el
                     .get("CheckPayment")
                     .and_then(|c| reference(c, "BankAccountRef"))
@@ -760,6 +776,7 @@ impl Company {
             vendor,
             pay_type,
             account,
+            print_status,
             doc_number,
             txn_date,
             currency,
@@ -939,7 +956,7 @@ impl Company {
             "TotalAmt": to_json(p.total, 2),
         });
         if p.pay_type == "Check" {
-            v["CheckPayment"] = json!({"BankAccountRef": self.reference_json(&p.account, &account), "PrintStatus": "NotSet"});
+            v["CheckPayment"] = json!({"BankAccountRef": self.reference_json(&p.account, &account), "PrintStatus": p.print_status});
         } else {
             v["CreditCardPayment"] =
                 json!({"CCAccountRef": self.reference_json(&p.account, &account)});

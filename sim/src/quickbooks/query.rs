@@ -4,7 +4,9 @@
 //! condition is `field (= | != | < | <= | > | >=) value`, `field IN (v, ...)`
 //! or `field LIKE 'pat%'`. There is no `OR` and no parentheses (QuickBooks
 //! has none either). Keywords are case-insensitive; strings are in single
-//! quotes with `\'` for a quote. A reference field (`VendorRef`) compares
+//! quotes, a backslash taking the next character as it is (`\'` a quote,
+//! `\\` a backslash). Values compare as text, except ids and amounts (`Id`,
+//! `TotalAmt`, `Balance`), which compare as numbers. A reference field (`VendorRef`) compares
 //! its `value`. Only an entity's queryable fields may be named (4001
 //! otherwise, as QuickBooks answers).
 
@@ -116,10 +118,15 @@ fn tokens(text: &str) -> Result<Vec<Tok>, QueryError> {
             loop {
                 match chars.get(i) {
                     None => return Err(parse_error("a string is not closed")),
-                    Some('\\') if chars.get(i + 1) == Some(&'\'') => {
-                        s.push('\'');
-                        i += 2;
-                    }
+                    // A backslash takes the next character as it is
+                    // (`\'` a quote, `\\` a backslash).
+                    Some('\\') => match chars.get(i + 1) {
+                        Some(ch) => {
+                            s.push(*ch);
+                            i += 2;
+                        }
+                        None => return Err(parse_error("a string is not closed")),
+                    },
                     Some('\'') => {
                         i += 1;
                         break;
@@ -356,11 +363,18 @@ fn field(v: &Value, path: &str) -> Option<String> {
     }
 }
 
-fn compare(a: &str, b: &str) -> std::cmp::Ordering {
-    match (a.parse::<f64>(), b.parse::<f64>()) {
-        (Ok(x), Ok(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
-        _ => a.cmp(b),
+/// Fields whose values compare as numbers; the rest compare as text
+/// (`DocNumber = '1001'` does not find `01001`).
+const NUMERIC: &[&str] = &["Id", "TotalAmt", "Balance"];
+
+fn compare(field: &str, a: &str, b: &str) -> std::cmp::Ordering {
+    let number = |s: &str| s.trim().parse::<f64>().ok().filter(|x| x.is_finite());
+    if NUMERIC.contains(&field)
+        && let (Some(x), Some(y)) = (number(a), number(b))
+    {
+        return x.total_cmp(&y);
     }
+    a.cmp(b)
 }
 
 fn like(text: &str, pattern: &str) -> bool {
@@ -382,6 +396,7 @@ impl Query {
             };
             let first = c.values.first().map(String::as_str).unwrap_or("");
             use std::cmp::Ordering::*;
+            let compare = |a: &str, b: &str| compare(&c.field, a, b);
             match c.op {
                 Op::Eq => compare(&x, first) == Equal,
                 Op::Ne => compare(&x, first) != Equal,
@@ -404,6 +419,7 @@ impl Query {
         if let Some((f, desc)) = &self.order {
             found.sort_by(|a, b| {
                 let o = compare(
+                    f,
                     &field(a, f).unwrap_or_default(),
                     &field(b, f).unwrap_or_default(),
                 );
@@ -496,6 +512,38 @@ mod tests {
             "4000"
         );
         assert_eq!(parse("select * from Invoice").unwrap_err().code, "4001");
+        // Text compares as text: a number with a leading zero is another
+        // number, and `NaN` is no wildcard.
+        let checks = vec![
+            json!({"Id": "1", "DocNumber": "01001"}),
+            json!({"Id": "2", "DocNumber": "C:\\pay\\"}),
+        ];
+        let docs = |q: &str| -> usize {
+            parse(q).unwrap().answer(checks.clone())["BillPayment"]
+                .as_array()
+                .map_or(0, Vec::len)
+        };
+        assert_eq!(
+            docs("select * from BillPayment where DocNumber = '1001'"),
+            0
+        );
+        assert_eq!(docs("select * from BillPayment where DocNumber = 'NaN'"), 0);
+        assert_eq!(docs("select * from BillPayment where Id = 'NaN'"), 0);
+        assert_eq!(
+            docs("select * from BillPayment where DocNumber = '01001'"),
+            1
+        );
+        // A backslash escapes the next character, a backslash too.
+        assert_eq!(
+            docs(r"select * from BillPayment where DocNumber = 'C:\\pay\\'"),
+            1
+        );
+        assert_eq!(
+            parse(r"select * from Bill where DocNumber = 'ends\'")
+                .unwrap_err()
+                .code,
+            "4000"
+        );
         assert_eq!(
             parse("select * from Bill maxresults 1001")
                 .unwrap_err()
