@@ -11,6 +11,7 @@
 //! - [`model`]: tenants, connections, documents, payments, entries.
 //! - [`intake`]: validation of documents and payments arriving as JSON.
 //! - [`store`]: SQLite; the only place with SQL.
+//! - [`seal`]: secrets encrypted at rest, and the keys that seal them.
 //! - [`sync`]: the policy, the executor and the worker.
 
 pub mod builtin;
@@ -18,5 +19,6 @@ pub mod intake;
 pub mod model;
 pub mod oauth;
 pub mod runtime;
+pub mod seal;
 pub mod store;
 pub mod sync;

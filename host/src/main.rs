@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ledgerbridge::model::Target;
 use ledgerbridge::runtime::{Runtime, RuntimeConfig};
-use ledgerbridge::store::Store;
+use ledgerbridge::store::{Store, StoreOptions};
 use ledgerbridge::sync::{Engine, RetryPolicy, Selection, WorkerConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +36,11 @@ struct Cli {
     #[arg(long, global = true, env = "LEDGERBRIDGE_LEASE_SECS", default_value_t = 30,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     lease_secs: u64,
+    /// The file of keys the store's secrets are sealed with (the current
+    /// key first, earlier ones after it); default: `<db>.seal-key`, made
+    /// when missing. See README.md, Secrets.
+    #[arg(long, global = true, env = "LEDGERBRIDGE_SEAL_KEY_FILE")]
+    seal_key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -195,12 +200,27 @@ enum Command {
         #[arg(long)]
         connection: String,
     },
+    /// The keys that seal the store's secrets.
+    SealKey {
+        #[command(subcommand)]
+        command: SealKeyCommand,
+    },
     /// Runs queued syncs.
     Worker {
         /// Stop when no sync is queued or running.
         #[arg(long)]
         until_idle: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum SealKeyCommand {
+    /// Prints a new random key (base64), for a key file or
+    /// LEDGERBRIDGE_SEAL_KEY.
+    New,
+    /// Seals every secret of the store under the current key (after a
+    /// rotation; opening the store does it too) and prints the key ids.
+    Reseal,
 }
 
 #[derive(Subcommand)]
@@ -322,6 +342,28 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// The key ring the operator gave: `LEDGERBRIDGE_SEAL_KEY` (the keys
+/// themselves), else the key file; `None` for the default file beside the
+/// store. Both given is refused, not guessed between.
+fn seal_keys(
+    file: Option<&std::path::Path>,
+) -> anyhow::Result<Option<ledgerbridge::seal::Keyring>> {
+    use ledgerbridge::seal::Keyring;
+    let env = std::env::var("LEDGERBRIDGE_SEAL_KEY")
+        .ok()
+        .filter(|v| !v.trim().is_empty());
+    match (env, file) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "LEDGERBRIDGE_SEAL_KEY and --seal-key-file (LEDGERBRIDGE_SEAL_KEY_FILE) are both set: give one"
+        ),
+        (Some(text), None) => Ok(Some(
+            Keyring::parse(&text).context("LEDGERBRIDGE_SEAL_KEY")?,
+        )),
+        (None, Some(f)) => Ok(Some(Keyring::from_file(f)?)),
+        (None, None) => Ok(None),
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let cache_dir = if cli.no_cache {
         None
@@ -334,8 +376,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cache_dir,
         ..RuntimeConfig::default()
     })?);
+    let open_store = || -> anyhow::Result<Store> {
+        Store::open_with(
+            &cli.db,
+            StoreOptions {
+                keys: seal_keys(cli.seal_key_file.as_deref())?.map(Arc::new),
+                key_file: cli.seal_key_file.clone(),
+                ..StoreOptions::default()
+            },
+        )
+    };
     let engine = |runtime: Arc<Runtime>| -> anyhow::Result<Arc<Engine>> {
-        let store = Store::open(&cli.db)?;
+        let store = open_store()?;
         Ok(Arc::new(Engine::new(
             store,
             runtime,
@@ -359,6 +411,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin {
             command: PluginCommand::Check { file },
         } => plugin_check(&runtime, file).await,
+        Command::SealKey {
+            command: SealKeyCommand::New,
+        } => {
+            println!("{}", ledgerbridge::seal::new_key());
+            Ok(())
+        }
+        Command::SealKey {
+            command: SealKeyCommand::Reseal,
+        } => {
+            // Opening the store reseals; the key ids say which key holds them.
+            let keys = match seal_keys(cli.seal_key_file.as_deref())? {
+                Some(k) => k,
+                None => {
+                    ledgerbridge::seal::Keyring::from_file_or_new(
+                        &ledgerbridge::store::default_key_file(&cli.db),
+                    )?
+                    .0
+                }
+            };
+            let ids = keys.key_ids();
+            Store::open_with(
+                &cli.db,
+                StoreOptions {
+                    keys: Some(Arc::new(keys)),
+                    ..StoreOptions::default()
+                },
+            )?;
+            println!(
+                "every secret in {} is sealed under key {}{}",
+                cli.db.display(),
+                ids[0],
+                if ids.len() > 1 {
+                    format!(
+                        "; the earlier keys ({}) may now be removed",
+                        ids[1..].join(", ")
+                    )
+                } else {
+                    String::new()
+                }
+            );
+            Ok(())
+        }
         Command::Tenant {
             command: TenantCommand::Add { id },
         } => ops::add_tenant(&*engine(runtime)?, id).await,

@@ -543,3 +543,102 @@ fn demo_runs_the_quickbooks_connector_against_its_simulator() {
         "{stdout}"
     );
 }
+
+/// O2 from the command line: `seal-key new` makes a key; a store sealed
+/// with one key file is refused with another, naming the key it needs;
+/// after a rotation (the new key first, the old after) and `seal-key
+/// reseal`, the new key alone opens it; a key and a key file both given,
+/// or a bad key, are refused.
+#[test]
+fn operators_make_and_rotate_seal_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let erp = dir.path().join("erp");
+    std::fs::create_dir_all(&keys).unwrap();
+    std::fs::create_dir_all(&erp).unwrap();
+    let db = dir.path().join("lb.db");
+    let new_key = || {
+        let out = ledgerbridge(&["seal-key", "new"], &cache());
+        assert!(out.status.success());
+        let k = String::from_utf8(out.stdout).unwrap().trim().to_string();
+        assert_eq!(k.len(), 44, "{k}");
+        k
+    };
+    let (old, new) = (new_key(), new_key());
+    assert_ne!(old, new);
+    let file = |name: &str, text: &str| {
+        let p = keys.join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let old_file = file("old.key", &format!("{old}\n"));
+    let new_file = file("new.key", &format!("{new}\n"));
+    let both_file = file("both.key", &format!("{new}\n# until resealed\n{old}\n"));
+    let run = |key_file: &str, args: &[&str]| {
+        let mut all = vec!["--db", db.to_str().unwrap(), "--seal-key-file", key_file];
+        all.extend_from_slice(args);
+        ledgerbridge(&all, &cache())
+    };
+    let conn = |directory: &std::path::Path| {
+        serde_json::json!({"id": "c1", "tenant_id": "acme", "plugin": "csv",
+            "directory": directory.display().to_string(),
+            "credentials": {"api-key": "cli-secret-4471"}})
+        .to_string()
+    };
+    assert!(run(&old_file, &["tenant", "add", "acme"]).status.success());
+    // P8: the key file is the host's own, like the store.
+    let near = run(
+        &old_file,
+        &["connection", "add", &file("near.json", &conn(&keys))],
+    );
+    let err = String::from_utf8_lossy(&near.stderr);
+    assert!(!near.status.success() && err.contains("old.key"), "{err}");
+    let conn_file = file("conn.json", &conn(&erp));
+    let added = run(&old_file, &["connection", "add", &conn_file]);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    assert!(
+        !dir.path().join("lb.db.seal-key").exists(),
+        "the given key, no other"
+    );
+    let refused = run(&new_file, &["connection", "list"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        err.contains("sealed with key") && err.contains("LEDGERBRIDGE_SEAL_KEY"),
+        "{err}"
+    );
+    let resealed = run(&both_file, &["seal-key", "reseal"]);
+    let out = String::from_utf8_lossy(&resealed.stdout);
+    assert!(
+        resealed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resealed.stderr)
+    );
+    assert!(out.contains("may now be removed"), "{out}");
+    assert!(run(&new_file, &["connection", "list"]).status.success());
+    let both = Command::new(env!("CARGO_BIN_EXE_ledgerbridge"))
+        .args([
+            "--db",
+            db.to_str().unwrap(),
+            "--seal-key-file",
+            &new_file,
+            "connection",
+            "list",
+        ])
+        .env("LEDGERBRIDGE_CACHE_DIR", cache())
+        .env("LEDGERBRIDGE_SEAL_KEY", &new)
+        .output()
+        .unwrap();
+    assert!(!both.status.success());
+    assert!(String::from_utf8_lossy(&both.stderr).contains("both set"));
+    let bad = run(&file("bad.key", "not a key\n"), &["connection", "list"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("line 1") && err.contains("base64"),
+        "{err}"
+    );
+}

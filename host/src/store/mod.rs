@@ -11,6 +11,7 @@ mod payments;
 mod queue;
 mod records;
 mod rows;
+mod secrets;
 mod tokens;
 
 pub use payments::{ChecksExhausted, FailedExport, FundingAccount};
@@ -23,6 +24,7 @@ pub use rows::{
 };
 pub use tokens::Grant;
 
+use crate::seal::Keyring;
 use anyhow::Context as _;
 use rusqlite::Connection as Db;
 use std::path::Path;
@@ -47,6 +49,7 @@ pub struct Store {
     busy: Arc<std::sync::atomic::AtomicU64>,
     calls: Arc<std::sync::atomic::AtomicU64>,
     path: Option<Arc<std::path::PathBuf>>,
+    key_file: Option<Arc<std::path::PathBuf>>,
 }
 
 /// How the store is opened.
@@ -55,14 +58,29 @@ pub struct StoreOptions {
     /// How long to wait for another process's write lock before a
     /// transaction fails.
     pub busy_timeout: std::time::Duration,
+    /// The keys secrets are sealed with (O2). `None`: the key file beside
+    /// the store (`<store>.seal-key`), made when missing; an in-memory
+    /// store gets a key kept nowhere.
+    pub keys: Option<Arc<Keyring>>,
+    /// The file `keys` were read from, if any: kept from plugins (P8).
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             busy_timeout: std::time::Duration::from_secs(10),
+            keys: None,
+            key_file: None,
         }
     }
+}
+
+/// The key file used when none is given: `<store>.seal-key`.
+pub fn default_key_file(store: &Path) -> std::path::PathBuf {
+    let mut name = store.as_os_str().to_owned();
+    name.push(".seal-key");
+    name.into()
 }
 
 /// Work for the store's thread: it runs (given the database) or is refused
@@ -116,7 +134,19 @@ impl Store {
     }
 
     /// [`Store::open`] with options.
-    pub fn open_with(path: &Path, options: StoreOptions) -> anyhow::Result<Store> {
+    pub fn open_with(path: &Path, mut options: StoreOptions) -> anyhow::Result<Store> {
+        if options.keys.is_none() {
+            let file = default_key_file(path);
+            let (keys, made) = Keyring::from_file_or_new(&file)?;
+            if made {
+                tracing::warn!(
+                    key_file = %file.display(),
+                    "made a new seal key beside the store: secrets in the store are sealed with it. Keep it apart from the store in production (--seal-key-file or LEDGERBRIDGE_SEAL_KEY)"
+                );
+            }
+            options.keys = Some(Arc::new(keys));
+            options.key_file = Some(file);
+        }
         let db = Db::open(path).with_context(|| format!("opening the store {}", path.display()))?;
         // The file itself, absolute: the engine keeps plugins' directories
         // away from it (P8).
@@ -126,7 +156,16 @@ impl Store {
 
     /// A private in-memory database, for tests and the demo.
     pub fn open_in_memory() -> anyhow::Result<Store> {
-        Self::setup(Db::open_in_memory()?, StoreOptions::default(), None)
+        let options = StoreOptions {
+            keys: Some(Arc::new(Keyring::ephemeral())),
+            ..StoreOptions::default()
+        };
+        Self::setup(Db::open_in_memory()?, options, None)
+    }
+
+    /// The file the seal keys were read from, when they were.
+    pub fn key_file(&self) -> Option<&Path> {
+        self.key_file.as_deref().map(|p| p.as_path())
     }
 
     /// The database file, when the store has one.
@@ -158,18 +197,39 @@ impl Store {
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
         }
         tx.commit()?;
+        let keys = options
+            .keys
+            .clone()
+            .unwrap_or_else(|| Arc::new(Keyring::ephemeral()));
+        // Secrets kept in clear by an earlier version, or sealed under a
+        // key since rotated, are sealed under the current key now.
+        let resealed =
+            secrets::reseal_all(&mut db, &keys).context("sealing the store's secrets")?;
+        if resealed > 0 {
+            tracing::info!(
+                resealed,
+                key = keys.current_id(),
+                "sealed the store's secrets under the current key"
+            );
+        }
         // One thread owns the connection and runs requests in order: no lock
         // to contend for, and the async workers never block on SQLite.
         let (requests, inbox) = std::sync::mpsc::channel::<Request>();
         std::thread::Builder::new()
             .name("ledgerbridge-store".into())
-            .spawn(move || serve(db, inbox))
+            .spawn(move || {
+                secrets::install(keys);
+                serve(db, inbox)
+            })
             .context("starting the store's thread")?;
         Ok(Store {
             requests,
             busy: Arc::default(),
             calls: Arc::default(),
             path: path.map(Arc::new),
+            key_file: options
+                .key_file
+                .map(|f| Arc::new(std::path::absolute(&f).unwrap_or(f))),
         })
     }
 

@@ -421,7 +421,7 @@ impl Store {
                 let mut out = Vec::new();
                 for row in rows {
                     let (config, enabled, until, reason) = row?;
-                    let c = super::records::parse_connection(&config, "{}", enabled)?;
+                    let c = super::records::parse_connection(&config, None, enabled)?;
                     out.push((c, until, reason));
                 }
                 out

@@ -112,7 +112,11 @@ impl Store {
                 );
             }
             let config = serde_json::to_string(&c)?;
-            let credentials = serde_json::to_string(&c.credentials)?;
+            let credentials = super::secrets::seal(
+                CREDENTIALS,
+                &c.id,
+                &serde_json::to_string(&c.credentials)?,
+            )?;
             exec(
                 &tx,
                 "INSERT INTO connections (id, tenant_id, enabled, config, credentials, created_at, disabled_at)
@@ -510,14 +514,21 @@ impl Store {
     }
 }
 
+/// The sealed column of a connection's credentials.
+const CREDENTIALS: &str = "connections.credentials";
+
+/// A connection as stored; `credentials` sealed (`None`: not read).
 pub(super) fn parse_connection(
     config: &str,
-    credentials: &str,
+    credentials: Option<&str>,
     enabled: bool,
 ) -> anyhow::Result<Connection> {
     let mut c: Connection = serde_json::from_str(config).context("a stored connection")?;
-    c.credentials =
-        serde_json::from_str(credentials).context("a stored connection's credentials")?;
+    if let Some(sealed) = credentials {
+        let plain = super::secrets::open(CREDENTIALS, &c.id, sealed)?;
+        c.credentials =
+            serde_json::from_str(&plain).context("a stored connection's credentials")?;
+    }
     c.enabled = enabled;
     Ok(c)
 }
@@ -538,7 +549,7 @@ fn all_connections(
     })?;
     rows.map(|r| {
         let (config, creds, enabled) = r?;
-        parse_connection(&config, &creds, enabled)
+        parse_connection(&config, Some(&creds), enabled)
     })
     .collect()
 }
@@ -633,7 +644,7 @@ fn connection_in(tx: &rusqlite::Connection, id: &str) -> anyhow::Result<Option<C
         },
     )
     .optional()?
-    .map(|(config, creds, enabled)| parse_connection(&config, &creds, enabled))
+    .map(|(config, creds, enabled)| parse_connection(&config, Some(&creds), enabled))
     .transpose()
 }
 

@@ -3,6 +3,7 @@
 //! to refresh them. The engine decides when to refresh (`sync::tokens`);
 //! these are its transactions.
 
+use super::secrets::{open, open_opt, seal};
 use super::{Store, exec, now_ms, query_row};
 use crate::model::OAuth2;
 use anyhow::bail;
@@ -32,6 +33,10 @@ impl std::fmt::Debug for Grant {
     }
 }
 
+const CLIENT_SECRET: &str = "oauth_grants.client_secret";
+const REFRESH_TOKEN: &str = "oauth_grants.refresh_token";
+const ACCESS_TOKEN: &str = "oauth_grants.access_token";
+
 /// Stores `c`'s grant with the connection, in its transaction: a new
 /// refresh token replaces the grant (the user re-authorised the app); a
 /// change without one keeps the token the host holds (it may have rotated
@@ -58,7 +63,7 @@ pub(super) fn put_grant(
     .optional()?;
     let secret = match (o.client_secret.is_empty(), held) {
         (false, _) => o.client_secret.clone(),
-        (true, Some(held)) => held,
+        (true, Some(held)) => open(CLIENT_SECRET, connection, &held)?,
         (true, None) => bail!(
             "oauth2.client_secret: required: the client secret of the app registered with the ERP"
         ),
@@ -74,14 +79,23 @@ pub(super) fn put_grant(
                    access_token = NULL, access_expires_at = NULL, refused = NULL,
                    refreshing_until = NULL, refreshing_by = NULL,
                    generation = generation + 1, updated_at = excluded.updated_at",
-                params![connection, secret, token, now_ms()],
+                params![
+                    connection,
+                    seal(CLIENT_SECRET, connection, &secret)?,
+                    seal(REFRESH_TOKEN, connection, token)?,
+                    now_ms()
+                ],
             )?;
         }
         None => {
             let n = exec(
                 tx,
                 "UPDATE oauth_grants SET client_secret = ?2, updated_at = ?3 WHERE connection_id = ?1",
-                params![connection, secret, now_ms()],
+                params![
+                    connection,
+                    seal(CLIENT_SECRET, connection, &secret)?,
+                    now_ms()
+                ],
             )?;
             if n == 0 {
                 bail!(
@@ -98,23 +112,34 @@ impl Store {
     pub async fn grant(&self, connection: &str) -> anyhow::Result<Option<Grant>> {
         let c = connection.to_string();
         self.with(move |db| {
-            Ok(query_row(
+            let row = query_row(
                 db,
                 "SELECT client_secret, refresh_token, access_token, access_expires_at, refused, generation
                  FROM oauth_grants WHERE connection_id = ?1",
                 [&c],
                 |r| {
-                    Ok(Grant {
-                        client_secret: r.get(0)?,
-                        refresh_token: r.get(1)?,
-                        access_token: r.get(2)?,
-                        access_expires_at: r.get(3)?,
-                        refused: r.get(4)?,
-                        generation: r.get(5)?,
-                    })
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
                 },
             )
-            .optional()?)
+            .optional()?;
+            row.map(|(secret, refresh, access, expires, refused, generation)| {
+                Ok(Grant {
+                    client_secret: open(CLIENT_SECRET, &c, &secret)?,
+                    refresh_token: open(REFRESH_TOKEN, &c, &refresh)?,
+                    access_token: open_opt(ACCESS_TOKEN, &c, access)?,
+                    access_expires_at: expires,
+                    refused,
+                    generation,
+                })
+            })
+            .transpose()
         })
         .await
     }
@@ -165,7 +190,14 @@ impl Store {
                    refreshing_until = NULL, refreshing_by = NULL,
                    generation = generation + 1, updated_at = ?6
                  WHERE connection_id = ?1 AND generation = ?2",
-                params![c, generation, r, a, access_expires_at, now_ms()],
+                params![
+                    c,
+                    generation,
+                    seal(REFRESH_TOKEN, &c, &r)?,
+                    seal(ACCESS_TOKEN, &c, &a)?,
+                    access_expires_at,
+                    now_ms()
+                ],
             )? == 1)
         })
         .await

@@ -290,7 +290,7 @@ impl Engine {
                     .find(|p| grants::overlap(&dir, p))
                 {
                     problems.push(format!(
-                        "directory: {} shares files with the host's own {} (its store, cache or plugin): a plugin must never reach them; grant a directory of its own",
+                        "directory: {} shares files with the host's own {} (its store, seal key, cache or plugin): a plugin must never reach them; grant a directory of its own",
                         dir.display(),
                         owned.display()
                     ));
@@ -435,7 +435,7 @@ impl Engine {
             .find(|p| grants::overlap(&now, p))
         {
             return Err(format!(
-                "the granted directory {d} shares files with the host's own {} (its store, cache or plugin); nothing was run",
+                "the granted directory {d} shares files with the host's own {} (its store, seal key, cache or plugin); nothing was run",
                 owned.display()
             ));
         }
@@ -448,6 +448,9 @@ impl Engine {
         let mut owned = Vec::new();
         if let Some(db) = self.store.path() {
             owned.push(grants::canonical_or_absolute(db));
+        }
+        if let Some(keys) = self.store.key_file() {
+            owned.push(grants::canonical_or_absolute(keys));
         }
         if let Some(cache) = &self.runtime.config.cache_dir {
             owned.push(grants::canonical_or_absolute(cache));
