@@ -13,7 +13,9 @@
 //! - [`store`]: SQLite; the only place with SQL.
 //! - [`seal`]: secrets encrypted at rest, and the keys that seal them.
 //! - [`sync`]: the policy, the executor and the worker.
+//! - [`api`]: the HTTP API over the engine.
 
+pub mod api;
 pub mod builtin;
 pub mod intake;
 pub mod model;

@@ -200,6 +200,26 @@ enum Command {
         #[arg(long)]
         connection: String,
     },
+    /// Serves the HTTP API (see README.md, The HTTP API), with a worker
+    /// in the same process unless --no-worker. Ctrl-C or SIGTERM stop it:
+    /// requests under way and running syncs finish first.
+    Serve {
+        /// The address to listen on.
+        #[arg(long, env = "LEDGERBRIDGE_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Run no worker here (workers run as `ledgerbridge worker`).
+        #[arg(long)]
+        no_worker: bool,
+        /// The largest request body taken, in MiB (a larger one is refused
+        /// before it is read whole).
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+        max_body_mib: u32,
+    },
+    /// API tokens: made, listed, rotated, revoked.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// The keys that seal the store's secrets.
     SealKey {
         #[command(subcommand)]
@@ -210,6 +230,41 @@ enum Command {
         /// Stop when no sync is queued or running.
         #[arg(long)]
         until_idle: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Makes a token and prints it (shown this once).
+    Create {
+        /// A tenant's token: reaches that tenant's data only.
+        #[arg(long, conflicts_with = "admin", required_unless_present = "admin")]
+        tenant: Option<String>,
+        /// An admin token: manages tenants, tokens and connections.
+        #[arg(long)]
+        admin: bool,
+        /// What the token is for.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Lists tokens (never their secrets).
+    List {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Gives a token a new secret and prints it; the old one stops working.
+    Rotate {
+        /// The token's id.
+        id: String,
+    },
+    /// Revokes a token: it stops working.
+    Revoke {
+        /// The token's id.
+        id: String,
     },
 }
 
@@ -411,6 +466,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Plugin {
             command: PluginCommand::Check { file },
         } => plugin_check(&runtime, file).await,
+        Command::Serve {
+            listen,
+            no_worker,
+            max_body_mib,
+        } => ops::serve(engine(runtime)?, *listen, !*no_worker, *max_body_mib).await,
+        Command::Token { command } => {
+            let e = engine(runtime)?;
+            match command {
+                TokenCommand::Create {
+                    tenant,
+                    admin: _,
+                    label,
+                } => ops::create_token(&e, tenant.as_deref(), label).await,
+                TokenCommand::List { tenant, json } => {
+                    ops::list_tokens(&e, tenant.as_deref(), *json).await
+                }
+                TokenCommand::Rotate { id } => ops::rotate_token(&e, id).await,
+                TokenCommand::Revoke { id } => ops::revoke_token(&e, id).await,
+            }
+        }
         Command::SealKey {
             command: SealKeyCommand::New,
         } => {

@@ -544,3 +544,114 @@ pub async fn export(
     print_summary(&summary);
     fail_if_failed(engine, &run, &summary).await
 }
+
+/// `serve`: the HTTP API until Ctrl-C or SIGTERM.
+pub async fn serve(
+    engine: Arc<Engine>,
+    listen: std::net::SocketAddr,
+    worker: bool,
+    max_body_mib: u32,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    eprintln!(
+        "serving the API on http://{addr}{}; Ctrl-C or SIGTERM stops it once requests and running syncs finish",
+        if worker {
+            " with a worker"
+        } else {
+            " (no worker)"
+        }
+    );
+    ledgerbridge::api::serve(
+        engine,
+        listener,
+        ledgerbridge::api::ServeOptions {
+            worker,
+            body_limit: (max_body_mib as usize) << 20,
+        },
+        stop_signal(),
+    )
+    .await?;
+    eprintln!("stopped");
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM (a container stopping).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match term.as_mut() {
+                    Some(t) => { t.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+pub async fn create_token(
+    engine: &Engine,
+    tenant: Option<&str>,
+    label: &str,
+) -> anyhow::Result<()> {
+    let (t, token) = engine.create_token(tenant, label).await?;
+    eprintln!(
+        "{} token {} made; it is shown this once:",
+        match &t.tenant_id {
+            Some(tenant) => format!("tenant {tenant}'s"),
+            None => "an admin".into(),
+        },
+        t.id
+    );
+    println!("{token}");
+    Ok(())
+}
+
+pub async fn list_tokens(engine: &Engine, tenant: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let tokens = engine.tokens(tenant).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tokens)?);
+        return Ok(());
+    }
+    if tokens.is_empty() {
+        println!("no tokens");
+    }
+    for t in tokens {
+        println!(
+            "{}  {:<12} {:<8} {}",
+            t.id,
+            t.tenant_id.as_deref().unwrap_or("(admin)"),
+            if t.revoked_at.is_some() {
+                "revoked"
+            } else {
+                "live"
+            },
+            t.label
+        );
+    }
+    Ok(())
+}
+
+pub async fn rotate_token(engine: &Engine, id: &str) -> anyhow::Result<()> {
+    let token = engine.rotate_token(id).await?;
+    eprintln!(
+        "token {id} rotated; the old secret no longer works. The new token, shown this once:"
+    );
+    println!("{token}");
+    Ok(())
+}
+
+pub async fn revoke_token(engine: &Engine, id: &str) -> anyhow::Result<()> {
+    engine.revoke_token(id).await?;
+    println!("token {id} revoked");
+    Ok(())
+}

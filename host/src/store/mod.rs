@@ -6,6 +6,7 @@
 //! transaction: a document and the jobs it causes, or a job's outcome (entry,
 //! log line, attention item, next retry) land together or not at all.
 
+mod access;
 mod jobs;
 mod payments;
 mod queue;
@@ -14,6 +15,7 @@ mod rows;
 mod secrets;
 mod tokens;
 
+pub use access::{ApiToken, IdempotencyBegin};
 pub use payments::{ChecksExhausted, FailedExport, FundingAccount};
 pub use queue::{ClaimPlan, ConnectionStatus, DueConnection, PausedBy};
 pub use records::{JobContext, JobPlan, PaymentMerge, Recorded};
@@ -40,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_6.sql"),
     include_str!("schema_7.sql"),
     include_str!("schema_8.sql"),
+    include_str!("schema_9.sql"),
 ];
 
 /// A handle on the database. Cheap to clone.

@@ -48,12 +48,28 @@ pub enum EngineError {
         document: String,
         target: &'static str,
     },
+    #[error("payment {payment} is not in Failed to export for connection {connection}")]
+    NotFailed { payment: String, connection: String },
+    #[error("no payment {payment} of document {document}")]
+    NoPayment { document: String, payment: String },
+    #[error("no token {0}")]
+    NoToken(String),
+    #[error("no run {0}")]
+    NoRun(String),
     #[error("the {target} entry of {subject} in connection {connection} has no booked lock")]
     NoLock {
         connection: String,
         subject: String,
         target: &'static str,
     },
+}
+
+/// A connection that cannot be stored (V1, P4): every problem, by field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("connection {id} is not valid, nothing was stored:\n  {}", .problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n  "))]
+pub struct InvalidConnection {
+    pub id: String,
+    pub problems: Vec<crate::intake::FieldError>,
 }
 
 impl EngineError {
@@ -92,7 +108,7 @@ impl Engine {
     }
 
     /// Tenant `id`, or [`EngineError::NoTenant`].
-    pub(crate) async fn require_tenant(&self, id_: &str) -> anyhow::Result<()> {
+    pub async fn require_tenant(&self, id_: &str) -> anyhow::Result<()> {
         if !self.tenant_exists(id_).await? {
             return Err(EngineError::NoTenant(id_.to_string()).into());
         }
@@ -381,5 +397,46 @@ impl Engine {
     /// The store's busy time and requests served, for benchmarks.
     pub fn store_busy(&self) -> (u64, std::time::Duration) {
         self.store.busy()
+    }
+}
+
+impl Engine {
+    /// A disbursement event of the AP product (A4): payment `payment` of
+    /// `document` moved to `status`. Recorded as the payment sent again
+    /// with its new status, so it goes through the same checks and jobs.
+    pub async fn disbursement_event(
+        &self,
+        tenant: &str,
+        document: &str,
+        payment: &str,
+        status: crate::model::DisbursementStatus,
+    ) -> anyhow::Result<super::Imported> {
+        let doc = self.document(tenant, document).await?;
+        id("payment_id", payment)?;
+        let p = self
+            .store
+            .payments_of(tenant, document)
+            .await?
+            .into_iter()
+            .find(|p| p.id == payment)
+            .ok_or_else(|| EngineError::NoPayment {
+                document: document.to_string(),
+                payment: payment.to_string(),
+            })?;
+        let amount =
+            serde_json::Value::String(ledgerbridge_sdk::money::to_decimal(p.amount, &doc.currency));
+        let input = crate::intake::PaymentInput {
+            payment: Payment {
+                disbursement_status: Some(status),
+                ..p
+            },
+            amount,
+            at: "event".into(),
+        };
+        self.import(crate::intake::Batch {
+            documents: Vec::new(),
+            payments: vec![input],
+        })
+        .await
     }
 }

@@ -12,6 +12,7 @@
 //! The store records; the engine decides.
 
 pub mod a5;
+pub mod access;
 mod api;
 mod attempt;
 mod batcher;
@@ -35,7 +36,7 @@ pub mod policy;
 pub mod retry;
 pub mod tokens;
 
-pub use api::{ConnectionSummary, EngineError};
+pub use api::{ConnectionSummary, EngineError, InvalidConnection};
 pub use retry::RetryPolicy;
 
 use crate::intake::{Batch, FieldError, InvalidInput};
@@ -44,7 +45,7 @@ use crate::runtime::Runtime;
 use crate::store::{
     ClaimPlan, FinishedJob, Job, JobOutcome, PausedBy, Priority, RunSummary, Store, now_ms,
 };
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use connectors::Connectors;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -383,11 +384,23 @@ impl Engine {
             Err(e) => problems.push(format!("plugin: {e:#}")),
         }
         if !problems.is_empty() {
-            bail!(
-                "connection {} is not valid, nothing was stored:\n  {}",
-                c.id.escape_debug(),
-                problems.join("\n  ")
-            );
+            return Err(InvalidConnection {
+                id: c.id.escape_debug().to_string(),
+                problems: problems
+                    .iter()
+                    .map(|p| match p.split_once(": ") {
+                        Some((field, message)) => FieldError {
+                            field: field.to_string(),
+                            message: message.to_string(),
+                        },
+                        None => FieldError {
+                            field: "(connection)".into(),
+                            message: p.clone(),
+                        },
+                    })
+                    .collect(),
+            }
+            .into());
         }
         let (id, limits) = (c.id.clone(), c.limits.clone());
         let before = self.store.connection(&id).await?.map(|old| old.limits);
@@ -503,10 +516,11 @@ impl Engine {
             }
         }
         if !missing.is_empty() {
-            bail!(
-                "invalid input, nothing was stored: tenant: no tenant {}",
-                missing.join(", ")
-            );
+            return Err(InvalidInput(vec![FieldError {
+                field: "tenant_id".into(),
+                message: format!("no tenant {}", missing.join(", ")),
+            }])
+            .into());
         }
         let payments = self.resolve_payments(&batch).await?;
         let (n_docs, n_pays) = (batch.documents.len(), payments.len());
@@ -715,7 +729,11 @@ impl Engine {
         let (document, check) = match item {
             Some(f) => (f.document_id, f.check_number),
             None => {
-                bail!("payment {payment_id} is not in Failed to export for connection {connection}")
+                return Err(EngineError::NotFailed {
+                    payment: payment_id.to_string(),
+                    connection: connection.to_string(),
+                }
+                .into());
             }
         };
         // C3: a number the ERP rejected is not sent again; the operator
@@ -733,9 +751,13 @@ impl Engine {
                     .check_number_holder(&conn.tenant_id, &p.funding_account, n)
                     .await?;
                 if holder != Some(Some(payment_id.to_string())) {
-                    bail!(
-                        "check_number: {n} was rejected by the ERP (or is no longer this payment's); give payment {payment_id} another with `edit-export --check-number`, then export it"
-                    );
+                    return Err(EngineError::Invalid {
+                        field: "check_number".into(),
+                        message: format!(
+                            "{n} was rejected by the ERP (or is no longer this payment's); give payment {payment_id} another (edit-export --check-number, or PATCH its failed export), then export it"
+                        ),
+                    }
+                    .into());
                 }
             }
         }
@@ -846,11 +868,15 @@ impl Engine {
             }
         }
         if !unknown.is_empty() {
-            bail!(
-                "documents: no document {} for tenant {}; nothing was queued",
-                unknown.join(", "),
-                conn.tenant_id
-            );
+            return Err(EngineError::Invalid {
+                field: "documents".into(),
+                message: format!(
+                    "no document {} for tenant {}; nothing was queued",
+                    unknown.join(", "),
+                    conn.tenant_id
+                ),
+            }
+            .into());
         }
         self.store.enqueue(jobs).await?;
         self.wake.notify_one();

@@ -1,0 +1,56 @@
+//! Who is calling: the `Authorization: Bearer` token, checked on every
+//! request but health, readiness and the API description.
+
+use super::AppState;
+use super::problem::Problem;
+use crate::sync::access::Caller;
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+
+/// The caller of a request with a valid token.
+pub struct Auth(pub Caller);
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(Problem::unauthorized)?;
+        match state.engine.authenticate(presented).await {
+            Ok(Some(caller)) => Ok(Auth(caller)),
+            Ok(None) => Err(Problem::unauthorized()),
+            Err(e) => Err(Problem::internal(&e)),
+        }
+    }
+}
+
+impl Auth {
+    /// The caller, if it may reach tenant `tenant`'s data. Another
+    /// tenant's data is "not found": never a hint that it exists.
+    pub fn tenant(&self, tenant: &str) -> Result<(), Problem> {
+        if self.0.reaches(tenant) {
+            Ok(())
+        } else {
+            Err(Problem::not_found(format!("no tenant {tenant}")))
+        }
+    }
+
+    /// The caller, if it holds an admin token.
+    pub fn admin(&self) -> Result<(), Problem> {
+        match self.0 {
+            Caller::Admin { .. } => Ok(()),
+            Caller::Tenant { .. } => Err(Problem::forbidden(
+                "this needs an admin token: a tenant's token reaches that tenant's data only",
+            )),
+        }
+    }
+}

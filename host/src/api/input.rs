@@ -1,0 +1,251 @@
+//! Reading requests: JSON bodies (refused past the size limit before they
+//! are read whole, and naming the field that is wrong), paging, and
+//! writes made safe to retry with an `Idempotency-Key`.
+
+use super::AppState;
+use super::problem::{FieldProblem, Problem};
+use crate::store::IdempotencyBegin;
+use crate::sync::access::Caller;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+
+/// The body, or why it cannot be read (413 past the limit).
+pub fn body(raw: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
+    raw.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the body is over the size limit (--max-body-mib); send fewer items a request",
+            )
+        } else {
+            Problem::new(StatusCode::BAD_REQUEST, "invalid_input", e.body_text())
+        }
+    })
+}
+
+/// `bytes` as JSON text: a JSON content type and UTF-8.
+pub fn json_text<'b>(headers: &HeaderMap, bytes: &'b Bytes) -> Result<&'b str, Problem> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let v = v.split(';').next().unwrap_or_default().trim();
+            v.eq_ignore_ascii_case("application/json") || v.ends_with("+json")
+        });
+    if !json {
+        return Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ));
+    }
+    std::str::from_utf8(bytes).map_err(|_| Problem::invalid("(body)", "not UTF-8"))
+}
+
+/// A JSON body as `T`, naming the field it fails at; unknown fields are
+/// refused where `T` refuses them.
+pub fn json<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T, Problem> {
+    let text = json_text(headers, bytes)?;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        let field = if field == "." {
+            "(body)".to_string()
+        } else {
+            field
+        };
+        let message = e.into_inner().to_string();
+        // serde's message ends with the line and column: the field says where.
+        let message = match message.rfind(" at line ") {
+            Some(i) => message[..i].to_string(),
+            None => message,
+        };
+        Problem::invalid(&field, message)
+    })?;
+    de.end()
+        .map_err(|e| Problem::invalid("(body)", format!("trailing text after the JSON: {e}")))?;
+    Ok(value)
+}
+
+/// Paging of a list: `limit` items after `cursor` (the `next_cursor` of
+/// the page before), in a stable order.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    /// Items a page (1–500, default 100).
+    pub limit: Option<u32>,
+    /// Where the page starts: the `next_cursor` of the page before.
+    pub cursor: Option<String>,
+}
+
+/// One page of a list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The cursor of the next page; absent on the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// The page of `items` that `q` asks for; `key` orders them (stably and
+/// uniquely) and is what a cursor holds.
+pub fn page<T>(
+    mut items: Vec<T>,
+    key: impl Fn(&T) -> String,
+    q: &PageQuery,
+) -> Result<Page<T>, Problem> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(Problem::invalid("limit", "from 1 to 500"));
+    }
+    let after = match &q.cursor {
+        None => None,
+        Some(c) => Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    Problem::invalid("cursor", "not a cursor this API gave (use next_cursor)")
+                })?,
+        ),
+    };
+    items.sort_by_key(|a| key(a));
+    let mut rest: Vec<T> = match &after {
+        Some(a) => items.into_iter().filter(|i| key(i) > *a).collect(),
+        None => items,
+    };
+    let next_cursor = if rest.len() > limit as usize {
+        rest.truncate(limit as usize);
+        rest.last()
+            .map(|l| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key(l).as_bytes()))
+    } else {
+        None
+    };
+    Ok(Page {
+        items: rest,
+        next_cursor,
+    })
+}
+
+/// A key that sorts as its parts do (ids never hold the separator).
+pub fn key(parts: &[&str]) -> String {
+    parts.join("\u{1f}")
+}
+
+/// The longest `Idempotency-Key` taken.
+const MAX_KEY: usize = 255;
+
+/// Runs the write `f` at most once per `Idempotency-Key` (when the
+/// request has one): a retry of the same request gets the first answer
+/// (marked `Idempotent-Replayed: true`), the same key with another request
+/// is refused, and a write that failed on the host's side is forgotten so
+/// a retry does it.
+pub async fn once<F, Fut>(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    request: &[u8],
+    f: F,
+) -> Response
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<(StatusCode, serde_json::Value), Problem>>,
+{
+    let answer = |r: Result<(StatusCode, serde_json::Value), Problem>| match r {
+        Ok((status, v)) => (status, axum::Json(v)).into_response(),
+        Err(p) => p.into_response(),
+    };
+    let Some(key) = headers.get("idempotency-key") else {
+        return answer(f().await);
+    };
+    let key = match key.to_str() {
+        Ok(k)
+            if !k.trim().is_empty() && k.len() <= MAX_KEY && k.chars().all(|c| !c.is_control()) =>
+        {
+            k.trim().to_string()
+        }
+        _ => {
+            return Problem::invalid(
+                "Idempotency-Key",
+                format!("1 to {MAX_KEY} visible characters"),
+            )
+            .into_response();
+        }
+    };
+    let scope = caller.scope();
+    let digest: [u8; 32] = Sha256::digest(request).into();
+    match state.engine.idempotency_begin(&scope, &key, digest).await {
+        Err(e) => Problem::internal(&e).into_response(),
+        Ok(IdempotencyBegin::Mismatch) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used for a different request; use a new key for a new request",
+        )
+        .into_response(),
+        Ok(IdempotencyBegin::InProgress) => Problem::new(
+            StatusCode::CONFLICT,
+            "idempotency_key_in_progress",
+            "the first request with this Idempotency-Key is still being answered; retry shortly",
+        )
+        .into_response(),
+        Ok(IdempotencyBegin::Replay { status, body }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            let mut r = (status, body).into_response();
+            let ct = if status.is_success() {
+                "application/json"
+            } else {
+                "application/problem+json"
+            };
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ct));
+            r.headers_mut().insert(
+                "idempotent-replayed",
+                header::HeaderValue::from_static("true"),
+            );
+            r
+        }
+        Ok(IdempotencyBegin::New) => {
+            let r = f().await;
+            let (status, text) = match &r {
+                Ok((s, v)) => (*s, v.to_string()),
+                Err(p) => (
+                    StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                    serde_json::to_string(p).unwrap_or_default(),
+                ),
+            };
+            let kept = if status.is_server_error() {
+                state.engine.idempotency_forget(&scope, &key).await
+            } else {
+                state
+                    .engine
+                    .idempotency_finish(&scope, &key, status.as_u16(), &text)
+                    .await
+            };
+            if let Err(e) = kept {
+                tracing::warn!("could not keep the answer under an Idempotency-Key: {e:#}");
+            }
+            answer(r)
+        }
+    }
+}
+
+/// Problems of a validated input, as fields.
+pub fn field_problems(errors: &[crate::intake::FieldError]) -> Vec<FieldProblem> {
+    errors
+        .iter()
+        .map(|e| FieldProblem {
+            field: e.field.clone(),
+            message: e.message.clone(),
+        })
+        .collect()
+}

@@ -1,0 +1,233 @@
+//! The HTTP API (issue 13): the AP product sends documents, payments and
+//! disbursement events; operators run the installation. Each endpoint is
+//! a thin layer over one of the engine's methods (DESIGN: "the engine is
+//! the one API"); the router and the OpenAPI description are built from
+//! the same handlers (`utoipa-axum`), so neither can miss an endpoint.
+//!
+//! Conventions (Codat's and Merge's payables APIs): JSON in and out;
+//! every path under `/v1/tenants/{tenant}` reaches that tenant's data
+//! only; errors are RFC 9457 problem details with a stable `code`; writes
+//! take an `Idempotency-Key`; long work is a run to poll; lists are pages
+//! with a cursor, in a stable order.
+
+mod admin;
+mod auth;
+mod documents;
+mod input;
+pub mod problem;
+mod work;
+
+use crate::sync::Engine;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use problem::Problem;
+use std::sync::Arc;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// What every handler reaches.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+}
+
+/// The API's description, beside what the handlers add.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ledgerbridge",
+        description = "Keeps an AP product's bills and payments in step with ERPs. Authenticate with `Authorization: Bearer lbt_…`: a tenant's token reaches that tenant only; an admin token manages tenants, tokens and connections. Errors are RFC 9457 problem details (`application/problem+json`) with a stable `code`.",
+        license(name = "Apache-2.0")
+    ),
+    components(schemas(problem::Problem, problem::FieldProblem)),
+    modifiers(&Security)
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl utoipa::Modify for Security {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("lbt_<id>_<secret>")
+                    .build(),
+            ),
+        );
+        api.security = Some(vec![utoipa::openapi::security::SecurityRequirement::new(
+            "token",
+            Vec::<String>::new(),
+        )]);
+    }
+}
+
+/// The default limit on a request body.
+pub const DEFAULT_BODY_LIMIT: usize = 8 << 20;
+
+/// The router of every endpoint, and the OpenAPI description of them.
+fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(admin::add_tenant, admin::tenants))
+        .routes(routes!(admin::create_token, admin::tenant_tokens))
+        .routes(routes!(admin::rotate_token))
+        .routes(routes!(admin::revoke_token))
+        .routes(routes!(admin::put_connection, admin::connection))
+        .routes(routes!(admin::connections))
+        .routes(routes!(admin::enable))
+        .routes(routes!(admin::disable))
+        .routes(routes!(documents::post_documents))
+        .routes(routes!(documents::post_payments))
+        .routes(routes!(documents::post_disbursement_event))
+        .routes(routes!(documents::document))
+        .routes(routes!(documents::log))
+        .routes(routes!(work::sync_document))
+        .routes(routes!(work::start_run))
+        .routes(routes!(work::run))
+        .routes(routes!(work::run_results))
+        .routes(routes!(work::attention))
+        .routes(routes!(work::dismiss))
+        .routes(routes!(work::failed_exports))
+        .routes(routes!(work::edit_export))
+        .routes(routes!(work::export))
+        .routes(routes!(work::funding_account))
+        .routes(routes!(work::set_next_check_number))
+        .routes(routes!(work::locks))
+        .routes(routes!(work::unlock))
+        .routes(routes!(work::status))
+        .split_for_parts()
+}
+
+/// The OpenAPI 3.1 description of the API, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
+/// The API over `engine`, bodies limited to `body_limit` bytes.
+pub fn router(engine: Arc<Engine>, body_limit: usize) -> Router {
+    let (api, doc) = routes();
+    let doc = Arc::new(doc);
+    let state = AppState { engine };
+    api.route("/health", axum::routing::get(health))
+        .route("/ready", axum::routing::get(ready))
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(log_request))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// Liveness: the process answers.
+async fn health() -> impl IntoResponse {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: the store answers.
+async fn ready(State(s): State<AppState>) -> Response {
+    match s.engine.tenants().await {
+        Ok(_) => axum::Json(serde_json::json!({"status": "ready"})).into_response(),
+        Err(e) => {
+            tracing::warn!("not ready: {e:#}");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the store does not answer",
+            )
+            .into_response()
+        }
+    }
+}
+
+async fn not_found() -> Problem {
+    Problem::not_found("no such endpoint (see /openapi.json)")
+}
+
+async fn method_not_allowed() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method (see /openapi.json)",
+    )
+}
+
+/// One structured log line a request: method, path, status, time, and the
+/// caller's token id (never the token).
+async fn log_request(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    // The token's id (its public part), as presented: never the secret.
+    let token: String = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once("lbt_"))
+        .map(|(_, rest)| {
+            rest.chars()
+                .take_while(char::is_ascii_hexdigit)
+                .take(16)
+                .collect()
+        })
+        .unwrap_or_default();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    tracing::info!(
+        target: "ledgerbridge::api",
+        %method,
+        path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        token,
+        "request"
+    );
+    response
+}
+
+/// How `serve` runs.
+pub struct ServeOptions {
+    /// Run a worker in the same process (`--no-worker` runs them apart).
+    pub worker: bool,
+    pub body_limit: usize,
+}
+
+/// Serves the API on `listener` until `stop` resolves; then stops taking
+/// requests, lets those under way finish, and stops the worker once its
+/// running syncs finish (no job is left to lease recovery).
+pub async fn serve(
+    engine: Arc<Engine>,
+    listener: tokio::net::TcpListener,
+    options: ServeOptions,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_worker, worker_stop) = tokio::sync::watch::channel(false);
+    let worker = options.worker.then(|| {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.run_worker(false, worker_stop).await })
+    });
+    let app = router(engine, options.body_limit);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await;
+    let _ = stop_worker.send(true);
+    if let Some(w) = worker {
+        match w.await {
+            Ok(Ok(report)) => tracing::info!(?report.outcomes, "worker stopped"),
+            Ok(Err(e)) => tracing::error!("worker failed: {e:#}"),
+            Err(e) => tracing::error!("worker task failed: {e}"),
+        }
+    }
+    served.map_err(Into::into)
+}
