@@ -61,24 +61,34 @@ pub struct InvalidInput(pub Vec<FieldError>);
 /// What the fields hold is checked by the engine when it is stored.
 pub fn parse_connection(text: &str) -> Result<crate::model::Connection, InvalidInput> {
     let mut de = serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = e.path().to_string();
-        let inner = e.into_inner();
-        // serde_json's own message ends with the line and column.
-        let message = inner.to_string();
-        let message = message
-            .rsplit_once(" at line ")
-            .map_or(message.as_str(), |(m, _)| m)
-            .to_string();
-        InvalidInput(vec![FieldError {
-            field: if field == "." {
-                "connection".into()
-            } else {
-                field
-            },
-            message,
-        }])
-    })
+    serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| InvalidInput(vec![serde_field_error(e, "connection")]))
+}
+
+/// The field a serde error is at, named as a path (`limits.calls_per_minute`,
+/// `documents[0].vendor`): a missing field is named itself rather than the
+/// object it is missing from; `root` names the whole value.
+pub fn serde_field_error(
+    e: serde_path_to_error::Error<serde_json::Error>,
+    root: &str,
+) -> FieldError {
+    let path = e.path().to_string();
+    // serde_json's own message ends with the line and column.
+    let message = e.into_inner().to_string();
+    let message = message
+        .rsplit_once(" at line ")
+        .map_or(message.as_str(), |(m, _)| m)
+        .to_string();
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.strip_suffix('`'));
+    let field = match (path.as_str(), missing) {
+        (".", Some(m)) => m.to_string(),
+        (".", None) => root.to_string(),
+        (p, Some(m)) => format!("{p}.{m}"),
+        (p, None) => p.to_string(),
+    };
+    FieldError { field, message }
 }
 
 #[cfg(test)]

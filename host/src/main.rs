@@ -215,6 +215,9 @@ enum Command {
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
         max_body_mib: u32,
     },
+    /// Prints the HTTP API's OpenAPI 3.1 description (as served at
+    /// /openapi.json; the repository keeps it in docs/openapi.json).
+    Openapi,
     /// API tokens: made, listed, rotated, revoked.
     Token {
         #[command(subcommand)]
@@ -471,6 +474,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             no_worker,
             max_body_mib,
         } => ops::serve(engine(runtime)?, *listen, !*no_worker, *max_body_mib).await,
+        Command::Openapi => {
+            println!("{}", ledgerbridge::api::openapi().to_pretty_json()?);
+            Ok(())
+        }
         Command::Token { command } => {
             let e = engine(runtime)?;
             match command {

@@ -37,7 +37,11 @@ async fn http(
     // The server may answer (413) and close before reading a large body.
     let _ = s.write_all(req.as_bytes()).await;
     let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw).await;
+    // A server that never answers fails the test rather than hanging it.
+    tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut raw))
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path}: no answer in 60 s"))
+        .ok();
     let text = String::from_utf8_lossy(&raw).to_string();
     let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
@@ -460,5 +464,553 @@ async fn every_flow_round_trips_over_http() {
         .await;
     assert_eq!(s, 200, "{st}");
     assert_eq!(st["id"], "acme-csv");
+    api.shutdown().await;
+}
+
+/// The committed OpenAPI file is the one the server describes itself
+/// with: a change of an endpoint without `cargo run -- openapi >
+/// docs/openapi.json` fails here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_committed_openapi_file_is_the_served_one() {
+    let api = Api::start().await;
+    let (s, _, served) = http(api.addr, "GET", "/openapi.json", &[], None).await;
+    assert_eq!(s, 200);
+    assert_eq!(served["openapi"], "3.1.0");
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+    let committed: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert!(
+        served == committed,
+        "docs/openapi.json differs from the served description: run `cargo run -- openapi > docs/openapi.json`"
+    );
+    api.shutdown().await;
+}
+
+/// Every operation of the served description, with a body that would
+/// succeed for a caller allowed to make it.
+fn operations(doc: &Value) -> Vec<(String, String)> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            ops.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    ops.sort();
+    ops
+}
+
+fn body_for(method: &str, path: &str, tenant: &str, dir: &std::path::Path) -> Option<Value> {
+    if method == "GET" || method == "DELETE" {
+        return None;
+    }
+    let mut d = doc("x1", "10.00");
+    d["tenant_id"] = tenant.into();
+    Some(match path {
+        "/v1/tenants" => json!({"id": "newcomer"}),
+        p if p.ends_with("/tokens") => json!({"label": "x"}),
+        p if p.ends_with("/documents") => d,
+        p if p.ends_with("/payments") => {
+            let mut p = payment_json(tenant, "px", "bd1", "1.00");
+            p["method"] = "check".into();
+            p
+        }
+        p if p.ends_with("/disbursement-events") => {
+            json!({"document_id": "bd1", "payment_id": "bp1", "disbursement_status": "failed"})
+        }
+        p if p.ends_with("/next-check-number") => json!({"next_check_number": 90000}),
+        p if p.contains("/failed-exports/") && method == "PATCH" => json!({"check_number": 91000}),
+        "/v1/tenants/{tenant}/connections/{connection}" => {
+            json!({"plugin": "csv", "directory": dir.display().to_string()})
+        }
+        _ => json!({}),
+    })
+}
+
+/// What an admin sees of tenant `t`: compared before and after another
+/// tenant's token tried everything.
+async fn snapshot(api: &Api, t: &str, run: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for path in [
+        format!("/v1/tenants/{t}/documents/{t}-d1"),
+        format!("/v1/tenants/{t}/documents/{t}-d1/log"),
+        format!("/v1/tenants/{t}/connections"),
+        format!("/v1/tenants/{t}/attention"),
+        format!("/v1/tenants/{t}/failed-exports"),
+        format!("/v1/tenants/{t}/funding-accounts/operating"),
+        format!("/v1/tenants/{t}/connections/{t}-csv/locks"),
+        format!("/v1/tenants/{t}/runs/{run}/results"),
+        format!("/v1/tenants/{t}/tokens"),
+        "/v1/tenants".to_string(),
+    ] {
+        let (s, v) = api.call(&api.admin, "GET", &path, None).await;
+        out.push(json!({"path": path, "status": s, "body": v}));
+    }
+    out
+}
+
+/// P4: tenant acme's token on every endpoint of the API against tenant
+/// beta's tenant, connections, documents, payments, runs, tokens and
+/// funding accounts: 404 (403 where an admin token is needed), the same
+/// answer as for a tenant that does not exist, nothing of beta's named,
+/// and nothing of beta's changed. No token, or a wrong one: 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_tenants_token_reaches_nothing_on_any_endpoint() {
+    let mut api = Api::start().await;
+    let acme = api.tenant("acme").await;
+    let beta = api.tenant("beta").await;
+    let spare = tempfile::tempdir().unwrap();
+    // Beta's data: a document, a check payment, a run, a token.
+    let mut d = doc("beta-d1", "10.00");
+    d["id"] = "beta-d1".into();
+    api.call(&beta, "POST", "/v1/tenants/beta/documents", Some(d))
+        .await;
+    api.settled(&beta, "beta", "beta-d1", 1).await;
+    let mut p = payment_json("beta", "bp1", "beta-d1", "10.00");
+    p["method"] = "check".into();
+    p["disbursement_status"] = "initiated".into();
+    let (s, v) = api
+        .call(&beta, "POST", "/v1/tenants/beta/payments", Some(p))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, run) = api
+        .call(
+            &beta,
+            "POST",
+            "/v1/tenants/beta/connections/beta-csv/runs",
+            None,
+        )
+        .await;
+    assert_eq!(s, 202, "{run}");
+    let run = run["run_id"].as_str().unwrap().to_string();
+    api.finish(&beta, "beta", &run).await;
+    let (_, tokens) = api
+        .call(&api.admin, "GET", "/v1/tenants/beta/tokens", None)
+        .await;
+    let beta_token_id = tokens["items"][0]["id"].as_str().unwrap().to_string();
+    let before = snapshot(&api, "beta", &run).await;
+
+    let (_, _, doc_) = http(api.addr, "GET", "/openapi.json", &[], None).await;
+    let ops = operations(&doc_);
+    assert!(ops.len() >= 30, "{ops:?}");
+    let fill = |path: &str, tenant: &str, prefix: &str| {
+        path.replace("{tenant}", tenant)
+            .replace("{connection}", &format!("{prefix}-csv"))
+            .replace("{document}", &format!("{prefix}-d1"))
+            .replace("{payment}", "bp1")
+            .replace("{run}", &run)
+            .replace("{token}", &beta_token_id)
+            .replace("{account}", "operating")
+            .replace("{target}", "bill")
+            .replace("{subject}", &format!("{prefix}-d1"))
+    };
+    for (method, template) in &ops {
+        let admin_only = template == "/v1/tenants"
+            || template.contains("/tokens")
+            || template.ends_with("/enable")
+            || template.ends_with("/disable")
+            || (method == "PUT" && template == "/v1/tenants/{tenant}/connections/{connection}");
+        // Beta's tenant in the path.
+        let path = fill(template, "beta", "beta");
+        let body = body_for(method, template, "beta", spare.path());
+        let (s, v) = api.call(&acme, method, &path, body.clone()).await;
+        let want = if admin_only { 403 } else { 404 };
+        assert_eq!(s, want, "{method} {path}: {v}");
+        // The same answer as for a tenant that does not exist.
+        let ghost = fill(template, "ghost", "ghost");
+        let (gs, gv) = api
+            .call(
+                &acme,
+                method,
+                &ghost,
+                body_for(method, template, "ghost", spare.path()),
+            )
+            .await;
+        assert_eq!(gs, s, "{method} {ghost}: {gv}");
+        assert_eq!(
+            gv["code"], v["code"],
+            "{method}: beta's answer differs from a missing tenant's"
+        );
+        // Acme's tenant with beta's ids.
+        if template.contains("{connection}")
+            || template.contains("{document}")
+            || template.contains("{run}")
+            || template.contains("{payment}")
+            || template.contains("{token}")
+        {
+            let path = fill(template, "acme", "beta");
+            let body = body_for(method, template, "acme", spare.path());
+            let (s, v) = api.call(&acme, method, &path, body).await;
+            assert!([403, 404, 422].contains(&s), "{method} {path}: {s} {v}");
+            let text = v.to_string();
+            assert!(
+                !text.contains("tenant beta") && !text.contains("belongs to"),
+                "{method} {path} names beta: {text}"
+            );
+        }
+        // No token, or a made-up one.
+        let (s, _, v) = http(api.addr, method, &path, &[], None).await;
+        assert_eq!(s, 401, "{method} {path} without a token: {v}");
+        let (s, v) = api
+            .call("lbt_0123456789abcdef_not-a-secret", method, &path, None)
+            .await;
+        assert_eq!(s, 401, "{method} {path} with a made-up token: {v}");
+    }
+    assert_eq!(
+        snapshot(&api, "beta", &run).await,
+        before,
+        "beta's data changed"
+    );
+    api.shutdown().await;
+}
+
+/// A problem's status, code and field.
+fn problem(s: u16, v: &Value) -> (u16, String, String) {
+    (
+        s,
+        v["code"].as_str().unwrap_or_default().to_string(),
+        v["field"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// V1 on every surface: malformed JSON, wrong types, missing and unknown
+/// fields, a wrong content type, oversized bodies and bad parameters are
+/// each refused as a problem naming the field, and nothing of them is
+/// stored (read back through the API).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_named_and_nothing_is_stored() {
+    let mut api = Api::start().await;
+    let acme = api.tenant("acme").await;
+    let post = |body: &str, ct: &'static str| {
+        let (addr, auth) = (api.addr, format!("Bearer {acme}"));
+        let body = body.to_string();
+        async move {
+            let (s, _, v) = http(
+                addr,
+                "POST",
+                "/v1/tenants/acme/documents",
+                &[("authorization", &auth), ("content-type", ct)],
+                Some(&body),
+            )
+            .await;
+            (s, v)
+        }
+    };
+    let (s, v) = post("{\"id\": ", "application/json").await;
+    assert_eq!(problem(s, &v).0, 422, "{v}");
+    assert_eq!(v["code"], "invalid_input");
+    let (s, v) = post("{}", "text/plain").await;
+    assert_eq!(problem(s, &v).1, "unsupported_media_type", "{s} {v}");
+    let bad = |f: &dyn Fn(&mut Value)| {
+        let mut d = doc("bad1", "10.00");
+        f(&mut d);
+        d.to_string()
+    };
+    for (what, body, field) in [
+        (
+            "wrong type",
+            bad(&|d| d["lines"][0]["amount"] = json!({"x": 1})),
+            "documents[0].lines[0].amount",
+        ),
+        (
+            "missing",
+            bad(&|d| {
+                d.as_object_mut().unwrap().remove("vendor");
+            }),
+            "documents[0].vendor",
+        ),
+        (
+            "unknown",
+            bad(&|d| d["colour"] = "red".into()),
+            "documents[0].colour",
+        ),
+        (
+            "other tenant",
+            bad(&|d| d["tenant_id"] = "beta".into()),
+            "(body).tenant_id",
+        ),
+        (
+            "bad id",
+            bad(&|d| d["id"] = "../etc".into()),
+            "documents[0].id",
+        ),
+    ] {
+        let (s, v) = post(&body, "application/json").await;
+        let (status, code, f) = problem(s, &v);
+        assert_eq!(
+            (status, code.as_str()),
+            (422, "invalid_input"),
+            "{what}: {v}"
+        );
+        assert!(
+            f.starts_with(field),
+            "{what}: field {f}, wanted {field}: {v}"
+        );
+    }
+    // One bad document in a batch: none of it stored.
+    let mut bad_one = doc("bad2", "10.00");
+    bad_one["lines"][0]["amount"] = "ten".into();
+    let body = json!({"documents": [doc("good1", "10.00"), bad_one]}).to_string();
+    let (s, v) = post(&body, "application/json").await;
+    assert_eq!(problem(s, &v).2, "documents[1].lines[0].amount", "{v}");
+    for id in ["bad1", "bad2", "good1"] {
+        let (s, _) = api
+            .call(
+                &acme,
+                "GET",
+                &format!("/v1/tenants/acme/documents/{id}"),
+                None,
+            )
+            .await;
+        assert_eq!(s, 404, "{id} was stored");
+    }
+    // Oversized: refused on its declared length, before it is read.
+    let auth = format!("Bearer {acme}");
+    let (s, _, v) = http(
+        api.addr,
+        "POST",
+        "/v1/tenants/acme/documents",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+            ("content-length", "104857600"),
+        ],
+        Some("{"),
+    )
+    .await;
+    assert_eq!(problem(s, &v).1, "payload_too_large", "{s} {v}");
+    let big = format!(
+        "{{\"documents\": [{}]}}",
+        vec![doc("big", "1.00").to_string(); 6000].join(",")
+    );
+    assert!(big.len() > BODY_LIMIT);
+    let (s, v) = post(&big, "application/json").await;
+    assert_eq!(problem(s, &v).1, "payload_too_large", "{s} {v}");
+    // Connections: named fields, nothing stored.
+    let admin = api.admin.clone();
+    for (body, field) in [
+        (json!({"directory": "/tmp"}), "plugin"),
+        (
+            json!({"plugin": "csv", "limits": {"calls_per_minute": "many"}}),
+            "limits.calls_per_minute",
+        ),
+        (json!({"plugin": "csv", "nope": 1}), "nope"),
+        (json!({"plugin": "csv", "id": "other"}), "id"),
+        (json!({"plugin": "no-such-plugin"}), "plugin"),
+    ] {
+        let (s, v) = api
+            .call(
+                &admin,
+                "PUT",
+                "/v1/tenants/acme/connections/c2",
+                Some(body.clone()),
+            )
+            .await;
+        let (status, _, f) = problem(s, &v);
+        assert_eq!(status, 422, "{body}: {v}");
+        assert!(
+            f.starts_with(field),
+            "{body}: field {f}, wanted {field}: {v}"
+        );
+    }
+    let (s, _) = api
+        .call(&acme, "GET", "/v1/tenants/acme/connections/c2", None)
+        .await;
+    assert_eq!(s, 404, "nothing stored");
+    // Other bodies and parameters.
+    for (method, path, body, field) in [
+        (
+            "POST",
+            "/v1/tenants/acme/disbursement-events",
+            json!({"document_id": "d", "payment_id": "p", "disbursement_status": "sent"}),
+            "disbursement_status",
+        ),
+        (
+            "PUT",
+            "/v1/tenants/acme/funding-accounts/operating/next-check-number",
+            json!({"next_check_number": -1}),
+            "next_check_number",
+        ),
+        (
+            "POST",
+            "/v1/tenants/acme/connections/acme-csv/runs",
+            json!({"documents": []}),
+            "documents",
+        ),
+        (
+            "POST",
+            "/v1/tenants/acme/connections/acme-csv/runs",
+            json!({"everything": true}),
+            "everything",
+        ),
+        (
+            "POST",
+            "/v1/tenants/acme/connections/acme-csv/documents/d1/sync",
+            json!({"target": "invoice"}),
+            "target",
+        ),
+        (
+            "GET",
+            "/v1/tenants/acme/attention?limit=0",
+            Value::Null,
+            "limit",
+        ),
+        (
+            "GET",
+            "/v1/tenants/acme/attention?cursor=%%%",
+            Value::Null,
+            "cursor",
+        ),
+        (
+            "GET",
+            "/v1/tenants/acme/failed-exports?colour=red",
+            Value::Null,
+            "colour",
+        ),
+        (
+            "GET",
+            "/v1/tenants/acme/connections?limit=many",
+            Value::Null,
+            "limit",
+        ),
+    ] {
+        let body = (!body.is_null()).then_some(body);
+        let (s, v) = api.call(&acme, method, path, body).await;
+        let (status, _, f) = problem(s, &v);
+        assert!([400, 422].contains(&status), "{method} {path}: {s} {v}");
+        assert_eq!(f, field, "{method} {path}: {v}");
+    }
+    let (s, fa) = api
+        .call(
+            &acme,
+            "GET",
+            "/v1/tenants/acme/funding-accounts/operating",
+            None,
+        )
+        .await;
+    assert_eq!((s, fa["issued"].clone()), (200, json!(0)), "{fa}");
+    // Unknown endpoints and methods answer as problems too.
+    let (s, v) = api.call(&acme, "GET", "/v1/nothing", None).await;
+    assert_eq!(problem(s, &v).1, "not_found");
+    let (s, v) = api
+        .call(&acme, "PATCH", "/v1/tenants/acme/documents", None)
+        .await;
+    assert_eq!(problem(s, &v).1, "method_not_allowed", "{s} {v}");
+    api.shutdown().await;
+}
+
+/// Codat's convention: a write retried with its `Idempotency-Key` gets
+/// the first answer (marked replayed) and does nothing again; the same
+/// key with another request is refused; a refused request is answered
+/// the same way again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_answer_a_retry_as_the_first_time() {
+    let mut api = Api::start().await;
+    let acme = api.tenant("acme").await;
+    let auth = format!("Bearer {acme}");
+    let send = |body: Value, key: &'static str| {
+        let (addr, auth) = (api.addr, auth.clone());
+        async move {
+            http(
+                addr,
+                "POST",
+                "/v1/tenants/acme/documents",
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                    ("idempotency-key", key),
+                ],
+                Some(&body.to_string()),
+            )
+            .await
+        }
+    };
+    let (s1, h1, v1) = send(doc("d1", "10.00"), "k-1").await;
+    assert_eq!((s1, v1["queued"].clone()), (200, json!(1)), "{v1}");
+    assert!(!h1.contains_key("idempotent-replayed"));
+    let (s2, h2, v2) = send(doc("d1", "10.00"), "k-1").await;
+    assert_eq!((s2, &v2), (200, &v1));
+    assert_eq!(
+        h2.get("idempotent-replayed").map(String::as_str),
+        Some("true")
+    );
+    let (s3, _, v3) = send(doc("d1", "99.00"), "k-1").await;
+    assert_eq!(problem(s3, &v3).1, "idempotency_key_reused", "{v3}");
+    let mut bad = doc("d2", "10.00");
+    bad["currency"] = "XXX1".into();
+    let (s4, _, v4) = send(bad.clone(), "k-2").await;
+    assert_eq!(s4, 422, "{v4}");
+    let (s5, h5, v5) = send(bad, "k-2").await;
+    assert_eq!((s5, &v5), (422, &v4));
+    assert_eq!(
+        h5.get("idempotent-replayed").map(String::as_str),
+        Some("true")
+    );
+    // One sync of d1, not two.
+    let log = api.settled(&acme, "acme", "d1", 1).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, again) = api
+        .call(&acme, "GET", "/v1/tenants/acme/documents/d1/log", None)
+        .await;
+    assert_eq!(again["items"].as_array().unwrap().len(), log.len());
+    assert_eq!(log.len(), 1, "{log:?}");
+    let (s, _, v) = send(doc("d3", "1.00"), "").await;
+    assert_eq!(problem(s, &v).2, "Idempotency-Key", "{v}");
+    api.shutdown().await;
+}
+
+/// Tokens: a rotated token's old secret stops working at once, a revoked
+/// token too; an admin's token is needed to make them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_rotate_and_revoke_at_once() {
+    let mut api = Api::start().await;
+    let acme = api.tenant("acme").await;
+    let id = acme.split('_').nth(1).unwrap().to_string();
+    let (s, _) = api
+        .call(&acme, "GET", "/v1/tenants/acme/connections", None)
+        .await;
+    assert_eq!(s, 200);
+    let (s, v) = api
+        .call(&acme, "POST", &format!("/v1/tokens/{id}/rotate"), None)
+        .await;
+    assert_eq!(
+        problem(s, &v).1,
+        "forbidden",
+        "a tenant's token makes no tokens"
+    );
+    let admin = api.admin.clone();
+    let (s, v) = api
+        .call(&admin, "POST", &format!("/v1/tokens/{id}/rotate"), None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let rotated = v["token"].as_str().unwrap().to_string();
+    assert_ne!(rotated, acme);
+    let (s, _) = api
+        .call(&acme, "GET", "/v1/tenants/acme/connections", None)
+        .await;
+    assert_eq!(s, 401, "the old secret");
+    let (s, _) = api
+        .call(&rotated, "GET", "/v1/tenants/acme/connections", None)
+        .await;
+    assert_eq!(s, 200);
+    let (_, list) = api
+        .call(&admin, "GET", "/v1/tenants/acme/tokens", None)
+        .await;
+    assert!(
+        !list
+            .to_string()
+            .contains(rotated.split('_').nth(2).unwrap()),
+        "never the secret: {list}"
+    );
+    let (s, _) = api
+        .call(&admin, "DELETE", &format!("/v1/tokens/{id}"), None)
+        .await;
+    assert_eq!(s, 204);
+    let (s, _) = api
+        .call(&rotated, "GET", "/v1/tenants/acme/connections", None)
+        .await;
+    assert_eq!(s, 401, "revoked");
+    let (s, v) = api
+        .call(&admin, "DELETE", &format!("/v1/tokens/{id}"), None)
+        .await;
+    assert_eq!(problem(s, &v).1, "not_found");
     api.shutdown().await;
 }

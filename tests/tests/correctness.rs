@@ -384,6 +384,7 @@ async fn item9_a_transaction_that_cannot_begin_runs_nothing() {
         &path,
         StoreOptions {
             busy_timeout: Duration::from_millis(200),
+            ..StoreOptions::default()
         },
     )
     .unwrap();

@@ -3,13 +3,13 @@
 
 use super::AppState;
 use super::auth::Auth;
-use super::input::{self, Page, PageQuery, page};
+use super::input::{self, P, Page, PageQuery, Q, page};
 use super::problem::Problem;
 use crate::store::ApiToken;
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -62,7 +62,7 @@ pub async fn add_tenant(
 pub async fn tenants(
     State(s): State<AppState>,
     auth: Auth,
-    Query(q): Query<PageQuery>,
+    Q(q): Q<PageQuery>,
 ) -> Result<Json<Page<Tenant>>, Problem> {
     auth.admin()?;
     let all = s.engine.tenants().await?;
@@ -126,7 +126,7 @@ impl From<ApiToken> for TokenView {
 pub async fn create_token(
     State(s): State<AppState>,
     auth: Auth,
-    Path(tenant): Path<String>,
+    P(tenant): P<String>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<IssuedToken>), Problem> {
@@ -156,8 +156,8 @@ pub async fn create_token(
 pub async fn tenant_tokens(
     State(s): State<AppState>,
     auth: Auth,
-    Path(tenant): Path<String>,
-    Query(q): Query<PageQuery>,
+    P(tenant): P<String>,
+    Q(q): Q<PageQuery>,
 ) -> Result<Json<Page<TokenView>>, Problem> {
     auth.admin()?;
     let all = s.engine.tokens(Some(&tenant)).await?;
@@ -175,7 +175,7 @@ pub async fn tenant_tokens(
 pub async fn rotate_token(
     State(s): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<Json<IssuedToken>, Problem> {
     auth.admin()?;
     let token = s.engine.rotate_token(&id).await?;
@@ -193,7 +193,7 @@ pub async fn rotate_token(
 pub async fn revoke_token(
     State(s): State<AppState>,
     auth: Auth,
-    Path(id): Path<String>,
+    P(id): P<String>,
 ) -> Result<StatusCode, Problem> {
     auth.admin()?;
     s.engine.revoke_token(&id).await?;
@@ -223,7 +223,7 @@ pub struct ConnectionView {
 pub async fn put_connection(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, connection)): Path<(String, String)>,
+    P((tenant, connection)): P<(String, String)>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -294,8 +294,8 @@ async fn connection_view(
 pub async fn connections(
     State(s): State<AppState>,
     auth: Auth,
-    Path(tenant): Path<String>,
-    Query(q): Query<PageQuery>,
+    P(tenant): P<String>,
+    Q(q): Q<PageQuery>,
 ) -> Result<Json<Page<ConnectionView>>, Problem> {
     auth.tenant(&tenant)?;
     let all = s.engine.connections(Some(&tenant)).await?;
@@ -321,7 +321,7 @@ pub async fn connections(
 pub async fn connection(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, connection)): Path<(String, String)>,
+    P((tenant, connection)): P<(String, String)>,
 ) -> Result<Json<ConnectionView>, Problem> {
     auth.tenant(&tenant)?;
     Ok(Json(connection_view(&s, &tenant, &connection).await?))
@@ -343,7 +343,7 @@ pub struct Enabled {
 pub async fn enable(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, connection)): Path<(String, String)>,
+    P((tenant, connection)): P<(String, String)>,
 ) -> Result<Json<Enabled>, Problem> {
     set_enabled(s, auth, tenant, connection, true).await
 }
@@ -355,7 +355,7 @@ pub async fn enable(
 pub async fn disable(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, connection)): Path<(String, String)>,
+    P((tenant, connection)): P<(String, String)>,
 ) -> Result<Json<Enabled>, Problem> {
     set_enabled(s, auth, tenant, connection, false).await
 }

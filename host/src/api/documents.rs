@@ -4,14 +4,14 @@
 
 use super::AppState;
 use super::auth::Auth;
-use super::input::{self, Page, PageQuery, page};
+use super::input::{self, P, Page, PageQuery, Q, page};
 use super::problem::Problem;
 use crate::model::DisbursementStatus;
 use crate::store::LogRow;
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -126,7 +126,7 @@ async fn intake(
 pub async fn post_documents(
     State(s): State<AppState>,
     auth: Auth,
-    Path(tenant): Path<String>,
+    P(tenant): P<String>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -141,7 +141,7 @@ pub async fn post_documents(
 pub async fn post_payments(
     State(s): State<AppState>,
     auth: Auth,
-    Path(tenant): Path<String>,
+    P(tenant): P<String>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -168,7 +168,7 @@ pub struct DisbursementEvent {
 pub async fn post_disbursement_event(
     State(s): State<AppState>,
     auth: Auth,
-    Path(tenant): Path<String>,
+    P(tenant): P<String>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -216,7 +216,7 @@ pub struct DocumentView {
 pub async fn document(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, document)): Path<(String, String)>,
+    P((tenant, document)): P<(String, String)>,
 ) -> Result<Json<DocumentView>, Problem> {
     auth.tenant(&tenant)?;
     let d = s.engine.document(&tenant, &document).await?;
@@ -282,8 +282,8 @@ impl From<LogRow> for LogLine {
 pub async fn log(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, document)): Path<(String, String)>,
-    Query(q): Query<LogQuery>,
+    P((tenant, document)): P<(String, String)>,
+    Q(q): Q<LogQuery>,
 ) -> Result<Json<Page<LogLine>>, Problem> {
     auth.tenant(&tenant)?;
     if let Some(c) = &q.connection {

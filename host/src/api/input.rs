@@ -16,15 +16,20 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
+/// The answer to a body over the size limit.
+pub fn too_large() -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the body is over the size limit (--max-body-mib); send fewer items a request",
+    )
+}
+
 /// The body, or why it cannot be read (413 past the limit).
 pub fn body(raw: Result<Bytes, BytesRejection>) -> Result<Bytes, Problem> {
     raw.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the body is over the size limit (--max-body-mib); send fewer items a request",
-            )
+            too_large()
         } else {
             Problem::new(StatusCode::BAD_REQUEST, "invalid_input", e.body_text())
         }
@@ -56,19 +61,8 @@ pub fn json<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T
     let text = json_text(headers, bytes)?;
     let mut de = serde_json::Deserializer::from_str(text);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = e.path().to_string();
-        let field = if field == "." {
-            "(body)".to_string()
-        } else {
-            field
-        };
-        let message = e.into_inner().to_string();
-        // serde's message ends with the line and column: the field says where.
-        let message = match message.rfind(" at line ") {
-            Some(i) => message[..i].to_string(),
-            None => message,
-        };
-        Problem::invalid(&field, message)
+        let f = crate::intake::serde_field_error(e, "(body)");
+        Problem::invalid(&f.field, f.message)
     })?;
     de.end()
         .map_err(|e| Problem::invalid("(body)", format!("trailing text after the JSON: {e}")))?;
@@ -248,4 +242,47 @@ pub fn field_problems(errors: &[crate::intake::FieldError]) -> Vec<FieldProblem>
             message: e.message.clone(),
         })
         .collect()
+}
+
+/// `Query<T>` whose refusal is a problem naming the parameter.
+pub struct Q<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for Q<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Problem> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(Q).map_err(|e| {
+            let field = e.path().to_string();
+            let message = e.into_inner().to_string();
+            // serde names an unknown parameter in its message.
+            let field = if field == "." {
+                message.split('`').nth(1).unwrap_or("(query)").to_string()
+            } else {
+                field
+            };
+            Problem::invalid(&field, message)
+        })
+    }
+}
+
+/// `Path<T>` whose refusal is a problem.
+pub struct P<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for P<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &S,
+    ) -> Result<Self, Problem> {
+        axum::extract::Path::<T>::from_request_parts(parts, s)
+            .await
+            .map(|p| P(p.0))
+            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_input", e.body_text()))
+    }
 }

@@ -127,6 +127,10 @@ pub fn router(engine: Arc<Engine>, body_limit: usize) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit,
+            refuse_declared_oversize,
+        ))
         .layer(axum::middleware::from_fn(log_request))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -163,6 +167,25 @@ async fn method_not_allowed() -> Problem {
         "method_not_allowed",
         "this endpoint does not take that method (see /openapi.json)",
     )
+}
+
+/// A body declared longer than the limit is refused before any of it is
+/// read: a client announcing 100 MiB and sending nothing must not hold a
+/// handler waiting for it.
+async fn refuse_declared_oversize(
+    State(limit): State<usize>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return input::too_large().into_response();
+    }
+    next.run(req).await
 }
 
 /// One structured log line a request: method, path, status, time, and the

@@ -3,6 +3,7 @@
 //! field (and every field, when several are wrong).
 
 use crate::intake::InvalidInput;
+use crate::store::Refused;
 use crate::sync::{EngineError, InvalidConnection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -129,6 +130,12 @@ impl Problem {
                 EngineError::NotFailed { .. } | EngineError::NoPayment { .. } => {
                     Problem::not_found(e.to_string())
                 }
+            };
+        }
+        if let Some(r) = e.downcast_ref::<Refused>() {
+            return match r {
+                Refused::Invalid { field, message } => Problem::invalid(field, message.clone()),
+                Refused::NotFound(what) => Problem::not_found(what.clone()),
             };
         }
         if let Some(c) = e.downcast_ref::<InvalidConnection>() {

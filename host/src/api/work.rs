@@ -5,15 +5,15 @@
 
 use super::AppState;
 use super::auth::Auth;
-use super::input::{self, Page, PageQuery, key, page};
+use super::input::{self, P, Page, PageQuery, Q, key, page};
 use super::problem::Problem;
 use crate::model::Target;
 use crate::store::{AttentionItem, FailedExport, FundingAccount, RunSummary};
 use crate::sync::Selection;
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -70,7 +70,7 @@ fn optional_json<T: serde::de::DeserializeOwned + Default>(
 pub async fn sync_document(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, connection, document)): Path<(String, String, String)>,
+    P((tenant, connection, document)): P<(String, String, String)>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<RunStarted>), Problem> {
@@ -114,7 +114,7 @@ pub struct ResyncRequest {
 pub async fn start_run(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, connection)): Path<(String, String)>,
+    P((tenant, connection)): P<(String, String)>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -178,7 +178,7 @@ async fn run_of(s: &AppState, tenant: &str, run: &str) -> Result<String, Problem
 pub async fn run(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, run)): Path<(String, String)>,
+    P((tenant, run)): P<(String, String)>,
 ) -> Result<Json<RunView>, Problem> {
     auth.tenant(&tenant)?;
     let connection = run_of(&s, &tenant, &run).await?;
@@ -208,8 +208,8 @@ pub struct RunResult {
 pub async fn run_results(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, run)): Path<(String, String)>,
-    Query(q): Query<PageQuery>,
+    P((tenant, run)): P<(String, String)>,
+    Q(q): Q<PageQuery>,
 ) -> Result<Json<Page<RunResult>>, Problem> {
     auth.tenant(&tenant)?;
     run_of(&s, &tenant, &run).await?;
@@ -250,8 +250,8 @@ pub struct AttentionQuery {
 pub async fn attention(
     State(s): State<AppState>,
     auth: Auth,
-    Path(tenant): Path<String>,
-    Query(q): Query<AttentionQuery>,
+    P(tenant): P<String>,
+    Q(q): Q<AttentionQuery>,
 ) -> Result<Json<Page<Value>>, Problem> {
     auth.tenant(&tenant)?;
     s.engine.require_tenant(&tenant).await?;
@@ -307,8 +307,8 @@ pub struct TargetQuery {
 pub async fn dismiss(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, connection, document)): Path<(String, String, String)>,
-    Query(q): Query<TargetQuery>,
+    P((tenant, connection, document)): P<(String, String, String)>,
+    Q(q): Q<TargetQuery>,
 ) -> Result<StatusCode, Problem> {
     auth.tenant(&tenant)?;
     let t = target(q.target.as_deref())?;
@@ -325,8 +325,8 @@ pub async fn dismiss(
 pub async fn failed_exports(
     State(s): State<AppState>,
     auth: Auth,
-    Path(tenant): Path<String>,
-    Query(q): Query<PageQuery>,
+    P(tenant): P<String>,
+    Q(q): Q<PageQuery>,
 ) -> Result<Json<Page<Value>>, Problem> {
     auth.tenant(&tenant)?;
     s.engine.require_tenant(&tenant).await?;
@@ -367,7 +367,7 @@ pub struct ExportEdit {
 pub async fn edit_export(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, payment)): Path<(String, String)>,
+    P((tenant, payment)): P<(String, String)>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Problem> {
@@ -388,7 +388,7 @@ pub async fn edit_export(
 pub async fn export(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, connection, payment)): Path<(String, String, String)>,
+    P((tenant, connection, payment)): P<(String, String, String)>,
 ) -> Result<(StatusCode, Json<RunStarted>), Problem> {
     auth.tenant(&tenant)?;
     s.engine.tenant_connection(&tenant, &connection).await?;
@@ -409,7 +409,7 @@ pub async fn export(
 pub async fn funding_account(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, account)): Path<(String, String)>,
+    P((tenant, account)): P<(String, String)>,
 ) -> Result<Json<FundingAccount>, Problem> {
     auth.tenant(&tenant)?;
     Ok(Json(s.engine.funding_account(&tenant, &account).await?))
@@ -430,7 +430,7 @@ pub struct NextCheckNumber {
 pub async fn set_next_check_number(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, account)): Path<(String, String)>,
+    P((tenant, account)): P<(String, String)>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<FundingAccount>, Problem> {
@@ -461,8 +461,8 @@ pub struct Lock {
 pub async fn locks(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, connection)): Path<(String, String)>,
-    Query(q): Query<PageQuery>,
+    P((tenant, connection)): P<(String, String)>,
+    Q(q): Q<PageQuery>,
 ) -> Result<Json<Page<Lock>>, Problem> {
     auth.tenant(&tenant)?;
     s.engine.tenant_connection(&tenant, &connection).await?;
@@ -492,7 +492,7 @@ pub async fn locks(
 pub async fn unlock(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, connection, t, subject)): Path<(String, String, String, String)>,
+    P((tenant, connection, t, subject)): P<(String, String, String, String)>,
 ) -> Result<StatusCode, Problem> {
     auth.tenant(&tenant)?;
     let t = target(Some(&t))?;
@@ -508,7 +508,7 @@ pub async fn unlock(
 pub async fn status(
     State(s): State<AppState>,
     auth: Auth,
-    Path((tenant, connection)): Path<(String, String)>,
+    P((tenant, connection)): P<(String, String)>,
 ) -> Result<Json<Value>, Problem> {
     auth.tenant(&tenant)?;
     s.engine.tenant_connection(&tenant, &connection).await?;

@@ -16,6 +16,7 @@ mod secrets;
 mod tokens;
 
 pub use access::{ApiToken, IdempotencyBegin};
+
 pub use payments::{ChecksExhausted, FailedExport, FundingAccount};
 pub use queue::{ClaimPlan, ConnectionStatus, DueConnection, PausedBy};
 pub use records::{JobContext, JobPlan, PaymentMerge, Recorded};
@@ -286,6 +287,26 @@ impl Store {
             std::time::Duration::from_nanos(self.busy.load(Relaxed)),
         )
     }
+}
+
+/// A write the store refused because of what was asked (a field's value,
+/// a subject that is not there): the caller's to fix, never the host's
+/// failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// A [`Refused::Invalid`] of `field`.
+pub(crate) fn invalid(field: &str, message: impl Into<String>) -> anyhow::Error {
+    Refused::Invalid {
+        field: field.to_string(),
+        message: message.into(),
+    }
+    .into()
 }
 
 /// The store failed as a whole (no transaction, no commit, no thread): the

@@ -3,7 +3,6 @@
 
 use super::{Store, exec, now_ms, query_row};
 use crate::model::{Payment, PaymentMethod};
-use anyhow::bail;
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
@@ -51,7 +50,10 @@ pub const MAX_CHECK_NUMBER: u64 = 999_999_999_999_999;
 
 fn check_range(field: &str, n: u64) -> anyhow::Result<()> {
     if n == 0 || n > MAX_CHECK_NUMBER {
-        bail!("{field}: {n} is outside 1..={MAX_CHECK_NUMBER}");
+        return Err(super::invalid(
+            field,
+            format!("{n} is outside 1..={MAX_CHECK_NUMBER}"),
+        ));
     }
     Ok(())
 }
@@ -221,7 +223,7 @@ impl Store {
             check_range("first", first)?;
             check_range("last", last)?;
             if last < first {
-                bail!("last: {last} is below first {first}");
+                return Err(super::invalid("last", format!("{last} is below first {first}")));
             }
             Ok(exec(
                 db,
@@ -278,9 +280,12 @@ impl Store {
             if let Some(last) = last
                 && next <= last as u64
             {
-                bail!(
-                    "next_check_number: {next} is at or below {last}, already issued from funding account {f}; choose a number above {last}"
-                );
+                return Err(super::invalid(
+                    "next_check_number",
+                    format!(
+                        "{next} is at or below {last}, already issued from funding account {f}; choose a number above {last}"
+                    ),
+                ));
             }
             exec(
                 db,
@@ -313,7 +318,9 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
-            let Some(body) = body else { bail!("payment: no payment {p} for tenant {t}") };
+            let Some(body) = body else {
+                return Err(super::Refused::NotFound(format!("no payment {p} for tenant {t}")).into());
+            };
             // L3: only a payment the ERP rejected is edited; any other is
             // synced (or not) as the AP product says.
             let failed: bool = query_row(
@@ -323,24 +330,37 @@ impl Store {
                 |r| r.get(0),
             )?;
             if !failed {
-                bail!("payment: {p} is not in Failed to export; only a payment the ERP rejected can be edited");
+                return Err(super::Refused::NotFound(format!(
+                    "payment {p} is not in Failed to export; only a payment the ERP rejected can be edited"
+                ))
+                .into());
             }
             let mut payment: Payment = serde_json::from_str(&body)?;
             if let Some(n) = check_number {
                 if payment.method != PaymentMethod::Check {
-                    bail!("check_number: payment {p} is not a check");
+                    return Err(super::invalid("check_number", format!("payment {p} is not a check")));
                 }
                 check_range("check_number", n)?;
                 match issued(&tx, &t, &payment.funding_account, n)? {
                     Some(Some(holder)) if holder == p => {}
-                    Some(Some(holder)) => bail!(
-                        "check_number: {n} is already issued from funding account {} to payment {holder}",
-                        payment.funding_account
-                    ),
-                    Some(None) => bail!(
-                        "check_number: {n} is already used in the ERP for funding account {}",
-                        payment.funding_account
-                    ),
+                    Some(Some(holder)) => {
+                        return Err(super::invalid(
+                            "check_number",
+                            format!(
+                                "{n} is already issued from funding account {} to payment {holder}",
+                                payment.funding_account
+                            ),
+                        ));
+                    }
+                    Some(None) => {
+                        return Err(super::invalid(
+                            "check_number",
+                            format!(
+                                "{n} is already used in the ERP for funding account {}",
+                                payment.funding_account
+                            ),
+                        ));
+                    }
                     None => {}
                 }
                 exec(&tx, "DELETE FROM check_numbers WHERE tenant_id = ?1 AND payment_id = ?2", params![t, p])?;
@@ -362,7 +382,7 @@ impl Store {
             }
             if let Some(b) = bank_id {
                 if let Err(m) = crate::model::check_id(&b) {
-                    bail!("bank_id: {m}");
+                    return Err(super::invalid("bank_id", m));
                 }
                 payment.bank_id = Some(b);
             }

@@ -229,12 +229,13 @@ impl Store {
             }
             for (payment, plan) in payments {
                 if document_in(&tx, &payment.tenant_id, &payment.document_id)?.is_none() {
-                    bail!(
-                        "payment {}: document_id: no document {} for tenant {}",
-                        payment.id,
-                        payment.document_id,
-                        payment.tenant_id
-                    );
+                    return Err(super::invalid(
+                        "document_id",
+                        format!(
+                            "payment {}: no document {} for tenant {}",
+                            payment.id, payment.document_id, payment.tenant_id
+                        ),
+                    ));
                 }
                 let previous: Option<Payment> = tx
                     .query_row(
@@ -248,12 +249,13 @@ impl Store {
                 if let Some(p) = &previous
                     && p.document_id != payment.document_id
                 {
-                    bail!(
-                        "payment {}: document_id: it belongs to document {}, not {}",
-                        payment.id,
-                        p.document_id,
-                        payment.document_id
-                    );
+                    return Err(super::invalid(
+                        "document_id",
+                        format!(
+                            "payment {}: it belongs to document {}, not {}",
+                            payment.id, p.document_id, payment.document_id
+                        ),
+                    ));
                 }
                 let payment = merge(previous.as_ref(), payment)?;
                 let conns = all_connections(&tx, Some(&payment.tenant_id))?;
@@ -274,11 +276,13 @@ impl Store {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
                 if paid > total {
-                    bail!(
-                        "payment {}: amount: with the payments already recorded, document {} would be paid more than its total",
-                        payment.id,
-                        payment.document_id
-                    );
+                    return Err(super::invalid(
+                        "amount",
+                        format!(
+                            "payment {}: with the payments already recorded, document {} would be paid more than its total",
+                            payment.id, payment.document_id
+                        ),
+                    ));
                 }
                 let jobs = plan(previous.as_ref(), &payment, &conns);
                 for j in &jobs {

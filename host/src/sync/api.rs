@@ -200,8 +200,8 @@ impl Engine {
         document: &str,
         connection: Option<&str>,
     ) -> anyhow::Result<Vec<LogRow>> {
-        self.require_tenant(tenant).await?;
-        id("document", document)?;
+        // A document the tenant does not have is not found, not an empty log.
+        self.document(tenant, document).await?;
         if let Some(c) = connection {
             self.tenant_connection(tenant, c).await?;
         }
