@@ -108,6 +108,9 @@ fn print_summary(s: &RunSummary) {
     if s.blocked > 0 {
         print!(", {} payments blocked by their bill", s.blocked);
     }
+    if s.cancelled > 0 {
+        print!(", {} cancelled", s.cancelled);
+    }
     if s.pending > 0 {
         print!(", {} not in yet", s.pending);
     }

@@ -66,6 +66,7 @@ async fn http(
 struct Api {
     addr: SocketAddr,
     admin: String,
+    engine: std::sync::Arc<ledgerbridge::sync::Engine>,
     _dirs: Vec<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     served: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -75,6 +76,12 @@ const BODY_LIMIT: usize = 1 << 20;
 
 impl Api {
     async fn start() -> Api {
+        Api::start_with(true).await
+    }
+
+    /// A server with its worker, or without one (the test runs the queue
+    /// with `settle` when it chooses).
+    async fn start_with(worker: bool) -> Api {
         let e = engine();
         let (_, admin) = e.create_token(None, "test admin").await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -84,7 +91,7 @@ impl Api {
             e.clone(),
             listener,
             ServeOptions {
-                worker: true,
+                worker,
                 body_limit: BODY_LIMIT,
             },
             async move {
@@ -94,6 +101,7 @@ impl Api {
         Api {
             addr,
             admin,
+            engine: e,
             _dirs: Vec::new(),
             stop: Some(stop),
             served: Some(served),
@@ -1012,5 +1020,92 @@ async fn tokens_rotate_and_revoke_at_once() {
         .call(&admin, "DELETE", &format!("/v1/tokens/{id}"), None)
         .await;
     assert_eq!(problem(s, &v).1, "not_found");
+    api.shutdown().await;
+}
+
+/// M2 over HTTP: a bulk re-sync cancelled before it ran ends its syncs as
+/// `cancelled`, except one that carries a change the AP product sent,
+/// which still reaches the ERP; cancelling twice cancels nothing more; an
+/// unknown or another tenant's run is 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_run_drops_its_own_syncs_and_never_a_change() {
+    let mut api = Api::start_with(false).await;
+    let acme = api.tenant("acme").await;
+    let beta = api.tenant("beta").await;
+    let docs: Vec<Value> = (0..20).map(|i| doc(&format!("d{i:02}"), "10.00")).collect();
+    let (s, v) = api
+        .call(
+            &acme,
+            "POST",
+            "/v1/tenants/acme/documents",
+            Some(json!({ "documents": docs })),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    settle(&api.engine).await;
+    // A change to d00 is queued, then the run merges into it.
+    let (s, v) = api
+        .call(
+            &acme,
+            "POST",
+            "/v1/tenants/acme/documents",
+            Some(doc("d00", "12.50")),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = api
+        .call(
+            &acme,
+            "POST",
+            "/v1/tenants/acme/connections/acme-csv/runs",
+            Some(json!({"force": true})),
+        )
+        .await;
+    assert_eq!(s, 202, "{v}");
+    let run = v["run_id"].as_str().unwrap().to_string();
+    let cancel = format!("/v1/tenants/acme/runs/{run}/cancel");
+    let (s, v) = api
+        .call(
+            &beta,
+            "POST",
+            &format!("/v1/tenants/beta/runs/{run}/cancel"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404, "another tenant's run: {v}");
+    let (s, v) = api
+        .call(
+            &acme,
+            "POST",
+            "/v1/tenants/acme/runs/no-such-run/cancel",
+            None,
+        )
+        .await;
+    assert_eq!(problem(s, &v).1, "not_found", "{v}");
+    let (s, v) = api.call(&acme, "POST", &cancel, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["cancelled"], 19, "all but the changed document: {v}");
+    assert_eq!(v["run"]["summary"]["cancelled"], 19, "{v}");
+    assert_eq!(v["run"]["summary"]["pending"], 1, "{v}");
+    let (s, v) = api.call(&acme, "POST", &cancel, None).await;
+    assert_eq!((s, v["cancelled"].clone()), (200, json!(0)), "again: {v}");
+    settle(&api.engine).await;
+    let results = api.finish(&acme, "acme", &run).await;
+    let items = results["items"].as_array().unwrap();
+    assert_eq!(items.len(), 20, "{results}");
+    for r in items {
+        let want = if r["document_id"] == "d00" {
+            "updated"
+        } else {
+            "cancelled"
+        };
+        assert_eq!(r["outcome"], want, "{r}");
+    }
+    // The change reached the ERP; the cancelled documents were not sent
+    // again.
+    let log = api.settled(&acme, "acme", "d00", 2).await;
+    assert_eq!(log.len(), 2, "{log:?}");
+    let log = api.settled(&acme, "acme", "d01", 1).await;
+    assert_eq!(log.len(), 1, "cancelled, not sent: {log:?}");
     api.shutdown().await;
 }

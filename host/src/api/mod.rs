@@ -93,6 +93,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(work::start_run))
         .routes(routes!(work::run))
         .routes(routes!(work::run_results))
+        .routes(routes!(work::cancel_run))
         .routes(routes!(work::attention))
         .routes(routes!(work::dismiss))
         .routes(routes!(work::failed_exports))

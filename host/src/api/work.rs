@@ -191,6 +191,58 @@ pub async fn run(
     }))
 }
 
+/// A run cancelled.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunCancelled {
+    /// Syncs of the run that will not start now.
+    pub cancelled: usize,
+    /// The run after cancelling: syncs under way still finish.
+    pub run: RunView,
+}
+
+/// Cancels a run (M2): its syncs not yet started end as `cancelled`;
+/// those under way finish, and a sync that also carries a change the AP
+/// product sent (an approval, a change, a payment) still runs. Cancelling
+/// again does nothing more.
+#[utoipa::path(post, path = "/v1/tenants/{tenant}/runs/{run}/cancel", tag = "syncs",
+    params(("tenant" = String, Path), ("run" = String, Path)),
+    responses((status = 200, body = RunCancelled), (status = "4XX", body = Problem)))]
+pub async fn cancel_run(
+    State(s): State<AppState>,
+    auth: Auth,
+    P((tenant, run)): P<(String, String)>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Response {
+    if let Err(p) = auth.tenant(&tenant) {
+        return p.into_response();
+    }
+    let bytes = match input::body(raw) {
+        Ok(b) => b,
+        Err(p) => return p.into_response(),
+    };
+    let caller = auth.0.clone();
+    input::once(&s, &caller, &headers, &bytes, || async {
+        let connection = run_of(&s, &tenant, &run).await?;
+        let cancelled = s.engine.cancel_run(&run).await?;
+        let summary: RunSummary = s.engine.run_summary(&run).await?;
+        let view = RunCancelled {
+            cancelled,
+            run: RunView {
+                done: summary.pending == 0 && summary.waiting == 0,
+                run_id: run.clone(),
+                connection_id: connection,
+                summary: serde_json::to_value(summary).unwrap_or_default(),
+            },
+        };
+        Ok((
+            StatusCode::OK,
+            serde_json::to_value(view).unwrap_or_default(),
+        ))
+    })
+    .await
+}
+
 /// One document's result in a run.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunResult {

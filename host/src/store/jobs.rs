@@ -25,10 +25,11 @@ pub(super) fn enqueue_in(db: &rusqlite::Connection, job: &NewJob) -> anyhow::Res
     .is_some();
     exec(db,
         "INSERT INTO jobs (connection_id, tenant_id, document_id, target, trigger, force, state, due_at, run_id,
-           created_at, priority)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9, ?10)
+           created_at, priority, carries_event)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (connection_id, document_id, target) WHERE state = 'queued' DO UPDATE SET
            trigger = excluded.trigger,
+           carries_event = carries_event OR excluded.carries_event,
            force = force OR excluded.force,
            due_at = MIN(due_at, excluded.due_at),
            run_id = COALESCE(excluded.run_id, run_id),
@@ -43,7 +44,8 @@ pub(super) fn enqueue_in(db: &rusqlite::Connection, job: &NewJob) -> anyhow::Res
             job.due_at,
             job.run_id,
             now_ms(),
-            job.priority.as_i64()
+            job.priority.as_i64(),
+            !matches!(job.trigger, Trigger::Manual | Trigger::Bulk)
         ],
     )?;
     Ok(!queued)
@@ -380,6 +382,26 @@ impl Store {
                 s.count(JobState::parse(&state), JobOutcome::parse(&outcome), n as usize);
             }
             Ok(s)
+        })
+        .await
+    }
+
+    /// Cancels a run (M2): its syncs not yet started (queued, waiting for
+    /// their bill, or waiting to be retried) end as `cancelled`. Syncs under
+    /// way finish; a sync that also carries an event (queued by one, or an
+    /// event merged into it) goes on, since the change it carries would
+    /// otherwise never reach the ERP. Returns how many were cancelled.
+    pub async fn cancel_run(&self, run_id: &str) -> anyhow::Result<usize> {
+        let run = run_id.to_string();
+        self.with(move |db| {
+            let n = exec(
+                db,
+                "UPDATE jobs SET state = 'done', outcome = ?2, error = 'the run was cancelled',
+                   finished_at = ?3, lease_until = NULL, lease_owner = NULL
+                 WHERE run_id = ?1 AND state IN ('queued', 'waiting') AND carries_event = 0",
+                params![run, JobOutcome::Cancelled.as_str(), now_ms()],
+            )?;
+            Ok(n)
         })
         .await
     }

@@ -173,6 +173,8 @@ pub enum JobOutcome {
     /// Not synced, on purpose: the error field says why (a draft, a payment
     /// not due yet). Nothing was sent.
     Skipped,
+    /// Not started: its run was cancelled (M2).
+    Cancelled,
     /// Merged into another job of the same document and target, or its
     /// attempt discarded because another worker took the job over: not a
     /// result of its own.
@@ -193,6 +195,7 @@ impl JobOutcome {
             JobOutcome::Failed => "failed",
             JobOutcome::Skipped => "skipped",
             JobOutcome::Coalesced => "coalesced",
+            JobOutcome::Cancelled => "cancelled",
         }
     }
 
@@ -209,6 +212,7 @@ impl JobOutcome {
             "failed" => JobOutcome::Failed,
             "skipped" => JobOutcome::Skipped,
             "coalesced" => JobOutcome::Coalesced,
+            "cancelled" => JobOutcome::Cancelled,
             _ => return None,
         })
     }
@@ -225,7 +229,8 @@ impl JobOutcome {
             | JobOutcome::Unchanged
             | JobOutcome::SkippedBooked
             | JobOutcome::Skipped
-            | JobOutcome::Coalesced => JobState::Done,
+            | JobOutcome::Coalesced
+            | JobOutcome::Cancelled => JobState::Done,
         }
     }
 }
@@ -435,6 +440,8 @@ pub struct RunSummary {
     /// Payments blocked because their bill failed (the bill counts as failed).
     pub blocked: usize,
     pub waiting: usize,
+    /// Not started because the run was cancelled.
+    pub cancelled: usize,
 }
 
 impl RunSummary {
@@ -451,6 +458,7 @@ impl RunSummary {
             (Some(JobState::Done), Some(JobOutcome::Unchanged)) => self.unchanged += n,
             (Some(JobState::Done), Some(JobOutcome::SkippedBooked)) => self.skipped_booked += n,
             (Some(JobState::Done), Some(JobOutcome::Skipped)) => self.skipped += n,
+            (Some(JobState::Done), Some(JobOutcome::Cancelled)) => self.cancelled += n,
             (Some(JobState::Failed), _) => self.failed += n,
             (Some(JobState::Blocked), _) => self.blocked += n,
             (Some(JobState::Waiting), _) => self.waiting += n,
@@ -476,6 +484,7 @@ mod tests {
             JobOutcome::Failed,
             JobOutcome::Skipped,
             JobOutcome::Coalesced,
+            JobOutcome::Cancelled,
         ] {
             assert_eq!(JobOutcome::parse(o.as_str()), Some(o));
         }

@@ -38,11 +38,14 @@ pub fn after_bill(outcome: JobOutcome, error: Option<&str>) -> WaitingPayments {
         JobOutcome::Failed | JobOutcome::Skipped => {
             WaitingPayments::Block(blocked(error.unwrap_or("unknown error")))
         }
-        // Not over yet (a retry), or not a result of its own.
+        // Not over yet (a retry), or not a result of its own. A cancelled
+        // bill job never had an event to carry: a payment waiting on the
+        // bill waits for the job that carries the bill's event.
         JobOutcome::Retrying
         | JobOutcome::Waiting
         | JobOutcome::Blocked
-        | JobOutcome::Coalesced => WaitingPayments::Leave,
+        | JobOutcome::Coalesced
+        | JobOutcome::Cancelled => WaitingPayments::Leave,
     }
 }
 

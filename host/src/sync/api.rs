@@ -379,6 +379,16 @@ impl Engine {
         self.store.run_summary(run).await
     }
 
+    /// Cancels a run (M2): its syncs not yet started end as `cancelled`;
+    /// those under way finish, and one carrying a change the AP product sent
+    /// still runs. Returns how many were cancelled.
+    pub async fn cancel_run(&self, run: &str) -> anyhow::Result<usize> {
+        self.run_connection(run).await?;
+        let n = self.store.cancel_run(run).await?;
+        tracing::info!(run, cancelled = n, "run cancelled");
+        Ok(n)
+    }
+
     /// Each result of a run: document, target, state, outcome, error.
     #[allow(clippy::type_complexity)]
     pub async fn run_results(
