@@ -819,6 +819,25 @@ async fn bad_input_is_named_and_nothing_is_stored() {
             "{body}: field {f}, wanted {field}: {v}"
         );
     }
+    // P4: a setting the connector does not declare (a typo) is refused,
+    // naming it and what the connector takes.
+    let dir = api.dir(0).display().to_string();
+    let (s, v) = api
+        .call(
+            &admin,
+            "PUT",
+            "/v1/tenants/acme/connections/c2",
+            Some(json!({"plugin": "csv", "directory": dir, "settings": {"date-fromat": "%Y"}})),
+        )
+        .await;
+    assert_eq!(problem(s, &v).2, "settings.date-fromat", "{v}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("declares no such setting"),
+        "{v}"
+    );
     let (s, _) = api
         .call(&acme, "GET", "/v1/tenants/acme/connections/c2", None)
         .await;

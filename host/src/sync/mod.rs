@@ -372,7 +372,23 @@ impl Engine {
         }
         match self.connectors.plugin(&self.runtime, &c).await {
             Ok(p) => {
-                for s in p.descriptor.settings.iter().filter(|s| s.required) {
+                let declared = &p.descriptor.settings;
+                for k in c.settings.keys() {
+                    if !declared.iter().any(|s| setting_matches(&s.name, k)) {
+                        let names: Vec<&str> = declared.iter().map(|s| s.name.as_str()).collect();
+                        problems.push(format!(
+                            "settings.{}: the {} connector declares no such setting (it takes {})",
+                            k.escape_debug(),
+                            p.descriptor.name,
+                            if names.is_empty() {
+                                "none".to_string()
+                            } else {
+                                names.join(", ")
+                            }
+                        ));
+                    }
+                }
+                for s in declared.iter().filter(|s| s.required) {
                     if c.settings.get(&s.name).is_none_or(|v| v.trim().is_empty()) {
                         problems.push(format!(
                             "settings.{}: required by the {} connector: {}",
@@ -1704,6 +1720,16 @@ pub fn ms_to_rfc3339(ms: i64) -> String {
 
 /// A unique run id (UUID v4): unique across processes and hosts sharing a
 /// store, whenever they start.
+/// Whether a connection's setting `key` is the one a connector declares as
+/// `declared`: the same name, or any name starting with what comes before a
+/// declared name's final `*`.
+fn setting_matches(declared: &str, key: &str) -> bool {
+    match declared.strip_suffix('*') {
+        Some(prefix) => key.starts_with(prefix),
+        None => declared == key,
+    }
+}
+
 fn run_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }

@@ -29,6 +29,11 @@ impl Connector for Hostile {
                 name: "mode".into(),
                 description: "which attack lookup-bill makes".into(),
                 required: true,
+            }, SettingSpec {
+                // The attacks' own knobs (count, target-url, mib, ...).
+                name: "*".into(),
+                description: "what the attack named by mode needs".into(),
+                required: false,
             }],
             limits: Limits {
                 // One ERP request per item, and no batch endpoint: one item a call.

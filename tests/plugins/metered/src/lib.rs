@@ -58,7 +58,11 @@ impl Connector for Metered {
             name: "metered".into(),
             version: "0.1.0".into(),
             capabilities: Capabilities::PAYMENTS | Capabilities::UPDATE_PAYMENTS,
-            settings: vec![],
+            settings: vec![SettingSpec {
+                name: "base-url".into(),
+                description: "the metered ERP's address".into(),
+                required: false,
+            }],
             // The test ERP's limits are set by each test: the connector
             // states the most the host runs, and each test's connection
             // lowers them.

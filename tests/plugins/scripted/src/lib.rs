@@ -89,7 +89,12 @@ impl Connector for Scripted {
             capabilities: Capabilities::PAYMENTS
                 | Capabilities::UPDATE_PAYMENTS
                 | Capabilities::CHECK_NUMBERS_IN_USE,
-            settings: vec![],
+            settings: vec![SettingSpec {
+                // A test double: every setting names an answer to script.
+                name: "*".into(),
+                description: "any operation or operation:subject, with the answer to give".into(),
+                required: false,
+            }],
             // No I/O: a batch of fifty is one cheap call.
             limits: Limits {
                 lookups_per_call: 50,
