@@ -127,6 +127,9 @@ enum Command {
         /// Only this connection's attempts.
         #[arg(long)]
         connection: Option<String>,
+        /// Print JSON (the HTTP API's shape) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Shows each connection's queue by kind, its call budget and calls
     /// made, and whether it is paused and until when (R5).
@@ -143,6 +146,9 @@ enum Command {
         /// Only this connection's items.
         #[arg(long)]
         connection: Option<String>,
+        /// Print JSON (the HTTP API's shape) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Dismisses an attention item.
     Dismiss {
@@ -176,6 +182,9 @@ enum Command {
         /// Only this connection's payments.
         #[arg(long)]
         connection: Option<String>,
+        /// Print JSON (the HTTP API's shape) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Changes the check number and/or bank id of a payment in Failed to
     /// export (refused for any other payment).
@@ -290,6 +299,9 @@ enum FundingCommand {
         /// Its tenant.
         #[arg(long)]
         tenant: String,
+        /// Print JSON (the HTTP API's shape) instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Sets the next check number (refused at or below one already issued).
     SetNext {
@@ -334,7 +346,11 @@ enum ConnectionCommand {
         file: PathBuf,
     },
     /// Lists connections.
-    List,
+    List {
+        /// Print JSON (the HTTP API's shape) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Enables a connection, and says what changed while it was disabled.
     Enable {
         /// The connection's id.
@@ -542,7 +558,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let e = engine(runtime)?;
             match command {
                 ConnectionCommand::Add { file } => ops::add_connection(&e, file).await,
-                ConnectionCommand::List => ops::list_connections(&e).await,
+                ConnectionCommand::List { json } => ops::list_connections(&e, *json).await,
                 ConnectionCommand::Enable { id } => ops::set_enabled(&e, id, true).await,
                 ConnectionCommand::Disable { id } => ops::set_enabled(&e, id, false).await,
                 ConnectionCommand::Resume { id } => ops::resume(&e, id).await,
@@ -578,20 +594,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             document,
             tenant,
             connection,
+            json,
         } => {
             ops::log(
                 &*engine(runtime)?,
                 document,
                 tenant.as_deref(),
                 connection.as_deref(),
+                *json,
             )
             .await
         }
         Command::Status { tenant, json } => {
             ops::status(&*engine(runtime)?, tenant.as_deref(), *json).await
         }
-        Command::Attention { connection } => {
-            ops::attention(&*engine(runtime)?, connection.as_deref()).await
+        Command::Attention { connection, json } => {
+            ops::attention(&*engine(runtime)?, connection.as_deref(), *json).await
         }
         Command::Dismiss {
             document,
@@ -605,8 +623,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => ops::unlock(&*engine(runtime)?, subject, connection, *target).await,
         Command::Worker { until_idle } => ops::worker(&engine(runtime)?, *until_idle).await,
         Command::FundingAccount { command } => match command {
-            FundingCommand::Show { id, tenant } => {
-                ops::show_funding_account(&*engine(runtime)?, tenant, id).await
+            FundingCommand::Show { id, tenant, json } => {
+                ops::show_funding_account(&*engine(runtime)?, tenant, id, *json).await
             }
             FundingCommand::SetNext { id, next, tenant } => {
                 ops::set_next_check_number(&*engine(runtime)?, tenant, id, *next).await
@@ -618,8 +636,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tenant,
             } => ops::clear_checks_marked_used(&*engine(runtime)?, tenant, id, *first, *last).await,
         },
-        Command::FailedExports { connection } => {
-            ops::failed_exports(&*engine(runtime)?, connection.as_deref()).await
+        Command::FailedExports { connection, json } => {
+            ops::failed_exports(&*engine(runtime)?, connection.as_deref(), *json).await
         }
         Command::EditExport {
             payment,

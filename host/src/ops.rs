@@ -43,8 +43,18 @@ pub async fn add_connection(engine: &Engine, file: &Path) -> anyhow::Result<()> 
     Ok(())
 }
 
-pub async fn list_connections(engine: &Engine) -> anyhow::Result<()> {
+/// Prints `items` as one pretty JSON array (`--json`): the HTTP API's
+/// item shape, so a script reads the same fields either way.
+fn print_json<T: serde::Serialize>(items: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(items)?);
+    Ok(())
+}
+
+pub async fn list_connections(engine: &Engine, json: bool) -> anyhow::Result<()> {
     let all = engine.connections(None).await?;
+    if json {
+        return print_json(&all);
+    }
     if all.is_empty() {
         println!("no connections; add one with `ledgerbridge connection add FILE.json`");
     }
@@ -258,6 +268,7 @@ pub async fn log(
     document: &str,
     tenant_id: Option<&str>,
     connection_id: Option<&str>,
+    json: bool,
 ) -> anyhow::Result<()> {
     let tenant_id = match (tenant_id, connection_id) {
         (Some(t), _) => t.to_string(),
@@ -267,7 +278,11 @@ pub async fn log(
         }
     };
     engine.document(&tenant_id, document).await?;
-    print_log(&engine.log_of(&tenant_id, document, connection_id).await?);
+    let rows = engine.log_of(&tenant_id, document, connection_id).await?;
+    if json {
+        return print_json(&rows);
+    }
+    print_log(&rows);
     Ok(())
 }
 
@@ -326,8 +341,15 @@ pub async fn status(engine: &Engine, tenant: Option<&str>, json: bool) -> anyhow
     Ok(())
 }
 
-pub async fn attention(engine: &Engine, connection_id: Option<&str>) -> anyhow::Result<()> {
+pub async fn attention(
+    engine: &Engine,
+    connection_id: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
     let items = engine.attention(connection_id).await?;
+    if json {
+        return print_json(&items);
+    }
     if items.is_empty() {
         println!("nothing requires attention");
     }
@@ -444,8 +466,12 @@ pub async fn show_funding_account(
     engine: &Engine,
     tenant_id: &str,
     id: &str,
+    json: bool,
 ) -> anyhow::Result<()> {
     let fa = engine.funding_account(tenant_id, id).await?;
+    if json {
+        return print_json(&fa);
+    }
     println!("funding account {} (tenant {})", fa.id, fa.tenant_id);
     println!("  next check number  {}", fa.next_check_number);
     match fa.last_issued {
@@ -485,8 +511,15 @@ pub async fn clear_checks_marked_used(
     Ok(())
 }
 
-pub async fn failed_exports(engine: &Engine, connection_id: Option<&str>) -> anyhow::Result<()> {
+pub async fn failed_exports(
+    engine: &Engine,
+    connection_id: Option<&str>,
+    json: bool,
+) -> anyhow::Result<()> {
     let items = engine.failed_exports(connection_id).await?;
+    if json {
+        return print_json(&items);
+    }
     if items.is_empty() {
         println!("no payment failed to export");
     }

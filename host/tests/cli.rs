@@ -642,3 +642,72 @@ fn operators_make_and_rotate_seal_keys() {
         "{err}"
     );
 }
+
+/// Issue 13 item 7: the listing commands print JSON for scripts with
+/// `--json`, in the HTTP API's item shape, and never a credential.
+#[test]
+fn listing_commands_print_json_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let erp = dir.path().join("erp");
+    std::fs::create_dir_all(&erp).unwrap();
+    let conn = serde_json::json!({"id": "acme-csv", "tenant_id": "acme", "plugin": "csv",
+        "directory": erp.display().to_string(), "credentials": {"api-key": "json-secret-9931"},
+        "mappings": {"categories": {"office": "6100"}}});
+    std::fs::write(dir.path().join("conn.json"), conn.to_string()).unwrap();
+    let doc = |id: &str, cat: &str| {
+        serde_json::json!({"tenant_id": "acme", "id": id, "number": "N1",
+        "vendor": {"id": "v", "name": "V"}, "issue_date": "2026-11-02", "due_date": "2026-12-02", "currency": "USD",
+        "lines": [{"description": "x", "amount": "5.00", "category": cat}], "total": "5.00", "status": "approved"})
+    };
+    std::fs::write(
+        dir.path().join("docs.json"),
+        serde_json::json!({"documents": [doc("d1", "office"), doc("d2", "travel")]}).to_string(),
+    )
+    .unwrap();
+    for args in [
+        &["tenant", "add", "acme"][..],
+        &["connection", "add", "conn.json"],
+        &["import", "docs.json"],
+        &["worker", "--until-idle"],
+    ] {
+        let (ok, _, err) = in_dir(dir.path(), args);
+        assert!(ok, "{args:?}: {err}");
+    }
+    let json = |args: &[&str]| -> serde_json::Value {
+        let (ok, out, err) = in_dir(dir.path(), args);
+        assert!(ok, "{args:?}: {err}");
+        assert!(
+            !out.contains("json-secret-9931"),
+            "{args:?} shows a credential"
+        );
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+    };
+    let c = json(&["connection", "list", "--json"]);
+    assert_eq!(c[0]["connection"]["id"], "acme-csv", "{c}");
+    assert_eq!(c[0]["bill_entries"], 1, "{c}");
+    let log = json(&["log", "d1", "--tenant", "acme", "--json"]);
+    assert_eq!(log[0]["outcome"], "created", "{log}");
+    assert_eq!(log[0]["connection_id"], "acme-csv", "{log}");
+    let a = json(&["attention", "--json"]);
+    assert_eq!(a.as_array().map(Vec::len), Some(1), "{a}");
+    assert_eq!(a[0]["document_id"], "d2", "{a}");
+    assert!(a[0]["hint"].as_str().is_some_and(|h| !h.is_empty()), "{a}");
+    assert_eq!(json(&["failed-exports", "--json"]), serde_json::json!([]));
+    let s = json(&["status", "--json"]);
+    assert!(s.is_array() || s.is_object(), "{s}");
+    let f = json(&[
+        "funding-account",
+        "show",
+        "operating",
+        "--tenant",
+        "acme",
+        "--json",
+    ]);
+    assert_eq!(
+        (f["id"].clone(), f["next_check_number"].clone()),
+        ("operating".into(), 1.into()),
+        "{f}"
+    );
+    let t = json(&["token", "list", "--json"]);
+    assert_eq!(t, serde_json::json!([]));
+}
