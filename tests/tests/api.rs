@@ -1128,3 +1128,56 @@ async fn a_cancelled_run_drops_its_own_syncs_and_never_a_change() {
     assert_eq!(log.len(), 1, "cancelled, not sent: {log:?}");
     api.shutdown().await;
 }
+
+/// Item 1: stopping the server while its worker has syncs in flight lets
+/// them finish or hands them back: none is left claimed, and a worker
+/// started afterwards syncs each remaining document exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_finishes_or_releases_syncs_in_flight() {
+    let mut api = Api::start().await;
+    let acme = api.tenant("acme").await;
+    let erp = api.dir(0).to_path_buf();
+    const N: usize = 1000;
+    for chunk in (0..N).collect::<Vec<_>>().chunks(250) {
+        let docs: Vec<Value> = chunk
+            .iter()
+            .map(|i| doc(&format!("g{i:04}"), "10.00"))
+            .collect();
+        let (s, v) = api
+            .call(
+                &acme,
+                "POST",
+                "/v1/tenants/acme/documents",
+                Some(json!({ "documents": docs })),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    // Stop once the worker holds syncs: it is in the middle of the queue.
+    let engine = api.engine.clone();
+    for _ in 0..10_000 {
+        if engine.pending().await.unwrap().1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let _dirs = std::mem::take(&mut api._dirs);
+    let stopped = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(120), api.shutdown())
+        .await
+        .expect("the server stops");
+    let (queued, running, _) = engine.pending().await.unwrap();
+    assert!(!running, "a sync is left claimed after the stop");
+    eprintln!(
+        "stopped in {:?}; syncs left queued: {queued}",
+        stopped.elapsed()
+    );
+    settle(&engine).await;
+    for i in 0..N {
+        let id = format!("g{i:04}");
+        let log = engine.log_of("acme", &id, None).await.unwrap();
+        let created = log.iter().filter(|r| r.outcome == "created").count();
+        assert_eq!(created, 1, "{id}: {log:?}");
+        assert!(erp.join(format!("bills/{id}.csv")).exists(), "{id}");
+    }
+}
