@@ -137,17 +137,28 @@ impl Store {
     /// Starts a write under `key` in `scope` for a request of digest
     /// `request`: one transaction, so two requests racing on one key do
     /// the work once. A first request under way for longer than
-    /// `abandoned_after_ms` (its process died) is taken over.
+    /// `abandoned_after_ms` (its process died) is taken over; a key older
+    /// than `keep_ms` is forgotten (a request under it is new again), and a
+    /// few such keys are dropped each time.
     pub async fn idempotency_begin(
         &self,
         scope: &str,
         key: &str,
         request: [u8; 32],
         abandoned_after_ms: i64,
+        keep_ms: i64,
     ) -> anyhow::Result<IdempotencyBegin> {
         let (scope, key) = (scope.to_string(), key.to_string());
         self.with(move |db| {
             let now = now_ms();
+            let tx = db.savepoint()?;
+            let db = &*tx;
+            exec(
+                db,
+                "DELETE FROM idempotency_keys WHERE rowid IN
+                   (SELECT rowid FROM idempotency_keys WHERE created_at < ?1 LIMIT 64)",
+                params![now - keep_ms],
+            )?;
             let row: Option<(Vec<u8>, Option<i64>, Option<String>, i64)> = query_row(
                 db,
                 "SELECT request_sha256, status, body, created_at FROM idempotency_keys
@@ -156,12 +167,15 @@ impl Store {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-            Ok(match row {
+            let row = row.filter(|(_, _, _, at)| now - at <= keep_ms);
+            let begun = match row {
                 None => {
                     exec(
                         db,
                         "INSERT INTO idempotency_keys (scope, key, request_sha256, created_at)
-                         VALUES (?1, ?2, ?3, ?4)",
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (scope, key) DO UPDATE SET request_sha256 = excluded.request_sha256,
+                           status = NULL, body = NULL, created_at = excluded.created_at",
                         params![scope, key, request.to_vec(), now],
                     )?;
                     IdempotencyBegin::New
@@ -180,7 +194,9 @@ impl Store {
                     IdempotencyBegin::New
                 }
                 Some(_) => IdempotencyBegin::InProgress,
-            })
+            };
+            tx.commit()?;
+            Ok(begun)
         })
         .await
     }
@@ -243,5 +259,62 @@ impl Store {
             .optional()?)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{IdempotencyBegin, Store};
+
+    /// Idempotency keys are kept for `keep_ms` only: an older one is
+    /// forgotten (the request is new again) and old keys are dropped, so
+    /// the table does not grow for ever.
+    #[tokio::test]
+    async fn idempotency_keys_expire() {
+        let s = Store::open_in_memory().unwrap();
+        let day = 86_400_000;
+        let begin = |key: &'static str, keep: i64| {
+            let s = s.clone();
+            async move {
+                s.idempotency_begin("acme", key, [1; 32], 60_000, keep)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(matches!(begin("k1", day).await, IdempotencyBegin::New));
+        s.idempotency_finish("acme", "k1", 200, "{}").await.unwrap();
+        assert!(matches!(
+            begin("k1", day).await,
+            IdempotencyBegin::Replay { .. }
+        ));
+        for k in ["k2", "k3"] {
+            assert!(matches!(begin(k, day).await, IdempotencyBegin::New));
+            s.idempotency_finish("acme", k, 200, "{}").await.unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        // With a retention of 1 ms, k1 is new again and the others dropped.
+        assert!(matches!(begin("k1", 1).await, IdempotencyBegin::New));
+        let left = s
+            .with(|db| {
+                Ok(
+                    db.query_row("SELECT COUNT(*) FROM idempotency_keys", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(left, 1, "only k1, begun again");
+        // More expired keys than one request drops: the one asked for is
+        // still forgotten.
+        let keys: Vec<&'static str> = (0..70)
+            .map(|i| &*Box::leak(format!("x{i}").into_boxed_str()))
+            .collect();
+        for k in &keys {
+            assert!(matches!(begin(k, day).await, IdempotencyBegin::New));
+            s.idempotency_finish("acme", k, 200, "{}").await.unwrap();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(matches!(begin("x69", 1).await, IdempotencyBegin::New));
     }
 }

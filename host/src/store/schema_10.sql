@@ -5,3 +5,7 @@
 -- or merged into it. Cancelling a run ends only the jobs that carry none:
 -- a change the AP product sent is never dropped with a run.
 ALTER TABLE jobs ADD COLUMN carries_event INTEGER NOT NULL DEFAULT 1;
+
+-- Idempotency keys are kept for a day (the API's promise): the oldest are
+-- found by age and dropped a few at a time as new keys arrive.
+CREATE INDEX idempotency_keys_by_age ON idempotency_keys (created_at);

@@ -15,6 +15,11 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 const PREFIX: &str = "lbt_";
+
+/// How long an `Idempotency-Key` is remembered: a retry within a day gets
+/// the first answer; after that the key is new again.
+pub const IDEMPOTENCY_KEEP_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// How long a label may be.
 const MAX_LABEL: usize = 200;
 
@@ -189,7 +194,8 @@ impl Engine {
 
     /// Starts a write under an idempotency key (see
     /// [`crate::store::Store::idempotency_begin`]); a first request under
-    /// way for over a minute is taken to have died.
+    /// way for over a minute is taken to have died; keys are kept for a
+    /// day ([`IDEMPOTENCY_KEEP_MS`]).
     pub async fn idempotency_begin(
         &self,
         scope: &str,
@@ -197,7 +203,7 @@ impl Engine {
         request: [u8; 32],
     ) -> anyhow::Result<IdempotencyBegin> {
         self.store
-            .idempotency_begin(scope, key, request, 60_000)
+            .idempotency_begin(scope, key, request, 60_000, IDEMPOTENCY_KEEP_MS)
             .await
     }
 
