@@ -1181,3 +1181,97 @@ async fn a_graceful_stop_finishes_or_releases_syncs_in_flight() {
         assert!(erp.join(format!("bills/{id}.csv")).exists(), "{id}");
     }
 }
+
+/// V1 on every write endpoint, generated from the route table so a new
+/// endpoint cannot be forgotten: malformed JSON, a body of the wrong type
+/// and an unknown field each get a problem naming what is wrong, and
+/// nothing of the tenant changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_endpoint_names_bad_input_and_stores_nothing() {
+    let mut api = Api::start().await;
+    let acme = api.tenant("acme").await;
+    let spare = tempfile::tempdir().unwrap();
+    let mut d = doc("acme-d1", "10.00");
+    d["id"] = "acme-d1".into();
+    api.call(&acme, "POST", "/v1/tenants/acme/documents", Some(d))
+        .await;
+    api.settled(&acme, "acme", "acme-d1", 1).await;
+    let (s, run) = api
+        .call(
+            &acme,
+            "POST",
+            "/v1/tenants/acme/connections/acme-csv/runs",
+            None,
+        )
+        .await;
+    assert_eq!(s, 202, "{run}");
+    let run = run["run_id"].as_str().unwrap().to_string();
+    api.finish(&acme, "acme", &run).await;
+    let before = snapshot(&api, "acme", &run).await;
+    let (_, _, doc_) = http(api.addr, "GET", "/openapi.json", &[], None).await;
+    let admin = format!("Bearer {}", api.admin);
+    let fill = |path: &str| {
+        path.replace("{tenant}", "acme")
+            .replace("{connection}", "acme-csv")
+            .replace("{document}", "acme-d1")
+            .replace("{payment}", "bp1")
+            .replace("{run}", &run)
+            .replace("{token}", "0123456789abcdef")
+            .replace("{account}", "operating")
+            .replace("{target}", "bill")
+            .replace("{subject}", "acme-d1")
+    };
+    let mut tried = 0;
+    for (method, template) in operations(&doc_) {
+        if !["POST", "PUT", "PATCH"].contains(&method.as_str()) {
+            continue;
+        }
+        tried += 1;
+        let path = fill(&template);
+        let send = |body: String| {
+            let (path, admin, method) = (path.clone(), admin.clone(), method.clone());
+            async move {
+                http(
+                    api.addr,
+                    &method,
+                    &path,
+                    &[
+                        ("authorization", &admin),
+                        ("content-type", "application/json"),
+                    ],
+                    Some(&body),
+                )
+                .await
+            }
+        };
+        for bad in ["{\"id\": ", "[1, 2]", "\"text\"", "{\"a\": 1} trailing"] {
+            let (s, _, v) = send(bad.to_string()).await;
+            let (status, code, field) = problem(s, &v);
+            assert!(
+                [400, 404, 422].contains(&status) && !code.is_empty(),
+                "{method} {template} with {bad:?}: {s} {v}"
+            );
+            if status != 404 {
+                assert_eq!(code, "invalid_input", "{method} {template}: {v}");
+                assert!(
+                    !field.is_empty(),
+                    "{method} {template} with {bad:?}: no field: {v}"
+                );
+            }
+        }
+        let mut body = body_for(&method, &template, "acme", spare.path()).unwrap_or(json!({}));
+        body["zzz-unknown"] = json!(1);
+        let (s, _, v) = send(body.to_string()).await;
+        let (status, _, field) = problem(s, &v);
+        if status != 404 {
+            assert_eq!(
+                status, 422,
+                "{method} {template} with an unknown field: {v}"
+            );
+            assert!(field.ends_with("zzz-unknown"), "{method} {template}: {v}");
+        }
+    }
+    assert!(tried >= 15, "{tried} write endpoints");
+    assert_eq!(snapshot(&api, "acme", &run).await, before, "acme changed");
+    api.shutdown().await;
+}

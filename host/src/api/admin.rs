@@ -176,8 +176,11 @@ pub async fn rotate_token(
     State(s): State<AppState>,
     auth: Auth,
     P(id): P<String>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IssuedToken>, Problem> {
     auth.admin()?;
+    input::no_body(&headers, &input::body(raw)?)?;
     let token = s.engine.rotate_token(&id).await?;
     let about = s.engine.token(&id).await?;
     Ok(Json(IssuedToken {
@@ -344,7 +347,11 @@ pub async fn enable(
     State(s): State<AppState>,
     auth: Auth,
     P((tenant, connection)): P<(String, String)>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Enabled>, Problem> {
+    auth.admin()?;
+    input::no_body(&headers, &input::body(raw)?)?;
     set_enabled(s, auth, tenant, connection, true).await
 }
 
@@ -356,7 +363,11 @@ pub async fn disable(
     State(s): State<AppState>,
     auth: Auth,
     P((tenant, connection)): P<(String, String)>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Enabled>, Problem> {
+    auth.admin()?;
+    input::no_body(&headers, &input::body(raw)?)?;
     set_enabled(s, auth, tenant, connection, false).await
 }
 

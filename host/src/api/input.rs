@@ -69,6 +69,29 @@ pub fn json<T: DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T
     Ok(value)
 }
 
+/// A JSON body that may be left out (an empty body is `T::default()`).
+pub fn optional_json<T: DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    bytes: &Bytes,
+) -> Result<T, Problem> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        json(headers, bytes)
+    }
+}
+
+/// What an endpoint that takes no body accepts: none, or `{}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoBody {}
+
+/// Refuses a body sent to an endpoint that takes none (other than `{}`):
+/// a client sending one means something the endpoint would ignore.
+pub fn no_body(headers: &HeaderMap, bytes: &Bytes) -> Result<(), Problem> {
+    optional_json::<NoBody>(headers, bytes).map(|_| ())
+}
+
 /// Paging of a list: `limit` items after `cursor` (the `next_cursor` of
 /// the page before), in a stable order.
 #[derive(Debug, Deserialize, IntoParams)]

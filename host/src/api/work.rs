@@ -51,17 +51,6 @@ pub struct RunStarted {
     pub total: usize,
 }
 
-fn optional_json<T: serde::de::DeserializeOwned + Default>(
-    headers: &HeaderMap,
-    bytes: &Bytes,
-) -> Result<T, Problem> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        Ok(T::default())
-    } else {
-        input::json(headers, bytes)
-    }
-}
-
 /// Syncs one document now (M1), as a run of one to poll.
 #[utoipa::path(post, path = "/v1/tenants/{tenant}/connections/{connection}/documents/{document}/sync", tag = "syncs",
     params(("tenant" = String, Path), ("connection" = String, Path), ("document" = String, Path)),
@@ -76,7 +65,7 @@ pub async fn sync_document(
 ) -> Result<(StatusCode, Json<RunStarted>), Problem> {
     auth.tenant(&tenant)?;
     let bytes = input::body(raw)?;
-    let r: SyncRequest = optional_json(&headers, &bytes)?;
+    let r: SyncRequest = input::optional_json(&headers, &bytes)?;
     let t = target(r.target.as_deref())?;
     s.engine.tenant_connection(&tenant, &connection).await?;
     let run = s
@@ -127,7 +116,7 @@ pub async fn start_run(
     };
     let caller = auth.0.clone();
     input::once(&s, &caller, &headers, &bytes, || async {
-        let r: ResyncRequest = optional_json(&headers, &bytes)?;
+        let r: ResyncRequest = input::optional_json(&headers, &bytes)?;
         let selection = match (r.documents, r.attention) {
             (Some(_), true) => {
                 return Err(Problem::invalid(
@@ -223,6 +212,7 @@ pub async fn cancel_run(
     };
     let caller = auth.0.clone();
     input::once(&s, &caller, &headers, &bytes, || async {
+        input::no_body(&headers, &bytes)?;
         let connection = run_of(&s, &tenant, &run).await?;
         let cancelled = s.engine.cancel_run(&run).await?;
         let summary: RunSummary = s.engine.run_summary(&run).await?;
@@ -441,8 +431,11 @@ pub async fn export(
     State(s): State<AppState>,
     auth: Auth,
     P((tenant, connection, payment)): P<(String, String, String)>,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<RunStarted>), Problem> {
     auth.tenant(&tenant)?;
+    input::no_body(&headers, &input::body(raw)?)?;
     s.engine.tenant_connection(&tenant, &connection).await?;
     let run = s.engine.request_export(&payment, &connection).await?;
     Ok((
