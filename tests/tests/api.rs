@@ -1275,3 +1275,177 @@ async fn every_write_endpoint_names_bad_input_and_stores_nothing() {
     assert_eq!(snapshot(&api, "acme", &run).await, before, "acme changed");
     api.shutdown().await;
 }
+
+/// Every write endpoint, from the route table, honours `Idempotency-Key`:
+/// the same request again is answered as the first was, marked replayed;
+/// where the answer holds a token (never stored) the key is refused, never
+/// ignored. The same key on another endpoint is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_endpoint_honours_or_refuses_idempotency_keys() {
+    let mut api = Api::start().await;
+    let acme = api.tenant("acme").await;
+    let spare = tempfile::tempdir().unwrap();
+    let mut d = doc("acme-d1", "10.00");
+    d["id"] = "acme-d1".into();
+    api.call(&acme, "POST", "/v1/tenants/acme/documents", Some(d))
+        .await;
+    api.settled(&acme, "acme", "acme-d1", 1).await;
+    let (_, run) = api
+        .call(
+            &acme,
+            "POST",
+            "/v1/tenants/acme/connections/acme-csv/runs",
+            None,
+        )
+        .await;
+    let run = run["run_id"].as_str().unwrap().to_string();
+    api.finish(&acme, "acme", &run).await;
+    let (_, tokens) = api
+        .call(&api.admin, "GET", "/v1/tenants/acme/tokens", None)
+        .await;
+    let token_id = tokens["items"][0]["id"].as_str().unwrap().to_string();
+    let (_, _, doc_) = http(api.addr, "GET", "/openapi.json", &[], None).await;
+    let admin = format!("Bearer {}", api.admin);
+    let fill = |path: &str| {
+        path.replace("{tenant}", "acme")
+            .replace("{connection}", "acme-csv")
+            .replace("{document}", "acme-d1")
+            .replace("{payment}", "bp1")
+            .replace("{run}", &run)
+            .replace("{token}", &token_id)
+            .replace("{account}", "operating")
+            .replace("{target}", "bill")
+            .replace("{subject}", "acme-d1")
+    };
+    let mut honoured = 0;
+    for (i, (method, template)) in operations(&doc_).into_iter().enumerate() {
+        if !["POST", "PUT", "PATCH"].contains(&method.as_str()) {
+            continue;
+        }
+        let path = fill(&template);
+        let key = format!("key-{i}");
+        let body = body_for(&method, &template, "acme", spare.path())
+            .unwrap_or(json!({}))
+            .to_string();
+        let send = || {
+            let (path, admin, method, key, body) = (
+                path.clone(),
+                admin.clone(),
+                method.clone(),
+                key.clone(),
+                body.clone(),
+            );
+            async move {
+                http(
+                    api.addr,
+                    &method,
+                    &path,
+                    &[
+                        ("authorization", &admin),
+                        ("content-type", "application/json"),
+                        ("idempotency-key", &key),
+                    ],
+                    Some(&body),
+                )
+                .await
+            }
+        };
+        let (s1, h1, v1) = send().await;
+        if template.ends_with("/tokens") || template.ends_with("/rotate") {
+            assert_eq!(
+                problem(s1, &v1).2,
+                "Idempotency-Key",
+                "{method} {template}: {v1}"
+            );
+            continue;
+        }
+        let (s2, h2, v2) = send().await;
+        assert_eq!(
+            (s2, &v2),
+            (s1, &v1),
+            "{method} {template}: a retry answers as the first"
+        );
+        assert_eq!(
+            h2.get("idempotent-replayed").map(String::as_str),
+            Some("true"),
+            "{method} {template}: {h2:?}"
+        );
+        assert!(
+            !h1.contains_key("idempotent-replayed"),
+            "{method} {template}"
+        );
+        honoured += 1;
+    }
+    assert!(honoured >= 12, "{honoured} write endpoints");
+    // The same key and body on another endpoint is another request.
+    let (s, _, v) = http(
+        api.addr,
+        "POST",
+        "/v1/tenants/acme/connections/acme-csv/enable",
+        &[("authorization", &admin), ("idempotency-key", "one-key")],
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _, v) = http(
+        api.addr,
+        "POST",
+        "/v1/tenants/acme/connections/acme-csv/disable",
+        &[("authorization", &admin), ("idempotency-key", "one-key")],
+        None,
+    )
+    .await;
+    assert_eq!(problem(s, &v).1, "idempotency_key_reused", "{v}");
+    api.shutdown().await;
+}
+
+/// A write under an `Idempotency-Key` whose client went away before the
+/// answer (hyper drops the handler) does not wedge the key: its retry runs
+/// and is answered (it was answered `409 in progress` until the key was
+/// taken to be abandoned).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_client_went_away_can_be_retried_under_its_key() {
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tower::ServiceExt;
+    let e = engine();
+    e.add_tenant("acme").await.unwrap();
+    let (_, token) = e.create_token(Some("acme"), "t").await.unwrap();
+    let hang = std::sync::Arc::new(AtomicBool::new(true));
+    let app = axum::Router::new()
+        .route(
+            "/w",
+            axum::routing::post(move || {
+                let hang = hang.clone();
+                async move {
+                    if hang.swap(false, Ordering::SeqCst) {
+                        std::future::pending::<()>().await;
+                    }
+                    "{}"
+                }
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            (ledgerbridge::api::AppState { engine: e }, BODY_LIMIT),
+            ledgerbridge::api::idempotency::layer,
+        ));
+    let req = || {
+        Request::post("/w")
+            .header("authorization", format!("Bearer {token}"))
+            .header("idempotency-key", "gone-1")
+            .body(Body::from("{}"))
+            .unwrap()
+    };
+    let first = tokio::time::timeout(Duration::from_millis(300), app.clone().oneshot(req())).await;
+    assert!(first.is_err(), "the first request hangs, then is dropped");
+    let mut status = 0;
+    for _ in 0..100 {
+        status = app.clone().oneshot(req()).await.unwrap().status().as_u16();
+        if status != 409 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 200, "the retry runs");
+}

@@ -47,8 +47,7 @@ pub async fn add_tenant(
         Ok(b) => b,
         Err(p) => return p.into_response(),
     };
-    let caller = auth.0.clone();
-    input::once(&s, &caller, &headers, &bytes, || async {
+    input::answer(async {
         let t: NewTenant = input::json(&headers, &bytes)?;
         s.engine.add_tenant(&t.id).await?;
         Ok((StatusCode::CREATED, json!({"id": t.id})))
@@ -237,8 +236,7 @@ pub async fn put_connection(
         Ok(b) => b,
         Err(p) => return p.into_response(),
     };
-    let caller = auth.0.clone();
-    input::once(&s, &caller, &headers, &bytes, || async {
+    input::answer(async {
         let mut v: serde_json::Value = input::json(&headers, &bytes)?;
         let Some(obj) = v.as_object_mut() else {
             return Err(Problem::invalid("(body)", "a connection is a JSON object"));

@@ -15,22 +15,28 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(Problem::unauthorized)?;
+        let presented = presented_token(&parts.headers).ok_or_else(Problem::unauthorized)?;
         match state.engine.authenticate(presented).await {
             Ok(Some(caller)) => Ok(Auth(caller)),
             Ok(None) => Err(Problem::unauthorized()),
             Err(e) => Err(Problem::internal(&e)),
         }
     }
+}
+
+/// The bearer token of a request's one `Authorization` header (the scheme
+/// in any case, RFC 9110); none when the header is missing or repeated.
+pub fn presented_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let mut all = headers.get_all(header::AUTHORIZATION).iter();
+    let (Some(v), None) = (all.next(), all.next()) else {
+        return None;
+    };
+    let v = v.to_str().ok()?.trim_start();
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 impl Auth {

@@ -98,8 +98,7 @@ async fn intake(
         Ok(b) => b,
         Err(p) => return p.into_response(),
     };
-    let caller = auth.0.clone();
-    input::once(&s, &caller, &headers, &bytes, || async {
+    input::answer(async {
         s.engine.require_tenant(&tenant).await?;
         let body: Value = input::json(&headers, &bytes)?;
         let items = items(body, list, &tenant)?;
@@ -179,8 +178,7 @@ pub async fn post_disbursement_event(
         Ok(b) => b,
         Err(p) => return p.into_response(),
     };
-    let caller = auth.0.clone();
-    input::once(&s, &caller, &headers, &bytes, || async {
+    input::answer(async {
         let e: DisbursementEvent = input::json(&headers, &bytes)?;
         let i = s
             .engine

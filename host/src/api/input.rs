@@ -2,10 +2,7 @@
 //! are read whole, and naming the field that is wrong), paging, and
 //! writes made safe to retry with an `Idempotency-Key`.
 
-use super::AppState;
 use super::problem::{FieldProblem, Problem};
-use crate::store::IdempotencyBegin;
-use crate::sync::access::Caller;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -13,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 
 /// The answer to a body over the size limit.
@@ -159,100 +155,16 @@ pub fn key(parts: &[&str]) -> String {
     parts.join("\u{1f}")
 }
 
-/// The longest `Idempotency-Key` taken.
-const MAX_KEY: usize = 255;
-
-/// Runs the write `f` at most once per `Idempotency-Key` (when the
-/// request has one): a retry of the same request gets the first answer
-/// (marked `Idempotent-Replayed: true`), the same key with another request
-/// is refused, and a write that failed on the host's side is forgotten so
-/// a retry does it.
-pub async fn once<F, Fut>(
-    state: &AppState,
-    caller: &Caller,
-    headers: &HeaderMap,
-    request: &[u8],
-    f: F,
-) -> Response
+/// The answer of a write: its status and JSON, or its problem.
+/// (`Idempotency-Key` is handled for every write in one layer:
+/// [`super::idempotency`].)
+pub async fn answer<Fut>(f: Fut) -> Response
 where
-    F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<(StatusCode, serde_json::Value), Problem>>,
 {
-    let answer = |r: Result<(StatusCode, serde_json::Value), Problem>| match r {
+    match f.await {
         Ok((status, v)) => (status, axum::Json(v)).into_response(),
         Err(p) => p.into_response(),
-    };
-    let Some(key) = headers.get("idempotency-key") else {
-        return answer(f().await);
-    };
-    let key = match key.to_str() {
-        Ok(k)
-            if !k.trim().is_empty() && k.len() <= MAX_KEY && k.chars().all(|c| !c.is_control()) =>
-        {
-            k.trim().to_string()
-        }
-        _ => {
-            return Problem::invalid(
-                "Idempotency-Key",
-                format!("1 to {MAX_KEY} visible characters"),
-            )
-            .into_response();
-        }
-    };
-    let scope = caller.scope();
-    let digest: [u8; 32] = Sha256::digest(request).into();
-    match state.engine.idempotency_begin(&scope, &key, digest).await {
-        Err(e) => Problem::internal(&e).into_response(),
-        Ok(IdempotencyBegin::Mismatch) => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used for a different request; use a new key for a new request",
-        )
-        .into_response(),
-        Ok(IdempotencyBegin::InProgress) => Problem::new(
-            StatusCode::CONFLICT,
-            "idempotency_key_in_progress",
-            "the first request with this Idempotency-Key is still being answered; retry shortly",
-        )
-        .into_response(),
-        Ok(IdempotencyBegin::Replay { status, body }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            let mut r = (status, body).into_response();
-            let ct = if status.is_success() {
-                "application/json"
-            } else {
-                "application/problem+json"
-            };
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, header::HeaderValue::from_static(ct));
-            r.headers_mut().insert(
-                "idempotent-replayed",
-                header::HeaderValue::from_static("true"),
-            );
-            r
-        }
-        Ok(IdempotencyBegin::New) => {
-            let r = f().await;
-            let (status, text) = match &r {
-                Ok((s, v)) => (*s, v.to_string()),
-                Err(p) => (
-                    StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                    serde_json::to_string(p).unwrap_or_default(),
-                ),
-            };
-            let kept = if status.is_server_error() {
-                state.engine.idempotency_forget(&scope, &key).await
-            } else {
-                state
-                    .engine
-                    .idempotency_finish(&scope, &key, status.as_u16(), &text)
-                    .await
-            };
-            if let Err(e) = kept {
-                tracing::warn!("could not keep the answer under an Idempotency-Key: {e:#}");
-            }
-            answer(r)
-        }
     }
 }
 

@@ -13,6 +13,7 @@
 mod admin;
 mod auth;
 mod documents;
+pub mod idempotency;
 mod input;
 pub mod problem;
 mod work;
@@ -128,6 +129,10 @@ pub fn router(engine: Arc<Engine>, body_limit: usize) -> Router {
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            (state.clone(), body_limit),
+            idempotency::layer,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             body_limit,
             refuse_declared_oversize,

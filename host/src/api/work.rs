@@ -114,8 +114,7 @@ pub async fn start_run(
         Ok(b) => b,
         Err(p) => return p.into_response(),
     };
-    let caller = auth.0.clone();
-    input::once(&s, &caller, &headers, &bytes, || async {
+    input::answer(async {
         let r: ResyncRequest = input::optional_json(&headers, &bytes)?;
         let selection = match (r.documents, r.attention) {
             (Some(_), true) => {
@@ -210,8 +209,7 @@ pub async fn cancel_run(
         Ok(b) => b,
         Err(p) => return p.into_response(),
     };
-    let caller = auth.0.clone();
-    input::once(&s, &caller, &headers, &bytes, || async {
+    input::answer(async {
         input::no_body(&headers, &bytes)?;
         let connection = run_of(&s, &tenant, &run).await?;
         let cancelled = s.engine.cancel_run(&run).await?;
