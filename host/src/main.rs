@@ -223,6 +223,13 @@ enum Command {
         /// before it is read whole).
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
         max_body_mib: u32,
+        /// Connections open at once; more are closed when accepted.
+        #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        max_connections: u32,
+        /// Seconds a client has to send a request's headers, then its body
+        /// (a slower one is cut off).
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3600))]
+        read_timeout_secs: u32,
     },
     /// Prints the HTTP API's OpenAPI 3.1 description (as served at
     /// /openapi.json; the repository keeps it in docs/openapi.json).
@@ -489,7 +496,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             no_worker,
             max_body_mib,
-        } => ops::serve(engine(runtime)?, *listen, !*no_worker, *max_body_mib).await,
+            max_connections,
+            read_timeout_secs,
+        } => {
+            let options = ledgerbridge::api::ServeOptions {
+                worker: !*no_worker,
+                body_limit: (*max_body_mib as usize) << 20,
+                max_connections: *max_connections as usize,
+                read_timeout: std::time::Duration::from_secs((*read_timeout_secs).into()),
+                ..Default::default()
+            };
+            ops::serve(engine(runtime)?, *listen, options).await
+        }
         Command::Openapi => {
             println!("{}", ledgerbridge::api::openapi().to_pretty_json()?);
             Ok(())

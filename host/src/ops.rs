@@ -585,8 +585,7 @@ pub async fn export(
 pub async fn serve(
     engine: Arc<Engine>,
     listen: std::net::SocketAddr,
-    worker: bool,
-    max_body_mib: u32,
+    options: ledgerbridge::api::ServeOptions,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -594,22 +593,13 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     eprintln!(
         "serving the API on http://{addr}{}; Ctrl-C or SIGTERM stops it once requests and running syncs finish",
-        if worker {
+        if options.worker {
             " with a worker"
         } else {
             " (no worker)"
         }
     );
-    ledgerbridge::api::serve(
-        engine,
-        listener,
-        ledgerbridge::api::ServeOptions {
-            worker,
-            body_limit: (max_body_mib as usize) << 20,
-        },
-        stop_signal(),
-    )
-    .await?;
+    ledgerbridge::api::serve(engine, listener, options, stop_signal()).await?;
     eprintln!("stopped");
     Ok(())
 }

@@ -192,7 +192,7 @@ async fn main() {
         listener,
         ServeOptions {
             worker: false,
-            body_limit: ledgerbridge::api::DEFAULT_BODY_LIMIT,
+            ..ServeOptions::default()
         },
         async move {
             let _ = stopped.await;

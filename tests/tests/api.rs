@@ -82,22 +82,23 @@ impl Api {
     /// A server with its worker, or without one (the test runs the queue
     /// with `settle` when it chooses).
     async fn start_with(worker: bool) -> Api {
+        Api::start_opts(ServeOptions {
+            worker,
+            body_limit: BODY_LIMIT,
+            ..ServeOptions::default()
+        })
+        .await
+    }
+
+    async fn start_opts(options: ServeOptions) -> Api {
         let e = engine();
         let (_, admin) = e.create_token(None, "test admin").await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(serve(
-            e.clone(),
-            listener,
-            ServeOptions {
-                worker,
-                body_limit: BODY_LIMIT,
-            },
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let served = tokio::spawn(serve(e.clone(), listener, options, async move {
+            let _ = stopped.await;
+        }));
         Api {
             addr,
             admin,
@@ -1448,4 +1449,58 @@ async fn a_write_whose_client_went_away_can_be_retried_under_its_key() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(status, 200, "the retry runs");
+}
+
+/// Attack finding 2: a client that never finishes its headers, one that
+/// never sends the body it announced, and idle connections are cut off
+/// after the read timeout; past `max_connections` a connection is closed at
+/// once, and served again once others are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_silent_clients_are_cut_off() {
+    let mut api = Api::start_opts(ServeOptions {
+        body_limit: BODY_LIMIT,
+        max_connections: 4,
+        read_timeout: Duration::from_millis(500),
+        ..ServeOptions::default()
+    })
+    .await;
+    let acme = api.tenant("acme").await;
+    // Headers never finished: the server closes the connection.
+    let mut s = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("a client that never finishes its headers is cut off")
+        .ok();
+    // A body announced and never sent: 408.
+    let mut s = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    let req = format!(
+        "POST /v1/tenants/acme/documents HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {acme}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out))
+        .await
+        .expect("a body never sent is cut off")
+        .ok();
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("request_timeout"), "{text}");
+    // Four silent connections fill the server: a fifth is closed unanswered.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(api.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (s, _, _) = http(api.addr, "GET", "/health", &[], None).await;
+    assert_eq!(s, 0, "a connection past the cap is closed");
+    // They are cut off after the read timeout; the server answers again.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (s, _, v) = http(api.addr, "GET", "/health", &[], None).await;
+    assert_eq!(s, 200, "{v}");
+    drop(idle);
+    api.shutdown().await;
 }

@@ -65,7 +65,7 @@ pub async fn layer(
     req: Request,
     next: Next,
 ) -> Response {
-    if !matches!(*req.method(), Method::POST | Method::PATCH) {
+    if !matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH) {
         return next.run(req).await;
     }
     let Some(raw) = req.headers().get("idempotency-key") else {

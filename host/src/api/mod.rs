@@ -113,8 +113,9 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().1
 }
 
-/// The API over `engine`, bodies limited to `body_limit` bytes.
-pub fn router(engine: Arc<Engine>, body_limit: usize) -> Router {
+/// The API over `engine`, bodies limited to `body_limit` bytes and read
+/// within `read_timeout`.
+pub fn router(engine: Arc<Engine>, body_limit: usize, read_timeout: std::time::Duration) -> Router {
     let (api, doc) = routes();
     let doc = Arc::new(doc);
     let state = AppState { engine };
@@ -134,8 +135,8 @@ pub fn router(engine: Arc<Engine>, body_limit: usize) -> Router {
             idempotency::layer,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            body_limit,
-            refuse_declared_oversize,
+            (body_limit, read_timeout),
+            read_body,
         ))
         .layer(axum::middleware::from_fn(log_request))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -175,11 +176,13 @@ async fn method_not_allowed() -> Problem {
     )
 }
 
-/// A body declared longer than the limit is refused before any of it is
-/// read: a client announcing 100 MiB and sending nothing must not hold a
-/// handler waiting for it.
-async fn refuse_declared_oversize(
-    State(limit): State<usize>,
+/// Reads the body before any handler runs: one declared longer than the
+/// limit is refused before any of it is read (a client announcing 100 MiB
+/// and sending nothing must not hold a handler waiting for it), one that
+/// grows past the limit when it is read too, and one not sent whole within
+/// `read_timeout` gets `408`.
+async fn read_body(
+    State((limit, read_timeout)): State<(usize, std::time::Duration)>,
     req: Request,
     next: Next,
 ) -> Response {
@@ -191,7 +194,21 @@ async fn refuse_declared_oversize(
     if declared.is_some_and(|n| n > limit as u64) {
         return input::too_large().into_response();
     }
-    next.run(req).await
+    let (parts, body) = req.into_parts();
+    let bytes = match tokio::time::timeout(read_timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return input::too_large().into_response(),
+        Err(_) => {
+            return Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("the body did not arrive within {read_timeout:?}"),
+            )
+            .into_response();
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// One structured log line a request: method, path, status, time, and the
@@ -226,30 +243,105 @@ async fn log_request(req: Request, next: Next) -> Response {
 }
 
 /// How `serve` runs.
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// Run a worker in the same process (`--no-worker` runs them apart).
     pub worker: bool,
+    /// The largest request body taken, in bytes.
     pub body_limit: usize,
+    /// Connections open at once; one more is closed as soon as it is
+    /// accepted (a client holding many cannot starve the rest, nor the
+    /// store and plugins of file descriptors).
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers (and, on a
+    /// keep-alive connection, the next request's), and then its body: a
+    /// slow or silent client is cut off rather than held for ever.
+    pub read_timeout: std::time::Duration,
+    /// How long a stop waits for the answers under way.
+    pub drain_timeout: std::time::Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            worker: true,
+            body_limit: DEFAULT_BODY_LIMIT,
+            max_connections: 1024,
+            read_timeout: std::time::Duration::from_secs(30),
+            drain_timeout: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 /// Serves the API on `listener` until `stop` resolves; then stops taking
-/// requests, lets those under way finish, and stops the worker once its
-/// running syncs finish (no job is left to lease recovery).
+/// connections, answers the requests under way (for up to
+/// `drain_timeout`), and stops the worker once its running syncs finish
+/// (no job is left to lease recovery).
 pub async fn serve(
     engine: Arc<Engine>,
     listener: tokio::net::TcpListener,
     options: ServeOptions,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
     let (stop_worker, worker_stop) = tokio::sync::watch::channel(false);
     let worker = options.worker.then(|| {
         let engine = engine.clone();
         tokio::spawn(async move { engine.run_worker(false, worker_stop).await })
     });
-    let app = router(engine, options.body_limit);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await;
+    let app = router(engine, options.body_limit, options.read_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let open = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
+    let mut full_warned = false;
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, or a connection reset while
+                    // queued: wait a moment rather than spin.
+                    tracing::warn!("accepting a connection: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut stop => break,
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            if !full_warned {
+                tracing::warn!(%peer, max = options.max_connections,
+                    "connections refused: as many are open as --max-connections allows");
+                full_warned = true;
+            }
+            drop(stream);
+            continue;
+        };
+        full_warned = false;
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.read_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(options.drain_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "requests still under way after {:?}: closing their connections",
+            options.drain_timeout
+        );
+    }
     let _ = stop_worker.send(true);
     if let Some(w) = worker {
         match w.await {
@@ -258,5 +350,5 @@ pub async fn serve(
             Err(e) => tracing::error!("worker task failed: {e}"),
         }
     }
-    served.map_err(Into::into)
+    Ok(())
 }

@@ -23,7 +23,8 @@ pub struct Problem {
     /// Stable and machine-readable: `unauthorized`, `forbidden`,
     /// `not_found`, `invalid_input`, `conflict`, `payload_too_large`,
     /// `idempotency_key_reused`, `idempotency_key_in_progress`,
-    /// `unsupported_media_type`, `method_not_allowed`, `unavailable`,
+    /// `unsupported_media_type`, `method_not_allowed`, `request_timeout`,
+    /// `unavailable`,
     /// `internal`.
     pub code: String,
     /// What happened and how to fix it.
