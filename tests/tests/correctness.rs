@@ -681,3 +681,61 @@ async fn item15_issue8_item13_connection_settings_are_checked() {
         own.canonicalize().unwrap()
     );
 }
+
+/// Issue 13 attack, finding 4 (C1, C2): a check number typed by hand in
+/// Failed to export far ahead of the sequence (the largest there is)
+/// neither skips the numbers between nor leaves the funding account unable
+/// to be set: the next payment gets the next number, set-next still works,
+/// and the hand-given number is never issued again.
+#[tokio::test]
+async fn a_check_number_typed_far_ahead_neither_skips_nor_blocks_the_sequence() {
+    let e = engine();
+    e.add_tenant(T).await.unwrap();
+    let mut c = connection("s", T, SCRIPTED, None);
+    c.settings
+        .insert("create-payment".into(), "duplicate-check-number".into());
+    e.put_connection(c.clone()).await.unwrap();
+    e.set_next_check_number(T, "operating", 1001).await.unwrap();
+    import(&e, json!({"documents": [doc_json(T, "d1", "approved", "10.00"), doc_json(T, "d2", "approved", "10.00"), doc_json(T, "d3", "approved", "10.00")]}))
+        .await
+        .unwrap();
+    settle(&e).await;
+    import(&e, json!({"payments": [check("p1", "d1")]}))
+        .await
+        .unwrap();
+    settle(&e).await;
+    let top = ledgerbridge::store::MAX_CHECK_NUMBER;
+    e.edit_export(T, "p1", Some(top - 1), None).await.unwrap();
+    c.settings.remove("create-payment");
+    e.put_connection(c.clone()).await.unwrap();
+    let fa = e.funding_account(T, "operating").await.unwrap();
+    assert_eq!(fa.next_check_number, 1002, "{fa:?}");
+    import(&e, json!({"payments": [check("p2", "d2")]}))
+        .await
+        .unwrap();
+    settle(&e).await;
+    assert_eq!(
+        e.payments_of(T, "d2").await.unwrap()[0].check_number,
+        Some(1002)
+    );
+    e.set_next_check_number(T, "operating", 5000).await.unwrap();
+    let err = e
+        .set_next_check_number(T, "operating", 1002)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("next_check_number:"), "{err}");
+    e.set_next_check_number(T, "operating", top - 1)
+        .await
+        .unwrap();
+    import(&e, json!({"payments": [check("p3", "d3")]}))
+        .await
+        .unwrap();
+    settle(&e).await;
+    let p3 = e.payments_of(T, "d3").await.unwrap()[0].check_number;
+    assert_eq!(
+        p3,
+        Some(top),
+        "the hand-given number is skipped, never issued again"
+    );
+}

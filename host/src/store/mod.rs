@@ -17,7 +17,7 @@ mod tokens;
 
 pub use access::{ApiToken, IdempotencyBegin};
 
-pub use payments::{ChecksExhausted, FailedExport, FundingAccount};
+pub use payments::{ChecksExhausted, FailedExport, FundingAccount, MAX_CHECK_NUMBER};
 pub use queue::{ClaimPlan, ConnectionStatus, DueConnection, PausedBy};
 pub use records::{JobContext, JobPlan, PaymentMerge, Recorded};
 pub use rows::{

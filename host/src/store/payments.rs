@@ -268,12 +268,13 @@ impl Store {
         let (t, f) = (tenant.to_string(), fa.to_string());
         self.with(move |db| {
             check_range("next_check_number", next)?;
-            // Only numbers issued to payments bind: a number merely marked
-            // used in the ERP is skipped when reached, not a floor.
+            // Only numbers the host issued to payments bind: a number
+            // merely marked used in the ERP, or given to a payment by hand
+            // in Failed to export, is skipped when reached, not a floor.
             let last: Option<i64> = query_row(
                 db,
                 "SELECT MAX(number) FROM check_numbers WHERE tenant_id = ?1 AND funding_account = ?2
-                   AND payment_id IS NOT NULL",
+                   AND payment_id IS NOT NULL AND COALESCE(reason, '') != 'edited'",
                 params![t, f],
                 |r| r.get(0),
             )?;
@@ -364,20 +365,16 @@ impl Store {
                     None => {}
                 }
                 exec(&tx, "DELETE FROM check_numbers WHERE tenant_id = ?1 AND payment_id = ?2", params![t, p])?;
+                // A number given by hand is held (allocation skips it when it
+                // gets there) but moves neither the sequence nor the floor
+                // of set-next: a typo far ahead must not skip thousands of
+                // numbers, nor leave the account unable to be set (C1, C2).
                 exec(
                     &tx,
-                    "INSERT INTO check_numbers (tenant_id, funding_account, number, payment_id, issued_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO check_numbers (tenant_id, funding_account, number, payment_id, issued_at, reason)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'edited')",
                     params![t, payment.funding_account, n as i64, p, now_ms()],
                 )?;
-                let next = next_in(&tx, &t, &payment.funding_account)?;
-                if n >= next && n < MAX_CHECK_NUMBER {
-                    exec(
-                        &tx,
-                        "INSERT INTO funding_accounts (tenant_id, id, next_check_number) VALUES (?1, ?2, ?3)
-                         ON CONFLICT (tenant_id, id) DO UPDATE SET next_check_number = excluded.next_check_number",
-                        params![t, payment.funding_account, (n + 1) as i64],
-                    )?;
-                }
                 payment.check_number = Some(n);
             }
             if let Some(b) = bank_id {
