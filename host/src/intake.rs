@@ -88,6 +88,23 @@ pub fn serde_field_error(
         (p, Some(m)) => format!("{p}.{m}"),
         (p, None) => p.to_string(),
     };
+    // serde quotes the value it refused: under a secret's field the value
+    // may be the secret itself, and an error is logged and answered.
+    let secret = [
+        "credentials",
+        "oauth2",
+        "client_secret",
+        "refresh_token",
+        "access_token",
+    ]
+    .iter()
+    .any(|s| field.split(['.', '[']).any(|part| part == *s));
+    let message = match message.find('"').zip(message.rfind('"')) {
+        Some((a, b)) if secret && b > a => {
+            format!("{}\"(not shown)\"{}", &message[..a], &message[b + 1..])
+        }
+        _ => message,
+    };
     FieldError { field, message }
 }
 

@@ -915,6 +915,45 @@ async fn bad_input_is_named_and_nothing_is_stored() {
         )
         .await;
     assert_eq!((s, fa["issued"].clone()), (200, json!(0)), "{fa}");
+    // Attack finding 6: a secret of the wrong shape is never echoed, and
+    // an answer stays small however many items are bad.
+    for body in [
+        json!({"plugin": "csv", "credentials": "s3cret-echo-1"}),
+        json!({"plugin": "csv", "oauth2": {"token_url": "https://x", "client_id": "c", "client_secret": ["s3cret-echo-1"]}}),
+    ] {
+        let (s, v) = api
+            .call(&admin, "PUT", "/v1/tenants/acme/connections/c3", Some(body))
+            .await;
+        assert_eq!(s, 422, "{v}");
+        assert!(
+            !v.to_string().contains("s3cret-echo"),
+            "a secret echoed: {v}"
+        );
+    }
+    let many: Vec<Value> = (0..600)
+        .map(|i| {
+            let mut d = doc(&format!("m{i}"), "10.00");
+            d["lines"][0]["amount"] = "ten".into();
+            d
+        })
+        .collect();
+    let (s, v) = post(
+        &json!({ "documents": many }).to_string(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    let n = v["errors"].as_array().map_or(0, Vec::len);
+    assert!(
+        n <= 101 && v.to_string().len() < 64 << 10,
+        "{n} errors, {} bytes",
+        v.to_string().len()
+    );
+    assert!(
+        v["detail"].as_str().unwrap().starts_with("600 "),
+        "{}",
+        v["detail"]
+    );
     // Unknown endpoints and methods answer as problems too.
     let (s, v) = api.call(&acme, "GET", "/v1/nothing", None).await;
     assert_eq!(problem(s, &v).1, "not_found");

@@ -10,6 +10,25 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// The longest `detail` or error message answered: inputs are echoed in
+/// messages, and an answer must not grow with a hostile request.
+const MAX_DETAIL: usize = 500;
+/// The most field errors answered one by one.
+const MAX_ERRORS: usize = 100;
+
+/// `s`, cut to about `max` bytes on a character boundary, marked when cut.
+fn clip(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("… (cut)");
+    }
+    s
+}
+
 /// An error answer (`application/problem+json`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
@@ -47,6 +66,7 @@ pub struct FieldProblem {
 
 impl Problem {
     pub fn new(status: StatusCode, code: &str, detail: impl Into<String>) -> Problem {
+        let detail = clip(detail.into(), MAX_DETAIL);
         Problem {
             kind: format!("urn:ledgerbridge:problem:{code}"),
             title: status.canonical_reason().unwrap_or("Error").to_string(),
@@ -68,8 +88,23 @@ impl Problem {
     }
 
     /// Bad input in each of `errors` (nothing was stored).
-    pub fn fields(errors: Vec<FieldProblem>) -> Problem {
+    pub fn fields(mut errors: Vec<FieldProblem>) -> Problem {
+        // An answer stays small whatever the request held: a batch of
+        // thousands of bad items gets the first ones, and says how many.
+        let total = errors.len();
+        errors.truncate(MAX_ERRORS);
+        for e in &mut errors {
+            e.field = clip(std::mem::take(&mut e.field), MAX_DETAIL);
+            e.message = clip(std::mem::take(&mut e.message), MAX_DETAIL);
+        }
+        if total > MAX_ERRORS {
+            errors.push(FieldProblem {
+                field: "(more)".into(),
+                message: format!("{} more not shown", total - MAX_ERRORS),
+            });
+        }
         let detail = match errors.as_slice() {
+            _ if total > 1 => format!("{total} fields are not valid; nothing was stored"),
             [one] => format!("{}: {}", one.field, one.message),
             many => format!("{} fields are not valid; nothing was stored", many.len()),
         };
