@@ -462,6 +462,18 @@ async fn every_flow_round_trips_over_http() {
         .await;
     let items = r["items"].as_array().unwrap();
     assert!(items.iter().all(|i| i["state"] == "done"), "{r}");
+    // Attack finding 8: the total the 202 gave is the run's (a paid
+    // document has a bill and a payment sync).
+    let (_, polled) = api
+        .call(
+            &acme,
+            "GET",
+            &format!("/v1/tenants/acme/runs/{}", run["run_id"].as_str().unwrap()),
+            None,
+        )
+        .await;
+    assert_eq!(run["total"], polled["summary"]["total"], "{run} {polled}");
+    assert_eq!(items.len() as u64, run["total"].as_u64().unwrap(), "{r}");
     // The connection's queue and budget.
     let (s, st) = api
         .call(
@@ -892,6 +904,18 @@ async fn bad_input_is_named_and_nothing_is_stored() {
             "/v1/tenants/acme/failed-exports?colour=red",
             Value::Null,
             "colour",
+        ),
+        (
+            "GET",
+            "/v1/tenants/acme/attention?kind=zzz",
+            Value::Null,
+            "kind",
+        ),
+        (
+            "GET",
+            "/v1/tenants/%ff%fe/connections",
+            Value::Null,
+            "(path)",
         ),
         (
             "GET",

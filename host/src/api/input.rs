@@ -218,6 +218,6 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts
         axum::extract::Path::<T>::from_request_parts(parts, s)
             .await
             .map(|p| P(p.0))
-            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, "invalid_input", e.body_text()))
+            .map_err(|e| Problem::invalid("(path)", e.body_text()))
     }
 }

@@ -8,7 +8,7 @@ use super::auth::Auth;
 use super::input::{self, P, Page, PageQuery, Q, key, page};
 use super::problem::Problem;
 use crate::model::Target;
-use crate::store::{AttentionItem, FailedExport, FundingAccount, RunSummary};
+use crate::store::{AttentionItem, AttentionKind, FailedExport, FundingAccount, RunSummary};
 use crate::sync::Selection;
 use axum::Json;
 use axum::body::Bytes;
@@ -47,8 +47,14 @@ pub struct SyncRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunStarted {
     pub run_id: String,
-    /// Syncs in the run.
+    /// Syncs in the run (a document may have a bill and a payment sync):
+    /// the run's `summary.total`.
     pub total: usize,
+}
+
+/// The syncs run `run` holds, as its summary counts them.
+async fn syncs_in(s: &AppState, run: &str) -> Result<usize, Problem> {
+    Ok(s.engine.run_summary(run).await?.total)
 }
 
 /// Syncs one document now (M1), as a run of one to poll.
@@ -72,12 +78,10 @@ pub async fn sync_document(
         .engine
         .request_sync(&tenant, &document, &connection, t, r.force)
         .await?;
+    let total = syncs_in(&s, &run).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(RunStarted {
-            run_id: run,
-            total: 1,
-        }),
+        Json(RunStarted { run_id: run, total }),
     ))
 }
 
@@ -131,10 +135,11 @@ pub async fn start_run(
             (None, false) => Selection::All,
         };
         s.engine.tenant_connection(&tenant, &connection).await?;
-        let (run, total) = s
+        let (run, _documents) = s
             .engine
             .request_resync(&connection, selection, r.force)
             .await?;
+        let total = syncs_in(&s, &run).await?;
         Ok((StatusCode::ACCEPTED, json!({"run_id": run, "total": total})))
     })
     .await
@@ -295,6 +300,15 @@ pub async fn attention(
 ) -> Result<Json<Page<Value>>, Problem> {
     auth.tenant(&tenant)?;
     s.engine.require_tenant(&tenant).await?;
+    if let Some(k) = &q.kind
+        && !AttentionKind::ALL.iter().any(|a| a.as_str() == k)
+    {
+        let kinds: Vec<&str> = AttentionKind::ALL.iter().map(|a| a.as_str()).collect();
+        return Err(Problem::invalid(
+            "kind",
+            format!("one of {}", kinds.join(", ")),
+        ));
+    }
     if let Some(c) = &q.connection {
         s.engine.tenant_connection(&tenant, c).await?;
     }

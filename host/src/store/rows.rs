@@ -253,6 +253,15 @@ pub enum AttentionKind {
 }
 
 impl AttentionKind {
+    /// Every kind, in the order a person reads them.
+    pub const ALL: [AttentionKind; 5] = [
+        AttentionKind::Failed,
+        AttentionKind::GaveUp,
+        AttentionKind::Blocked,
+        AttentionKind::Quarantined,
+        AttentionKind::HostFault,
+    ];
+
     /// The name in SQL.
     pub fn as_str(self) -> &'static str {
         match self {
