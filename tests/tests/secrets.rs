@@ -247,7 +247,7 @@ async fn o2_a_secret_moved_to_another_row_does_not_open() {
         .unwrap();
     }
     let store = Store::open_with(&path, options(&key)).unwrap();
-    let e = format!("{:#}", store.connection("b").await.err().expect("refused"));
+    let e = format!("{:#}", store.connection("b").await.expect_err("refused"));
     assert!(
         e.contains("does not open") && e.contains("connection b"),
         "{e}"

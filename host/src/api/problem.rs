@@ -72,7 +72,7 @@ impl Problem {
             title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
             code: code.to_string(),
-            detail: detail.into(),
+            detail,
             field: None,
             errors: Vec::new(),
         }

@@ -45,6 +45,10 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApiToken> {
 
 const TOKEN_COLUMNS: &str = "id, tenant_id, label, created_at, rotated_at, revoked_at";
 
+/// An idempotency key's row: the request's digest, the answer's status
+/// and body once answered, and when it was begun.
+type KeyRow = (Vec<u8>, Option<i64>, Option<String>, i64);
+
 impl Store {
     /// Records a new token (its tenant must exist; `None` for admin).
     pub async fn insert_token(
@@ -159,7 +163,7 @@ impl Store {
                    (SELECT rowid FROM idempotency_keys WHERE created_at < ?1 LIMIT 64)",
                 params![now - keep_ms],
             )?;
-            let row: Option<(Vec<u8>, Option<i64>, Option<String>, i64)> = query_row(
+            let row: Option<KeyRow> = query_row(
                 db,
                 "SELECT request_sha256, status, body, created_at FROM idempotency_keys
                  WHERE scope = ?1 AND key = ?2",
