@@ -196,7 +196,11 @@ fn operators_run_it_for_a_tenant_from_the_command_line() {
         "--bank-id",
         "1020",
     ]);
-    assert!(String::from_utf8_lossy(&edit.stderr).contains("payment: no payment nope"));
+    let stderr = String::from_utf8_lossy(&edit.stderr);
+    assert!(
+        stderr.contains("no payment nope for tenant acme"),
+        "{stderr}"
+    );
 
     assert!(run(&["connection", "disable", "acme-csv"]).status.success());
     let list = String::from_utf8_lossy(&run(&["connection", "list"]).stdout).into_owned();
@@ -393,7 +397,7 @@ fn operators_get_named_errors_exit_codes_times_and_summaries() {
         ),
         (
             vec!["funding-account", "show", "..", "--tenant", "acme"],
-            "funding account:",
+            "funding_account:",
         ),
         (
             vec![

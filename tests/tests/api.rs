@@ -832,6 +832,33 @@ async fn bad_input_is_named_and_nothing_is_stored() {
             "{body}: field {f}, wanted {field}: {v}"
         );
     }
+    // Second attack, findings 3 and 4: every mapping refuses control
+    // characters and overlong text, each named by its place.
+    for (mappings, field) in [
+        (
+            json!({"departments": {"ops": {"category": "Dept", "option": "\u{1b}[31m"}}}),
+            "mappings.departments.ops.option",
+        ),
+        (json!({"vendors": {"v-1": "\u{0}"}}), "mappings.vendors.v-1"),
+        (
+            json!({"categories": {"office": "X".repeat(300)}}),
+            "mappings.categories.office",
+        ),
+        (
+            json!({"bank_accounts": {"operating": "10\u{202e}10"}}),
+            "mappings.bank_accounts.operating",
+        ),
+    ] {
+        let (s, v) = api
+            .call(
+                &admin,
+                "PUT",
+                "/v1/tenants/acme/connections/c2",
+                Some(json!({"plugin": "csv", "directory": api.dir(0).display().to_string(), "mappings": mappings})),
+            )
+            .await;
+        assert_eq!(problem(s, &v).2, field, "{v}");
+    }
     // P4: a setting the connector does not declare (a typo) is refused,
     // naming it and what the connector takes.
     let dir = api.dir(0).display().to_string();
@@ -990,8 +1017,11 @@ async fn bad_input_is_named_and_nothing_is_stored() {
 
 /// Codat's convention: a write retried with its `Idempotency-Key` gets
 /// the first answer (marked replayed) and does nothing again; the same
-/// key with another request is refused; a refused request is answered
-/// the same way again.
+/// key with another request is refused; a refused request (4xx) is not
+/// remembered (Stripe's rule): its retry is checked again, and the key can
+/// carry the corrected request (second attack, finding 7: a payment
+/// refused for a document not there yet could never be sent under its
+/// key).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_keys_answer_a_retry_as_the_first_time() {
     let mut api = Api::start().await;
@@ -1031,10 +1061,9 @@ async fn idempotency_keys_answer_a_retry_as_the_first_time() {
     assert_eq!(s4, 422, "{v4}");
     let (s5, h5, v5) = send(bad, "k-2").await;
     assert_eq!((s5, &v5), (422, &v4));
-    assert_eq!(
-        h5.get("idempotent-replayed").map(String::as_str),
-        Some("true")
-    );
+    assert!(!h5.contains_key("idempotent-replayed"), "checked again");
+    let (s6, _, v6) = send(doc("d2", "10.00"), "k-2").await;
+    assert_eq!(s6, 200, "the corrected request under the same key: {v6}");
     // One sync of d1, not two.
     let log = api.settled(&acme, "acme", "d1", 1).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1424,23 +1453,35 @@ async fn every_write_endpoint_honours_or_refuses_idempotency_keys() {
             continue;
         }
         let (s2, h2, v2) = send().await;
-        assert_eq!(
-            (s2, &v2),
-            (s1, &v1),
-            "{method} {template}: a retry answers as the first"
-        );
-        assert_eq!(
-            h2.get("idempotent-replayed").map(String::as_str),
-            Some("true"),
-            "{method} {template}: {h2:?}"
-        );
         assert!(
             !h1.contains_key("idempotent-replayed"),
             "{method} {template}"
         );
-        honoured += 1;
+        if (200..300).contains(&s1) {
+            assert_eq!(
+                (s2, &v2),
+                (s1, &v1),
+                "{method} {template}: a retry answers as the first"
+            );
+            assert_eq!(
+                h2.get("idempotent-replayed").map(String::as_str),
+                Some("true"),
+                "{method} {template}: {h2:?}"
+            );
+            honoured += 1;
+        } else {
+            // Refused: not remembered, checked again.
+            assert_eq!(s2, s1, "{method} {template}: {v2}");
+            assert!(
+                !h2.contains_key("idempotent-replayed"),
+                "{method} {template}"
+            );
+        }
     }
-    assert!(honoured >= 12, "{honoured} write endpoints");
+    assert!(
+        honoured >= 8,
+        "{honoured} write endpoints answered 2xx and replayed"
+    );
     // The same key and body on another endpoint is another request.
     let (s, _, v) = http(
         api.addr,
@@ -1565,5 +1606,56 @@ async fn slow_and_silent_clients_are_cut_off() {
     let (s, _, v) = http(api.addr, "GET", "/health", &[], None).await;
     assert_eq!(s, 200, "{v}");
     drop(idle);
+    api.shutdown().await;
+}
+
+/// Second attack, finding 1: a request without a valid token is refused
+/// from its headers, before its body is read (an anonymous client cannot
+/// make the server hold megabytes for it); finding 2: a client that stops
+/// reading its answers loses its connection after the timeout, so it
+/// cannot hold a slot of `max_connections`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_without_a_token_or_that_never_read_hold_nothing() {
+    let api = Api::start_opts(ServeOptions {
+        body_limit: BODY_LIMIT,
+        max_connections: 1,
+        read_timeout: Duration::from_millis(500),
+        ..ServeOptions::default()
+    })
+    .await;
+    // A body announced and not sent, without a token: 401 at once.
+    let mut s = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    s.write_all(b"POST /v1/tenants/acme/documents HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 900000\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_millis(400), s.read_exact(&mut head))
+        .await
+        .expect("answered before the body timeout")
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 401", "{}", String::from_utf8_lossy(&head));
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A client asking for answers it never reads, on the only slot.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut hog = socket.connect(api.addr).await.unwrap();
+    let one = b"GET /openapi.json HTTP/1.1\r\nhost: x\r\n\r\n".repeat(400);
+    let _ = tokio::time::timeout(Duration::from_secs(2), hog.write_all(&one)).await;
+    // Cut off after the write timeout: the slot serves others again.
+    let mut served = 0;
+    for _ in 0..40 {
+        let (st, _, _) = http(api.addr, "GET", "/health", &[], None).await;
+        if st == 200 {
+            served = st;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        served, 200,
+        "a client that never reads still holds the only slot"
+    );
+    drop(hog);
     api.shutdown().await;
 }

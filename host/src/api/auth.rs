@@ -4,23 +4,51 @@
 use super::AppState;
 use super::problem::Problem;
 use crate::sync::access::Caller;
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header;
 use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 
 /// The caller of a request with a valid token.
+#[derive(Clone)]
 pub struct Auth(pub Caller);
 
 impl FromRequestParts<AppState> for Auth {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        // Checked once, by `layer`, before the body was read.
+        if let Some(Auth(c)) = parts.extensions.get::<Auth>() {
+            return Ok(Auth(c.clone()));
+        }
         let presented = presented_token(&parts.headers).ok_or_else(Problem::unauthorized)?;
         match state.engine.authenticate(presented).await {
             Ok(Some(caller)) => Ok(Auth(caller)),
             Ok(None) => Err(Problem::unauthorized()),
             Err(e) => Err(Problem::internal(&e)),
         }
+    }
+}
+
+/// Checks the token of every request under `/v1/` from its headers alone,
+/// before anything reads its body: a client without a valid token gets
+/// `401` at once, never a `100 Continue`, and cannot make the server hold
+/// megabytes of body for it. The caller is kept for the handlers.
+pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/v1/") {
+        return next.run(req).await;
+    }
+    let Some(presented) = presented_token(req.headers()) else {
+        return Problem::unauthorized().into_response();
+    };
+    match state.engine.authenticate(presented).await {
+        Ok(Some(caller)) => {
+            req.extensions_mut().insert(Auth(caller));
+            next.run(req).await
+        }
+        Ok(None) => Problem::unauthorized().into_response(),
+        Err(e) => Problem::internal(&e).into_response(),
     }
 }
 

@@ -2,12 +2,14 @@
 //! one layer so no endpoint can miss it: a retry of the same request (same
 //! method, path, query and body, by the same tenant or by an admin) within
 //! a day gets the first answer again, marked `Idempotent-Replayed: true`,
-//! and does nothing more; the same key with another request is refused; a
-//! write the host failed on (5xx), or one whose client went away before
-//! the answer, is forgotten so its retry runs.
+//! and does nothing more; the same key with another request is refused. Only
+//! a success is remembered (Stripe's rule): a refused request (4xx) stored
+//! nothing and may depend on data that arrives later, a failure (5xx) or a
+//! write whose client went away before the answer may not have run; their
+//! keys are forgotten so a retry is checked and run again.
 
 use super::AppState;
-use super::auth::presented_token;
+use super::auth::Auth;
 use super::input::too_large;
 use super::problem::Problem;
 use crate::store::IdempotencyBegin;
@@ -93,14 +95,10 @@ pub async fn layer(
         )
         .into_response();
     }
-    // The caller's scope; without a valid token the endpoint answers 401.
-    let caller = match presented_token(req.headers()) {
-        Some(t) => match state.engine.authenticate(t).await {
-            Ok(Some(c)) => c,
-            Ok(None) => return next.run(req).await,
-            Err(e) => return Problem::internal(&e).into_response(),
-        },
-        None => return next.run(req).await,
+    // The caller's scope, as the auth layer found it (every write is
+    // under `/v1/`, where a request without a valid token never gets here).
+    let Some(Auth(caller)) = req.extensions().get::<Auth>().cloned() else {
+        return next.run(req).await;
     };
     let (parts, body) = req.into_parts();
     let bytes = match axum::body::to_bytes(body, limit).await {
@@ -128,6 +126,7 @@ pub async fn layer(
             "idempotency_key_in_progress",
             "the first request with this Idempotency-Key is still being answered; retry shortly",
         )
+        .with_retry_after(1)
         .into_response(),
         Ok(IdempotencyBegin::Replay { status, body }) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
@@ -160,7 +159,7 @@ pub async fn layer(
                 return Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "the answer could not be read")
                     .into_response();
             };
-            let kept = if rparts.status.is_server_error() {
+            let kept = if !rparts.status.is_success() {
                 state.engine.idempotency_forget(&scope, &key).await
             } else {
                 state

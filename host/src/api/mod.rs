@@ -142,6 +142,10 @@ pub fn router(engine: Arc<Engine>, body_limit: usize, read_timeout: std::time::D
             (body_limit, read_timeout),
             read_body,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::layer,
+        ))
         .layer(axum::middleware::from_fn(log_request))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -258,8 +262,9 @@ pub struct ServeOptions {
     /// store and plugins of file descriptors).
     pub max_connections: usize,
     /// How long a client has to send a request's headers (and, on a
-    /// keep-alive connection, the next request's), and then its body: a
-    /// slow or silent client is cut off rather than held for ever.
+    /// keep-alive connection, the next request's), then its body, and to
+    /// take each part of an answer: a slow, silent or non-reading client is
+    /// cut off rather than held for ever.
     pub read_timeout: std::time::Duration,
     /// How long a stop waits for the answers under way.
     pub drain_timeout: std::time::Duration,
@@ -323,6 +328,11 @@ pub async fn serve(
         };
         full_warned = false;
         let _ = stream.set_nodelay(true);
+        // A client that stops reading its answers cannot hold a connection
+        // (and a slot of --max-connections) for ever.
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(options.read_timeout));
+        let stream = Box::pin(stream);
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())

@@ -54,6 +54,9 @@ pub struct Problem {
     /// Every field at fault, for bad input.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldProblem>,
+    /// Seconds to wait before a retry, sent as `Retry-After`.
+    #[serde(skip)]
+    pub retry_after: Option<u32>,
 }
 
 /// One field of the input and what is wrong with it.
@@ -75,6 +78,7 @@ impl Problem {
             detail,
             field: None,
             errors: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -133,6 +137,25 @@ impl Problem {
 
     /// The host's own failure: logged in full, answered in general.
     pub fn internal(e: &anyhow::Error) -> Problem {
+        // The store busy past its wait (another process holds its write
+        // lock): the request did nothing and can be retried.
+        let busy = e.chain().any(|c| {
+            c.downcast_ref::<rusqlite::Error>().is_some_and(|r| {
+                matches!(
+                    r.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                )
+            })
+        });
+        if busy {
+            tracing::warn!("request refused, the store is busy: {e:#}");
+            return Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the store is busy; nothing was changed; retry shortly",
+            )
+            .with_retry_after(1);
+        }
         tracing::error!("request failed: {e:#}");
         Problem::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -206,6 +229,14 @@ impl From<anyhow::Error> for Problem {
     }
 }
 
+impl Problem {
+    /// The same problem, telling the client when to retry.
+    pub fn with_retry_after(mut self, seconds: u32) -> Problem {
+        self.retry_after = Some(seconds);
+        self
+    }
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -214,6 +245,10 @@ impl IntoResponse for Problem {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(s) = self.retry_after {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
         if status == StatusCode::UNAUTHORIZED {
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

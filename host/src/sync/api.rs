@@ -281,7 +281,7 @@ impl Engine {
         account: &str,
     ) -> anyhow::Result<FundingAccount> {
         self.require_tenant(tenant).await?;
-        id("funding account", account)?;
+        id("funding_account", account)?;
         self.store.funding_account(tenant, account).await
     }
 
@@ -293,7 +293,7 @@ impl Engine {
         next: u64,
     ) -> anyhow::Result<()> {
         self.require_tenant(tenant).await?;
-        id("funding account", account)?;
+        id("funding_account", account)?;
         self.store
             .set_next_check_number(tenant, account, next)
             .await
@@ -310,7 +310,7 @@ impl Engine {
         last: u64,
     ) -> anyhow::Result<usize> {
         self.require_tenant(tenant).await?;
-        id("funding account", account)?;
+        id("funding_account", account)?;
         if first > last {
             return Err(
                 EngineError::invalid("first", format!("{first} is after last ({last})")).into(),
@@ -331,7 +331,7 @@ impl Engine {
         number: u64,
     ) -> anyhow::Result<Option<Option<String>>> {
         self.require_tenant(tenant).await?;
-        id("funding account", account)?;
+        id("funding_account", account)?;
         self.store
             .check_number_holder(tenant, account, number)
             .await
@@ -421,8 +421,10 @@ impl Engine {
         payment: &str,
         status: crate::model::DisbursementStatus,
     ) -> anyhow::Result<super::Imported> {
-        let doc = self.document(tenant, document).await?;
+        // Named as the event names them.
+        id("document_id", document)?;
         id("payment_id", payment)?;
+        let doc = self.document(tenant, document).await?;
         let p = self
             .store
             .payments_of(tenant, document)

@@ -359,16 +359,45 @@ impl Engine {
                 ));
             }
         }
-        for (k, v) in c
-            .mappings
-            .categories
-            .iter()
-            .chain(c.mappings.bank_accounts.iter())
-            .chain(c.default_bank_account.iter().map(|v| (v, v)))
-        {
-            if let Err(m) = check_text(k, false).and_then(|_| check_text(v, false)) {
-                problems.push(format!("mappings: `{}`: {m}", k.escape_debug()));
+        // Every mapping the same way (V1): no control or invisible
+        // characters, no text longer than an ERP's codes and names, each
+        // named by its place (`mappings.departments.ops.option`).
+        let mapping = |field: String, text: &str| -> Option<String> {
+            let m = match check_text(text, false) {
+                Err(m) => m,
+                Ok(()) if text.len() > MAX_MAPPING_TEXT => {
+                    format!("longer than {MAX_MAPPING_TEXT} bytes")
+                }
+                Ok(()) => return None,
+            };
+            Some(format!("{field}: {m}"))
+        };
+        let name = |k: &str| -> String {
+            k.chars()
+                .take(64)
+                .collect::<String>()
+                .escape_debug()
+                .to_string()
+        };
+        for (kind, map) in [
+            ("categories", &c.mappings.categories),
+            ("bank_accounts", &c.mappings.bank_accounts),
+            ("vendors", &c.mappings.vendors),
+        ] {
+            for (k, v) in map {
+                let field = format!("mappings.{kind}.{}", name(k));
+                problems.extend(mapping(field.clone(), k));
+                problems.extend(mapping(field, v));
             }
+        }
+        for (k, t) in &c.mappings.departments {
+            let field = format!("mappings.departments.{}", name(k));
+            problems.extend(mapping(field.clone(), k));
+            problems.extend(mapping(format!("{field}.category"), &t.category));
+            problems.extend(mapping(format!("{field}.option"), &t.option));
+        }
+        if let Some(b) = &c.default_bank_account {
+            problems.extend(mapping("default_bank_account".into(), b));
         }
         match self.connectors.plugin(&self.runtime, &c).await {
             Ok(p) => {
@@ -1720,6 +1749,10 @@ pub fn ms_to_rfc3339(ms: i64) -> String {
 
 /// A unique run id (UUID v4): unique across processes and hosts sharing a
 /// store, whenever they start.
+/// The longest key or value of a connection's mappings: an ERP's account
+/// codes, class and option names are far shorter.
+const MAX_MAPPING_TEXT: usize = 255;
+
 /// Whether a connection's setting `key` is the one a connector declares as
 /// `declared`: the same name, or any name starting with what comes before a
 /// declared name's final `*`.

@@ -23,7 +23,11 @@ impl Connector for CreateOnly {
             name: "create-only".into(),
             version: "0.1.0".into(),
             capabilities: Capabilities::PAYMENTS,
-            settings: vec![],
+            settings: vec![SettingSpec {
+                name: "lookup-payment".into(),
+                description: "`found`: lookup-payment finds the entry".into(),
+                required: false,
+            }],
             limits: Limits {
                 // One ERP request per item, and no batch endpoint: one item a call.
                 lookups_per_call: 1,

@@ -120,7 +120,18 @@ impl Connector for Minting {
             name: "minting".into(),
             version: "0.1.0".into(),
             capabilities: Capabilities::PAYMENTS | Capabilities::UPDATE_PAYMENTS,
-            settings: vec![],
+            settings: vec![
+                SettingSpec {
+                    name: "dedupe".into(),
+                    description: "`call`: a retried batch is told apart by the call's key".into(),
+                    required: false,
+                },
+                SettingSpec {
+                    name: "trap-after-batch-create".into(),
+                    description: "trap after the ERP made a batch".into(),
+                    required: false,
+                },
+            ],
             // Local files: a batch of fifty is one call.
             limits: Limits {
                 lookups_per_call: 50,
