@@ -1659,3 +1659,63 @@ async fn clients_without_a_token_or_that_never_read_hold_nothing() {
     drop(hog);
     api.shutdown().await;
 }
+
+/// Second attack, finding 8: a write while another process holds the
+/// store's write lock past the store's wait is `503 unavailable` with
+/// `Retry-After` (nothing was done; retry), not `500 internal`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_store_answers_503_with_retry_after() {
+    use ledgerbridge::store::{Store, StoreOptions};
+    use ledgerbridge::sync::{Engine, RetryPolicy, WorkerConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lb.db");
+    let store = Store::open_with(
+        &path,
+        StoreOptions {
+            busy_timeout: Duration::from_millis(200),
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let e = std::sync::Arc::new(Engine::new(
+        store,
+        runtime().clone(),
+        RetryPolicy::default(),
+        WorkerConfig::default(),
+    ));
+    let (_, admin) = e.create_token(None, "admin").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = tokio::spawn(serve(
+        e,
+        listener,
+        ServeOptions {
+            worker: false,
+            ..ServeOptions::default()
+        },
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let auth = format!("Bearer {admin}");
+    let (s, h, v) = http(
+        addr,
+        "POST",
+        "/v1/tenants",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        Some(r#"{"id": "acme"}"#),
+    )
+    .await;
+    holder.execute_batch("COMMIT").unwrap();
+    assert_eq!(problem(s, &v).1, "unavailable", "{s} {v}");
+    assert_eq!(s, 503);
+    assert_eq!(h.get("retry-after").map(String::as_str), Some("1"), "{h:?}");
+    let _ = stop.send(());
+    served.await.unwrap().unwrap();
+}

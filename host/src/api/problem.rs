@@ -140,12 +140,15 @@ impl Problem {
         // The store busy past its wait (another process holds its write
         // lock): the request did nothing and can be retried.
         let busy = e.chain().any(|c| {
-            c.downcast_ref::<rusqlite::Error>().is_some_and(|r| {
-                matches!(
-                    r.sqlite_error_code(),
-                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-                )
-            })
+            c.is::<crate::store::StoreBusy>()
+                || c.downcast_ref::<rusqlite::Error>().is_some_and(|r| {
+                    matches!(
+                        r.sqlite_error_code(),
+                        Some(
+                            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                        )
+                    )
+                })
         });
         if busy {
             tracing::warn!("request refused, the store is busy: {e:#}");

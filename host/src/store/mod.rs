@@ -251,7 +251,7 @@ impl Store {
                 let Some(db) = db else {
                     return Box::new(move |refused: Result<(), String>| {
                         let why = refused.err().unwrap_or_default();
-                        let _ = answer.send(Err(anyhow::Error::new(StoreError(why))));
+                        let _ = answer.send(Err(anyhow::Error::new(StoreBusy(why))));
                     });
                 };
                 let t = std::time::Instant::now();
@@ -315,6 +315,13 @@ pub(crate) fn invalid(field: &str, message: impl Into<String>) -> anyhow::Error 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("the store failed: {0}")]
 pub struct StoreError(pub String);
+
+/// The store could not begin a transaction in time (another process held
+/// its write lock past the busy timeout): nothing was done, and the same
+/// request can be made again.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the store is busy: {0}")]
+pub struct StoreBusy(pub String);
 
 /// Runs a statement, prepared once per connection and cached.
 pub(crate) fn exec(db: &Db, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
