@@ -1275,45 +1275,57 @@ async fn a_graceful_stop_finishes_or_releases_syncs_in_flight() {
     }
 }
 
+impl Api {
+    /// A server with tenant acme, its document acme-d1 synced, and a bulk
+    /// run of it finished: what the route-table tests fill paths with.
+    async fn with_a_run() -> (Api, String) {
+        let mut api = Api::start().await;
+        let acme = api.tenant("acme").await;
+        let mut d = doc("acme-d1", "10.00");
+        d["id"] = "acme-d1".into();
+        api.call(&acme, "POST", "/v1/tenants/acme/documents", Some(d))
+            .await;
+        api.settled(&acme, "acme", "acme-d1", 1).await;
+        let (s, run) = api
+            .call(
+                &acme,
+                "POST",
+                "/v1/tenants/acme/connections/acme-csv/runs",
+                None,
+            )
+            .await;
+        assert_eq!(s, 202, "{run}");
+        let run = run["run_id"].as_str().unwrap().to_string();
+        api.finish(&acme, "acme", &run).await;
+        (api, run)
+    }
+}
+
+/// A route template filled with acme's ids (see [`Api::with_a_run`]).
+fn fill_acme(path: &str, run: &str, token: &str) -> String {
+    path.replace("{tenant}", "acme")
+        .replace("{connection}", "acme-csv")
+        .replace("{document}", "acme-d1")
+        .replace("{payment}", "bp1")
+        .replace("{run}", run)
+        .replace("{token}", token)
+        .replace("{account}", "operating")
+        .replace("{target}", "bill")
+        .replace("{subject}", "acme-d1")
+}
+
 /// V1 on every write endpoint, generated from the route table so a new
 /// endpoint cannot be forgotten: malformed JSON, a body of the wrong type
 /// and an unknown field each get a problem naming what is wrong, and
 /// nothing of the tenant changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_write_endpoint_names_bad_input_and_stores_nothing() {
-    let mut api = Api::start().await;
-    let acme = api.tenant("acme").await;
+    let (api, run) = Api::with_a_run().await;
     let spare = tempfile::tempdir().unwrap();
-    let mut d = doc("acme-d1", "10.00");
-    d["id"] = "acme-d1".into();
-    api.call(&acme, "POST", "/v1/tenants/acme/documents", Some(d))
-        .await;
-    api.settled(&acme, "acme", "acme-d1", 1).await;
-    let (s, run) = api
-        .call(
-            &acme,
-            "POST",
-            "/v1/tenants/acme/connections/acme-csv/runs",
-            None,
-        )
-        .await;
-    assert_eq!(s, 202, "{run}");
-    let run = run["run_id"].as_str().unwrap().to_string();
-    api.finish(&acme, "acme", &run).await;
     let before = snapshot(&api, "acme", &run).await;
     let (_, _, doc_) = http(api.addr, "GET", "/openapi.json", &[], None).await;
     let admin = format!("Bearer {}", api.admin);
-    let fill = |path: &str| {
-        path.replace("{tenant}", "acme")
-            .replace("{connection}", "acme-csv")
-            .replace("{document}", "acme-d1")
-            .replace("{payment}", "bp1")
-            .replace("{run}", &run)
-            .replace("{token}", "0123456789abcdef")
-            .replace("{account}", "operating")
-            .replace("{target}", "bill")
-            .replace("{subject}", "acme-d1")
-    };
+    let fill = |path: &str| fill_acme(path, &run, "0123456789abcdef");
     let mut tried = 0;
     for (method, template) in operations(&doc_) {
         if !["POST", "PUT", "PATCH"].contains(&method.as_str()) {
@@ -1375,41 +1387,15 @@ async fn every_write_endpoint_names_bad_input_and_stores_nothing() {
 /// ignored. The same key on another endpoint is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_write_endpoint_honours_or_refuses_idempotency_keys() {
-    let mut api = Api::start().await;
-    let acme = api.tenant("acme").await;
+    let (api, run) = Api::with_a_run().await;
     let spare = tempfile::tempdir().unwrap();
-    let mut d = doc("acme-d1", "10.00");
-    d["id"] = "acme-d1".into();
-    api.call(&acme, "POST", "/v1/tenants/acme/documents", Some(d))
-        .await;
-    api.settled(&acme, "acme", "acme-d1", 1).await;
-    let (_, run) = api
-        .call(
-            &acme,
-            "POST",
-            "/v1/tenants/acme/connections/acme-csv/runs",
-            None,
-        )
-        .await;
-    let run = run["run_id"].as_str().unwrap().to_string();
-    api.finish(&acme, "acme", &run).await;
     let (_, tokens) = api
         .call(&api.admin, "GET", "/v1/tenants/acme/tokens", None)
         .await;
     let token_id = tokens["items"][0]["id"].as_str().unwrap().to_string();
     let (_, _, doc_) = http(api.addr, "GET", "/openapi.json", &[], None).await;
     let admin = format!("Bearer {}", api.admin);
-    let fill = |path: &str| {
-        path.replace("{tenant}", "acme")
-            .replace("{connection}", "acme-csv")
-            .replace("{document}", "acme-d1")
-            .replace("{payment}", "bp1")
-            .replace("{run}", &run)
-            .replace("{token}", &token_id)
-            .replace("{account}", "operating")
-            .replace("{target}", "bill")
-            .replace("{subject}", "acme-d1")
-    };
+    let fill = |path: &str| fill_acme(path, &run, &token_id);
     let mut honoured = 0;
     for (i, (method, template)) in operations(&doc_).into_iter().enumerate() {
         if !["POST", "PUT", "PATCH"].contains(&method.as_str()) {
