@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -39,20 +39,15 @@ pub async fn add_tenant(
     auth: Auth,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
-) -> Response {
-    if let Err(p) = auth.admin() {
-        return p.into_response();
-    }
-    let bytes = match input::body(raw) {
-        Ok(b) => b,
-        Err(p) => return p.into_response(),
-    };
-    input::answer(async {
+) -> Result<Response, Problem> {
+    auth.admin()?;
+    let bytes = input::body(raw)?;
+    Ok(input::answer(async {
         let t: NewTenant = input::json(&headers, &bytes)?;
         s.engine.add_tenant(&t.id).await?;
         Ok((StatusCode::CREATED, json!({"id": t.id})))
     })
-    .await
+    .await)
 }
 
 /// Lists tenants (admin).
@@ -228,15 +223,10 @@ pub async fn put_connection(
     P((tenant, connection)): P<(String, String)>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
-) -> Response {
-    if let Err(p) = auth.admin() {
-        return p.into_response();
-    }
-    let bytes = match input::body(raw) {
-        Ok(b) => b,
-        Err(p) => return p.into_response(),
-    };
-    input::answer(async {
+) -> Result<Response, Problem> {
+    auth.admin()?;
+    let bytes = input::body(raw)?;
+    Ok(input::answer(async {
         let mut v: serde_json::Value = input::json(&headers, &bytes)?;
         let Some(obj) = v.as_object_mut() else {
             return Err(Problem::invalid("(body)", "a connection is a JSON object"));
@@ -265,7 +255,7 @@ pub async fn put_connection(
             serde_json::to_value(view).unwrap_or_default(),
         ))
     })
-    .await
+    .await)
 }
 
 async fn connection_view(

@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -90,15 +90,10 @@ async fn intake(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
     list: &'static str,
-) -> Response {
-    if let Err(p) = auth.tenant(&tenant) {
-        return p.into_response();
-    }
-    let bytes = match input::body(raw) {
-        Ok(b) => b,
-        Err(p) => return p.into_response(),
-    };
-    input::answer(async {
+) -> Result<Response, Problem> {
+    auth.tenant(&tenant)?;
+    let bytes = input::body(raw)?;
+    Ok(input::answer(async {
         s.engine.require_tenant(&tenant).await?;
         let body: Value = input::json(&headers, &bytes)?;
         let items = items(body, list, &tenant)?;
@@ -112,7 +107,7 @@ async fn intake(
                 "queued": i.queued, "merged": i.merged}),
         ))
     })
-    .await
+    .await)
 }
 
 /// Records documents (A1, A2): one document, or `{"documents": [...]}`,
@@ -128,7 +123,7 @@ pub async fn post_documents(
     P(tenant): P<String>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
-) -> Response {
+) -> Result<Response, Problem> {
     intake(s, auth, tenant, headers, raw, "documents").await
 }
 
@@ -143,7 +138,7 @@ pub async fn post_payments(
     P(tenant): P<String>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
-) -> Response {
+) -> Result<Response, Problem> {
     intake(s, auth, tenant, headers, raw, "payments").await
 }
 
@@ -170,15 +165,10 @@ pub async fn post_disbursement_event(
     P(tenant): P<String>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
-) -> Response {
-    if let Err(p) = auth.tenant(&tenant) {
-        return p.into_response();
-    }
-    let bytes = match input::body(raw) {
-        Ok(b) => b,
-        Err(p) => return p.into_response(),
-    };
-    input::answer(async {
+) -> Result<Response, Problem> {
+    auth.tenant(&tenant)?;
+    let bytes = input::body(raw)?;
+    Ok(input::answer(async {
         let e: DisbursementEvent = input::json(&headers, &bytes)?;
         let i = s
             .engine
@@ -195,7 +185,7 @@ pub async fn post_disbursement_event(
                 "queued": i.queued, "merged": i.merged}),
         ))
     })
-    .await
+    .await)
 }
 
 /// A document as recorded, with its payments.

@@ -139,17 +139,7 @@ impl Problem {
     pub fn internal(e: &anyhow::Error) -> Problem {
         // The store busy past its wait (another process holds its write
         // lock): the request did nothing and can be retried.
-        let busy = e.chain().any(|c| {
-            c.is::<crate::store::StoreBusy>()
-                || c.downcast_ref::<rusqlite::Error>().is_some_and(|r| {
-                    matches!(
-                        r.sqlite_error_code(),
-                        Some(
-                            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-                        )
-                    )
-                })
-        });
+        let busy = e.chain().any(|c| c.is::<crate::store::StoreBusy>());
         if busy {
             tracing::warn!("request refused, the store is busy: {e:#}");
             return Problem::new(

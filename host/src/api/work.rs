@@ -15,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -110,15 +110,10 @@ pub async fn start_run(
     P((tenant, connection)): P<(String, String)>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
-) -> Response {
-    if let Err(p) = auth.tenant(&tenant) {
-        return p.into_response();
-    }
-    let bytes = match input::body(raw) {
-        Ok(b) => b,
-        Err(p) => return p.into_response(),
-    };
-    input::answer(async {
+) -> Result<Response, Problem> {
+    auth.tenant(&tenant)?;
+    let bytes = input::body(raw)?;
+    Ok(input::answer(async {
         let r: ResyncRequest = input::optional_json(&headers, &bytes)?;
         let selection = match (r.documents, r.attention) {
             (Some(_), true) => {
@@ -142,7 +137,7 @@ pub async fn start_run(
         let total = syncs_in(&s, &run).await?;
         Ok((StatusCode::ACCEPTED, json!({"run_id": run, "total": total})))
     })
-    .await
+    .await)
 }
 
 /// Where a run stands (M4): `done` once nothing is pending or waiting.
@@ -206,15 +201,10 @@ pub async fn cancel_run(
     P((tenant, run)): P<(String, String)>,
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
-) -> Response {
-    if let Err(p) = auth.tenant(&tenant) {
-        return p.into_response();
-    }
-    let bytes = match input::body(raw) {
-        Ok(b) => b,
-        Err(p) => return p.into_response(),
-    };
-    input::answer(async {
+) -> Result<Response, Problem> {
+    auth.tenant(&tenant)?;
+    let bytes = input::body(raw)?;
+    Ok(input::answer(async {
         input::no_body(&headers, &bytes)?;
         let connection = run_of(&s, &tenant, &run).await?;
         let cancelled = s.engine.cancel_run(&run).await?;
@@ -233,7 +223,7 @@ pub async fn cancel_run(
             serde_json::to_value(view).unwrap_or_default(),
         ))
     })
-    .await
+    .await)
 }
 
 /// One document's result in a run.
