@@ -55,6 +55,25 @@ pub struct Store {
     calls: Arc<std::sync::atomic::AtomicU64>,
     path: Option<Arc<std::path::PathBuf>>,
     key_file: Option<Arc<std::path::PathBuf>>,
+    // Declared after `requests`: the last handle drops its sender first, so
+    // the thread sees the channel close, and then waits for it.
+    closer: Arc<Closer>,
+}
+
+/// Waits for the store's thread when the last handle goes: dropping the store
+/// closes the database file (its WAL checkpointed) before the drop returns,
+/// so a process, or a test, that opens the file next sees all of it.
+struct Closer(std::sync::Mutex<Option<std::thread::JoinHandle<()>>>);
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        let handle = self.0.get_mut().ok().and_then(|h| h.take());
+        if let Some(handle) = handle
+            && handle.thread().id() != std::thread::current().id()
+        {
+            let _ = handle.join();
+        }
+    }
 }
 
 /// How the store is opened.
@@ -220,7 +239,7 @@ impl Store {
         // One thread owns the connection and runs requests in order: no lock
         // to contend for, and the async workers never block on SQLite.
         let (requests, inbox) = std::sync::mpsc::channel::<Request>();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("ledgerbridge-store".into())
             .spawn(move || {
                 secrets::install(keys);
@@ -229,6 +248,7 @@ impl Store {
             .context("starting the store's thread")?;
         Ok(Store {
             requests,
+            closer: Arc::new(Closer(std::sync::Mutex::new(Some(thread)))),
             busy: Arc::default(),
             calls: Arc::default(),
             path: path.map(Arc::new),
@@ -349,6 +369,26 @@ pub fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Dropping the last handle closes the file before the drop returns: the
+    /// WAL is checkpointed and gone, so whoever opens the file next sees all
+    /// of it (a test that compared the file's bytes once raced the thread).
+    #[tokio::test]
+    async fn dropping_the_store_closes_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        for i in 0..20 {
+            let store = Store::open_with(&path, StoreOptions::default()).unwrap();
+            let copy = store.clone();
+            copy.add_tenant(&format!("t{i}")).await.unwrap();
+            drop(copy);
+            drop(store);
+            assert!(
+                !dir.path().join("store.db-wal").exists(),
+                "the WAL outlived the store (round {i})"
+            );
+        }
+    }
 
     /// Migration 5 gives the items recorded before it their kind, from the
     /// words the engine wrote until then.
