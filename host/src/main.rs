@@ -41,6 +41,11 @@ struct Cli {
     /// when missing. See README.md, Secrets.
     #[arg(long, global = true, env = "LEDGERBRIDGE_SEAL_KEY_FILE")]
     seal_key_file: Option<PathBuf>,
+    /// The plugin registry's directory: installed plugins, several versions
+    /// of each side by side (default: `<db>.plugins`). See README.md,
+    /// Plugins and versions.
+    #[arg(long, global = true, env = "LEDGERBRIDGE_PLUGINS_DIR")]
+    plugins_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -230,6 +235,8 @@ enum Command {
         /// (a slower one is cut off).
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3600))]
         read_timeout_secs: u32,
+        #[command(flatten)]
+        watch: WatchArgs,
     },
     /// Prints the HTTP API's OpenAPI 3.1 description (as served at
     /// /openapi.json; the repository keeps it in docs/openapi.json).
@@ -249,7 +256,23 @@ enum Command {
         /// Stop when no sync is queued or running.
         #[arg(long)]
         until_idle: bool,
+        #[command(flatten)]
+        watch: WatchArgs,
     },
+}
+
+/// Hot reload (P3).
+#[derive(clap::Args)]
+struct WatchArgs {
+    /// Reload plugins when their files change: the plugins directory and
+    /// every `.wasm` a connection names by path. Operations running finish
+    /// on the old version; a build that cannot load leaves it serving.
+    #[arg(long)]
+    watch: bool,
+    /// Milliseconds a changed plugin file must stay unchanged before it is
+    /// reloaded (several quick writes make one reload).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    debounce_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -388,6 +411,24 @@ enum PluginCommand {
         /// The plugin's `.wasm` component.
         file: PathBuf,
     },
+    /// Lists every plugin version: built in, installed in the plugins
+    /// directory, or named by path; its contract version, where it came
+    /// from, and the connections running it.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Checks a plugin (it loads, its contract is accepted, it describes
+    /// itself with a name and a semver version) and installs it in the
+    /// plugins directory as `<name>/<version>.wasm`.
+    Add {
+        /// The plugin's `.wasm` component.
+        file: PathBuf,
+        /// Replace an installed build of the same version.
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -467,11 +508,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             },
         )
     };
-    let engine = |runtime: Arc<Runtime>| -> anyhow::Result<Arc<Engine>> {
+    let plugins_dir = cli.plugins_dir.clone().unwrap_or_else(|| {
+        let mut d = cli.db.clone().into_os_string();
+        d.push(".plugins");
+        PathBuf::from(d)
+    });
+    let registry = Arc::new(ledgerbridge::runtime::Registry::new(
+        runtime.clone(),
+        Some(plugins_dir),
+    ));
+    // The installed plugins, for every command that runs or lists them.
+    if !matches!(
+        cli.command,
+        Command::Demo { .. }
+            | Command::Openapi
+            | Command::Plugin {
+                command: PluginCommand::Check { .. }
+            }
+    ) {
+        registry.scan().await;
+    }
+    let engine = |_: Arc<Runtime>| -> anyhow::Result<Arc<Engine>> {
         let store = open_store()?;
-        Ok(Arc::new(Engine::new(
+        Ok(Arc::new(Engine::with_registry(
             store,
-            runtime,
+            registry.clone(),
             RetryPolicy::default(),
             WorkerConfig {
                 lease: std::time::Duration::from_secs(cli.lease_secs),
@@ -498,6 +559,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_body_mib,
             max_connections,
             read_timeout_secs,
+            watch,
         } => {
             let options = ledgerbridge::api::ServeOptions {
                 worker: !*no_worker,
@@ -506,7 +568,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 read_timeout: std::time::Duration::from_secs((*read_timeout_secs).into()),
                 ..Default::default()
             };
-            ops::serve(engine(runtime)?, *listen, options).await
+            let e = engine(runtime)?;
+            let _watching = start_watch(&e, watch).await?;
+            ops::serve(e, *listen, options).await
         }
         Command::Openapi => {
             println!("{}", ledgerbridge::api::openapi().to_pretty_json()?);
@@ -639,7 +703,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             connection,
             target,
         } => ops::unlock(&*engine(runtime)?, subject, connection, *target).await,
-        Command::Worker { until_idle } => ops::worker(&engine(runtime)?, *until_idle).await,
+        Command::Worker { until_idle, watch } => {
+            let e = engine(runtime)?;
+            let _watching = start_watch(&e, watch).await?;
+            ops::worker(&e, *until_idle).await
+        }
+        Command::Plugin {
+            command: PluginCommand::List { json },
+        } => ops::list_plugins(&*engine(runtime)?, *json).await,
+        Command::Plugin {
+            command: PluginCommand::Add { file, replace },
+        } => ops::add_plugin(&registry, file, *replace).await,
         Command::FundingAccount { command } => match command {
             FundingCommand::Show { id, tenant, json } => {
                 ops::show_funding_account(&*engine(runtime)?, tenant, id, *json).await
@@ -677,6 +751,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             connection,
         } => ops::export(&engine(runtime)?, payment, connection).await,
     }
+}
+
+/// Starts hot reload when `--watch` was given (P3).
+async fn start_watch(
+    engine: &Engine,
+    args: &WatchArgs,
+) -> anyhow::Result<Option<ledgerbridge::runtime::WatchHandle>> {
+    if !args.watch {
+        return Ok(None);
+    }
+    let handle = engine
+        .watch_plugins(std::time::Duration::from_millis(args.debounce_ms))
+        .await?;
+    eprintln!(
+        "watching plugin files ({}, and every .wasm a connection names): a new build is reloaded {} ms after its last write",
+        engine
+            .registry()
+            .dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+        args.debounce_ms
+    );
+    Ok(Some(handle))
 }
 
 async fn plugin_check(runtime: &Runtime, file: &std::path::Path) -> anyhow::Result<()> {

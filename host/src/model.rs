@@ -412,7 +412,10 @@ impl LimitOverrides {
 pub struct Connection {
     pub id: String,
     pub tenant_id: String,
-    /// The connector: a built-in name (`csv`) or a path to a `.wasm` file.
+    /// The connector (P3): a plugin's name, following its latest version
+    /// in the registry (`csv`), a name pinned to a version (`csv@0.2.0`) or
+    /// held to a semver requirement (`csv@^0.2`), or a path to a `.wasm`
+    /// file (watched for new builds).
     pub plugin: String,
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -484,4 +487,20 @@ impl std::fmt::Debug for OAuth2 {
 
 fn yes() -> bool {
     true
+}
+
+/// The plugin version that ran an attempt's operations (P3, L1): its name
+/// and version as it describes itself, and the first 12 hex digits of its
+/// component's SHA-256, which tells two builds of one version apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginVersion {
+    pub name: String,
+    pub version: String,
+    pub digest: String,
+}
+
+impl std::fmt::Display for PluginVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} ({})", self.name, self.version, self.digest)
+    }
 }

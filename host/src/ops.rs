@@ -244,6 +244,9 @@ fn print_log(rows: &[LogRow]) {
                 .map(|e| format!("entry {e}"))
                 .unwrap_or_default()
         );
+        if let Some(p) = &r.plugin {
+            println!("    plugin {p}");
+        }
         for op in &r.operations {
             println!("    {:<20} {}", op.operation, op.result);
         }
@@ -314,6 +317,12 @@ pub async fn status(engine: &Engine, tenant: Option<&str>, json: bool) -> anyhow
             "{} (tenant {}, plugin {}): {state}",
             c.id, c.tenant_id, c.plugin
         );
+        if let Some(v) = &c.plugin_version {
+            println!("    runs {v}");
+        }
+        if let Some(why) = &c.plugin_refused {
+            println!("    plugin: {why}");
+        }
         let queued: usize = c.queued.values().sum();
         let kinds: Vec<String> = c.queued.iter().map(|(k, n)| format!("{n} {k}")).collect();
         println!(
@@ -679,5 +688,75 @@ pub async fn rotate_token(engine: &Engine, id: &str) -> anyhow::Result<()> {
 pub async fn revoke_token(engine: &Engine, id: &str) -> anyhow::Result<()> {
     engine.revoke_token(id).await?;
     println!("token {id} revoked");
+    Ok(())
+}
+
+/// `plugin list`: every version, where it came from, who runs it.
+pub async fn list_plugins(engine: &Engine, json: bool) -> anyhow::Result<()> {
+    let all = engine.plugins().await?;
+    if json {
+        return print_json(&all);
+    }
+    if let Some(dir) = engine.registry().dir() {
+        println!("plugins directory: {}", dir.display());
+    }
+    for p in &all {
+        let v = &p.version;
+        if let Some(r) = &v.refused {
+            if v.name.is_empty() {
+                println!("(refused) {}: {}", r.path, r.message);
+                continue;
+            }
+        }
+        println!(
+            "{:<12} {:<16} contract {:<6} {} {}{}",
+            v.name,
+            v.version,
+            v.contract,
+            v.digest,
+            v.source,
+            v.path
+                .as_deref()
+                .map(|p| format!(" {p}"))
+                .unwrap_or_default()
+        );
+        if !p.connections.is_empty() {
+            println!("    used by: {}", p.connections.join(", "));
+        }
+        if let Some(r) = &v.refused {
+            println!(
+                "    its newest build was refused at {} (this version serves on): {}",
+                rfc3339(r.at),
+                r.message
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `plugin add`: check and install.
+pub async fn add_plugin(
+    registry: &ledgerbridge::runtime::Registry,
+    file: &Path,
+    replace: bool,
+) -> anyhow::Result<()> {
+    let (p, already) = registry.add(file, replace).await?;
+    let pruned = registry.prune_cache();
+    println!(
+        "{} {} {} (contract {}, {}) {}",
+        if already {
+            "already installed:"
+        } else {
+            "installed"
+        },
+        p.name,
+        p.version,
+        p.contract,
+        p.digest,
+        p.path.as_deref().unwrap_or_default()
+    );
+    if pruned > 0 {
+        println!("pruned {pruned} compiled plugin(s) no version uses from the cache");
+    }
     Ok(())
 }

@@ -244,6 +244,11 @@ pub struct LogLine {
     pub error: Option<String>,
     #[schema(value_type = Object)]
     pub plugin_log: Value,
+    /// The plugin version that ran the operations (P3): `{name, version,
+    /// digest}`, the digest the first 12 hex digits of the component's
+    /// SHA-256; absent when no call was made.
+    #[schema(value_type = Option<Object>)]
+    pub plugin: Option<crate::model::PluginVersion>,
 }
 
 impl From<LogRow> for LogLine {
@@ -259,6 +264,7 @@ impl From<LogRow> for LogLine {
             entry_id: r.entry_id,
             error: r.error,
             plugin_log: r.plugin_log,
+            plugin: r.plugin,
         }
     }
 }

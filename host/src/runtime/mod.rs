@@ -12,10 +12,12 @@ mod fs;
 mod outbound;
 mod plugin;
 mod quota;
+pub mod registry;
 mod sandbox;
 #[cfg(test)]
 mod tests;
 mod v0_1;
+mod watch;
 
 pub use bounds::{
     MAX_ENTRY_ID_BYTES, MAX_ENTRY_VERSION_BYTES, MAX_FIELD_BYTES, MAX_ITEMS_PER_CALL,
@@ -34,9 +36,13 @@ pub use outbound::{
     AllowedHost, Credential, MAX_REQUESTS_PER_CALL, MAX_REQUESTS_PER_CONNECTION,
     MAX_WAITING_PER_CALL, MIN_REDACTED_SECRET,
 };
-pub use plugin::{LoadError, Plugin};
+pub use plugin::{LoadError, MAX_PLUGIN_BYTES, Plugin};
 pub use quota::{FIELD_SIZE_LIMIT, MAX_RESOURCES};
+pub use registry::{
+    Listed, PluginRef, Refusal, Registry, ReloadEvent, ReloadOutcome, ResolveError, Want,
+};
 pub use sandbox::{Budget, GUEST_DATA_DIR, Limits, RequestBudget, Sandbox};
+pub use watch::{DEFAULT_DEBOUNCE, WatchHandle};
 
 use sandbox::StoreState;
 use std::path::PathBuf;

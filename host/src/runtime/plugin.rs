@@ -125,30 +125,7 @@ impl std::fmt::Debug for Plugin {
 impl Runtime {
     /// Loads the plugin at `path`.
     pub async fn load_file(&self, path: &Path) -> Result<Arc<Plugin>, LoadError> {
-        let read_error = |message: String| LoadError::Read {
-            path: path.display().to_string(),
-            message,
-        };
-        // Only a regular file of sane size: `/dev/zero` or a FIFO named as
-        // a plugin must not eat memory or hang the host.
-        let meta = tokio::fs::metadata(path)
-            .await
-            .map_err(|e| read_error(e.to_string()))?;
-        if !meta.is_file() {
-            return Err(read_error("not a regular file".into()));
-        }
-        if meta.len() > MAX_PLUGIN_BYTES {
-            return Err(read_error(format!(
-                "{} bytes; a plugin may be at most {MAX_PLUGIN_BYTES} bytes",
-                meta.len()
-            )));
-        }
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|e| read_error(e.to_string()))?;
-        if bytes.len() as u64 > MAX_PLUGIN_BYTES {
-            return Err(read_error("it grew while being read".into()));
-        }
+        let bytes = read_plugin_file(path).await?;
         self.load(bytes, &path.display().to_string()).await
     }
 
@@ -235,6 +212,95 @@ impl Runtime {
     }
 }
 
+/// Reads a plugin file: only a regular file of sane size, so that
+/// `/dev/zero` or a FIFO named as a plugin cannot eat memory or hang the
+/// host.
+pub(crate) async fn read_plugin_file(path: &Path) -> Result<Vec<u8>, LoadError> {
+    let read_error = |message: String| LoadError::Read {
+        path: path.display().to_string(),
+        message,
+    };
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| read_error(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(read_error("not a regular file".into()));
+    }
+    if meta.len() > MAX_PLUGIN_BYTES {
+        return Err(read_error(format!(
+            "{} bytes; a plugin may be at most {MAX_PLUGIN_BYTES} bytes",
+            meta.len()
+        )));
+    }
+    let bytes = tokio::fs::read(path)
+        .await
+        .map_err(|e| read_error(e.to_string()))?;
+    if bytes.len() as u64 > MAX_PLUGIN_BYTES {
+        return Err(read_error("it grew while being read".into()));
+    }
+    Ok(bytes)
+}
+
+/// The engine's half of a cache file's name: a compiled copy is only ever
+/// loaded by an engine that can run it.
+fn engine_key(engine: &wasmtime::Engine) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+/// How long a compiled copy made by another engine (another build of the
+/// host) is kept unused before pruning takes it.
+const FOREIGN_CACHE_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+impl Runtime {
+    /// Removes from the compile cache this engine's compiled copies of
+    /// plugins whose digest is not in `keep`, other engines' copies unused
+    /// for a week, and temporary files left by a crash. Returns how many
+    /// files went. A compiled copy is mapped when loaded: removing the file
+    /// does not disturb a process running it, and another process that
+    /// loads it later only pays a compile.
+    pub fn prune_cache(&self, keep: &std::collections::HashSet<String>) -> usize {
+        let Some(dir) = &self.config.cache_dir else {
+            return 0;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let ours = engine_key(&self.engine);
+        let old = |e: &std::fs::DirEntry, age: Duration| {
+            e.metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|a| a > age)
+        };
+        let mut removed = 0;
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some((digest, rest)) = name.split_once('-') else {
+                continue;
+            };
+            if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+                continue;
+            }
+            let gone = if let Some(key) = rest.strip_suffix(".cwasm") {
+                if key == ours {
+                    !keep.contains(digest)
+                } else {
+                    old(&e, FOREIGN_CACHE_KEPT)
+                }
+            } else {
+                rest.contains(".tmp") && old(&e, Duration::from_secs(3600))
+            };
+            if gone && std::fs::remove_file(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
 /// Compiles `bytes`, through the cache when there is one. The cache key joins
 /// the component's digest with the engine's compatibility hash, so a cached
 /// copy is only ever loaded by an engine that can run it.
@@ -249,9 +315,7 @@ fn compile(
             .map(|c| (c, false))
             .map_err(|e| format!("{e:#}"));
     };
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut h);
-    let path: PathBuf = dir.join(format!("{digest}-{:016x}.cwasm", h.finish()));
+    let path: PathBuf = dir.join(format!("{digest}-{}.cwasm", engine_key(engine)));
     if path.exists() {
         // SAFETY: the file was written by `compile` below, from a component
         // this host compiled, into a directory the host owns; the key checks

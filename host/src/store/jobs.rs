@@ -337,7 +337,7 @@ impl Store {
                             a.message, now],
                     )?;
                     log_line(&tx, &payment_job, now, &[], JobOutcome::Blocked.as_str(), None,
-                        Some(&a.message), "[]")?;
+                        Some(&a.message), "[]", None)?;
                     set_attention(&tx, &payment_job.connection_id, &payment_job.tenant_id,
                         &payment_job.document_id, Target::Payment.as_str(), &a, now)?;
                 }
@@ -359,7 +359,7 @@ impl Store {
                         params![payment_job.id, JobState::Waiting.as_str(), JobOutcome::Waiting.as_str(), reason],
                     )?;
                     log_line(&tx, &payment_job, now, &[], JobOutcome::Waiting.as_str(), None,
-                        Some(&log_note), "[]")?;
+                        Some(&log_note), "[]", None)?;
                 }
             }
             tx.commit()?;
@@ -494,14 +494,16 @@ pub(super) fn log_line(
     entry_id: Option<&str>,
     error: Option<&str>,
     plugin_log: &str,
+    plugin: Option<&crate::model::PluginVersion>,
 ) -> anyhow::Result<()> {
+    let plugin = plugin.map(serde_json::to_string).transpose()?;
     exec(tx,
         "INSERT INTO integration_log (tenant_id, connection_id, document_id, at, trigger, target, operations,
-           outcome, entry_id, error, plugin_log)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+           outcome, entry_id, error, plugin_log, plugin)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             job.tenant_id, job.connection_id, job.document_id, at, job.trigger.as_str(), job.target.as_str(),
-            serde_json::to_string(operations)?, outcome, entry_id, error, plugin_log
+            serde_json::to_string(operations)?, outcome, entry_id, error, plugin_log, plugin
         ],
     )?;
     Ok(())
@@ -538,6 +540,7 @@ fn quarantine(
         None,
         Some(&notice.message),
         "[]",
+        None,
     )?;
     set_attention(
         tx,
@@ -650,6 +653,7 @@ fn finish(db: &mut rusqlite::Connection, f: &FinishedJob) -> anyhow::Result<bool
                 "this attempt's outcome was discarded: the job's lease ran out and another worker took it",
             ),
             &f.plugin_log,
+            f.plugin.as_ref(),
         )?;
         tx.commit()?;
         return Ok(false);
@@ -729,6 +733,7 @@ fn finish(db: &mut rusqlite::Connection, f: &FinishedJob) -> anyhow::Result<bool
         entry_id.as_deref(),
         f.error.as_deref(),
         &f.plugin_log,
+        f.plugin.as_ref(),
     )?;
 
     // Requires attention (L2), as the engine decided.

@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_8.sql"),
     include_str!("schema_9.sql"),
     include_str!("schema_10.sql"),
+    include_str!("schema_11.sql"),
 ];
 
 /// A handle on the database. Cheap to clone.
@@ -57,6 +58,7 @@ pub struct Store {
     key_file: Option<Arc<std::path::PathBuf>>,
     // Declared after `requests`: the last handle drops its sender first, so
     // the thread sees the channel close, and then waits for it.
+    #[allow(dead_code)] // held for its Drop
     closer: Arc<Closer>,
 }
 

@@ -83,6 +83,12 @@ pub struct ConnectionStatus {
     /// Why the ERP refused the connection's OAuth2 grant, when it did: the
     /// connection needs re-authorisation (P2).
     pub needs_reauthorisation: Option<String>,
+    /// The plugin version the connection runs now (set by `Engine::status`;
+    /// `None` when it cannot be loaded).
+    pub plugin_version: Option<crate::model::PluginVersion>,
+    /// Why the newest build of its plugin was refused while the old
+    /// version serves on (P3), or why none can be loaded.
+    pub plugin_refused: Option<String>,
 }
 
 impl Store {
@@ -451,6 +457,8 @@ impl Store {
                     )
                     .optional()?
                     .flatten(),
+                    plugin_version: None,
+                    plugin_refused: None,
                 };
                 let mut stmt = db.prepare_cached(
                     "SELECT state, priority, target, COUNT(*), SUM(due_at <= ?2) FROM jobs

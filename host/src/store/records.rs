@@ -438,7 +438,7 @@ impl Store {
         );
         self.with(move |db| {
             let mut stmt = db.prepare_cached(
-                "SELECT at, connection_id, document_id, trigger, target, operations, outcome, entry_id, error, plugin_log
+                "SELECT at, connection_id, document_id, trigger, target, operations, outcome, entry_id, error, plugin_log, plugin
                  FROM integration_log WHERE tenant_id = ?1 AND document_id = ?2 AND (?3 IS NULL OR connection_id = ?3)
                  ORDER BY id",
             )?;
@@ -455,14 +455,17 @@ impl Store {
                         entry_id: r.get(7)?,
                         error: r.get(8)?,
                         plugin_log: serde_json::Value::Null,
+                        plugin: None,
                     },
                     r.get::<_, String>(5)?,
                     r.get::<_, String>(9)?,
+                    r.get::<_, Option<String>>(10)?,
                 ))
             })?;
             let mut out = Vec::new();
             for row in rows {
-                let (mut log, ops, plugin_log) = row?;
+                let (mut log, ops, plugin_log, plugin) = row?;
+                log.plugin = plugin.map(|p| serde_json::from_str(&p)).transpose().context("a log row's plugin version")?;
                 log.operations = serde_json::from_str::<Vec<LoggedOperation>>(&ops).context("a log row's operations")?;
                 log.plugin_log = serde_json::from_str(&plugin_log).context("a log row's plugin log")?;
                 out.push(log);

@@ -373,6 +373,8 @@ pub struct FinishedJob {
     pub operations: Vec<LoggedOperation>,
     /// The plugin's log lines, as JSON.
     pub plugin_log: String,
+    /// The plugin version that ran the operations (P3).
+    pub plugin: Option<crate::model::PluginVersion>,
     /// What happens to the document's Requires attention item for the
     /// job's target (L2).
     pub attention: AttentionChange,
@@ -398,6 +400,7 @@ impl FinishedJob {
             forget: Vec::new(),
             operations: Vec::new(),
             plugin_log: "[]".into(),
+            plugin: None,
             attention: AttentionChange::Leave,
             waiting_payments: WaitingPayments::Leave,
             failed_exports: Vec::new(),
@@ -419,6 +422,8 @@ pub struct LogRow {
     pub entry_id: Option<String>,
     pub error: Option<String>,
     pub plugin_log: serde_json::Value,
+    /// The plugin version that ran the attempt's operations (P3).
+    pub plugin: Option<crate::model::PluginVersion>,
 }
 
 /// An item of Requires attention (L2).

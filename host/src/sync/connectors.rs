@@ -1,27 +1,39 @@
-//! The plugin behind each connection, loaded once per plugin file and shared,
-//! and the sandbox each connection grants it.
+//! The plugin behind each connection, as the registry resolves it now
+//! (P3), and the sandbox each connection grants it.
 
-use crate::builtin;
 use crate::model::Connection;
 use crate::runtime::bindings as wit;
-use crate::runtime::{AllowedHost, Credential, Limits, Plugin, Runtime, Sandbox};
+use crate::runtime::{AllowedHost, Credential, Limits, Plugin, Registry, Sandbox};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
 
-/// Loaded plugins, by the connection's `plugin` (a built-in name or a path).
-#[derive(Default)]
+/// The registry, and the limits each connection's plugin declared.
 pub struct Connectors {
-    loaded: Mutex<HashMap<String, Arc<Plugin>>>,
-    /// Each loaded plugin's limits, readable without waiting for a load.
+    registry: Arc<Registry>,
+    /// The limits each `plugin` reference's version declared when last
+    /// resolved, readable without waiting for a load.
     declared: std::sync::Mutex<HashMap<String, wit::Limits>>,
 }
 
 impl Connectors {
-    /// The plugin for `c`, loading it on first use.
-    pub async fn plugin(&self, runtime: &Runtime, c: &Connection) -> anyhow::Result<Arc<Plugin>> {
-        self.named(runtime, &c.plugin).await
+    /// Connectors resolved by `registry`.
+    pub fn new(registry: Arc<Registry>) -> Connectors {
+        Connectors {
+            registry,
+            declared: Default::default(),
+        }
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The plugin version `c` runs now (loaded on first use). A job holds
+    /// it for all its operations: a reload meanwhile does not touch it.
+    pub async fn plugin(&self, c: &Connection) -> anyhow::Result<Arc<Plugin>> {
+        self.named(&c.plugin).await
     }
 
     /// The limits the plugin `name` declared, once it has been loaded.
@@ -33,21 +45,9 @@ impl Connectors {
             .cloned()
     }
 
-    /// The plugin `name` (a built-in name or a path), loading it on first use.
-    pub async fn named(&self, runtime: &Runtime, name: &str) -> anyhow::Result<Arc<Plugin>> {
-        let mut loaded = self.loaded.lock().await;
-        if let Some(p) = loaded.get(name) {
-            return Ok(p.clone());
-        }
-        let plugin = match builtin::find(name) {
-            Some(b) => {
-                runtime
-                    .load(b.wasm.to_vec(), &format!("built-in {} plugin", b.name))
-                    .await?
-            }
-            None => runtime.load_file(std::path::Path::new(name)).await?,
-        };
-        loaded.insert(name.to_string(), plugin.clone());
+    /// The plugin version a `plugin` reference names now.
+    pub async fn named(&self, name: &str) -> anyhow::Result<Arc<Plugin>> {
+        let plugin = self.registry.resolve_text(name).await?;
         self.declared
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -67,7 +67,7 @@ pub(super) async fn run<'e>(
     if !super::policy::bill_wanted(&conn, &doc) && job.target == Target::Bill {
         return Ok(skipped(job, not_wanted_reason(&conn, &doc)).into());
     }
-    let plugin = match engine.connectors.plugin(&engine.runtime, &conn).await {
+    let plugin = match engine.connectors.plugin(&conn).await {
         Ok(p) => p,
         Err(e) => {
             return Ok(failed(
@@ -247,6 +247,7 @@ pub(super) async fn run<'e>(
         return Err(e.context("the host could not record the sync"));
     }
     let plugin_name = attempt.setup.plugin.descriptor.name.clone();
+    let version = crate::model::PluginVersion::of(&attempt.setup.plugin);
     let mut finished = conclude(
         &engine.retry,
         job,
@@ -256,5 +257,10 @@ pub(super) async fn run<'e>(
         results,
     );
     finished.failed_exports = exports;
+    // Every operation of one attempt ran on this one version (a job holds
+    // its plugin from start to end; a reload meanwhile does not touch it).
+    if !finished.operations.is_empty() {
+        finished.plugin = Some(version);
+    }
     Ok(finished.into())
 }

@@ -226,11 +226,70 @@ impl Engine {
         retry: RetryPolicy,
         worker: WorkerConfig,
     ) -> Engine {
+        let registry = Arc::new(crate::runtime::Registry::new(runtime, None));
+        Engine::with_registry(store, registry, retry, worker)
+    }
+
+    /// The plugin registry connections' plugins come from.
+    pub fn registry(&self) -> &Arc<crate::runtime::Registry> {
+        self.connectors.registry()
+    }
+
+    /// Starts hot reload (P3): watches the plugins directory and every
+    /// plugin file a connection names (each loaded now, so that it is
+    /// watched); a changed file is reloaded `debounce` after its last
+    /// change. Watching stops when the handle is dropped.
+    pub async fn watch_plugins(
+        &self,
+        debounce: std::time::Duration,
+    ) -> anyhow::Result<crate::runtime::WatchHandle> {
+        let handle = self.connectors.registry().watch(debounce)?;
+        for c in self.store.connections().await? {
+            if let Err(e) = self.connectors.named(&c.plugin).await {
+                tracing::warn!(connection = %c.id, "its plugin cannot be loaded: {e:#}");
+            }
+        }
+        Ok(handle)
+    }
+
+    /// Every plugin version the registry holds, with the connections that
+    /// run each now.
+    pub async fn plugins(&self) -> anyhow::Result<Vec<PluginListing>> {
+        let registry = self.connectors.registry();
+        let mut out: Vec<PluginListing> = registry
+            .list()
+            .await
+            .into_iter()
+            .map(|version| PluginListing {
+                version,
+                connections: Vec::new(),
+            })
+            .collect();
+        for c in self.store.connections().await? {
+            let Ok(p) = self.connectors.named(&c.plugin).await else {
+                continue;
+            };
+            if let Some(l) = out.iter_mut().find(|l| l.version.is(&p)) {
+                l.connections.push(c.id.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// An engine whose connections' plugins come from `registry` (a plugins
+    /// directory, hot reload: P3).
+    pub fn with_registry(
+        store: Store,
+        registry: Arc<crate::runtime::Registry>,
+        retry: RetryPolicy,
+        worker: WorkerConfig,
+    ) -> Engine {
+        let runtime = registry.runtime().clone();
         Engine {
             stats: Stats::default(),
             store,
             runtime,
-            connectors: Connectors::default(),
+            connectors: Connectors::new(registry),
             retry,
             worker,
             wake: Notify::new(),
@@ -311,7 +370,7 @@ impl Engine {
                 c.directory = Some(dir.display().to_string());
             }
             Some(Err(m)) => problems.push(format!("directory: {m}")),
-            None if crate::builtin::find(&c.plugin).is_some_and(|b| b.needs_directory) => problems
+            None if needs_directory(&c.plugin) => problems
                 .push(format!(
                     "directory: the {} connector keeps its entries in a directory the connection grants; name one",
                     c.plugin
@@ -322,7 +381,10 @@ impl Engine {
         // elsewhere must load the same file), and may lie in no grant: a
         // plugin that can write it could swap in other code, for this or
         // another tenant's connection.
-        if crate::builtin::find(&c.plugin).is_none() {
+        if let Err(m) = crate::runtime::PluginRef::parse(&c.plugin) {
+            problems.push(format!("plugin: {m}"));
+        }
+        if plugin_file(&c.plugin).is_some() {
             match std::fs::canonicalize(&c.plugin) {
                 Ok(abs) => {
                     let file = abs.clone();
@@ -348,9 +410,8 @@ impl Engine {
         }
         if let Some(dir) = c.directory.as_deref().map(std::path::Path::new) {
             let holds = existing.iter().filter(|o| o.id != c.id).any(|o| {
-                crate::builtin::find(&o.plugin).is_none()
-                    && grants::canonical_or_absolute(std::path::Path::new(&o.plugin))
-                        .starts_with(dir)
+                plugin_file(&o.plugin)
+                    .is_some_and(|f| grants::canonical_or_absolute(&f).starts_with(dir))
             });
             if holds {
                 problems.push(format!(
@@ -399,7 +460,7 @@ impl Engine {
         if let Some(b) = &c.default_bank_account {
             problems.extend(mapping("default_bank_account".into(), b));
         }
-        match self.connectors.plugin(&self.runtime, &c).await {
+        match self.connectors.plugin(&c).await {
             Ok(p) => {
                 let declared = &p.descriptor.settings;
                 for k in c.settings.keys() {
@@ -513,10 +574,11 @@ impl Engine {
         if let Some(cache) = &self.runtime.config.cache_dir {
             owned.push(grants::canonical_or_absolute(cache));
         }
-        if crate::builtin::find(&c.plugin).is_none() {
-            owned.push(grants::canonical_or_absolute(std::path::Path::new(
-                &c.plugin,
-            )));
+        if let Some(dir) = self.connectors.registry().dir() {
+            owned.push(grants::canonical_or_absolute(dir));
+        }
+        if let Some(f) = plugin_file(&c.plugin) {
+            owned.push(grants::canonical_or_absolute(&f));
         }
         owned
     }
@@ -1207,7 +1269,26 @@ impl Engine {
         // The limits it runs by: its connector's (loaded for them, once),
         // lowered by its own (R2).
         for c in &mut all {
-            let _ = self.connectors.named(&self.runtime, &c.plugin).await;
+            match self.connectors.named(&c.plugin).await {
+                Ok(p) => c.plugin_version = Some(crate::model::PluginVersion::of(&p)),
+                Err(e) => c.plugin_refused = Some(format!("{e:#}")),
+            }
+            if let Ok(r) = crate::runtime::PluginRef::parse(&c.plugin)
+                && let Some(newest) = self
+                    .connectors
+                    .registry()
+                    .refusals(&r)
+                    .into_iter()
+                    .max_by_key(|r| r.at)
+                && c.plugin_refused.is_none()
+            {
+                c.plugin_refused = Some(format!(
+                    "{} was refused at {}, the version before it serves on: {}",
+                    newest.path,
+                    ms_to_rfc3339(newest.at),
+                    newest.message
+                ));
+            }
             c.limits = self.limits_of(&c.plugin, &c.limits);
         }
         Ok(all)
@@ -1254,7 +1335,7 @@ impl Engine {
             // The connector states the ERP's limits: loaded (once) before
             // its first claim, so every claim runs by them. One that cannot
             // be loaded runs by the connection's own, and its jobs fail.
-            let declared = match self.connectors.named(&self.runtime, &d.plugin).await {
+            let declared = match self.connectors.named(&d.plugin).await {
                 Ok(p) => Some(p.descriptor.limits),
                 Err(_) => None,
             };
@@ -1760,6 +1841,34 @@ fn setting_matches(declared: &str, key: &str) -> bool {
     match declared.strip_suffix('*') {
         Some(prefix) => key.starts_with(prefix),
         None => declared == key,
+    }
+}
+
+/// A plugin version the registry holds, and the connections running it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginListing {
+    #[serde(flatten)]
+    pub version: crate::runtime::Listed,
+    /// The connections that run this version now.
+    pub connections: Vec<String>,
+}
+
+/// The file a connection's `plugin` names, when it names one by path.
+fn plugin_file(plugin: &str) -> Option<std::path::PathBuf> {
+    match crate::runtime::PluginRef::parse(plugin) {
+        Ok(crate::runtime::PluginRef::File(f)) => Some(f),
+        _ => None,
+    }
+}
+
+/// Whether the plugin a connection names is a version of a built-in one
+/// that must be granted a directory (contract 0.1 cannot say so itself).
+fn needs_directory(plugin: &str) -> bool {
+    match crate::runtime::PluginRef::parse(plugin) {
+        Ok(crate::runtime::PluginRef::Named { name, .. }) => {
+            crate::builtin::find(&name).is_some_and(|b| b.needs_directory)
+        }
+        _ => false,
     }
 }
 
