@@ -1,6 +1,7 @@
 //! The `ledgerbridge` command line.
 
 mod demo;
+mod dev;
 mod ops;
 
 use anyhow::Context as _;
@@ -64,6 +65,35 @@ enum Command {
         /// simulator of Xero or QuickBooks Online).
         #[arg(long, default_value = "csv", value_parser = ["csv", "xero", "quickbooks"])]
         erp: String,
+    },
+    /// A plugin developer's inner loop: builds the plugin crate in
+    /// PLUGIN_CRATE_DIR for wasm32-wasip2, runs it on sample bills and
+    /// payments against a local target and prints every operation's answer;
+    /// then rebuilds and hot-reloads it on every save and runs the samples
+    /// again. See README.md, Writing a plugin.
+    Dev {
+        /// The plugin crate's directory (where its Cargo.toml is).
+        plugin_crate_dir: PathBuf,
+        /// What the connector runs against: a directory granted to it, or a
+        /// Xero or QuickBooks Online simulator started here.
+        #[arg(long, value_enum, default_value = "dir")]
+        target: dev::Target,
+        /// The directory granted with `--target dir` (default:
+        /// `<crate>/target/ledgerbridge-dev`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// A setting for the connector, `name=value` (repeatable).
+        #[arg(long = "setting", value_parser = parse_setting)]
+        settings: Vec<(String, String)>,
+        /// Build with `--release`.
+        #[arg(long)]
+        release: bool,
+        /// Build, run the samples once, and stop (non-zero when a sample failed).
+        #[arg(long)]
+        once: bool,
+        /// Milliseconds a new build must stay unchanged before it is reloaded.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        debounce_ms: u64,
     },
     /// Works with plugin files.
     Plugin {
@@ -431,6 +461,13 @@ enum PluginCommand {
     },
 }
 
+fn parse_setting(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{s}` is not a setting: name=value"))
+}
+
 fn main() -> std::process::ExitCode {
     // Piped into `head` or `grep -q`, end quietly as other tools do, rather
     // than panicking on a closed stdout.
@@ -521,6 +558,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if !matches!(
         cli.command,
         Command::Demo { .. }
+            | Command::Dev { .. }
             | Command::Openapi
             | Command::Plugin {
                 command: PluginCommand::Check { .. }
@@ -550,6 +588,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             demo::run_quickbooks(runtime).await
         }
         Command::Demo { dir, .. } => demo::run(runtime, dir).await,
+        Command::Dev {
+            plugin_crate_dir,
+            target,
+            dir,
+            settings,
+            release,
+            once,
+            debounce_ms,
+        } => {
+            dev::run(
+                runtime,
+                dev::Options {
+                    crate_dir: plugin_crate_dir.clone(),
+                    target: *target,
+                    dir: dir.clone(),
+                    settings: settings.clone(),
+                    release: *release,
+                    once: *once,
+                    debounce: std::time::Duration::from_millis(*debounce_ms),
+                },
+            )
+            .await
+        }
         Command::Plugin {
             command: PluginCommand::Check { file },
         } => plugin_check(&runtime, file).await,

@@ -715,3 +715,101 @@ fn listing_commands_print_json_for_scripts() {
     let t = json(&["token", "list", "--json"]);
     assert_eq!(t, serde_json::json!([]));
 }
+
+/// Issue 14: `dev` builds a plugin crate for wasm32-wasip2, runs it on
+/// sample bills (created, then one updated) and a payment, and prints each
+/// operation's answer and the plugin version that gave it. The build it
+/// made then goes into the registry with `plugin add`, `plugin list` shows
+/// it beside the built-in ones, and a connection pins it by version; a
+/// file that is no plugin is refused, naming why, and nothing is installed.
+#[test]
+fn p3_dev_runs_a_plugin_crate_and_plugin_add_installs_its_build() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dir = tempfile::tempdir().unwrap();
+    let erp = dir.path().join("erp");
+    // The test plugins' own target directory: their release build is
+    // already there when the workspace's tests were built.
+    let out = Command::new(env!("CARGO_BIN_EXE_ledgerbridge"))
+        .args(["dev", "--release", "--once", "--dir", erp.to_str().unwrap()])
+        .arg(root.join("tests/plugins/minting"))
+        .env("CARGO_TARGET_DIR", root.join("target/wasm"))
+        .env("LEDGERBRIDGE_CACHE_DIR", cache())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "round 1: three approved bills",
+        "bill     created         entry build-AAAAAAAA-",
+        "[minting 1.0.0+build-AAAAAAAA (",
+        "create-bill        ok: build-AAAAAAAA-",
+        "bill     updated",
+        "payment  created",
+    ] {
+        assert!(stdout.contains(expected), "{expected}\n{stdout}");
+    }
+
+    let db = dir.path().join("lb.db");
+    let run = |args: &[&str]| {
+        let mut all = vec!["--db", db.to_str().unwrap()];
+        all.extend_from_slice(args);
+        ledgerbridge(&all, &cache())
+    };
+    let built = root.join("target/wasm/wasm32-wasip2/release/test_minting.wasm");
+    let out = run(&["plugin", "add", built.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("installed minting 1.0.0+build-AAAAAAAA"),
+        "{text}"
+    );
+    assert!(dir.path().join("lb.db.plugins/minting/1.0.0.wasm").exists());
+
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, "not a plugin").unwrap();
+    let out = run(&["plugin", "add", junk.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("cannot be installed") && err.contains("not a WebAssembly component"),
+        "{err}"
+    );
+
+    assert!(run(&["tenant", "add", "acme"]).status.success());
+    let conn = dir.path().join("c.json");
+    std::fs::write(
+        &conn,
+        serde_json::json!({"id": "m", "tenant_id": "acme", "plugin": "minting@1.0.0",
+            "directory": erp.to_str().unwrap()})
+        .to_string(),
+    )
+    .unwrap();
+    let out = run(&["connection", "add", conn.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["plugin", "list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(
+        listed.iter().filter(|p| p["source"] == "built-in").count(),
+        3,
+        "{listed:?}"
+    );
+    let minting = listed.iter().find(|p| p["name"] == "minting").unwrap();
+    assert_eq!(minting["source"], "installed");
+    assert_eq!(minting["contract"], "0.2.0");
+    assert_eq!(minting["connections"], serde_json::json!(["m"]));
+    // The whole list's text form names it and who runs it.
+    let out = run(&["plugin", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("used by: m"), "{text}");
+    // Nothing of the junk was installed.
+    assert!(!text.contains("junk"), "{text}");
+}

@@ -110,6 +110,14 @@ fn watch(dir: &Path) {
 
 /// Installs the wasm32-wasip2 target when the toolchain lacks it.
 fn ensure_target() {
+    if let Err(m) = install_target() {
+        panic!("{m}");
+    }
+}
+
+/// Installs the wasm32-wasip2 target with rustup when the toolchain lacks
+/// it; says what to run when that fails.
+pub fn install_target() -> Result<(), String> {
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let sysroot = Command::new(&rustc)
         .args(["--print", "sysroot"])
@@ -120,23 +128,26 @@ fn ensure_target() {
     if let Some(root) = &sysroot
         && root.join("lib/rustlib").join(TARGET).exists()
     {
-        return;
+        return Ok(());
     }
     let mut add = Command::new("rustup");
     add.args(["target", "add", TARGET]);
     scrub_env(&mut add);
     match add.status() {
-        Ok(s) if s.success() => {}
-        _ => panic!("the {TARGET} target is missing: run `rustup target add {TARGET}`"),
+        Ok(s) if s.success() => Ok(()),
+        _ => Err(format!(
+            "the {TARGET} target is missing: run `rustup target add {TARGET}`"
+        )),
     }
 }
 
-/// Removes what the outer cargo set for its own build, so the nested build is
-/// an ordinary one for the wasm target.
-fn scrub_env(cmd: &mut Command) {
+/// Removes what an outer cargo set for its own build, so the nested build is
+/// an ordinary one for the wasm target. (`CARGO_HOME` and a target directory
+/// the user chose stay.)
+pub fn scrub_env(cmd: &mut Command) {
     for (key, _) in env::vars_os() {
         let key = key.to_string_lossy();
-        let outer = (key.starts_with("CARGO_") && key != "CARGO_HOME")
+        let outer = (key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR")
             || key.starts_with("RUSTC")
             || key == "RUSTFLAGS"
             || key == "RUSTDOCFLAGS"

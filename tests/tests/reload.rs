@@ -252,7 +252,7 @@ async fn p3_a_plugin_replaced_while_syncs_stream_fails_no_operation() {
 }
 
 /// P3: a broken build (garbage; a component for a contract this host does
-/// not accept; a file written in two steps, read when half written) leaves
+/// not accept; one that traps in `describe`; a file written in two steps, read when half written) leaves
 /// the old version serving, and the reason is in the reload's event and the
 /// connection's status; the whole file reloads, and the status clears.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
