@@ -115,12 +115,9 @@ pub async fn run(runtime: Arc<Runtime>, o: Options) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => return Ok(()),
             Some(()) = changes.recv() => {
                 // An editor's burst of writes makes one build.
-                loop {
-                    match tokio::time::timeout(Duration::from_millis(200), changes.recv()).await {
-                        Ok(Some(())) => continue,
-                        _ => break,
-                    }
-                }
+                while let Ok(Some(())) =
+                    tokio::time::timeout(Duration::from_millis(200), changes.recv()).await
+                {}
                 eprintln!("\nsources changed: rebuilding ...");
                 if let Err(e) = build(&manifest, o.release).await {
                     println!("{e:#}; the build before it serves on");

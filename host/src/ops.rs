@@ -702,11 +702,11 @@ pub async fn list_plugins(engine: &Engine, json: bool) -> anyhow::Result<()> {
     }
     for p in &all {
         let v = &p.version;
-        if let Some(r) = &v.refused {
-            if v.name.is_empty() {
-                println!("(refused) {}: {}", r.path, r.message);
-                continue;
-            }
+        if let Some(r) = &v.refused
+            && v.name.is_empty()
+        {
+            println!("(refused) {}", r.message);
+            continue;
         }
         println!(
             "{:<12} {:<16} contract {:<6} {} {}{}",

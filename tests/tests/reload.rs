@@ -40,8 +40,7 @@ fn variant(version: &str, tag: char) -> Vec<u8> {
         "the minting connector carries its tag in its version"
     );
     let replaced = replace_all(&bytes, VERSION.as_bytes(), full.as_bytes());
-    let replaced = replace_all(&replaced, TAG.as_bytes(), tag_text.as_bytes());
-    replaced
+    replace_all(&replaced, TAG.as_bytes(), tag_text.as_bytes())
 }
 
 fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {

@@ -666,11 +666,18 @@ impl Registry {
                 check_ms = event.check.as_millis() as u64,
                 "plugin reloaded: operations from now on run the new version"
             ),
-            ReloadOutcome::Refused { message, serving } => tracing::warn!(
+            ReloadOutcome::Refused {
+                message,
+                serving: Some(serving),
+            } => tracing::warn!(
                 plugin = %path,
-                serving = serving.as_ref().map(|p| p.to_string()).unwrap_or_else(|| "nothing".into()),
+                serving = %serving,
                 "plugin reload refused, the old version serves on: {message}"
             ),
+            ReloadOutcome::Refused {
+                message,
+                serving: None,
+            } => tracing::warn!(plugin = %path, "plugin file refused: {message}"),
             ReloadOutcome::Removed { was } => tracing::info!(
                 plugin = %path,
                 was = was.as_ref().map(|p| p.to_string()).unwrap_or_default(),
