@@ -74,7 +74,8 @@ pub async fn run(runtime: Arc<Runtime>, o: Options) -> anyhow::Result<()> {
     let mut events = registry.subscribe();
     let _watching = engine.watch_plugins(o.debounce).await?;
     let mut round = 1;
-    let plugin = wasm.display().to_string();
+    // As stored (made canonical): the one file the registry watches.
+    let plugin = engine.connection(CONNECTION).await?.plugin;
     let ok = samples(&engine, &plugin, round).await?;
     if o.once {
         return if ok {

@@ -625,6 +625,7 @@ async fn another_tenants_token_reaches_nothing_on_any_endpoint() {
     };
     for (method, template) in &ops {
         let admin_only = template == "/v1/tenants"
+            || template == "/v1/plugins"
             || template.contains("/tokens")
             || template.ends_with("/enable")
             || template.ends_with("/disable")
@@ -1704,4 +1705,43 @@ async fn a_busy_store_answers_503_with_retry_after() {
     assert_eq!(h.get("retry-after").map(String::as_str), Some("1"), "{h:?}");
     let _ = stop.send(());
     served.await.unwrap().unwrap();
+}
+
+/// Issue 14: an admin lists every plugin version with the connections
+/// running it; a tenant's token is refused. A document's log names the
+/// plugin version that ran each attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_are_listed_for_admins_and_the_log_names_the_version() {
+    let mut api = Api::start().await;
+    let acme = api.tenant("acme").await;
+    let admin = api.admin.clone();
+    let (s, v) = api.call(&admin, "GET", "/v1/plugins", None).await;
+    assert_eq!(s, 200, "{v}");
+    let csv = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "csv" && p["source"] == "built-in")
+        .unwrap()
+        .clone();
+    assert_eq!(csv["connections"], json!(["acme-csv"]), "{v}");
+    assert_eq!(csv["contract"], "0.2.0");
+    let (s, v) = api.call(&acme, "GET", "/v1/plugins", None).await;
+    assert_eq!(s, 403, "{v}");
+
+    let (s, v) = api
+        .call(
+            &acme,
+            "POST",
+            "/v1/tenants/acme/documents",
+            Some(doc("d1", "10.00")),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let log = api.settled(&acme, "acme", "d1", 1).await;
+    assert_eq!(log[0]["outcome"], "created", "{log:?}");
+    assert_eq!(log[0]["plugin"]["name"], "csv");
+    assert_eq!(log[0]["plugin"]["version"], csv["version"]);
+    assert_eq!(log[0]["plugin"]["digest"], csv["digest"]);
+    api.shutdown().await;
 }

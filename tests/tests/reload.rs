@@ -436,6 +436,47 @@ async fn p3_connections_pin_a_version_or_follow_the_newest() {
     assert_eq!(synced(&h, "follow", "d2").await, 'D');
     assert_eq!(synced(&h, "pinned", "d2").await, 'A');
 
+    // A broken file in minting's folder is reported to the connections that
+    // follow minting (D serves on); one in another folder is not theirs.
+    let refused = |h: &Host| {
+        let e = h.engine.clone();
+        async move {
+            e.status(Some("acme"))
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|c| c.id == "follow")
+                .unwrap()
+                .plugin_refused
+        }
+    };
+    std::fs::create_dir_all(h.path("plugins/other")).unwrap();
+    std::fs::write(h.path("plugins/other/x.wasm"), b"junk").unwrap();
+    assert!(matches!(
+        h.next_event().await.outcome,
+        ReloadOutcome::Refused { .. }
+    ));
+    assert_eq!(refused(&h).await, None);
+    std::fs::write(h.path("plugins/minting/2.0.0.wasm"), b"junk").unwrap();
+    assert!(matches!(
+        h.next_event().await.outcome,
+        ReloadOutcome::Refused { .. }
+    ));
+    let why = refused(&h).await.expect("the broken build is reported");
+    assert!(
+        why.contains("minting/2.0.0.wasm") && why.contains("not a WebAssembly component"),
+        "{why}"
+    );
+    assert_eq!(synced(&h, "follow", "d2b").await, 'D');
+    for junk in ["plugins/other/x.wasm", "plugins/minting/2.0.0.wasm"] {
+        std::fs::remove_file(h.path(junk)).unwrap();
+        assert!(matches!(
+            h.next_event().await.outcome,
+            ReloadOutcome::Removed { .. }
+        ));
+    }
+    assert_eq!(refused(&h).await, None, "removed: nothing to report");
+
     let listing = h.engine.plugins().await.unwrap();
     let users = |tag: char| -> Vec<String> {
         listing

@@ -374,3 +374,18 @@ async fn set_enabled(
         changed_while_disabled: changed,
     }))
 }
+
+/// Every plugin version the host can run (P3): built in, installed in the
+/// plugins directory, or a file a connection names; its contract version,
+/// digest, where it came from, why its newest build was refused (if it
+/// was), and the connections running it (admin).
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins",
+    responses((status = 200, body = Vec<Object>), (status = "4XX", body = Problem)))]
+pub async fn plugins(
+    State(s): State<AppState>,
+    auth: Auth,
+) -> Result<Json<serde_json::Value>, Problem> {
+    auth.admin()?;
+    let all = s.engine.plugins().await?;
+    Ok(Json(serde_json::to_value(all).unwrap_or_default()))
+}

@@ -87,6 +87,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(admin::revoke_token))
         .routes(routes!(admin::put_connection, admin::connection))
         .routes(routes!(admin::connections))
+        .routes(routes!(admin::plugins))
         .routes(routes!(admin::enable))
         .routes(routes!(admin::disable))
         .routes(routes!(documents::post_documents))

@@ -528,6 +528,18 @@ impl Registry {
         self.state().files.keys().cloned().collect()
     }
 
+    /// Whether `path` is a folder of the plugins directory (where `plugin
+    /// add` puts a plugin's versions).
+    pub(super) fn is_installed_folder(&self, path: &Path) -> bool {
+        self.dir
+            .as_deref()
+            .is_some_and(|d| path.parent() == Some(d))
+            && path
+                .file_name()
+                .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+            && path.is_dir()
+    }
+
     /// Whether the registry holds `path`: a file in the plugins directory,
     /// or one a connection named by path and has loaded.
     pub fn holds(&self, path: &Path) -> bool {
@@ -690,8 +702,8 @@ impl Registry {
     }
 
     /// The reloads refused that concern `r`: the file's own, or, for a
-    /// name, those of installed files that held a version of it or held
-    /// nothing yet (a broken build whose name cannot be read).
+    /// name, those of installed files that held a version of it, or that
+    /// never loaded and lie in its folder (`<dir>/<name>/`).
     pub fn refusals(&self, r: &PluginRef) -> Vec<Refusal> {
         let state = self.state();
         match r {
@@ -704,12 +716,20 @@ impl Registry {
                     .into_iter()
                     .collect()
             }
-            PluginRef::Named { name, .. } => state
-                .installed
-                .values()
-                .filter(|s| s.plugin.as_ref().is_none_or(|p| p.descriptor.name == *name))
-                .filter_map(|s| s.refused.clone())
-                .collect(),
+            PluginRef::Named { name, .. } => {
+                let folder = self.dir.as_ref().map(|d| d.join(name));
+                state
+                    .installed
+                    .iter()
+                    .filter(|(path, s)| match &s.plugin {
+                        Some(p) => p.descriptor.name == *name,
+                        // A file that never loaded: its name is unknown but
+                        // for the folder it lies in.
+                        None => folder.as_deref().is_some_and(|f| path.parent() == Some(f)),
+                    })
+                    .filter_map(|(_, s)| s.refused.clone())
+                    .collect()
+            }
         }
     }
 

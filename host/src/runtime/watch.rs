@@ -142,7 +142,10 @@ async fn debounced(
             got = changes.recv() => {
                 let Some((path, at)) = got else { return };
                 let Some(r) = registry.upgrade() else { return };
-                if r.holds(&path) {
+                // A folder made in the plugins directory: files written into
+                // it before the OS watch on it was in place send no event of
+                // their own, so the folder is listed once it is quiet.
+                if r.holds(&path) || r.is_installed_folder(&path) {
                     pending
                         .entry(path)
                         .and_modify(|(_, last)| *last = at)
@@ -162,8 +165,17 @@ async fn debounced(
                     // One task per reload; the registry serializes those of
                     // one file, in the order they were started.
                     tokio::spawn(async move {
-                        let event = r.reload(&path, Some(first)).await;
-                        if matches!(event.outcome, super::registry::ReloadOutcome::Loaded { .. }) {
+                        let files = if path.is_dir() {
+                            r.installed_files().into_iter().filter(|f| f.parent() == Some(&path)).collect()
+                        } else {
+                            vec![path]
+                        };
+                        let mut loaded = false;
+                        for f in files {
+                            let event = r.reload(&f, Some(first)).await;
+                            loaded |= matches!(event.outcome, super::registry::ReloadOutcome::Loaded { .. });
+                        }
+                        if loaded {
                             // The replaced build's compiled copy is garbage now.
                             let _ = tokio::task::spawn_blocking(move || r.prune_cache()).await;
                         }
