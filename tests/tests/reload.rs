@@ -142,6 +142,30 @@ impl Host {
         }
     }
 
+    /// Syncs `doc` (imported now) and returns its log line in `conn`.
+    async fn sync_in(&self, conn: &str, doc: &str) -> LogRow {
+        import(
+            &self.engine,
+            serde_json::json!({"documents": [doc_json("acme", doc, "approved", "10.00")]}),
+        )
+        .await
+        .unwrap();
+        settle(&self.engine).await;
+        let log = self.engine.log_of("acme", doc, Some(conn)).await.unwrap();
+        assert_eq!(log.len(), 1, "{log:?}");
+        log.into_iter().next().unwrap()
+    }
+
+    /// The next reload of the file at `rel` (under the test's directory).
+    async fn event_for(&mut self, rel: &str) -> ReloadEvent {
+        loop {
+            let e = self.next_event().await;
+            if e.path.ends_with(rel) {
+                return e;
+            }
+        }
+    }
+
     /// Syncs `doc` (imported now) and returns its one log line.
     async fn sync(&self, doc: &str) -> LogRow {
         import(
@@ -453,13 +477,13 @@ async fn p3_connections_pin_a_version_or_follow_the_newest() {
     std::fs::create_dir_all(h.path("plugins/other")).unwrap();
     std::fs::write(h.path("plugins/other/x.wasm"), b"junk").unwrap();
     assert!(matches!(
-        h.next_event().await.outcome,
+        h.event_for("plugins/other/x.wasm").await.outcome,
         ReloadOutcome::Refused { .. }
     ));
     assert_eq!(refused(&h).await, None);
     std::fs::write(h.path("plugins/minting/2.0.0.wasm"), b"junk").unwrap();
     assert!(matches!(
-        h.next_event().await.outcome,
+        h.event_for("plugins/minting/2.0.0.wasm").await.outcome,
         ReloadOutcome::Refused { .. }
     ));
     let why = refused(&h).await.expect("the broken build is reported");
@@ -471,7 +495,7 @@ async fn p3_connections_pin_a_version_or_follow_the_newest() {
     for junk in ["plugins/other/x.wasm", "plugins/minting/2.0.0.wasm"] {
         std::fs::remove_file(h.path(junk)).unwrap();
         assert!(matches!(
-            h.next_event().await.outcome,
+            h.event_for(junk).await.outcome,
             ReloadOutcome::Removed { .. }
         ));
     }
@@ -517,11 +541,124 @@ async fn p3_connections_pin_a_version_or_follow_the_newest() {
         ReloadOutcome::Removed { .. }
     ));
     assert_eq!(synced(&h, "follow", "d3").await, 'C');
-    // The removed version's compiled copy goes (the refused build Z's went
-    // when D was reloaded); those of A, C and the built-in plugins stay.
-    assert_eq!(registry.prune_cache(), 1);
+    // Pruned at once: the removed version's compiled copy goes, and the
+    // refused build Z's; those of A, C and the built-in plugins stay. (By
+    // default the 32 newest unused copies stay a day, for a build switched
+    // back to.)
+    let now = ledgerbridge::runtime::PrunePolicy {
+        keep_unused: 0,
+        unused_for: Duration::ZERO,
+        ..Default::default()
+    };
+    assert_eq!(registry.prune_cache(), 0, "kept a while by default");
+    assert_eq!(registry.prune_cache_with(&now), 2);
     assert!(cached(&a) && cached(&c) && !cached(&d));
     let left = std::fs::read_dir(&cache).unwrap().count();
     assert_eq!(left, 2 + ledgerbridge::builtin::ALL.len());
     assert_eq!(synced(&h, "pinned", "d3").await, 'A');
+}
+
+/// P3, P8: the watch survives its directories being replaced (`cargo
+/// clean`, a folder moved in), and odd files never hurt the host: an
+/// installed plugin that is a symbolic or hard link is refused (a link could
+/// lead to a file a plugin can write), a FIFO named `.wasm` is neither read
+/// by a reload nor by pruning, a connection naming an installed file by its
+/// path follows its reloads, and `plugins()` lists files named by path with
+/// the connections running them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p3_replaced_directories_links_and_odd_files() {
+    let mut h = Host::new(true).await;
+    let file = h.path("build/minting.wasm");
+    std::fs::write(&file, variant("1.0.0", 'A')).unwrap();
+    h.connect("m", file.to_str().unwrap()).await;
+    h.watch().await;
+
+    // The build directory removed and made again.
+    std::fs::remove_dir_all(h.path("build")).unwrap();
+    std::fs::create_dir_all(h.path("build")).unwrap();
+    std::fs::write(&file, variant("1.0.0", 'B')).unwrap();
+    assert_eq!(loaded_tag(&h.event_for("build/minting.wasm").await), 'B');
+    assert_eq!(ran_on(&h.sync("d1").await), 'B');
+    // And again: still watched.
+    std::fs::write(&file, variant("1.0.0", 'C')).unwrap();
+    assert_eq!(loaded_tag(&h.event_for("build/minting.wasm").await), 'C');
+
+    let listing = h.engine.plugins().await.unwrap();
+    let by_path = listing
+        .iter()
+        .find(|l| l.version.source == "file")
+        .expect("a file named by path is listed");
+    assert_eq!(by_path.connections, ["m"]);
+    assert_eq!(tag_of(&by_path.version.version), 'C');
+
+    // A folder moved into the plugins directory, its file written before.
+    std::fs::create_dir_all(h.path("stage/minting")).unwrap();
+    std::fs::write(h.path("stage/minting/1.1.0.wasm"), variant("1.1.0", 'D')).unwrap();
+    std::fs::rename(h.path("stage/minting"), h.path("plugins/minting")).unwrap();
+    assert_eq!(
+        loaded_tag(&h.event_for("plugins/minting/1.1.0.wasm").await),
+        'D'
+    );
+
+    // Links are refused; the version before serves on.
+    let link = h.path("plugins/minting/1.5.0.wasm");
+    std::os::unix::fs::symlink(&file, &link).unwrap();
+    match h.event_for("plugins/minting/1.5.0.wasm").await.outcome {
+        ReloadOutcome::Refused { message, .. } => {
+            assert!(message.contains("symbolic link"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let hard = h.path("plugins/minting/1.6.0.wasm");
+    std::fs::hard_link(&file, &hard).unwrap();
+    match h.event_for("plugins/minting/1.6.0.wasm").await.outcome {
+        ReloadOutcome::Refused { message, .. } => {
+            assert!(message.contains("hard links"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    h.connect("follow", "minting").await;
+    assert_eq!(ran_on(&h.sync_in("m", "d2").await), 'C', "m runs its file");
+    let log = h.engine.log_of("acme", "d2", Some("follow")).await.unwrap();
+    assert_eq!(ran_on(&log[0]), 'D', "the links are not versions");
+
+    // A FIFO named like a plugin: refused on reload, skipped by pruning.
+    let fifo = h.path("plugins/fifo.wasm");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    match h.event_for("plugins/fifo.wasm").await.outcome {
+        ReloadOutcome::Refused { message, .. } => {
+            assert!(message.contains("not a regular file"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let registry = h.engine.registry().clone();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::task::spawn_blocking(move || registry.prune_cache()),
+    )
+    .await
+    .expect("pruning never opens a FIFO")
+    .unwrap();
+
+    // An installed file named by its path follows its reloads.
+    let installed = h.path("plugins/minting/1.1.0.wasm");
+    h.connect(
+        "bypath",
+        installed.canonicalize().unwrap().to_str().unwrap(),
+    )
+    .await;
+    assert_eq!(ran_on(&h.sync_in("bypath", "d3").await), 'D');
+    std::fs::write(&installed, variant("1.1.0", 'E')).unwrap();
+    assert_eq!(
+        loaded_tag(&h.event_for("plugins/minting/1.1.0.wasm").await),
+        'E'
+    );
+    let log = h.sync_in("bypath", "d4").await;
+    assert_eq!(ran_on(&log), 'E');
 }

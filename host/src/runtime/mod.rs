@@ -36,7 +36,7 @@ pub use outbound::{
     AllowedHost, Credential, MAX_REQUESTS_PER_CALL, MAX_REQUESTS_PER_CONNECTION,
     MAX_WAITING_PER_CALL, MIN_REDACTED_SECRET,
 };
-pub use plugin::{LoadError, MAX_PLUGIN_BYTES, Plugin};
+pub use plugin::{LoadError, MAX_PLUGIN_BYTES, Plugin, PrunePolicy};
 pub use quota::{FIELD_SIZE_LIMIT, MAX_RESOURCES};
 pub use registry::{
     Listed, PluginRef, Refusal, Registry, ReloadEvent, ReloadOutcome, ResolveError, Want,

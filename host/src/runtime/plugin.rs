@@ -249,18 +249,46 @@ fn engine_key(engine: &wasmtime::Engine) -> String {
     format!("{:016x}", h.finish())
 }
 
-/// How long a compiled copy made by another engine (another build of the
-/// host) is kept unused before pruning takes it.
-const FOREIGN_CACHE_KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Which unused compiled copies pruning removes. A compiled copy is
+/// unused when no version in the registry has its digest; it is kept a
+/// while all the same, because a build switched back to (or another host
+/// sharing the cache directory) loads it from the cache instead of
+/// compiling. Loading a copy from the cache marks it used (its time).
+#[derive(Debug, Clone)]
+pub struct PrunePolicy {
+    /// The most recently used unused copies kept, at most.
+    pub keep_unused: usize,
+    /// Unused copies not used for this long go whatever their number.
+    pub unused_for: Duration,
+    /// Copies made by another engine (another build of the host) not used
+    /// for this long go.
+    pub foreign_for: Duration,
+}
+
+impl Default for PrunePolicy {
+    fn default() -> Self {
+        PrunePolicy {
+            keep_unused: 32,
+            unused_for: Duration::from_secs(24 * 3600),
+            foreign_for: Duration::from_secs(7 * 24 * 3600),
+        }
+    }
+}
 
 impl Runtime {
-    /// Removes from the compile cache this engine's compiled copies of
-    /// plugins whose digest is not in `keep`, other engines' copies unused
-    /// for a week, and temporary files left by a crash. Returns how many
-    /// files went. A compiled copy is mapped when loaded: removing the file
-    /// does not disturb a process running it, and another process that
-    /// loads it later only pays a compile.
-    pub fn prune_cache(&self, keep: &std::collections::HashSet<String>) -> usize {
+    /// Removes from the compile cache the compiled copies `policy` lets go:
+    /// this engine's whose digest is not in `keep` beyond the newest
+    /// `keep_unused` or unused for `unused_for`, other engines' unused for
+    /// `foreign_for`, and temporary files a crash left. Returns how many
+    /// files went. Only files named as the cache names them are touched. A
+    /// compiled copy is mapped when loaded: removing the file does not
+    /// disturb a process running it, and another process that loads it
+    /// later only pays a compile.
+    pub fn prune_cache(
+        &self,
+        keep: &std::collections::HashSet<String>,
+        policy: &PrunePolicy,
+    ) -> usize {
         let Some(dir) = &self.config.cache_dir else {
             return 0;
         };
@@ -268,36 +296,51 @@ impl Runtime {
             return 0;
         };
         let ours = engine_key(&self.engine);
-        let old = |e: &std::fs::DirEntry, age: Duration| {
+        let age = |e: &std::fs::DirEntry| {
             e.metadata()
                 .and_then(|m| m.modified())
                 .ok()
                 .and_then(|t| t.elapsed().ok())
-                .is_some_and(|a| a > age)
+                .unwrap_or_default()
         };
-        let mut removed = 0;
+        let hexes = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_hexdigit());
+        let mut unused = Vec::new();
+        let mut gone = Vec::new();
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             let Some((digest, rest)) = name.split_once('-') else {
                 continue;
             };
-            if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            if !hexes(digest, 64) {
                 continue;
             }
-            let gone = if let Some(key) = rest.strip_suffix(".cwasm") {
+            if let Some(key) = rest.strip_suffix(".cwasm").filter(|k| hexes(k, 16)) {
                 if key == ours {
-                    !keep.contains(digest)
-                } else {
-                    old(&e, FOREIGN_CACHE_KEPT)
+                    if !keep.contains(digest) {
+                        unused.push((age(&e), e.path()));
+                    }
+                } else if age(&e) > policy.foreign_for {
+                    gone.push(e.path());
                 }
-            } else {
-                rest.contains(".tmp") && old(&e, Duration::from_secs(3600))
-            };
-            if gone && std::fs::remove_file(e.path()).is_ok() {
-                removed += 1;
+            } else if let Some((key, pid)) = rest.split_once(".tmp")
+                && hexes(key, 16)
+                && !pid.is_empty()
+                && pid.bytes().all(|b| b.is_ascii_digit())
+                && age(&e) > Duration::from_secs(3600)
+            {
+                gone.push(e.path());
             }
         }
-        removed
+        // Newest first: the first `keep_unused` stay unless too old.
+        unused.sort();
+        for (i, (age, path)) in unused.into_iter().enumerate() {
+            if i >= policy.keep_unused || age > policy.unused_for {
+                gone.push(path);
+            }
+        }
+        gone.into_iter()
+            .filter(|p| std::fs::remove_file(p).is_ok())
+            .count()
     }
 }
 
@@ -321,6 +364,10 @@ fn compile(
         // this host compiled, into a directory the host owns; the key checks
         // the engine's compatibility.
         if let Ok(c) = unsafe { Component::deserialize_file(engine, &path) } {
+            // Marked used, for pruning (see `PrunePolicy`).
+            if let Ok(f) = std::fs::File::options().write(true).open(&path) {
+                let _ = f.set_modified(std::time::SystemTime::now());
+            }
             return Ok((c, true));
         }
     }

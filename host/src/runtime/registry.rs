@@ -152,6 +152,9 @@ pub enum ResolveError {
     /// The plugin could not be loaded.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// An installed file the registry refused.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A reload that failed: the version that was serving still is.
@@ -256,9 +259,45 @@ struct Slot {
 struct State {
     /// Files in the plugins directory.
     installed: BTreeMap<PathBuf, Slot>,
-    /// Files connections name by path.
+    /// Files connections name by path, elsewhere.
     files: BTreeMap<PathBuf, Slot>,
     seq: u64,
+}
+
+impl State {
+    fn slots(&mut self, installed: bool) -> &mut BTreeMap<PathBuf, Slot> {
+        if installed {
+            &mut self.installed
+        } else {
+            &mut self.files
+        }
+    }
+}
+
+/// An installed plugin must be a file of its own: a symbolic or hard link
+/// could lead to a file a plugin can write (its granted directory), and so
+/// to code that plugin chose running for every connection of the version.
+fn own_file(path: &Path) -> Result<(), String> {
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.file_type().is_symlink() {
+        return Err(format!(
+            "{} is a symbolic link: an installed plugin must be a file of its own (copy it in, or use `plugin add`)",
+            path.display()
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        if meta.is_file() && meta.nlink() > 1 {
+            return Err(format!(
+                "{} has {} hard links: an installed plugin must be a file of its own (copy it in, or use `plugin add`)",
+                path.display(),
+                meta.nlink()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every plugin version this host can run, and the one each reference
@@ -410,13 +449,35 @@ impl Registry {
         match r {
             PluginRef::File(path) => {
                 let path = std::path::absolute(path).unwrap_or_else(|_| path.clone());
-                if let Some(p) = self.state().files.get(&path).and_then(|s| s.plugin.clone()) {
+                let installed = self.is_installed(&path);
+                let serving = |r: &Registry| {
+                    r.state()
+                        .slots(installed)
+                        .get(&path)
+                        .and_then(|s| s.plugin.clone())
+                };
+                if let Some(p) = serving(self) {
                     return Ok(p);
+                }
+                if installed {
+                    // An installed file named by its path: the one slot a
+                    // reload of it updates.
+                    let event = self.reload(&path, None).await;
+                    return match (serving(self), event.outcome) {
+                        (Some(p), _) => Ok(p),
+                        (None, ReloadOutcome::Refused { message, .. }) => {
+                            Err(ResolveError::Refused(message))
+                        }
+                        (None, _) => Err(ResolveError::Refused(format!(
+                            "{} is not there",
+                            path.display()
+                        ))),
+                    };
                 }
                 // First use: load it (serialized with any reload of it).
                 let lock = self.file_lock(&path);
                 let _held = lock.lock().await;
-                if let Some(p) = self.state().files.get(&path).and_then(|s| s.plugin.clone()) {
+                if let Some(p) = serving(self) {
                     return Ok(p);
                 }
                 let plugin = self.runtime.load_file(&path).await?;
@@ -491,10 +552,16 @@ impl Registry {
                 },
             });
         }
+        // Following the newest takes a prerelease only when there is no
+        // release (as cargo's `*` does).
+        let stable = found
+            .iter()
+            .any(|(v, _, _)| v.as_ref().is_some_and(|v| v.pre.is_empty()));
         let best = found
             .iter()
             .filter_map(|(v, seq, p)| v.as_ref().map(|v| (v, *seq, p)))
             .filter(|(v, _, _)| want.allows(v))
+            .filter(|(v, _, _)| !(*want == Want::Latest && stable && !v.pre.is_empty()))
             .max_by(|a, b| a.0.cmp_precedence(b.0).then(a.1.cmp(&b.1)));
         match best {
             Some((_, _, p)) => Ok(p.clone()),
@@ -523,9 +590,21 @@ impl Registry {
             .clone()
     }
 
+    /// The installed files the registry holds a slot for (some may be gone).
+    pub(super) fn installed_paths(&self) -> Vec<PathBuf> {
+        self.state().installed.keys().cloned().collect()
+    }
+
     /// The files named by path loaded so far.
     pub(super) fn named_files(&self) -> Vec<PathBuf> {
         self.state().files.keys().cloned().collect()
+    }
+
+    /// Whether `path` is a plugin file in the plugins directory.
+    fn is_installed(&self, path: &Path) -> bool {
+        self.dir
+            .as_deref()
+            .is_some_and(|d| is_installed_file(d, path))
     }
 
     /// Whether `path` is a folder of the plugins directory (where `plugin
@@ -558,18 +637,7 @@ impl Registry {
         let lock = self.file_lock(path);
         let _held = lock.lock().await;
         let started = Instant::now();
-        let installed = self
-            .dir
-            .as_deref()
-            .is_some_and(|d| is_installed_file(d, path));
-        let serving = |state: &State| {
-            let slots = if installed {
-                &state.installed
-            } else {
-                &state.files
-            };
-            slots.get(path).and_then(|s| s.plugin.clone())
-        };
+        let installed = self.is_installed(path);
         let mut event = ReloadEvent {
             path: path.to_path_buf(),
             outcome: ReloadOutcome::Unchanged,
@@ -579,10 +647,14 @@ impl Registry {
             swap: Duration::ZERO,
             done: started,
         };
-        let old = serving(&self.state());
+        let old = self
+            .state()
+            .slots(installed)
+            .get(path)
+            .and_then(|s| s.plugin.clone());
         // An installed file removed takes its version out; a file a
         // connection names is kept serving (a build may be re-creating it).
-        if installed && !path.exists() {
+        if installed && std::fs::symlink_metadata(path).is_err() {
             let t = Instant::now();
             let was = self.state().installed.remove(path).and_then(|s| s.plugin);
             event.swap = t.elapsed();
@@ -591,30 +663,50 @@ impl Registry {
             };
             return self.finish(event);
         }
-        // The same bytes as serve now (an editor touching the file, our own
-        // reads): nothing to load.
-        let loaded = match super::plugin::read_plugin_file(path).await {
-            Ok(bytes)
-                if old
-                    .as_ref()
-                    .is_some_and(|o| o.digest == hex(&Sha256::digest(&bytes))) =>
+        let got: Result<Option<Arc<Plugin>>, String> = async {
+            if installed {
+                own_file(path)?;
+            }
+            let bytes = super::plugin::read_plugin_file(path)
+                .await
+                .map_err(|e| e.to_string())?;
+            // The same bytes as serve now (an editor touching the file, a
+            // rebuild that changed nothing): nothing to load.
+            if old
+                .as_ref()
+                .is_some_and(|o| o.digest == hex(&Sha256::digest(&bytes)))
             {
-                let mut state = self.state();
-                let slots = if installed {
-                    &mut state.installed
-                } else {
-                    &mut state.files
-                };
-                if let Some(s) = slots.get_mut(path) {
+                return Ok(None);
+            }
+            let plugin = self
+                .runtime
+                .load(bytes, &path.display().to_string())
+                .await
+                .map_err(|e| e.to_string())?;
+            if installed {
+                // What `plugin add` checks, for files copied in by hand.
+                let d = &plugin.descriptor;
+                check_name(&d.name)
+                    .map_err(|m| format!("{}: describe: name: {m}", path.display()))?;
+                Version::parse(&d.version).map_err(|e| {
+                    format!(
+                        "{}: describe: version: `{}` is not a semver version ({e})",
+                        path.display(),
+                        d.version.escape_debug()
+                    )
+                })?;
+            }
+            Ok(Some(plugin))
+        }
+        .await;
+        match got {
+            Ok(None) => {
+                // Back to what serves: nothing to report any more.
+                if let Some(s) = self.state().slots(installed).get_mut(path) {
                     s.refused = None;
                 }
-                return self.finish(event);
             }
-            Ok(bytes) => self.runtime.load(bytes, &path.display().to_string()).await,
-            Err(e) => Err(e),
-        };
-        match loaded {
-            Ok(plugin) => {
+            Ok(Some(plugin)) => {
                 event.compile = plugin.compile_time;
                 event.check = started.elapsed().saturating_sub(plugin.compile_time);
                 let t = Instant::now();
@@ -622,12 +714,7 @@ impl Registry {
                     let mut state = self.state();
                     state.seq += 1;
                     let seq = state.seq;
-                    let slots = if installed {
-                        &mut state.installed
-                    } else {
-                        &mut state.files
-                    };
-                    slots.insert(
+                    state.slots(installed).insert(
                         path.to_path_buf(),
                         Slot {
                             plugin: Some(plugin.clone()),
@@ -642,16 +729,13 @@ impl Registry {
                     previous: old.as_deref().map(PluginVersion::of),
                 };
             }
-            Err(e) => {
+            Err(message) => {
                 event.check = started.elapsed();
-                let message = format!("{e}");
-                let mut state = self.state();
-                let slots = if installed {
-                    &mut state.installed
-                } else {
-                    &mut state.files
-                };
-                slots.entry(path.to_path_buf()).or_default().refused = Some(Refusal {
+                self.state()
+                    .slots(installed)
+                    .entry(path.to_path_buf())
+                    .or_default()
+                    .refused = Some(Refusal {
                     path: path.display().to_string(),
                     at: now_ms(),
                     message: message.clone(),
@@ -787,10 +871,12 @@ impl Registry {
             .await
             .with_context(|| format!("{} cannot be installed", file.display()))?;
         let d = &plugin.descriptor;
-        check_name(&d.name).map_err(|m| anyhow::anyhow!("describe: name: {m}"))?;
+        check_name(&d.name)
+            .map_err(|m| anyhow::anyhow!("{}: describe: name: {m}", file.display()))?;
         let version = Version::parse(&d.version).map_err(|e| {
             anyhow::anyhow!(
-                "describe: version: `{}` is not a semver version ({e}): the registry orders versions by it",
+                "{}: describe: version: `{}` is not a semver version ({e}): the registry orders versions by it",
+                file.display(),
                 d.version.escape_debug()
             )
         })?;
@@ -828,11 +914,14 @@ impl Registry {
                 .await
                 .with_context(|| format!("creating {}", folder.display()))?;
             let tmp = folder.join(format!(".{plain}.wasm.tmp{}", std::process::id()));
-            tokio::fs::write(&tmp, &bytes)
-                .await
-                .with_context(|| format!("writing {}", tmp.display()))?;
-            let synced = tokio::fs::File::open(&tmp).await?.sync_all().await;
-            if let Err(e) = synced.and(tokio::fs::rename(&tmp, &dest).await) {
+            let written = async {
+                tokio::fs::write(&tmp, &bytes).await?;
+                tokio::fs::File::open(&tmp).await?.sync_all().await?;
+                tokio::fs::rename(&tmp, &dest).await
+            }
+            .await;
+            if let Err(e) = written {
+                // Nothing half-installed is left behind (a full disk, say).
                 let _ = tokio::fs::remove_file(&tmp).await;
                 return Err(anyhow::Error::new(e).context(format!("installing {}", dest.display())));
             }
@@ -856,10 +945,15 @@ impl Registry {
         ))
     }
 
-    /// Removes from the compile cache every compiled plugin no version in
-    /// this registry uses (see [`Runtime::prune_cache`]). Returns how many
-    /// files went.
+    /// Prunes the compile cache of compiled plugins no version in this
+    /// registry uses, under the default [`PrunePolicy`](super::plugin::PrunePolicy)
+    /// (see [`Runtime::prune_cache`]). Returns how many files went.
     pub fn prune_cache(&self) -> usize {
+        self.prune_cache_with(&super::plugin::PrunePolicy::default())
+    }
+
+    /// [`Registry::prune_cache`] under `policy`.
+    pub fn prune_cache_with(&self, policy: &super::plugin::PrunePolicy) -> usize {
         let mut keep: HashSet<String> = builtin::ALL
             .iter()
             .map(|b| hex(&Sha256::digest(b.wasm)))
@@ -873,13 +967,17 @@ impl Registry {
             }
             state.files.keys().cloned().collect()
         };
-        // What the files hold now, loaded or not yet.
+        // What the files hold now, loaded or not yet: only regular files
+        // a plugin may be (a FIFO or `/dev/zero` named `x.wasm` is never
+        // read).
         for f in files.into_iter().chain(self.installed_files()) {
-            if let Ok(bytes) = std::fs::read(&f) {
+            let plain = std::fs::metadata(&f)
+                .is_ok_and(|m| m.is_file() && m.len() <= super::plugin::MAX_PLUGIN_BYTES);
+            if plain && let Ok(bytes) = std::fs::read(&f) {
                 keep.insert(hex(&Sha256::digest(&bytes)));
             }
         }
-        self.runtime.prune_cache(&keep)
+        self.runtime.prune_cache(&keep, policy)
     }
 }
 

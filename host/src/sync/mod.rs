@@ -256,6 +256,14 @@ impl Engine {
     /// run each now.
     pub async fn plugins(&self) -> anyhow::Result<Vec<PluginListing>> {
         let registry = self.connectors.registry();
+        // Each connection's version first: a file named by path is in the
+        // registry once resolved.
+        let mut running = Vec::new();
+        for c in self.store.connections().await? {
+            if let Ok(p) = self.connectors.named(&c.plugin).await {
+                running.push((c.id, p));
+            }
+        }
         let mut out: Vec<PluginListing> = registry
             .list()
             .await
@@ -265,12 +273,9 @@ impl Engine {
                 connections: Vec::new(),
             })
             .collect();
-        for c in self.store.connections().await? {
-            let Ok(p) = self.connectors.named(&c.plugin).await else {
-                continue;
-            };
+        for (id, p) in running {
             if let Some(l) = out.iter_mut().find(|l| l.version.is(&p)) {
-                l.connections.push(c.id.clone());
+                l.connections.push(id);
             }
         }
         Ok(out)
