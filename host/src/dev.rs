@@ -88,7 +88,7 @@ pub async fn run(runtime: Arc<Runtime>, o: Options) -> anyhow::Result<()> {
     // The sources: any file of the crate but target/ and hidden ones.
     let (tx, mut changes) = tokio::sync::mpsc::unbounded_channel::<()>();
     let root = manifest.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let skip = root.join("target");
+    let root_seen = root.clone();
     let mut sources = notify::recommended_watcher(move |got: notify::Result<notify::Event>| {
         if let Ok(e) = got
             && !matches!(
@@ -97,10 +97,14 @@ pub async fn run(runtime: Arc<Runtime>, o: Options) -> anyhow::Result<()> {
                     | notify::EventKind::Modify(notify::event::ModifyKind::Metadata(_))
             )
             && e.paths.iter().any(|p| {
-                !p.starts_with(&skip)
-                    && !p
-                        .components()
-                        .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+                // Hidden parts below the crate only (the crate itself may
+                // live under `~/.work`).
+                p.strip_prefix(&root_seen).is_ok_and(|rel| {
+                    !rel.starts_with("target")
+                        && !rel
+                            .components()
+                            .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+                })
             })
         {
             let _ = tx.send(());

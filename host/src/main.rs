@@ -91,7 +91,8 @@ enum Command {
         /// Build, run the samples once, and stop (non-zero when a sample failed).
         #[arg(long)]
         once: bool,
-        /// Milliseconds a new build must stay unchanged before it is reloaded.
+        /// Milliseconds (1 to 60000) a new build must stay unchanged before
+        /// it is reloaded.
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
         debounce_ms: u64,
     },
@@ -299,8 +300,8 @@ struct WatchArgs {
     /// on the old version; a build that cannot load leaves it serving.
     #[arg(long)]
     watch: bool,
-    /// Milliseconds a changed plugin file must stay unchanged before it is
-    /// reloaded (several quick writes make one reload).
+    /// Milliseconds (1 to 60000) a changed plugin file must stay unchanged
+    /// before it is reloaded (several quick writes make one reload).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     debounce_ms: u64,
 }

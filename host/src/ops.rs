@@ -755,6 +755,12 @@ pub async fn add_plugin(
         p.digest,
         p.path.as_deref().unwrap_or_default()
     );
+    if let Some(b) = ledgerbridge::builtin::find(&p.name) {
+        println!(
+            "note: a version of the built-in `{}` connector: every connection that names `{}` runs the newest version there is (pin one, `{}@<version>`, to keep another)",
+            b.name, b.name, b.name
+        );
+    }
     if pruned > 0 {
         println!("pruned {pruned} compiled plugin(s) no version uses from the cache");
     }

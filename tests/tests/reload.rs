@@ -662,3 +662,37 @@ async fn p3_replaced_directories_links_and_odd_files() {
     let log = h.sync_in("bypath", "d4").await;
     assert_eq!(ran_on(&log), 'E');
 }
+
+/// V1: a bad `plugin` reference is refused with one problem naming the
+/// field (not one per check it would fail), and nothing is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v1_a_bad_plugin_reference_is_one_problem_naming_the_field() {
+    let h = Host::new(true).await;
+    let long = "x".repeat(5000);
+    for (plugin, says) in [
+        ("csv\u{1b}[31m", "control character"),
+        (long.as_str(), "at most 4096"),
+        ("/nonexistent/p.wasm", "No such file"),
+        ("csv@garbage!", "neither a version nor a semver requirement"),
+        ("csv@^9", "no version of `csv` is a version matching ^9"),
+        ("Nope", "not a plugin name"),
+    ] {
+        let e = h
+            .engine
+            .put_connection(connection("c", "acme", plugin, Some(&h.path("erp"))))
+            .await
+            .unwrap_err();
+        let invalid = e
+            .downcast_ref::<ledgerbridge::sync::InvalidConnection>()
+            .unwrap_or_else(|| panic!("{e:#}"));
+        let about: Vec<_> = invalid
+            .problems
+            .iter()
+            .filter(|p| p.field == "plugin")
+            .collect();
+        assert_eq!(about.len(), 1, "{plugin:.40}: {:?}", invalid.problems);
+        assert!(about[0].message.contains(says), "{:?}", about[0]);
+        assert!(about[0].message.len() < 600, "not echoed whole");
+    }
+    assert!(h.engine.connection("c").await.is_err(), "nothing stored");
+}

@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 /// How many hex digits of a plugin's SHA-256 name a build in logs and lists.
 pub const SHORT_DIGEST: usize = 12;
 
+/// The longest `plugin` field (a path, at most).
+pub const MAX_REF_BYTES: usize = 4096;
+
 /// How a connection names its plugin (the `plugin` field).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PluginRef {
@@ -94,6 +97,18 @@ impl PluginRef {
     /// `name@<semver requirement>`, or a path (it has a `/` or ends in
     /// `.wasm`).
     pub fn parse(text: &str) -> Result<PluginRef, String> {
+        if text.len() > MAX_REF_BYTES {
+            return Err(format!(
+                "{} bytes; a plugin name or path is at most {MAX_REF_BYTES}",
+                text.len()
+            ));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(format!(
+                "`{}` has a control character",
+                text.escape_debug()
+            ));
+        }
         if text.trim().is_empty() {
             return Err(
                 "empty: name a plugin (`csv`, `csv@0.2.0`) or a plugin file (`/path/to/plugin.wasm`)"

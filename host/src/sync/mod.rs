@@ -386,10 +386,14 @@ impl Engine {
         // elsewhere must load the same file), and may lie in no grant: a
         // plugin that can write it could swap in other code, for this or
         // another tenant's connection.
+        // One problem with the plugin is reported once: a reference that
+        // does not parse, or a file that is not there, is not loaded too.
+        let mut plugin_ok = true;
         if let Err(m) = crate::runtime::PluginRef::parse(&c.plugin) {
             problems.push(format!("plugin: {m}"));
+            plugin_ok = false;
         }
-        if plugin_file(&c.plugin).is_some() {
+        if plugin_ok && plugin_file(&c.plugin).is_some() {
             match std::fs::canonicalize(&c.plugin) {
                 Ok(abs) => {
                     let file = abs.clone();
@@ -410,7 +414,10 @@ impl Engine {
                     }
                     c.plugin = abs.display().to_string();
                 }
-                Err(e) => problems.push(format!("plugin: {}: {e}", c.plugin.escape_debug())),
+                Err(e) => {
+                    problems.push(format!("plugin: {}: {e}", c.plugin.escape_debug()));
+                    plugin_ok = false;
+                }
             }
         }
         if let Some(dir) = c.directory.as_deref().map(std::path::Path::new) {
@@ -466,6 +473,7 @@ impl Engine {
             problems.extend(mapping("default_bank_account".into(), b));
         }
         match self.connectors.plugin(&c).await {
+            _ if !plugin_ok => {}
             Ok(p) => {
                 let declared = &p.descriptor.settings;
                 for k in c.settings.keys() {
