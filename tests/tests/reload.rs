@@ -76,6 +76,18 @@ impl Host {
     /// An engine with tenant `acme`, a registry over `plugins` (when
     /// given), and a runtime and cache of its own.
     async fn new(plugins: bool) -> Host {
+        Host::with_retry(
+            plugins,
+            RetryPolicy {
+                max_attempts: 3,
+                base: Duration::from_millis(20),
+                cap: Duration::from_millis(200),
+            },
+        )
+        .await
+    }
+
+    async fn with_retry(plugins: bool, retry: RetryPolicy) -> Host {
         let dir = tempfile::tempdir().unwrap();
         let runtime = Arc::new(
             Runtime::new(RuntimeConfig {
@@ -92,11 +104,7 @@ impl Host {
         let engine = Arc::new(Engine::with_registry(
             Store::open_in_memory().unwrap(),
             registry.clone(),
-            RetryPolicy {
-                max_attempts: 3,
-                base: Duration::from_millis(20),
-                cap: Duration::from_millis(200),
-            },
+            retry,
             WorkerConfig::default(),
         ));
         engine.add_tenant("acme").await.unwrap();
@@ -695,4 +703,65 @@ async fn v1_a_bad_plugin_reference_is_one_problem_naming_the_field() {
         assert!(about[0].message.len() < 600, "not echoed whole");
     }
     assert!(h.engine.connection("c").await.is_err(), "nothing stored");
+}
+
+/// P3, R1: a plugin missing for a moment (its only version removed while a
+/// new one is copied in) makes a sync wait and retry, not fail for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p3_a_plugin_missing_for_a_moment_is_retried() {
+    let mut h = Host::with_retry(
+        true,
+        RetryPolicy {
+            max_attempts: 6,
+            base: Duration::from_millis(400),
+            cap: Duration::from_secs(2),
+        },
+    )
+    .await;
+    let registry = h.engine.registry().clone();
+    let build = h.path("build/A.wasm");
+    std::fs::write(&build, variant("1.0.0", 'A')).unwrap();
+    let (listed, _) = registry.add(&build, false).await.unwrap();
+    h.connect("follow", "minting").await;
+    h.watch().await;
+    let installed = std::path::PathBuf::from(listed.path.unwrap());
+    std::fs::remove_file(&installed).unwrap();
+    assert!(matches!(
+        h.event_for("plugins/minting/1.0.0.wasm").await.outcome,
+        ReloadOutcome::Removed { .. }
+    ));
+    import(
+        &h.engine,
+        serde_json::json!({"documents": [doc_json("acme", "d1", "approved", "10.00")]}),
+    )
+    .await
+    .unwrap();
+    let worker = {
+        let e = h.engine.clone();
+        tokio::spawn(async move { settle(&e).await })
+    };
+    // The first attempt finds no plugin, and is retried.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = h.engine.log_of("acme", "d1", None).await.unwrap();
+        if let Some(first) = log.first() {
+            assert_eq!(first.outcome, "retrying", "{first:?}");
+            assert!(
+                first
+                    .error
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("cannot be loaded"),
+                "{first:?}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no attempt");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    std::fs::write(h.path("plugins/minting/1.0.1.wasm"), variant("1.0.1", 'B')).unwrap();
+    worker.await.unwrap();
+    let log = h.engine.log_of("acme", "d1", None).await.unwrap();
+    assert_eq!(ran_on(log.last().unwrap()), 'B', "{log:?}");
+    assert!(h.engine.attention(None).await.unwrap().is_empty());
 }

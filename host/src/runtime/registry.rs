@@ -104,10 +104,7 @@ impl PluginRef {
             ));
         }
         if text.chars().any(char::is_control) {
-            return Err(format!(
-                "`{}` has a control character",
-                text.escape_debug()
-            ));
+            return Err(format!("`{}` has a control character", text.escape_debug()));
         }
         if text.trim().is_empty() {
             return Err(

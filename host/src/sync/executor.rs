@@ -70,7 +70,8 @@ pub(super) async fn run<'e>(
     let plugin = match engine.connectors.plugin(&conn).await {
         Ok(p) => p,
         Err(e) => {
-            return Ok(failed(
+            return Ok(super::outcome::plugin_unavailable(
+                &engine.retry,
                 job,
                 format!(
                     "the connector plugin `{}` cannot be loaded: {e:#}",

@@ -47,6 +47,34 @@ pub fn failed(job: &Job, message: String, hint: &str) -> FinishedJob {
     f
 }
 
+/// The connection's plugin could not be loaded at run time (its file being
+/// rebuilt or replaced, a version removed): retried as an ERP that is down
+/// is, then Requires attention. (A connection is only stored when its
+/// plugin loads, so this is usually a passing state.)
+pub fn plugin_unavailable(
+    retry: &RetryPolicy,
+    job: &Job,
+    message: String,
+    hint: &str,
+) -> FinishedJob {
+    if job.attempts + 1 < retry.max_attempts {
+        let mut f = finished(job, JobOutcome::Retrying);
+        let wait = retry.backoff(job.attempts, None);
+        f.retry_at = Some(now_ms().saturating_add(wait.as_millis().min(i64::MAX as u128) as i64));
+        f.error = Some(format!(
+            "{message} (attempt {} of {}, next in {wait:.1?})",
+            job.attempts + 1,
+            retry.max_attempts
+        ));
+        return f;
+    }
+    let text = format!("gave up after {} attempts: {message}", job.attempts + 1);
+    let mut f = finished(job, JobOutcome::Failed);
+    f.error = Some(text.clone());
+    f.attention = AttentionChange::Set(Attention::new(AttentionKind::GaveUp, text, hint));
+    f
+}
+
 /// A job not run, on purpose, with its reason (M4).
 pub fn skipped(job: &Job, reason: String) -> FinishedJob {
     let mut f = finished(job, JobOutcome::Skipped);
