@@ -706,6 +706,12 @@ pub async fn list_plugins(engine: &Engine, json: bool) -> anyhow::Result<()> {
             && v.name.is_empty()
         {
             println!("(refused) {}", r.message);
+            if !p.connections.is_empty() {
+                println!(
+                    "    named by: {} (they cannot run)",
+                    p.connections.join(", ")
+                );
+            }
             continue;
         }
         println!(

@@ -765,3 +765,81 @@ async fn p3_a_plugin_missing_for_a_moment_is_retried() {
     assert_eq!(ran_on(log.last().unwrap()), 'B', "{log:?}");
     assert!(h.engine.attention(None).await.unwrap().is_empty());
 }
+
+/// P3, P8: what lies in the plugins directory is never followed or read
+/// past what a plugin may be. A folder that is a link to a tenant's granted
+/// directory is not a folder of the registry (code written there never
+/// runs as an installed plugin); a file that never ends (`/proc`) is
+/// refused after 64 MiB, when loaded and when the cache is pruned; a FIFO
+/// or a link where `plugin add` installs is replaced by a file of its own,
+/// without being read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p8_links_fifos_and_endless_files_in_the_registry_are_not_followed() {
+    let mut h = Host::new(true).await;
+    let registry = h.engine.registry().clone();
+    h.watch().await;
+    let grant = h.path("erp/granted");
+    std::fs::create_dir_all(&grant).unwrap();
+    std::os::unix::fs::symlink(&grant, h.path("plugins/evil")).unwrap();
+    // Time for a watch to follow the link, were it followed.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::write(grant.join("evil.wasm"), variant("2.0.0", 'E')).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    while let Ok(e) = h.events.try_recv() {
+        assert!(
+            !matches!(e.outcome, ReloadOutcome::Loaded { .. }),
+            "loaded through a linked folder: {e:?}"
+        );
+    }
+    assert!(registry.scan().await.is_empty(), "nothing there to refuse");
+    assert!(
+        registry.resolve_text("minting").await.is_err(),
+        "no version of minting is installed"
+    );
+
+    // A file that never ends, named by path and installed.
+    let endless = h.path("build/endless.wasm");
+    std::os::unix::fs::symlink("/proc/self/pagemap", &endless).unwrap();
+    let e = tokio::time::timeout(
+        Duration::from_secs(60),
+        registry.resolve_text(endless.to_str().unwrap()),
+    )
+    .await
+    .expect("the read is bounded")
+    .unwrap_err();
+    // Refused, one way or another, having read no more than 64 MiB.
+    assert!(format!("{e:#}").contains("cannot read"), "{e:#}");
+    std::os::unix::fs::symlink("/proc/self/pagemap", h.path("plugins/pm.wasm")).unwrap();
+    let r = registry.clone();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || r.prune_cache()),
+    )
+    .await
+    .expect("pruning reads no more than a plugin may be")
+    .unwrap();
+
+    // Where `plugin add` installs: a FIFO, then a link to the same bytes.
+    let build = h.path("build/A.wasm");
+    std::fs::write(&build, variant("1.0.0", 'A')).unwrap();
+    let dest = h.path("plugins/minting/1.0.0.wasm");
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&dest)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (_, already) = tokio::time::timeout(Duration::from_secs(30), registry.add(&build, false))
+        .await
+        .expect("a FIFO is not read")
+        .unwrap();
+    assert!(!already);
+    assert!(std::fs::symlink_metadata(&dest).unwrap().is_file());
+    std::fs::remove_file(&dest).unwrap();
+    std::os::unix::fs::symlink(&build, &dest).unwrap();
+    let (_, already) = registry.add(&build, false).await.unwrap();
+    assert!(!already, "a link is no installed file, whatever its bytes");
+    assert!(std::fs::symlink_metadata(&dest).unwrap().is_file());
+}

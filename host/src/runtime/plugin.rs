@@ -216,27 +216,49 @@ impl Runtime {
 /// `/dev/zero` or a FIFO named as a plugin cannot eat memory or hang the
 /// host.
 pub(crate) async fn read_plugin_file(path: &Path) -> Result<Vec<u8>, LoadError> {
-    let read_error = |message: String| LoadError::Read {
-        path: path.display().to_string(),
-        message,
-    };
-    let meta = tokio::fs::metadata(path)
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || read_bounded(&owned))
         .await
-        .map_err(|e| read_error(e.to_string()))?;
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)
+        .map_err(|message| LoadError::Read {
+            path: path.display().to_string(),
+            message,
+        })
+}
+
+/// Reads a plugin file, whatever is there: opened without blocking (a FIFO
+/// never waits for a writer), only a regular file, and never more than
+/// [`MAX_PLUGIN_BYTES`] read whatever size it claims (a `/proc` file says
+/// 0 and never ends).
+pub(crate) fn read_bounded(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        open.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = open.open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
     if !meta.is_file() {
-        return Err(read_error("not a regular file".into()));
+        return Err("not a regular file".into());
     }
     if meta.len() > MAX_PLUGIN_BYTES {
-        return Err(read_error(format!(
+        return Err(format!(
             "{} bytes; a plugin may be at most {MAX_PLUGIN_BYTES} bytes",
             meta.len()
-        )));
+        ));
     }
-    let bytes = tokio::fs::read(path)
-        .await
-        .map_err(|e| read_error(e.to_string()))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_PLUGIN_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
     if bytes.len() as u64 > MAX_PLUGIN_BYTES {
-        return Err(read_error("it grew while being read".into()));
+        return Err(format!(
+            "it grew past {MAX_PLUGIN_BYTES} bytes while being read"
+        ));
     }
     Ok(bytes)
 }
@@ -303,7 +325,12 @@ impl Runtime {
                 .and_then(|t| t.elapsed().ok())
                 .unwrap_or_default()
         };
-        let hexes = |t: &str, n: usize| t.len() == n && t.bytes().all(|b| b.is_ascii_hexdigit());
+        // The cache writes lowercase hex only.
+        let hexes = |t: &str, n: usize| {
+            t.len() == n
+                && t.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
         let mut unused = Vec::new();
         let mut gone = Vec::new();
         for e in entries.flatten() {

@@ -289,7 +289,16 @@ impl State {
 /// An installed plugin must be a file of its own: a symbolic or hard link
 /// could lead to a file a plugin can write (its granted directory), and so
 /// to code that plugin chose running for every connection of the version.
-fn own_file(path: &Path) -> Result<(), String> {
+fn own_file(dir: &Path, path: &Path) -> Result<(), String> {
+    // Its folder too: a folder that is a link leads anywhere.
+    if let Some(folder) = path.parent().filter(|f| *f != dir)
+        && std::fs::symlink_metadata(folder).is_ok_and(|m| !m.file_type().is_dir())
+    {
+        return Err(format!(
+            "{} is a symbolic link, not a folder of the plugins directory: an installed plugin must be a file of its own (copy it in, or use `plugin add`)",
+            folder.display()
+        ));
+    }
     let meta = std::fs::symlink_metadata(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     if meta.file_type().is_symlink() {
@@ -492,7 +501,20 @@ impl Registry {
                 if let Some(p) = serving(self) {
                     return Ok(p);
                 }
-                let plugin = self.runtime.load_file(&path).await?;
+                let plugin = match self.runtime.load_file(&path).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // Kept, so that lists and statuses show why.
+                        self.state().files.entry(path.clone()).or_default().refused =
+                            Some(Refusal {
+                                path: path.display().to_string(),
+                                at: now_ms(),
+                                message: e.to_string(),
+                            });
+                        self.watch_file(&path);
+                        return Err(e.into());
+                    }
+                };
                 {
                     let mut state = self.state();
                     state.seq += 1;
@@ -622,13 +644,14 @@ impl Registry {
     /// Whether `path` is a folder of the plugins directory (where `plugin
     /// add` puts a plugin's versions).
     pub(super) fn is_installed_folder(&self, path: &Path) -> bool {
+        // A real directory: a link to one is never followed.
         self.dir
             .as_deref()
             .is_some_and(|d| path.parent() == Some(d))
             && path
                 .file_name()
                 .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
-            && path.is_dir()
+            && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_dir())
     }
 
     /// Whether the registry holds `path`: a file in the plugins directory,
@@ -676,8 +699,8 @@ impl Registry {
             return self.finish(event);
         }
         let got: Result<Option<Arc<Plugin>>, String> = async {
-            if installed {
-                own_file(path)?;
+            if installed && let Some(dir) = &self.dir {
+                own_file(dir, path)?;
             }
             let bytes = super::plugin::read_plugin_file(path)
                 .await
@@ -898,9 +921,7 @@ impl Registry {
         plain.build = semver::BuildMetadata::EMPTY;
         let folder = dir.join(&d.name);
         let dest = folder.join(format!("{plain}.wasm"));
-        let bytes = tokio::fs::read(file)
-            .await
-            .with_context(|| format!("reading {}", file.display()))?;
+        let bytes = super::plugin::read_plugin_file(file).await?;
         if hex(&Sha256::digest(&bytes)) != plugin.digest {
             anyhow::bail!(
                 "{} changed while it was being installed; try again",
@@ -908,7 +929,12 @@ impl Registry {
             );
         }
         let mut already = false;
-        if let Ok(there) = tokio::fs::read(&dest).await {
+        // What is there is read as the loader reads it. One the registry
+        // refuses (a link, a FIFO) is replaced by a file of its own.
+        if std::fs::symlink_metadata(&dest).is_ok()
+            && own_file(&dir, &dest).is_ok()
+            && let Ok(there) = super::plugin::read_plugin_file(&dest).await
+        {
             if hex(&Sha256::digest(&there)) == plugin.digest {
                 already = true;
             } else if !replace {
@@ -979,13 +1005,11 @@ impl Registry {
             }
             state.files.keys().cloned().collect()
         };
-        // What the files hold now, loaded or not yet: only regular files
-        // a plugin may be (a FIFO or `/dev/zero` named `x.wasm` is never
-        // read).
+        // What the files hold now, loaded or not yet, read as the loader
+        // reads (a FIFO, `/dev/zero` or a `/proc` file named `x.wasm` is
+        // never read past what a plugin may be).
         for f in files.into_iter().chain(self.installed_files()) {
-            let plain = std::fs::metadata(&f)
-                .is_ok_and(|m| m.is_file() && m.len() <= super::plugin::MAX_PLUGIN_BYTES);
-            if plain && let Ok(bytes) = std::fs::read(&f) {
+            if let Ok(bytes) = super::plugin::read_bounded(&f) {
                 keep.insert(hex(&Sha256::digest(&bytes)));
             }
         }

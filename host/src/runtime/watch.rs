@@ -71,6 +71,11 @@ type Changes = tokio::sync::mpsc::UnboundedSender<(PathBuf, Instant)>;
 /// An OS watch that sends each changed path, with when.
 fn os_watch(tx: Changes) -> notify::Result<notify::RecommendedWatcher> {
     notify::recommended_watcher(move |got: notify::Result<notify::Event>| match got {
+        // The OS dropped events (its queue overflowed): everything is
+        // looked at again. An empty path says so.
+        Ok(event) if event.need_rescan() => {
+            let _ = tx.send((PathBuf::new(), Instant::now()));
+        }
         Ok(event) if changes(&event.kind) => {
             let at = Instant::now();
             for p in event.paths {
@@ -222,6 +227,17 @@ impl Registry {
         }
     }
 
+    /// Every watched directory taken as replaced: the next check watches
+    /// them afresh and reloads their files.
+    fn lost_all(&self) {
+        let mut w = self.watcher.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = w.as_mut() {
+            for was in w.dirs.values_mut() {
+                *was = None;
+            }
+        }
+    }
+
     /// What to reload when directory `dir` was replaced: its plugin files,
     /// and those the registry held there (gone now, perhaps).
     fn files_in(&self, dir: &Path) -> Vec<PathBuf> {
@@ -258,6 +274,11 @@ async fn debounced(
             got = changes.recv() => {
                 let Some((path, at)) = got else { return };
                 let Some(r) = registry.upgrade() else { return };
+                if path.as_os_str().is_empty() {
+                    tracing::warn!("plugin file changes were lost by the OS: looking at every watched directory again");
+                    r.lost_all();
+                    continue;
+                }
                 r.lost(&path);
                 // A folder made in the plugins directory: files written into
                 // it before its OS watch was in place send no event of their

@@ -259,9 +259,11 @@ impl Engine {
         // Each connection's version first: a file named by path is in the
         // registry once resolved.
         let mut running = Vec::new();
+        let mut failing = Vec::new();
         for c in self.store.connections().await? {
-            if let Ok(p) = self.connectors.named(&c.plugin).await {
-                running.push((c.id, p));
+            match self.connectors.named(&c.plugin).await {
+                Ok(p) => running.push((c.id, p)),
+                Err(_) => failing.push(c),
             }
         }
         let mut out: Vec<PluginListing> = registry
@@ -276,6 +278,17 @@ impl Engine {
         for (id, p) in running {
             if let Some(l) = out.iter_mut().find(|l| l.version.is(&p)) {
                 l.connections.push(id);
+            }
+        }
+        // A file that cannot be loaded is listed with why; its connections
+        // with it.
+        for c in failing {
+            if let Some(f) = plugin_file(&c.plugin)
+                && let Some(l) = out
+                    .iter_mut()
+                    .find(|l| l.version.plugin.is_none() && l.version.path.as_deref() == f.to_str())
+            {
+                l.connections.push(c.id);
             }
         }
         Ok(out)
