@@ -103,7 +103,7 @@ async fn demo_engine(runtime: Arc<Runtime>) -> anyhow::Result<Arc<Engine>> {
 /// The demo's mappings: categories office, freight, cleaning and software
 /// to `accounts`, department ops to `tracking`, funding account operating
 /// to `bank`.
-fn demo_mappings(accounts: [&str; 4], tracking: (&str, &str), bank: &str) -> Mappings {
+pub(crate) fn demo_mappings(accounts: [&str; 4], tracking: (&str, &str), bank: &str) -> Mappings {
     Mappings {
         categories: ["office", "freight", "cleaning", "software"]
             .into_iter()

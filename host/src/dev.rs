@@ -6,9 +6,10 @@
 //! and the host reloads the new build in place (the same hot reload as
 //! `serve --watch`) and runs the samples again.
 
+use crate::demo::demo_mappings;
 use anyhow::Context as _;
 use ledgerbridge::intake;
-use ledgerbridge::model::{Connection, LimitOverrides, Mappings, OAuth2, TrackingMapping};
+use ledgerbridge::model::{Connection, LimitOverrides, OAuth2};
 use ledgerbridge::runtime::{Registry, ReloadOutcome, Runtime};
 use ledgerbridge::store::Store;
 use ledgerbridge::sync::{Engine, RetryPolicy, WorkerConfig};
@@ -214,7 +215,11 @@ async fn connection(
         credentials: Default::default(),
         allowed_hosts: vec![],
         directory: None,
-        mappings: mappings(["6100", "6300"], ("Department", "Ops"), "1010"),
+        mappings: demo_mappings(
+            ["6100", "6300", "6400", "6500"],
+            ("Department", "Ops"),
+            "1010",
+        ),
         default_bank_account: None,
         sync_bills: true,
         sync_payments: true,
@@ -253,7 +258,7 @@ async fn connection(
             ]
             .into();
             c.allowed_hosts = vec![format!("http://{}", sim.addr())];
-            c.mappings = mappings(["453", "425"], ("Region", "North"), "090");
+            c.mappings = demo_mappings(["453", "425", "408", "485"], ("Region", "North"), "090");
             println!("a Xero simulator serves {}", sim.api_url());
             simulator = Some(Box::new(sim));
         }
@@ -275,7 +280,7 @@ async fn connection(
             ]
             .into();
             c.allowed_hosts = vec![format!("http://{}", sim.addr())];
-            c.mappings = mappings(["60", "61"], ("Class", "101"), "35");
+            c.mappings = demo_mappings(["60", "61", "63", "62"], ("Class", "101"), "35");
             println!("a QuickBooks Online simulator serves {}", sim.api_url());
             simulator = Some(Box::new(sim));
         }
@@ -284,26 +289,6 @@ async fn connection(
         c.settings.insert(k.clone(), v.clone());
     }
     Ok((c, simulator))
-}
-
-fn mappings(accounts: [&str; 2], tracking: (&str, &str), bank: &str) -> Mappings {
-    Mappings {
-        categories: ["office", "freight"]
-            .into_iter()
-            .zip(accounts)
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect(),
-        departments: [(
-            "ops".to_string(),
-            TrackingMapping {
-                category: tracking.0.into(),
-                option: tracking.1.into(),
-            },
-        )]
-        .into(),
-        bank_accounts: [("operating".to_string(), bank.to_string())].into(),
-        vendors: Default::default(),
-    }
 }
 
 /// This run's prefix for sample ids, so that the entries a directory or a

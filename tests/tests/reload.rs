@@ -57,6 +57,29 @@ fn replace_all(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     out
 }
 
+fn mkfifo(path: &Path) {
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// Prunes the host's cache off the async workers, failing the test if it
+/// takes longer than `limit` (a FIFO or an endless file read would).
+async fn prunes_within(h: &Host, limit: Duration) {
+    let registry = h.engine.registry().clone();
+    tokio::time::timeout(
+        limit,
+        tokio::task::spawn_blocking(move || registry.prune_cache()),
+    )
+    .await
+    .expect("pruning reads no more than a plugin may be, and never waits on a FIFO")
+    .unwrap();
+}
+
 /// The tag letter a version or a minted id carries.
 fn tag_of(text: &str) -> char {
     let i = text
@@ -632,27 +655,14 @@ async fn p3_replaced_directories_links_and_odd_files() {
 
     // A FIFO named like a plugin: refused on reload, skipped by pruning.
     let fifo = h.path("plugins/fifo.wasm");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     match h.event_for("plugins/fifo.wasm").await.outcome {
         ReloadOutcome::Refused { message, .. } => {
             assert!(message.contains("not a regular file"), "{message}")
         }
         other => panic!("{other:?}"),
     }
-    let registry = h.engine.registry().clone();
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio::task::spawn_blocking(move || registry.prune_cache()),
-    )
-    .await
-    .expect("pruning never opens a FIFO")
-    .unwrap();
+    prunes_within(&h, Duration::from_secs(10)).await;
 
     // An installed file named by its path follows its reloads.
     let installed = h.path("plugins/minting/1.1.0.wasm");
@@ -810,27 +820,14 @@ async fn p8_links_fifos_and_endless_files_in_the_registry_are_not_followed() {
     // Refused, one way or another, having read no more than 64 MiB.
     assert!(format!("{e:#}").contains("cannot read"), "{e:#}");
     std::os::unix::fs::symlink("/proc/self/pagemap", h.path("plugins/pm.wasm")).unwrap();
-    let r = registry.clone();
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        tokio::task::spawn_blocking(move || r.prune_cache()),
-    )
-    .await
-    .expect("pruning reads no more than a plugin may be")
-    .unwrap();
+    prunes_within(&h, Duration::from_secs(60)).await;
 
     // Where `plugin add` installs: a FIFO, then a link to the same bytes.
     let build = h.path("build/A.wasm");
     std::fs::write(&build, variant("1.0.0", 'A')).unwrap();
     let dest = h.path("plugins/minting/1.0.0.wasm");
     std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&dest)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&dest);
     let (_, already) = tokio::time::timeout(Duration::from_secs(30), registry.add(&build, false))
         .await
         .expect("a FIFO is not read")
