@@ -173,6 +173,17 @@ impl Host {
         }
     }
 
+    /// Connection `id`'s status, as the engine reports it.
+    async fn status(&self, id: &str) -> ledgerbridge::store::ConnectionStatus {
+        self.engine
+            .status(Some("acme"))
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.id == id)
+            .unwrap()
+    }
+
     /// Syncs `doc` (imported now) and returns its log line in `conn`.
     async fn sync_in(&self, conn: &str, doc: &str) -> LogRow {
         import(
@@ -316,17 +327,6 @@ async fn p3_a_broken_build_leaves_the_old_version_serving_and_says_why() {
     std::fs::write(&file, variant("1.0.0", 'A')).unwrap();
     h.connect("m", file.to_str().unwrap()).await;
     h.watch().await;
-    let status = |h: &Host| {
-        let e = h.engine.clone();
-        async move {
-            e.status(Some("acme"))
-                .await
-                .unwrap()
-                .into_iter()
-                .find(|c| c.id == "m")
-                .unwrap()
-        }
-    };
     let half = variant("1.0.0", 'B');
     let broken: Vec<(&str, Vec<u8>, &str)> = vec![
         (
@@ -355,7 +355,7 @@ async fn p3_a_broken_build_leaves_the_old_version_serving_and_says_why() {
             }
             other => panic!("{what}: {other:?}"),
         }
-        let s = status(&h).await;
+        let s = h.status("m").await;
         let refused = s.plugin_refused.expect("the status says why");
         assert!(refused.contains(why), "{what}: {refused}");
         assert_eq!(tag_of(&s.plugin_version.unwrap().version), 'A');
@@ -370,7 +370,7 @@ async fn p3_a_broken_build_leaves_the_old_version_serving_and_says_why() {
     f.write_all(&half[half.len() / 2..]).unwrap();
     drop(f);
     assert_eq!(loaded_tag(&h.next_event().await), 'B');
-    let s = status(&h).await;
+    let s = h.status("m").await;
     assert_eq!(s.plugin_refused, None, "fixed: nothing to report");
     assert_eq!(tag_of(&s.plugin_version.unwrap().version), 'B');
     assert_eq!(ran_on(&h.sync("new").await), 'B');
@@ -493,31 +493,23 @@ async fn p3_connections_pin_a_version_or_follow_the_newest() {
 
     // A broken file in minting's folder is reported to the connections that
     // follow minting (D serves on); one in another folder is not theirs.
-    let refused = |h: &Host| {
-        let e = h.engine.clone();
-        async move {
-            e.status(Some("acme"))
-                .await
-                .unwrap()
-                .into_iter()
-                .find(|c| c.id == "follow")
-                .unwrap()
-                .plugin_refused
-        }
-    };
     std::fs::create_dir_all(h.path("plugins/other")).unwrap();
     std::fs::write(h.path("plugins/other/x.wasm"), b"junk").unwrap();
     assert!(matches!(
         h.event_for("plugins/other/x.wasm").await.outcome,
         ReloadOutcome::Refused { .. }
     ));
-    assert_eq!(refused(&h).await, None);
+    assert_eq!(h.status("follow").await.plugin_refused, None);
     std::fs::write(h.path("plugins/minting/2.0.0.wasm"), b"junk").unwrap();
     assert!(matches!(
         h.event_for("plugins/minting/2.0.0.wasm").await.outcome,
         ReloadOutcome::Refused { .. }
     ));
-    let why = refused(&h).await.expect("the broken build is reported");
+    let why = h
+        .status("follow")
+        .await
+        .plugin_refused
+        .expect("the broken build is reported");
     assert!(
         why.contains("minting/2.0.0.wasm") && why.contains("not a WebAssembly component"),
         "{why}"
@@ -530,7 +522,11 @@ async fn p3_connections_pin_a_version_or_follow_the_newest() {
             ReloadOutcome::Removed { .. }
         ));
     }
-    assert_eq!(refused(&h).await, None, "removed: nothing to report");
+    assert_eq!(
+        h.status("follow").await.plugin_refused,
+        None,
+        "removed: nothing to report"
+    );
 
     let listing = h.engine.plugins().await.unwrap();
     let users = |tag: char| -> Vec<String> {
